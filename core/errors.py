@@ -1,0 +1,33 @@
+"""Errors a user can cause. Their message is one sentence that says what to do; pages show it with st.error."""
+
+
+class StudioError(Exception):
+    """Base class: the message is meant for the user, not a traceback."""
+
+
+class ProjectNotFoundError(StudioError):
+    pass
+
+
+class ProjectExistsError(StudioError):
+    pass
+
+
+class ModelLoadError(StudioError):
+    pass
+
+
+class EndpointError(StudioError):
+    pass
+
+
+class TemplateError(StudioError):
+    pass
+
+
+class DataImportError(StudioError):
+    pass
+
+
+class ContextOverflowError(StudioError):
+    pass

@@ -1,0 +1,107 @@
+"""Long work runs in a subprocess that prints JSON events; the UI reads them from a file and can cancel.
+
+A crash or out-of-memory in the job cannot take the Streamlit server down, and the events file survives
+a browser refresh. Later features (ingestion, training, evaluation) reuse this runner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import atomic
+
+_processes: dict[str, subprocess.Popen] = {}  # reaped by poll() so finished jobs leave no zombies
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    state: str  # running | done | failed | cancelled
+    progress: float
+    message: str
+    error: str = ""
+
+
+class Job:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    @property
+    def id(self) -> str:
+        return self.folder.name
+
+    @classmethod
+    def start(cls, jobs_dir: Path, argv: list[str], label: str) -> "Job":
+        folder = Path(jobs_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        folder.mkdir(parents=True)
+        with open(folder / "events.jsonl", "wb") as out, open(folder / "stderr.log", "wb") as err:
+            process = subprocess.Popen(
+                [sys.executable, *argv], stdout=out, stderr=err, start_new_session=True,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+        _processes[folder.name] = process
+        atomic.write_json(folder / "job.json", {"pid": process.pid, "argv": argv, "label": label,
+                                                "started": time.time()})
+        return cls(folder)
+
+    def events(self) -> list[dict]:
+        path = self.folder / "events.jsonl"
+        if not path.exists():
+            return []
+        events = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue  # a half-written last line is read on the next poll
+        return events
+
+    def _returncode(self) -> int | None:
+        process = _processes.get(self.id)
+        if process is not None:
+            return process.poll()
+        pid = atomic.read_json(self.folder / "job.json")["pid"]
+        try:
+            os.kill(pid, 0)
+            return None
+        except ProcessLookupError:
+            return -1 if not (self.folder / "exit").exists() else 0
+
+    def status(self) -> JobStatus:
+        events = self.events()
+        progress = max((e["progress"] for e in events if "progress" in e), default=0.0)
+        message = next((e["message"] for e in reversed(events) if "message" in e), "Starting")
+        error = next((e["error"] for e in reversed(events) if "error" in e), "")
+        if (self.folder / "cancelled").exists():
+            return JobStatus("cancelled", progress, "Cancelled")
+        code = self._returncode()
+        if code is None:
+            return JobStatus("running", progress, message)
+        if code == 0:
+            return JobStatus("done", 1.0, message)
+        if not error:
+            tail = (self.folder / "stderr.log").read_text(errors="replace").strip().splitlines()[-1:] or ["unknown"]
+            error = f"The job stopped unexpectedly ({tail[0][:200]}); see {self.folder / 'stderr.log'}."
+        return JobStatus("failed", progress, message, error)
+
+    def cancel(self) -> None:
+        (self.folder / "cancelled").write_text(str(time.time()))
+        pid = atomic.read_json(self.folder / "job.json")["pid"]
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+        process = _processes.get(self.id)
+        if process is not None:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(pid, signal.SIGKILL)
+                process.wait()

@@ -1,0 +1,52 @@
+"""What every model backend offers: rendering a conversation, counting tokens, streaming an answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.models.generation import GenerationSettings, GenerationStream
+
+
+@dataclass(frozen=True)
+class CompletionLabels:
+    """Plain completion template for base models, which have no chat template."""
+    user: str = "Question"
+    assistant: str = "Answer"
+
+    @property
+    def stop(self) -> str:
+        return f"\n{self.user}:"
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    messages: tuple[dict, ...]
+    text: str  # exactly what the model reads (for an endpoint, a transcript used for counting)
+    add_special_tokens: bool
+    format: str  # "chat template" | "completion" | "endpoint chat"
+    stop: tuple[str, ...] = ()  # stops implied by the format
+
+
+def render_completion(messages: list[dict], labels: CompletionLabels) -> str:
+    parts, system = [], [m["content"] for m in messages if m["role"] == "system"]
+    if system and system[0].strip():
+        parts.append(system[0].strip() + "\n\n")
+    for message in messages:
+        if message["role"] == "user":
+            parts.append(f"{labels.user}: {message['content'].strip()}\n{labels.assistant}:")
+        elif message["role"] == "assistant":
+            parts.append(f" {message['content'].strip()}\n\n")
+    return "".join(parts)
+
+
+class ModelBackend(Protocol):
+    name: str
+    context_length: int
+    approximate_tokens: bool  # True when counts are estimates (no local tokenizer)
+
+    def render(self, messages: list[dict], labels: CompletionLabels) -> RenderedPrompt: ...
+
+    def count_tokens(self, prompt: RenderedPrompt | str) -> int: ...
+
+    def stream(self, prompt: RenderedPrompt, settings: GenerationSettings) -> GenerationStream: ...

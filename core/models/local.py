@@ -1,0 +1,184 @@
+"""A transformers model loaded in this process (embedded, local folder, converted GGUF or hub snapshot)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+
+from core.errors import ModelLoadError
+from core.models.base import CompletionLabels, RenderedPrompt, render_completion
+from core.models.card import ModelCard, card_from_model
+from core.models.generation import GenerationSettings, GenerationStream
+
+log = logging.getLogger(__name__)
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
+HUB_HOST = "huggingface.co"
+
+
+class LocalModel:
+    approximate_tokens = False
+
+    def __init__(self, name: str, model, tokenizer):
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.context_length = _context_length(model, tokenizer)
+        self.card: ModelCard = card_from_model(name, model, tokenizer, self.context_length)
+        # One generation at a time per loaded model: parallel CPU generations only slow each other down.
+        self.lock = threading.Lock()
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render(self, messages: list[dict], labels: CompletionLabels) -> RenderedPrompt:
+        if self.has_chat_template:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return RenderedPrompt(tuple(messages), text, False, "chat template")
+        return RenderedPrompt(tuple(messages), render_completion(messages, labels), True, "completion",
+                              (labels.stop,))
+
+    def count_tokens(self, prompt: RenderedPrompt | str) -> int:
+        if isinstance(prompt, str):
+            return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"])
+
+    def stream(self, prompt: RenderedPrompt, settings: GenerationSettings) -> GenerationStream:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        tokenizer, model = self.tokenizer, self.model
+        # Stop strings are watched in the streamed text (GenerationStream), which cancels generation at once;
+        # transformers' stop_strings would precompute tables over the whole vocabulary on every new stop set.
+        stops = tuple(dict.fromkeys(prompt.stop + settings.stop))
+
+        class Cancelled(StoppingCriteria):
+            def __init__(self, event):
+                self.event = event
+
+            def __call__(self, input_ids, scores, **kwargs):
+                return self.event.is_set()
+
+        def produce(emit, cancel_event):
+            inputs = tokenizer(prompt.text, return_tensors="pt", add_special_tokens=prompt.add_special_tokens)
+            inputs = {k: v.to(model.device) for k, v in inputs.items()}
+            prompt_len = inputs["input_ids"].shape[1]
+            streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            kwargs = dict(
+                **inputs,
+                max_new_tokens=settings.max_new_tokens,
+                streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([Cancelled(cancel_event)]),
+                repetition_penalty=settings.repetition_penalty,
+                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            )
+            if settings.temperature > 0:
+                kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+            else:
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            result: dict = {}
+
+            def run_generate():
+                try:
+                    with self.lock, torch.inference_mode():
+                        result["ids"] = model.generate(**kwargs)
+                except BaseException as exc:
+                    result["error"] = exc
+                    streamer.end()
+
+            thread = threading.Thread(target=run_generate, daemon=True)
+            thread.start()
+            for piece in streamer:
+                emit(piece)
+            thread.join()
+            if "error" in result:
+                raise result["error"]
+            generated = result["ids"][0][prompt_len:]
+            return prompt_len, _count_until_stop(tokenizer, generated, stops)
+
+        return GenerationStream(produce, stops)
+
+
+def _count_until_stop(tokenizer, generated, stops) -> int:
+    """Output tokens up to (not including) the stop string, so counts match the text shown."""
+    ids = [int(i) for i in generated if int(i) not in set(tokenizer.all_special_ids)]
+    if not stops:
+        return len(ids)
+    for n in range(1, len(ids) + 1):
+        if any(s in tokenizer.decode(ids[:n]) for s in stops):
+            return max(0, n - 1)
+    return len(ids)
+
+
+def _context_length(model, tokenizer) -> int:
+    config = getattr(model.config, "text_config", None) or model.config
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", 0)
+    return limit if 0 < limit < 10_000_000 else 2048
+
+
+def check_model_folder(folder: Path) -> None:
+    if not folder.exists():
+        raise ModelLoadError(f"The folder {folder} does not exist; check the path.")
+    if not folder.is_dir():
+        raise ModelLoadError(f"{folder} is a file, not a folder; pick a Hugging Face model folder or a .gguf file.")
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{folder} has no config.json, so it is not a Hugging Face model folder.")
+    if not any(any(folder.glob(p)) for p in WEIGHT_PATTERNS):
+        raise ModelLoadError(f"{folder} has no weights (*.safetensors); the download may be incomplete.")
+
+
+def load_folder(folder: Path, name: str | None = None) -> LocalModel:
+    folder = Path(folder).expanduser()
+    check_model_folder(folder)
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype).to(device)
+        model.eval()
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        log.exception("loading %s failed", folder)
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelLoadError(f"The model in {folder} could not be loaded ({first_line}); "
+                             "the folder may be corrupt or of an unsupported architecture.") from exc
+    return LocalModel(name or folder.name, model, tokenizer)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_hub_id(repo_id: str) -> Path:
+    """A cached snapshot when there is one; otherwise download, but only after a quick reachability check."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
+        raise ModelLoadError(f"'{repo_id}' is not downloaded and the model hub cannot be reached (offline); "
+                             "use the embedded model or a local folder.")
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=10))
+    except Exception as exc:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise ModelLoadError(f"Could not download '{repo_id}' ({first_line}); "
+                             "check the id and your access rights.") from exc

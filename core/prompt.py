@@ -1,0 +1,113 @@
+"""Prompt templates with {variables}: parsing, validation and rendering into chat messages."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+
+from core.errors import TemplateError
+
+BUILTIN_VARIABLES = ("question",)  # filled per request; later rungs add {context}
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    system_prompt: str = field(default="You are a helpful assistant for {company}. Answer briefly and accurately.",
+                               metadata={"help": "Instructions the model reads before every question."})
+    template: str = field(default="{question}", metadata={"help": "How each question is wrapped; must contain {question}."})
+    variables: dict = field(default_factory=lambda: {"company": "our company"},
+                            metadata={"help": "Values for your own {variables}."})
+    user_label: str = field(default="Question", metadata={"help": "Label before questions for base models."})
+    assistant_label: str = field(default="Answer", metadata={"help": "Label before answers for base models."})
+
+    def to_dict(self) -> dict:
+        return {"system_prompt": self.system_prompt, "template": self.template, "variables": dict(self.variables),
+                "user_label": self.user_label, "assistant_label": self.assistant_label}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "PromptSettings":
+        data = data or {}
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def template_variables(text: str) -> list[str]:
+    """Variable names in order of first use; raises TemplateError on broken braces."""
+    names: list[str] = []
+    try:
+        for _, name, spec, conversion in string.Formatter().parse(text):
+            if name is None:
+                continue
+            if not name.isidentifier():
+                raise TemplateError(f"'{{{name}}}' is not a valid variable name; use letters, digits and _ "
+                                    "(write {{ and }} for literal braces).")
+            if spec or conversion:
+                raise TemplateError(f"Remove the ':' or '!' inside {{{name}}}; variables take no format options.")
+            if name not in names:
+                names.append(name)
+    except ValueError as exc:
+        raise TemplateError(f"The braces do not match ({exc}); write {{{{ and }}}} for literal braces.") from exc
+    return names
+
+
+@dataclass(frozen=True)
+class TemplateCheck:
+    errors: list[str]
+    warnings: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_prompt(settings: PromptSettings) -> TemplateCheck:
+    errors, warnings = [], []
+    if not settings.template.strip():
+        errors.append("The template is empty; write at least {question}.")
+    for label, text in (("system prompt", settings.system_prompt), ("template", settings.template)):
+        try:
+            names = template_variables(text)
+        except TemplateError as exc:
+            errors.append(f"In the {label}: {exc}")
+            continue
+        for name in names:
+            if name not in BUILTIN_VARIABLES and name not in settings.variables:
+                errors.append(f"Unknown variable {{{name}}} in the {label}: add it under Variables or remove it.")
+            elif name in settings.variables and not str(settings.variables[name]).strip():
+                warnings.append(f"Variable {{{name}}} has no value yet; it will be left empty.")
+    if settings.template.strip() and "question" not in _safe_names(settings.template):
+        errors.append("The template must contain {question} where the user's question goes.")
+    if "question" in _safe_names(settings.system_prompt):
+        warnings.append("{question} in the system prompt repeats the question; usually it belongs in the template.")
+    unused = [n for n in settings.variables if n not in _safe_names(settings.system_prompt + settings.template)]
+    if unused:
+        warnings.append(f"Variables not used anywhere: {', '.join(unused)}.")
+    return TemplateCheck(errors, warnings)
+
+
+def _safe_names(text: str) -> list[str]:
+    try:
+        return template_variables(text)
+    except TemplateError:
+        return []
+
+
+def fill(text: str, values: dict) -> str:
+    names = template_variables(text)
+    return text.format(**{n: values.get(n, "") for n in names})
+
+
+def build_messages(settings: PromptSettings, question: str, examples: list[tuple[str, str]]) -> list[dict]:
+    """System prompt, then each example as a user/assistant turn, then the question."""
+    check = check_prompt(settings)
+    if not check.ok:
+        raise TemplateError(check.errors[0])
+    values = dict(settings.variables)
+    messages = []
+    system = fill(settings.system_prompt, {**values, "question": question}).strip()
+    if system:
+        messages.append({"role": "system", "content": system})
+    for example_question, example_answer in examples:
+        messages.append({"role": "user", "content": fill(settings.template, {**values, "question": example_question})})
+        messages.append({"role": "assistant", "content": example_answer})
+    messages.append({"role": "user", "content": fill(settings.template, {**values, "question": question})})
+    return messages

@@ -1,0 +1,162 @@
+"""Projects on disk: one folder per project under STUDIO_HOME. Every write is atomic."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import atomic
+from core.errors import ProjectExistsError, ProjectNotFoundError, StudioError
+
+PROJECT_FILE = "project.json"
+# Sub-folders every project has; later features fill them.
+PROJECT_DIRS = ("recipes", "datasets", "indexes", "runs", "adapters", "feedback")
+
+
+def studio_home() -> Path:
+    """Where projects and model caches live: $STUDIO_HOME, else ~/.llm-studio."""
+    return Path(os.environ.get("STUDIO_HOME") or Path.home() / ".llm-studio").expanduser()
+
+
+def slugify(name: str) -> str:
+    """A folder name from a display name; keeps it readable, drops accents only for the folder."""
+    ascii_name = unicodedata.normalize("NFKD", name.replace("đ", "d").replace("Đ", "D"))
+    ascii_name = ascii_name.encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_name).strip("-").lower()
+    return slug[:60] or "project"
+
+
+@dataclass(frozen=True)
+class Project:
+    path: Path
+    name: str
+    created: float
+
+    @property
+    def slug(self) -> str:
+        return self.path.name
+
+    def subdir(self, name: str) -> Path:
+        folder = self.path / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def exists(self) -> bool:
+        return (self.path / PROJECT_FILE).is_file()
+
+    def require(self) -> "Project":
+        """Raise a clear error when the project was deleted (for example from another tab)."""
+        if not self.exists():
+            raise ProjectNotFoundError(
+                f"Project '{self.name}' no longer exists (it was deleted or renamed elsewhere); pick another project."
+            )
+        return self
+
+
+class Workspace:
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root else studio_home()
+        self.projects_dir = self.root / "projects"
+        self.projects_dir.mkdir(parents=True, exist_ok=True)
+
+    def list_projects(self) -> list[Project]:
+        projects = []
+        for folder in sorted(self.projects_dir.iterdir()):
+            meta_path = folder / PROJECT_FILE
+            if folder.name.startswith("."):
+                continue  # staging folders of an unfinished create/duplicate/delete are not projects
+            if folder.is_dir() and meta_path.is_file():
+                try:
+                    meta = atomic.read_json(meta_path)
+                except ValueError:
+                    continue  # a damaged project file must not hide the other projects
+                if not isinstance(meta, dict):
+                    continue
+                projects.append(Project(folder, meta.get("name", folder.name), meta.get("created", 0.0)))
+        return sorted(projects, key=lambda p: p.name.lower())
+
+    def get(self, slug_or_name: str) -> Project:
+        for project in self.list_projects():
+            if slug_or_name in (project.slug, project.name):
+                return project
+        raise ProjectNotFoundError(f"There is no project called '{slug_or_name}'; create it first.")
+
+    def _check_name(self, name: str) -> str:
+        name = (name or "").strip()
+        if not name:
+            raise StudioError("Give the project a name.")
+        if any(p.name.lower() == name.lower() for p in self.list_projects()):
+            raise ProjectExistsError(f"A project called '{name}' already exists; choose another name.")
+        return name
+
+    def _free_folder(self, name: str) -> Path:
+        base = slugify(name)
+        candidate, n = self.projects_dir / base, 2
+        while candidate.exists():
+            candidate, n = self.projects_dir / f"{base}-{n}", n + 1
+        return candidate
+
+    def create(self, name: str) -> Project:
+        name = self._check_name(name)
+        folder = self._free_folder(name)
+        staging = folder.with_name(f".{folder.name}.creating")
+        shutil.rmtree(staging, ignore_errors=True)
+        for sub in PROJECT_DIRS:
+            (staging / sub).mkdir(parents=True)
+        created = time.time()
+        atomic.write_json(staging / PROJECT_FILE, {"name": name, "created": created})
+        os.replace(staging, folder)  # the project appears whole or not at all
+        return Project(folder, name, created)
+
+    def rename(self, project: Project, new_name: str) -> Project:
+        project.require()
+        if new_name.strip().lower() == project.name.lower():
+            return project
+        new_name = self._check_name(new_name)
+        meta = atomic.read_json(project.path / PROJECT_FILE)
+        meta["name"] = new_name
+        atomic.write_json(project.path / PROJECT_FILE, meta)
+        return Project(project.path, new_name, project.created)
+
+    def duplicate(self, project: Project, new_name: str) -> Project:
+        project.require()
+        new_name = self._check_name(new_name)
+        folder = self._free_folder(new_name)
+        staging = folder.with_name(f".{folder.name}.copying")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(project.path, staging)
+        created = time.time()
+        atomic.write_json(staging / PROJECT_FILE, {"name": new_name, "created": created})
+        os.replace(staging, folder)
+        return Project(folder, new_name, created)
+
+    @property
+    def _last_file(self) -> Path:
+        return self.root / "last_project.txt"
+
+    def remember_last(self, project: Project | None) -> None:
+        """A new browser session (refresh, new tab) reopens the project used last."""
+        if project is None:
+            self._last_file.unlink(missing_ok=True)
+        else:
+            atomic.write_text(self._last_file, project.slug)
+
+    def last_opened(self) -> Project | None:
+        try:
+            return self.get(self._last_file.read_text(encoding="utf-8").strip())
+        except (OSError, ProjectNotFoundError):
+            return None
+
+    def delete(self, project: Project, confirm_name: str) -> None:
+        """Deletes only when the user typed the project's name, so a stray click loses nothing."""
+        if confirm_name.strip() != project.name:
+            raise StudioError(f"Type the project name '{project.name}' exactly to confirm deletion.")
+        project.require()
+        trash = project.path.with_name(f".{project.path.name}.deleting")
+        os.replace(project.path, trash)  # disappears at once for other tabs, then is removed
+        shutil.rmtree(trash, ignore_errors=True)

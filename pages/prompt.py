@@ -1,0 +1,128 @@
+"""Rung 1 · Prompt: system prompt and template with {variables}, generation settings, try it, measure a baseline."""
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import StudioError
+from core.models.generation import GenerationSettings
+from core.prompt import BUILTIN_VARIABLES, PromptSettings, check_prompt
+from core.recipe import RecipeStore
+from studio.ui.model_panel import model_ready
+from studio.ui.state import discard_draft, draft, require_project, save_draft, saved_recipe, set_draft
+from studio.ui.trial import run_table, show_table, stream_answer
+
+project = require_project()
+slug = project.slug
+recipe = draft(project)
+saved, version = saved_recipe(project)
+K = f"prompt.{slug}."  # widget keys of this page, per project
+
+st.title("1 · Prompt")
+st.write("Tell the model who it is and how to answer. Write `{question}` where the user's question goes and "
+         "`{your_words}` for values you define below. Try it, then save: every save is a new recipe version.")
+
+edit, trial = st.columns([1, 1], gap="large")
+with edit:
+    system_prompt = st.text_area("System prompt", value=recipe.prompt.system_prompt, height=140, key=K + "system",
+                                 help="Instructions the model reads before every question.")
+    template = st.text_area("Question template", value=recipe.prompt.template, height=80, key=K + "template",
+                            help="Must contain {question}. Example: 'Customer question: {question}'.")
+    st.markdown("**Variables**")
+    base_key = K + "variables_base"
+    if base_key not in st.session_state:  # the editor needs a stable base; edits are kept by the widget
+        st.session_state[base_key] = pd.DataFrame(
+            [{"variable": k, "value": v} for k, v in recipe.prompt.variables.items()] or [{"variable": "", "value": ""}])
+    edited = st.data_editor(st.session_state[base_key], num_rows="dynamic", hide_index=True, width="stretch",
+                            key=K + "variables", column_config={
+                                "variable": st.column_config.TextColumn("Variable", help="Name used as {name}"),
+                                "value": st.column_config.TextColumn("Value", width="large")})
+    variables = {str(r["variable"]).strip(): str(r["value"] if r["value"] is not None else "")
+                 for r in edited.to_dict("records") if r.get("variable") and str(r["variable"]).strip()}
+
+    with st.expander("Generation settings", icon=":material/tune:"):
+        g = recipe.generation
+        temperature = st.slider("Temperature", 0.0, 1.5, g.temperature, 0.05, key=K + "temperature",
+                                help="0 gives the same answer every time; higher is more varied.")
+        top_p = st.slider("Top-p", 0.05, 1.0, g.top_p, 0.05, key=K + "top_p", disabled=temperature == 0,
+                          help="Used only when temperature is above 0.")
+        max_new_tokens = st.number_input("Max new tokens", 1, 4096, g.max_new_tokens, 16, key=K + "max_new",
+                                         help="The longest answer; also reserved in the context window.")
+        repetition_penalty = st.slider("Repetition penalty", 1.0, 1.5, g.repetition_penalty, 0.05, key=K + "rep",
+                                       help="Above 1 avoids loops but also discourages copying facts from the prompt.")
+        stop_text = st.text_area("Stop sequences (one per line)", value="\n".join(g.stop), key=K + "stop",
+                                 help="The answer ends before any of these.")
+    with st.expander("Base-model format", icon=":material/description:"):
+        st.caption("Models without a chat template (like the embedded Gemma 3 270M) read the prompt as "
+                   "'Question: … Answer:' blocks. Rename the labels to match your use, e.g. 'Customer' / 'Agent'.")
+        user_label = st.text_input("Question label", value=recipe.prompt.user_label, key=K + "user_label")
+        assistant_label = st.text_input("Answer label", value=recipe.prompt.assistant_label, key=K + "assistant_label")
+
+    prompt_settings = PromptSettings(system_prompt, template, variables, user_label.strip() or "Question",
+                                     assistant_label.strip() or "Answer")
+    check = check_prompt(prompt_settings)
+    for error in check.errors:
+        st.error(error)
+    for warning in check.warnings:
+        st.warning(warning)
+    try:
+        generation = GenerationSettings(temperature, top_p, int(max_new_tokens), repetition_penalty,
+                                        tuple(line for line in stop_text.splitlines() if line))
+        recipe = recipe.with_changes(prompt=prompt_settings, generation=generation)
+        set_draft(project, recipe)
+    except StudioError as exc:
+        st.error(str(exc))
+    st.caption("Built-in variables: " + ", ".join(f"{{{v}}}" for v in BUILTIN_VARIABLES))
+
+    changed = recipe.to_dict() != saved.to_dict()
+    note = st.text_input("What changed (optional)", key=K + "note", placeholder="e.g. shorter answers")
+    save_col, discard_col = st.columns(2)
+    if save_col.button("Save as new version", type="primary", disabled=not (changed and check.ok),
+                       icon=":material/save:"):
+        save_draft(project, recipe, note=note or "Prompt")
+        st.rerun()
+    if discard_col.button("Discard changes", disabled=not changed):
+        discard_draft(project, K)
+        st.rerun()
+    st.caption(("Unsaved changes · " if changed else "") + (f"saved version {version}" if version else "not saved yet"))
+    versions = RecipeStore(project).versions()
+    if versions:
+        with st.expander(f"Version history ({len(versions)})", icon=":material/history:"):
+            st.dataframe(pd.DataFrame([{"version": v.number, "saved": pd.to_datetime(v.saved_at, unit="s"),
+                                        "by": v.author, "note": v.note} for v in reversed(versions)]),
+                         hide_index=True, width="stretch")
+
+with trial:
+    st.subheader("Try it")
+    ready = check.ok and model_ready(recipe.model, key=K + "model")
+    question = st.text_area("Question", key=K + "question", height=80,
+                            placeholder="Ask what your users would ask")
+    if st.button("Run", type="primary", disabled=not ready, icon=":material/play_arrow:"):
+        if not question.strip():
+            st.error("Type a question first.")
+        else:
+            with st.chat_message("user"):
+                st.write(question)
+            result = stream_answer(project, recipe, question, key=K + "run")
+            if result:
+                st.session_state[K + "last"] = {"question": question, "answer": result["answer"]}
+    elif K + "last" in st.session_state:
+        last = st.session_state[K + "last"]
+        st.caption("Last answer")
+        with st.chat_message("user"):
+            st.write(last["question"])
+        with st.chat_message("assistant"):
+            st.write(last["answer"])
+
+    st.subheader("Try on a few questions")
+    st.caption("A quick baseline: the same questions answered by this prompt. Saved in the project's runs.")
+    eval_path = project.path / "datasets" / "eval.jsonl"
+    if eval_path.exists() and st.button("Fill with questions from the eval set"):
+        import json
+        lines = [json.loads(l) for l in eval_path.read_text(encoding="utf-8").splitlines() if l.strip()]
+        st.session_state[K + "questions"] = "\n".join(str(l.get("question", "")) for l in lines[:10])
+    questions_text = st.text_area("Questions (one per line)", key=K + "questions", height=120)
+    questions = [q.strip() for q in questions_text.splitlines() if q.strip()]
+    if st.button(f"Answer {len(questions)} question(s)" if questions else "Answer questions",
+                 disabled=not (ready and questions), icon=":material/table_rows:"):
+        run_table(project, recipe, version if not changed else None, questions, key=K + "table")
+    show_table(K + "table")

@@ -1,0 +1,1 @@
+"""Small shared widgets and session helpers used by the pages."""

@@ -1,0 +1,77 @@
+"""Running the draft recipe on questions from a page: one streamed answer, or a small table of answers."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from core import assistant, trials
+from core.recipe import Recipe
+from core.workspace import Project
+from studio.ui.model_panel import ensure_backend
+from studio.ui.state import show_error
+
+
+def stats_caption(stats: dict, prepared: assistant.PreparedPrompt | None = None) -> str:
+    parts = [f"{stats['prompt_tokens']:,} prompt tokens", f"{stats['output_tokens']:,} answer tokens",
+             f"first token {stats['first_token_s']:.2f} s", f"{stats['tokens_per_s']:.1f} tokens/s"]
+    if prepared is not None and prepared.examples:
+        parts.append(f"{len(prepared.examples)} example(s)")
+    if stats.get("stopped_by") == "length":
+        parts.append("stopped at max new tokens")
+    return " · ".join(parts)
+
+
+def stream_answer(project: Project, recipe: Recipe, question: str, key: str) -> dict | None:
+    """Stream one answer into the page; returns {answer, stats, prepared} or None when it could not run."""
+    backend = ensure_backend(recipe.model, key=key)
+    if backend is None:
+        return None
+    try:
+        prepared, stream = assistant.answer(recipe, question, backend, assistant.example_pool(project, recipe))
+        with st.chat_message("assistant"):
+            st.write_stream(stream)
+        result = {"answer": stream.text, "stats": stream.stats(), "prepared": prepared}
+        st.caption(stats_caption(result["stats"], prepared))
+        return result
+    except Exception as exc:
+        show_error(exc)
+        return None
+
+
+def run_table(project: Project, recipe: Recipe, version: int | None, questions: list[str], key: str) -> None:
+    """Answer each question, showing progress; rows land in session state as they finish (Stop keeps them)."""
+    backend = ensure_backend(recipe.model, key=key)
+    if backend is None:
+        return
+    rows: list[dict] = []
+    st.session_state[key] = rows
+    pool = assistant.example_pool(project, recipe)
+    bar = st.progress(0.0, text="Answering…")
+    for i, question in enumerate(questions, start=1):
+        try:
+            prepared, stream = assistant.answer(recipe, question, backend, pool)
+            stream.run_to_end()
+        except Exception as exc:
+            show_error(exc)
+            return
+        stats = stream.stats()
+        rows.append({"question": question, "answer": stream.text, "prompt tokens": stats["prompt_tokens"],
+                     "answer tokens": stats["output_tokens"], "seconds": stats["total_s"],
+                     "examples": len(prepared.examples)})
+        bar.progress(i / len(questions), text=f"Answered {i} of {len(questions)}")
+    trials.save_trial(project, recipe, version, rows)
+    st.toast("Answers saved with the recipe snapshot in the project's runs.", icon=":material/check:")
+
+
+def show_table(key: str) -> None:
+    rows = st.session_state.get(key)
+    if rows:
+        frame = pd.DataFrame(rows)
+        st.dataframe(frame, hide_index=True, width="stretch",
+                     column_config={"answer": st.column_config.TextColumn(width="large")})
+        st.caption(f"{len(rows)} answers · median {frame['seconds'].median():.1f} s · "
+                   f"{int(frame['answer tokens'].sum()):,} answer tokens in all "
+                   f"(run at {time.strftime('%H:%M')})")

@@ -1,0 +1,158 @@
+"""End to end in headless Chromium: start the studio on a free port, walk every page as a newcomer would,
+fail on any exception shown, and save screenshots to test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.real_model, pytest.mark.timeout(900)]
+if not Path(CHROMIUM).exists():
+    pytestmark.append(pytest.mark.skip(reason="Debian chromium is not installed (apt-get install chromium)"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def embedded_model_home():
+    """The repo-local STUDIO_HOME that holds the converted embedded model (converted once, then reused)."""
+    home = ROOT / ".studio-home"
+    subprocess.run([sys.executable, "-m", "core.models.convert", "embedded"], cwd=ROOT, check=True,
+                   env={**os.environ, "STUDIO_HOME": str(home)}, stdout=subprocess.DEVNULL)
+    return home
+
+
+@pytest.fixture(scope="module")
+def studio_url(tmp_path_factory, embedded_model_home):
+    home = tmp_path_factory.mktemp("browser-home")
+    (home / "models").symlink_to(embedded_model_home / "models")  # the converted model, shared
+    port = _free_port()
+    env = {**os.environ, "STUDIO_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    log = open(home / "server.log", "wb")
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "studio" / "app.py"),
+                               "--server.port", str(port), "--server.address", "127.0.0.1",
+                               "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                               "--client.toolbarMode", "minimal"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("the studio did not start: " + (home / "server.log").read_text()[-2000:])
+    yield url
+    server.terminate()
+    server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def page(studio_url):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.set_default_timeout(30_000)
+        tab.goto(studio_url)
+        yield tab
+        browser.close()
+
+
+def settle(page, quiet_ms: int = 1500, timeout_s: float = 180) -> None:
+    """Wait until Streamlit has finished running the script (no 'Running…' widget for a while)."""
+    deadline, quiet_since = time.time() + timeout_s, None
+    while time.time() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif (time.time() - quiet_since) * 1000 >= quiet_ms:
+            return
+        page.wait_for_timeout(200)
+    raise AssertionError("the page kept running")
+
+
+def check_page(page, name: str) -> None:
+    settle(page)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, f"{name}: exception shown: {exceptions.first.inner_text()[:500]}"
+
+
+def go(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    settle(page)
+
+
+def test_newcomer_walks_every_page(page):
+    page.get_by_role("heading", name="Projects").wait_for()
+    check_page(page, "01-projects-empty")
+    page.get_by_role("button", name="Create the sample project").click()
+    page.get_by_text("Open: Lumen Bikes (sample)").wait_for()
+    check_page(page, "02-projects")
+
+    go(page, "Model")
+    page.get_by_text("Model card").wait_for()
+    page.get_by_text("Gemma3ForCausalLM").wait_for(timeout=120_000)
+    check_page(page, "03-model")
+
+    go(page, "1 · Prompt")
+    page.get_by_label("Question", exact=True).fill("Are you open on Sundays?")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("prompt tokens").first.wait_for(timeout=120_000)
+    answer = page.locator('[data-testid="stChatMessage"]').last.inner_text()
+    assert answer.strip(), "the prompt page showed no answer"
+    check_page(page, "04-prompt")
+
+    go(page, "2 · Few-shot")
+    page.get_by_text("Add examples to the prompt").click()
+    settle(page)
+    page.get_by_label("Test question").fill("Can I rent a bike for a week?")
+    page.keyboard.press("Enter")
+    page.get_by_text("tokens planned").wait_for(timeout=120_000)
+    page.get_by_text("Examples used for this question").wait_for()
+    page.get_by_text("tokens planned").scroll_into_view_if_needed()
+    check_page(page, "05-fewshot")
+    page.get_by_role("button", name="Save as new recipe version").click()
+    settle(page)
+
+    go(page, "Chat")
+    page.get_by_placeholder("Ask the assistant").fill("How much is a basic service?")
+    page.keyboard.press("Enter")
+    page.get_by_text("answer tokens").first.wait_for(timeout=120_000)
+    settle(page)
+    page.locator('[data-testid="stFeedback"] button').last.click()  # thumbs down
+    settle(page)
+    page.get_by_label("What should the answer have been? (optional)").fill("A basic service costs 45 euros.")
+    page.get_by_role("button", name="Send feedback").click()
+    page.get_by_text("correction saved").wait_for()
+    check_page(page, "06-chat")
+
+    go(page, "Feedback")
+    page.get_by_text("Answers rated").wait_for()
+    check_page(page, "07-feedback")
