@@ -15,8 +15,8 @@ class GenerationSettings:
     temperature: float = field(default=0.0, metadata={"help": "0 = always the most likely word (repeatable)."})
     top_p: float = field(default=0.95, metadata={"help": "Sample only from the smallest set of words with this total probability."})
     max_new_tokens: int = field(default=200, metadata={"help": "Longest answer, in tokens."})
-    repetition_penalty: float = field(default=1.0, metadata={"help": ">1 discourages repeating words; it also
-                                      penalizes words from the prompt, so it hurts copying facts from examples."})
+    repetition_penalty: float = field(default=1.0, metadata={
+        "help": ">1 discourages repeating words; it also penalizes prompt words, so it hurts copying facts."})
     stop: tuple[str, ...] = field(default=(), metadata={"help": "The answer ends before any of these strings."})
 
     def __post_init__(self):
