@@ -31,7 +31,8 @@ class Recipe:
     prompt: PromptSettings = field(default_factory=PromptSettings)
     fewshot: FewShotSettings = field(default_factory=FewShotSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
-    context_window: int | None = field(default=None, metadata={"help": "Tokens to use; none = the model's maximum."})
+    # A CPU laptop answers slowly past a few thousand tokens; users raise it up to the model's maximum.
+    context_window: int | None = field(default=4096, metadata={"help": "Tokens to use; none = the model's maximum."})
     retriever: dict | None = field(default=None, metadata={"help": "Knowledge-base settings (the RAG rung)."})
 
     def __post_init__(self):

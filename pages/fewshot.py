@@ -19,6 +19,7 @@ recipe = draft(project)
 saved, version = saved_recipe(project)
 settings = recipe.fewshot
 K = f"fewshot.{slug}."
+STRATEGY_LABELS = {"fixed": "Fixed", "random": "Random", "semantic": "Semantic", "mmr": "MMR"}
 
 st.title("2 · Few-shot")
 st.write("Show the model a few questions with the answers you want. The studio picks examples for each "
@@ -87,7 +88,7 @@ with st.expander("Import examples from CSV, TSV or JSONL", icon=":material/uploa
 st.subheader("How examples are picked")
 left, right = st.columns(2)
 strategy = left.radio("Strategy", list(STRATEGIES), index=list(STRATEGIES).index(settings.strategy),
-                      format_func=str.capitalize, captions=list(STRATEGIES.values()), key=K + "strategy")
+                      format_func=STRATEGY_LABELS.get, captions=list(STRATEGIES.values()), key=K + "strategy")
 k = right.slider("Examples per question", 0, 20, settings.k, key=K + "k",
                  help="Fewer are used when they do not fit the context window.")
 seed = right.number_input("Seed", 0, 1_000_000, settings.seed, key=K + "seed", disabled=strategy != "random")

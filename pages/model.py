@@ -71,18 +71,14 @@ if card is None:
     st.write(f"**{backend.name}** served by {source.location}. Token counts are estimated (about 4 characters "
              "per token) because the endpoint's tokenizer is not available here.")
 else:
+    st.markdown(f"**{card.name}** · architecture `{card.architecture}` · weights `{card.dtype}` on `{card.device}` · "
+                + ("chat template" if card.has_chat_template else "base model: plain 'Question: … Answer:' prompts"))
     cols = st.columns(4)
-    cols[0].metric("Architecture", card.architecture)
-    cols[1].metric("Parameters", f"{card.parameters / 1e6:,.0f} M")
-    cols[2].metric("Context length", f"{card.context_length:,} tokens")
-    cols[3].metric("Weights dtype", card.dtype)
-    cols = st.columns(4)
-    cols[0].metric("Weights in memory", human_bytes(card.weights_bytes))
-    cols[1].metric("Estimated memory", human_bytes(card.estimated_memory_bytes),
+    cols[0].metric("Parameters", f"{card.parameters / 1e6:,.0f} M")
+    cols[1].metric("Context length", f"{card.context_length:,}", help="Tokens the model can read at once.")
+    cols[2].metric("Weights in memory", human_bytes(card.weights_bytes))
+    cols[3].metric("Estimated memory", human_bytes(card.estimated_memory_bytes),
                    help="Weights + a 4k-token KV cache + ~20% for activations.")
-    cols[2].metric("Device", card.device)
-    cols[3].metric("Prompt format", "chat template" if card.has_chat_template else "plain completion",
-                   help="Base models (no chat template) read 'Question: … Answer:' blocks.")
     st.caption(f"{card.layers} layers · hidden size {card.hidden_size} · vocabulary {card.vocab_size:,} · "
                f"KV cache {human_bytes(card.kv_cache_bytes_per_1k_tokens)} per 1,000 tokens")
 
@@ -90,8 +86,9 @@ st.subheader("Context window")
 maximum = backend.context_length
 value = st.number_input("Tokens to use per request", min_value=64, max_value=maximum,
                         value=min(recipe.context_window or maximum, maximum), step=256,
-                        help="Smaller windows answer faster on a laptop. Examples are trimmed to fit.")
-window = None if value == maximum else int(value)
+                        help=f"Up to {maximum:,} for this model. Smaller windows answer faster on a laptop; "
+                             "few-shot examples are trimmed to fit.")
+window = int(value)
 if window != recipe.context_window:
     recipe = recipe.with_changes(context_window=window)
     set_draft(project, recipe)

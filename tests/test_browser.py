@@ -118,7 +118,7 @@ def test_newcomer_walks_every_page(page):
 
     go(page, "Model")
     page.get_by_text("Model card").wait_for()
-    page.get_by_text("Gemma3ForCausalLM").wait_for(timeout=120_000)
+    page.get_by_text("Gemma3ForCausalLM").first.wait_for(timeout=120_000)
     check_page(page, "03-model")
 
     go(page, "1 · Prompt")

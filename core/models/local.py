@@ -108,7 +108,7 @@ def _count_until_stop(tokenizer, generated, stops) -> int:
     if not stops:
         return len(ids)
     for n in range(1, len(ids) + 1):
-        if any(s in tokenizer.decode(ids[:n]) for s in stops):
+        if any(s in tokenizer.decode(ids[:n], skip_special_tokens=True) for s in stops):  # as the streamer shows it
             return max(0, n - 1)
     return len(ids)
 

@@ -25,7 +25,7 @@ def budget_bar(budget: Budget, key: str) -> None:
                                 marker_color=COLORS[label], hovertemplate=f"{label}: %{{x:,}} tokens<extra></extra>"))
     figure.update_layout(barmode="stack", height=150, margin=dict(l=0, r=0, t=10, b=0),
                          xaxis=dict(range=[0, budget.context_window], title="tokens"), yaxis=dict(visible=False),
-                         legend=dict(orientation="h", y=-0.6))
+                         legend=dict(orientation="h", y=-0.6, traceorder="normal"))
     st.plotly_chart(figure, key=key, config={"displayModeBar": False})
     share = budget.total / budget.context_window
     approx = " (estimated: the endpoint's tokenizer is not available here)" if budget.approximate else ""

@@ -1,0 +1,65 @@
+"""The `studio` command line calls the same core functions as the pages."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from core import cli
+from core.data.pairs import save_pairs
+from core.models.source import ModelSource
+from core.recipe import Recipe, RecipeStore
+
+runner = CliRunner()
+
+
+def test_project_create_and_list_json(workspace):
+    assert runner.invoke(cli.app, ["project", "create", "Hỗ trợ khách hàng"]).exit_code == 0
+    result = runner.invoke(cli.app, ["project", "create", "hỗ trợ KHÁCH hàng"])
+    assert result.exit_code == 1 and "already exists" in result.output
+    assert runner.invoke(cli.app, ["project", "create", "--sample"]).exit_code == 0
+    listed = json.loads(runner.invoke(cli.app, ["project", "list", "--json"]).output)
+    assert [p["name"] for p in listed] == ["Hỗ trợ khách hàng", "Lumen Bikes (sample)"]
+    assert listed[0]["slug"] == "ho-tro-khach-hang" and listed[1]["recipe_version"] == 1
+
+
+def test_generate_json_uses_the_recipe(workspace, tiny_model_dir):
+    project = workspace.create("Shop")
+    recipe = Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("gemma3"))))
+    recipe = recipe.with_changes(fewshot=recipe.fewshot.__class__(enabled=True, k=2))
+    RecipeStore(project).save(recipe)
+    save_pairs(project, "examples", [{"prompt": "Hi?", "response": "Hello."}, {"prompt": "Bye?", "response": "Bye."}])
+    result = runner.invoke(cli.app, ["generate", "Shop", "Do you ship?", "--json", "--max-new-tokens", "5"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["recipe_version"] == 1 and payload["examples_used"] == 2
+    assert 0 < payload["output_tokens"] <= 5 and payload["prompt_tokens"] > 0
+
+
+def test_generate_streams_text(workspace, tiny_model_dir):
+    project = workspace.create("Shop")
+    RecipeStore(project).save(Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("phi")))))
+    result = runner.invoke(cli.app, ["generate", "shop", "Hello?", "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+
+
+def test_generate_errors_are_one_clear_line(workspace, tmp_path):
+    result = runner.invoke(cli.app, ["generate", "missing", "Hi"])
+    assert result.exit_code == 1 and "no project called 'missing'" in result.output
+    project = workspace.create("Broken")
+    RecipeStore(project).save(Recipe(model=ModelSource(kind="local", location=str(tmp_path / "nowhere"))))
+    result = runner.invoke(cli.app, ["generate", "Broken", "Hi"])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_binds_localhost_by_default(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda argv: calls.append(argv) or 0)
+    result = runner.invoke(cli.app, ["run", "--port", "8600"])
+    assert result.exit_code == 0
+    argv = calls[0]
+    assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
+    assert argv[argv.index("--server.port") + 1] == "8600"
+    assert argv[argv.index("run") + 1].endswith("studio/app.py")

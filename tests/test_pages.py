@@ -1,0 +1,222 @@
+"""AppTest of every page, started from studio/app.py, on tiny random models (no hub, no GPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.data.pairs import load_pairs, save_pairs
+from core.feedback import list_feedback
+from core.models.source import ModelSource
+from core.recipe import Recipe, RecipeStore
+from core.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "studio" / "app.py")
+PAGES = ["projects", "model", "prompt", "fewshot", "feedback", "chat"]
+EXAMPLES = [{"prompt": f"Question number {i} about shipping?", "response": f"Answer {i}: we ship in two days."}
+            for i in range(6)]
+
+
+def run_page(page: str, timeout: float = 120) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=timeout).run()
+    if page != "projects":
+        at.switch_page(f"../pages/{page}.py").run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.fixture
+def tiny_project(workspace, tiny_model_dir):
+    """An open project whose saved recipe uses a tiny local llama and has few-shot examples."""
+    project = workspace.create("Tiny shop")
+    recipe = Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("llama"))))
+    recipe = recipe.with_changes(generation=recipe.generation.__class__(max_new_tokens=8))
+    RecipeStore(project).save(recipe, note="tiny")
+    save_pairs(project, "examples", EXAMPLES)
+    workspace.remember_last(project)
+    return project
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_without_project_points_to_projects(page):
+    at = run_page(page)
+    assert_clean(at)
+    if page != "projects":
+        assert any("Create or pick a project first" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_with_project(page, tiny_project):
+    at = run_page(page)
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.title
+
+
+def test_create_project_and_duplicate_name_refused(workspace):
+    at = run_page("projects")
+    at.text_input[0].set_value("Support bot")
+    next(b for b in at.button if b.label == "Create project").click().run()
+    assert_clean(at)
+    assert [p.name for p in workspace.list_projects()] == ["Support bot"]
+    at.text_input[0].set_value("support BOT")
+    next(b for b in at.button if b.label == "Create project").click().run()
+    assert any("already exists" in e.value for e in at.error)
+
+
+def test_sample_project_from_the_ui(workspace):
+    at = run_page("projects")
+    next(b for b in at.button if b.label == "Create the sample project").click().run()
+    assert_clean(at)
+    project = workspace.list_projects()[0]
+    assert len(load_pairs(project, "examples")) >= 10
+    assert RecipeStore(project).latest().recipe.prompt.variables["company"] == "Lumen Bikes"
+
+
+def test_delete_needs_the_typed_name(workspace, tiny_project):
+    at = run_page("projects")
+    delete = next(b for b in at.button if b.label == "Delete project")
+    assert delete.disabled
+    at.text_input(key="projects.delete_confirm").set_value("Tiny shop").run()
+    next(b for b in at.button if b.label == "Delete project").click().run()
+    assert_clean(at)
+    assert workspace.list_projects() == []
+
+
+def test_project_deleted_in_another_tab(workspace, tiny_project):
+    at = run_page("prompt")
+    workspace.delete(tiny_project, "Tiny shop")  # the other tab
+    at.run()
+    assert_clean(at)
+    assert any("deleted or renamed in another tab" in e.value for e in at.error)
+
+
+def test_prompt_unknown_variable_and_missing_question(tiny_project):
+    at = run_page("prompt")
+    key = f"prompt.{tiny_project.slug}."
+    at.text_area(key=key + "system").set_value("You work for {shop}.").run()
+    at.text_area(key=key + "template").set_value("Customer says: hello").run()
+    errors = " ".join(e.value for e in at.error)
+    assert "Unknown variable {shop}" in errors
+    assert "must contain {question}" in errors
+    assert next(b for b in at.button if b.label == "Save as new version").disabled
+
+
+def test_prompt_run_streams_and_save_makes_a_version(tiny_project):
+    at = run_page("prompt")
+    key = f"prompt.{tiny_project.slug}."
+    at.text_area(key=key + "system").set_value("You answer for {company}. Be brief.").run()
+    at.text_area(key=key + "question").set_value("When do you ship?").run()
+    next(b for b in at.button if b.label == "Run").click().run()
+    assert_clean(at)
+    assert len(at.chat_message) == 2
+    assert any("prompt tokens" in c.value for c in at.caption)
+    at.text_input(key=key + "note").set_value("shorter").run()
+    next(b for b in at.button if b.label == "Save as new version").click().run()
+    versions = RecipeStore(tiny_project).versions()
+    assert [v.number for v in versions] == [1, 2]
+    assert versions[-1].recipe.prompt.system_prompt == "You answer for {company}. Be brief."
+    assert versions[-1].note == "shorter"
+
+
+def test_prompt_table_of_questions_is_saved_as_a_trial(tiny_project):
+    from core.trials import list_trials
+
+    at = run_page("prompt")
+    at.text_area(key=f"prompt.{tiny_project.slug}.questions").set_value("One?\nTwo?").run()
+    next(b for b in at.button if b.label.startswith("Answer 2")).click().run()
+    assert_clean(at)
+    trials = list_trials(tiny_project)
+    assert len(trials) == 1 and [r["question"] for r in trials[0]["rows"]] == ["One?", "Two?"]
+    assert at.dataframe
+
+
+def test_fewshot_budget_trims_examples_to_the_window(tiny_project):
+    store = RecipeStore(tiny_project)
+    store.save(store.load().with_changes(context_window=80), note="small window")
+    at = run_page("fewshot")
+    key = f"fewshot.{tiny_project.slug}."
+    at.toggle(key=key + "enabled").set_value(True).run()
+    at.slider(key=key + "k").set_value(6).run()
+    at.text_input(key=key + "question").set_value("Do you ship?").run()
+    load = [b for b in at.button if b.label == "Load the model to measure"]  # absent once another test loaded it
+    if load:
+        load[0].click().run()
+    assert_clean(at)
+    assert any("did not fit in the context window" in w.value for w in at.warning)
+    assert any("tokens planned" in c.value for c in at.caption)
+
+
+def test_fewshot_grid_edit_and_save(tiny_project):
+    at = run_page("fewshot")
+    assert next(b for b in at.button if b.label == "Save examples").disabled
+    assert len(load_pairs(tiny_project, "examples")) == 6
+
+
+def test_chat_answer_and_thumbs_down_with_correction(tiny_project):
+    at = run_page("chat")
+    at.chat_input[0].set_value("Do you ship abroad?").run()
+    assert_clean(at)
+    assert len(at.chat_message) == 2
+    at.feedback[0].set_value(0).run()  # thumbs down
+    at.text_area[0].set_value("Yes, to 30 countries.").run()
+    next(b for b in at.button if b.label == "Send feedback").click().run()
+    assert_clean(at)
+    entries = list_feedback(tiny_project)
+    assert len(entries) == 1
+    assert entries[0]["rating"] == -1 and entries[0]["correction"] == "Yes, to 30 countries."
+    assert entries[0]["question"] == "Do you ship abroad?" and entries[0]["recipe_version"] == 1
+
+
+def test_model_page_card_and_bad_folder(tiny_project, tmp_path):
+    at = run_page("model")
+    assert_clean(at)
+    assert any("`LlamaForCausalLM`" in m.value for m in at.markdown)
+    assert any(m.label == "Parameters" for m in at.metric)
+    at.text_input[0].set_value(str(tmp_path / "missing")).run()
+    next(b for b in at.button if b.label == "Use this model").click().run()
+    assert any("does not exist" in e.value for e in at.error)
+    assert RecipeStore(tiny_project).latest().number == 1  # nothing saved
+
+
+def test_model_page_unreachable_endpoint(tiny_project):
+    at = run_page("model")
+    at.radio(key=f"model.kind.{tiny_project.slug}").set_value("openai").run()
+    at.text_input[0].set_value("http://127.0.0.1:9/v1").run()
+    at.text_input[1].set_value("some-model").run()
+    next(b for b in at.button if b.label == "Use this model").click().run()
+    assert_clean(at)
+    assert any("Could not reach" in e.value for e in at.error)
+
+
+def test_pages_do_not_import_torch_at_load(tmp_path):
+    """Opening a page before the model is needed must stay fast: no torch or transformers import."""
+    script = textwrap.dedent(f"""
+        import json, os, sys
+        os.environ["STUDIO_HOME"] = {str(tmp_path)!r}
+        from core.workspace import Workspace
+        from core.recipe import Recipe, RecipeStore
+        ws = Workspace(); project = ws.create("P"); RecipeStore(project).save(Recipe()); ws.remember_last(project)
+        from streamlit.testing.v1 import AppTest
+        seen = {{}}
+        for page in {PAGES!r}:
+            at = AppTest.from_file({APP!r}, default_timeout=60).run()
+            if page != "projects":
+                at.switch_page(f"../pages/{{page}}.py").run()
+            seen[page] = [m for m in ("torch", "transformers") if m in sys.modules] + [str(e.value) for e in at.exception]
+        print(json.dumps(seen))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {page: [] for page in PAGES}
