@@ -42,8 +42,11 @@ class Job:
         folder = Path(jobs_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         folder.mkdir(parents=True)
         with open(folder / "events.jsonl", "wb") as out, open(folder / "stderr.log", "wb") as err:
+            # The job runs under a small supervisor (this module's __main__) that records the exit code, so any
+            # process (a restarted server, another tab) can tell a finished job from a killed one.
             process = subprocess.Popen(
-                [sys.executable, *argv], stdout=out, stderr=err, start_new_session=True,
+                [sys.executable, "-m", "core.jobs", str(folder), *argv], stdout=out, stderr=err,
+                start_new_session=True,
                 cwd=Path(__file__).resolve().parent.parent,
             )
         _processes[folder.name] = process
@@ -65,14 +68,18 @@ class Job:
 
     def _returncode(self) -> int | None:
         process = _processes.get(self.id)
+        if process is not None and process.poll() is None:
+            return None
+        exit_file = self.folder / "exit"
+        if exit_file.exists():
+            return int(exit_file.read_text().strip() or -1)
         if process is not None:
-            return process.poll()
-        pid = atomic.read_json(self.folder / "job.json")["pid"]
+            return process.returncode
         try:
-            os.kill(pid, 0)
+            os.kill(atomic.read_json(self.folder / "job.json")["pid"], 0)
             return None
         except ProcessLookupError:
-            return -1 if not (self.folder / "exit").exists() else 0
+            return -1  # the supervisor itself was killed
 
     def status(self) -> JobStatus:
         events = self.events()
@@ -92,6 +99,8 @@ class Job:
         return JobStatus("failed", progress, message, error)
 
     def cancel(self) -> None:
+        if self._returncode() is not None:
+            return  # finished already: its pid may belong to another process by now
         (self.folder / "cancelled").write_text(str(time.time()))
         pid = atomic.read_json(self.folder / "job.json")["pid"]
         try:
@@ -105,3 +114,13 @@ class Job:
             except subprocess.TimeoutExpired:
                 os.killpg(pid, signal.SIGKILL)
                 process.wait()
+
+
+def _supervise(folder: Path, argv: list[str]) -> int:
+    code = subprocess.call([sys.executable, *argv])
+    atomic.write_text(folder / "exit", str(code))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(_supervise(Path(sys.argv[1]), sys.argv[2:]))

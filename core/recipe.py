@@ -70,7 +70,7 @@ class Recipe:
             prompt=PromptSettings.from_dict(data.get("prompt")),
             fewshot=FewShotSettings.from_dict(data.get("fewshot")),
             generation=GenerationSettings.from_dict(data.get("generation")),
-            context_window=data.get("context_window"),
+            context_window=data.get("context_window", cls.__dataclass_fields__["context_window"].default),
             retriever=data.get("retriever"),
         )
 

@@ -25,9 +25,10 @@ def studio_home() -> Path:
 
 def slugify(name: str) -> str:
     """A folder name from a display name; keeps it readable, drops accents only for the folder."""
-    ascii_name = unicodedata.normalize("NFKD", name.replace("đ", "d").replace("Đ", "D"))
-    ascii_name = ascii_name.encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_name).strip("-").lower()
+    decomposed = unicodedata.normalize("NFKD", name.replace("đ", "d").replace("Đ", "D"))
+    # Accents (combining marks) vanish; any other non-ASCII character separates words like a space.
+    kept = "".join("" if unicodedata.combining(c) else (c if c.isascii() else "-") for c in decomposed)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", kept).strip("-").lower()
     return slug[:60] or "project"
 
 
@@ -86,11 +87,12 @@ class Workspace:
                 return project
         raise ProjectNotFoundError(f"There is no project called '{slug_or_name}'; create it first.")
 
-    def _check_name(self, name: str) -> str:
+    def _check_name(self, name: str, renaming: Project | None = None) -> str:
         name = (name or "").strip()
         if not name:
             raise StudioError("Give the project a name.")
-        if any(p.name.lower() == name.lower() for p in self.list_projects()):
+        others = [p for p in self.list_projects() if renaming is None or p.path != renaming.path]
+        if any(p.name.lower() == name.lower() for p in others):
             raise ProjectExistsError(f"A project called '{name}' already exists; choose another name.")
         return name
 
@@ -115,9 +117,9 @@ class Workspace:
 
     def rename(self, project: Project, new_name: str) -> Project:
         project.require()
-        if new_name.strip().lower() == project.name.lower():
+        if new_name.strip() == project.name:
             return project
-        new_name = self._check_name(new_name)
+        new_name = self._check_name(new_name, renaming=project)
         meta = atomic.read_json(project.path / PROJECT_FILE)
         meta["name"] = new_name
         atomic.write_json(project.path / PROJECT_FILE, meta)

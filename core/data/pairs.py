@@ -64,6 +64,13 @@ def decode(data: bytes) -> tuple[str, str]:
     """Text and the encoding used: UTF-8 (with or without BOM), UTF-16 by BOM, else cp1258, else latin-1."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return data.decode("utf-16"), "utf-16"
+    sample = data[:4000]
+    if len(sample) >= 4 and sample.count(0) > len(sample) // 4:  # UTF-16 without a byte-order mark
+        little = sample[1::2].count(0) > sample[0::2].count(0)
+        try:
+            return data.decode("utf-16-le" if little else "utf-16-be"), "utf-16"
+        except UnicodeDecodeError:
+            pass
     try:
         return data.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:

@@ -79,6 +79,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: Progress | None = Non
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
+        staging.chmod(0o755)  # mkdtemp makes it private; the cache is as readable as any model folder
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / READY_MARKER).write_text(json.dumps({"source": str(gguf_path)}))

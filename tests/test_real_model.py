@@ -1,0 +1,99 @@
+"""The real embedded models: Gemma 3 270M (converted once from the bundled GGUF) and the MiniLM embedder.
+
+The first run converts the GGUF into a safetensors cache (~45 s on 2 CPU cores). The cache lives in a fixed,
+git-ignored folder of the repository (.studio-home, or $STUDIO_TEST_REAL_HOME; test_browser.py shares it),
+so every test in this module and later runs reuse it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.models import convert, registry
+from core.models.base import CompletionLabels
+from core.models.generation import GenerationSettings
+from core.models.source import ModelSource
+
+pytestmark = pytest.mark.real_model
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_HOME = Path(os.environ.get("STUDIO_TEST_REAL_HOME") or REPO / ".studio-home")
+
+
+@pytest.fixture
+def studio_home(monkeypatch):
+    """Overrides the per-test tmp STUDIO_HOME of conftest: this module shares one converted model."""
+    REAL_HOME.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("STUDIO_HOME", str(REAL_HOME))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return REAL_HOME
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    REAL_HOME.mkdir(parents=True, exist_ok=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STUDIO_HOME", str(REAL_HOME))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        events = []
+        backend = registry.get_backend(ModelSource(), progress=lambda f, m: events.append((f, m)))
+    if events:  # converted in this run: progress went forward and ended ready
+        fractions = [f for f, _ in events]
+        assert fractions == sorted(fractions) and events[-1] == (1.0, "Ready")
+    yield backend
+    registry.forget_backend(ModelSource())
+
+
+def test_model_card(gemma):
+    card = gemma.card
+    assert card.architecture == "Gemma3ForCausalLM"
+    assert card.model_type == "gemma3_text"
+    assert 260_000_000 < card.parameters < 275_000_000  # ~268M
+    assert card.context_length == gemma.context_length == 32768
+    assert card.dtype == ("float32" if card.device == "cpu" else "bfloat16")
+    assert card.layers == 18
+    assert card.vocab_size == 262144
+
+
+def test_converted_cache_folder(gemma, studio_home):
+    folder = convert.embedded_folder()
+    assert folder == REAL_HOME / "models" / "gemma-3-270m"
+    assert (folder / convert.READY_MARKER).is_file()
+    assert (folder / "config.json").is_file()
+    assert (folder / "model.safetensors").stat().st_size > 500_000_000
+    assert convert.is_converted(folder)
+    assert registry.needs_conversion(ModelSource()) is False
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".gemma-3-270m.")]  # no staging left
+
+
+def test_short_greedy_answer(gemma):
+    rendered = gemma.render([{"role": "user", "content": "What is the capital of France?"}], CompletionLabels())
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=16)
+    stream = gemma.stream(rendered, settings)
+    text = stream.run_to_end()
+    assert text
+    assert "paris" in text.lower()
+    assert stream.prompt_tokens == gemma.count_tokens(rendered)
+    assert 0 < stream.output_tokens <= 16
+    assert "\nQuestion:" not in text
+    again = gemma.stream(rendered, settings)
+    assert again.run_to_end() == text  # greedy is repeatable
+
+
+def test_embedder_returns_unit_vectors_and_ranks_paraphrases():
+    from core.models.embedder import embed
+
+    texts = ["How do I reset my password?", "I forgot my password, how can I change it?",
+             "The weather in Hanoi is hot in the summer."]
+    vectors = embed(texts)
+    assert vectors.shape == (3, 384)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    paraphrase, unrelated = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
+    assert paraphrase > unrelated + 0.3
+    np.testing.assert_allclose(embed(texts[:1])[0], vectors[0], atol=1e-6)  # cached, stable
+    assert embed([]).shape == (0, 384)
