@@ -73,7 +73,7 @@ def parse_args(argv=None):
     parser.add_argument("--ttft-repeats", type=int, default=5, help="timed time-to-first-token runs")
     parser.add_argument("--no-thread-control", dest="thread_control", action="store_false",
                         help="skip the raw-generate-in-a-worker-thread control (saves about a third of the time)")
-    parser.add_argument("--quiet-wait", type=float, default=40.0,
+    parser.add_argument("--quiet-wait", type=float, default=20.0,
                         help="seconds, in all, the script may wait for other processes to leave the CPUs idle")
     return parser.parse_args(argv)
 

@@ -104,13 +104,23 @@ class LocalModel:
 
 def _count_until_stop(tokenizer, generated, stops) -> int:
     """Output tokens up to (not including) the stop string, so counts match the text shown."""
-    ids = [int(i) for i in generated if int(i) not in set(tokenizer.all_special_ids)]
-    if not stops:
+    special = set(tokenizer.all_special_ids)
+    ids = [int(i) for i in generated if int(i) not in special]
+
+    def shows_stop(n: int) -> bool:  # decoded as the streamer shows it
+        text = tokenizer.decode(ids[:n], skip_special_tokens=True)
+        return any(s in text for s in stops)
+
+    if not stops or not shows_stop(len(ids)):
         return len(ids)
-    for n in range(1, len(ids) + 1):
-        if any(s in tokenizer.decode(ids[:n], skip_special_tokens=True) for s in stops):  # as the streamer shows it
-            return max(0, n - 1)
-    return len(ids)
+    low, high = 1, len(ids)  # a longer prefix keeps the stop, so binary search finds the first one that shows it
+    while low < high:
+        middle = (low + high) // 2
+        if shows_stop(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low - 1
 
 
 def _context_length(model, tokenizer) -> int:
