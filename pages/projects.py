@@ -14,30 +14,32 @@ st.write("A project holds one assistant you are building: its recipe versions, d
          "training runs and adapters. Start here, then climb the ladder in the sidebar.")
 
 ws = workspace()
+
+
+def create_and_open(make) -> None:
+    """Run a project-making action, open the result, or show why it failed."""
+    try:
+        project = make()
+    except Exception as exc:
+        show_error(exc)
+        return
+    set_project(project)
+    st.toast(f"Created '{project.name}'.", icon=":material/check:")
+    st.rerun()
+
+
 left, right = st.columns(2)
 with left.form("create_project", clear_on_submit=True):
     st.subheader("New project")
     name = st.text_input("Name", placeholder="e.g. Customer support assistant")
     if st.form_submit_button("Create project", type="primary", icon=":material/add:"):
-        try:
-            project = ws.create(name)
-            set_project(project)
-            st.toast(f"Created '{project.name}'.", icon=":material/check:")
-            st.rerun()
-        except StudioError as exc:
-            st.error(str(exc))
+        create_and_open(lambda: ws.create(name))
 with right.container(border=True):
     st.subheader("Sample project")
     st.write("A small made-up bike shop with a prompt, few-shot examples, documents and an eval set: "
              "the quickest way to see each step pay off.")
     if st.button("Create the sample project", icon=":material/auto_awesome:"):
-        try:
-            project = sample.create_sample_project(ws)
-            set_project(project)
-            st.toast(f"Created '{project.name}'.", icon=":material/check:")
-            st.rerun()
-        except Exception as exc:
-            show_error(exc)
+        create_and_open(lambda: sample.create_sample_project(ws))
 
 projects = ws.list_projects()
 if not projects:
