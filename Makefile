@@ -6,7 +6,7 @@ PORT ?= 8501
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench clean-venv
+.PHONY: run test install bench i18n clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/generate.py
+
+# After adding or changing UI text: refresh the catalog template and merge it into each language's .po file,
+# then translate the new entries (the i18n tests fail until every message has a translation).
+i18n: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k t -k Msg --no-location --sort-output --omit-header \
+		-o core/locales/messages.pot core studio pages
+	$(BIN)/pybabel update -i core/locales/messages.pot -d core/locales --no-fuzzy-matching --ignore-obsolete
 
 clean-venv:
 	rm -rf $(VENV)

@@ -10,6 +10,7 @@ from core.models.base import ModelBackend, RenderedPrompt
 from core.models.generation import GenerationStream
 from core.recipe import Recipe
 from core.workspace import Project
+from core.i18n import Msg
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,6 @@ def answer(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict
     from core.errors import StudioError
 
     if not question.strip():
-        raise StudioError("Type a question first.")
+        raise StudioError(Msg("Type a question first."))
     prepared = prepare(recipe, question, backend, pool)
     return prepared, backend.stream(prepared.prompt, recipe.generation)

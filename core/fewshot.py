@@ -11,13 +11,14 @@ import numpy as np
 from core.errors import ContextOverflowError, StudioError
 from core.models.base import CompletionLabels, ModelBackend, RenderedPrompt
 from core.prompt import PromptSettings, build_messages
+from core.i18n import Msg
 
 Strategy = Literal["fixed", "random", "semantic", "mmr"]
 STRATEGIES: dict[str, str] = {
-    "fixed": "Always the same examples (the first ones in the list).",
-    "random": "A random sample, repeatable with the seed.",
-    "semantic": "The examples most similar to the question (MiniLM embeddings).",
-    "mmr": "Similar to the question but different from each other (maximal marginal relevance).",
+    "fixed": Msg("Always the same examples (the first ones in the list)."),
+    "random": Msg("A random sample, repeatable with the seed."),
+    "semantic": Msg("The examples most similar to the question (MiniLM embeddings)."),
+    "mmr": Msg("Similar to the question but different from each other (maximal marginal relevance)."),
 }
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -33,11 +34,11 @@ class FewShotSettings:
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
-            raise StudioError(f"Unknown selection strategy '{self.strategy}'.")
+            raise StudioError(Msg("Unknown selection strategy '{strategy}'.", strategy=self.strategy))
         if not 0 <= self.k <= 50:
-            raise StudioError("Number of examples must be between 0 and 50.")
+            raise StudioError(Msg("Number of examples must be between 0 and 50."))
         if not 0.0 <= self.mmr_lambda <= 1.0:
-            raise StudioError("The MMR balance must be between 0 and 1.")
+            raise StudioError(Msg("The MMR balance must be between 0 and 1."))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,7 +59,7 @@ def select_examples(pool: list[dict], question: str, settings: FewShotSettings, 
     if settings.strategy == "random":
         return random.Random(settings.seed).sample(pool, k)
     if embed is None:
-        raise StudioError("Semantic and MMR selection need the embedder.")
+        raise StudioError(Msg("Semantic and MMR selection need the embedder."))
     vectors = embed([question] + [row["prompt"] for row in pool])
     query, candidates = vectors[0], vectors[1:]
     similarity = candidates @ query
@@ -123,9 +124,10 @@ def fit_examples(backend: ModelBackend, prompt_settings: PromptSettings, questio
         backend.render([{"role": "user", "content": question}], labels)) if question else 0
     question_tokens = min(question_tokens, bare_tokens)
     if bare_tokens + answer_reserve > context_window:
-        raise ContextOverflowError(
-            f"The system prompt and question need {bare_tokens} tokens plus {answer_reserve} for the answer, "
-            f"more than the {context_window}-token context window; shorten them or lower max new tokens.")
+        raise ContextOverflowError(Msg(
+            "The system prompt and question need {needed} tokens plus {reserve} for the answer, more than the "
+            "{window}-token context window; shorten them or lower max new tokens.",
+            needed=bare_tokens, reserve=answer_reserve, window=context_window))
     kept, costs, previous = [], [], bare_tokens
     rendered = bare
     for example in examples:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import atomic
+from core.i18n import Msg
 
 _processes: dict[str, subprocess.Popen] = {}  # reaped by poll() so finished jobs leave no zombies
 
@@ -84,10 +85,11 @@ class Job:
     def status(self) -> JobStatus:
         events = self.events()
         progress = max((e["progress"] for e in events if "progress" in e), default=0.0)
-        message = next((e["message"] for e in reversed(events) if "message" in e), "Starting")
-        error = next((e["error"] for e in reversed(events) if "error" in e), "")
+        message = next((e["message"] for e in reversed(events) if "message" in e), Msg("Starting"))
+        error = next((Msg(e.get("error_template", e["error"]), **e.get("error_params", {}))
+                      for e in reversed(events) if "error" in e), "")
         if (self.folder / "cancelled").exists():
-            return JobStatus("cancelled", progress, "Cancelled")
+            return JobStatus("cancelled", progress, Msg("Cancelled"))
         code = self._returncode()
         if code is None:
             return JobStatus("running", progress, message)
@@ -95,7 +97,8 @@ class Job:
             return JobStatus("done", 1.0, message)
         if not error:
             tail = (self.folder / "stderr.log").read_text(errors="replace").strip().splitlines()[-1:] or ["unknown"]
-            error = f"The job stopped unexpectedly ({tail[0][:200]}); see {self.folder / 'stderr.log'}."
+            error = Msg("The job stopped unexpectedly ({reason}); see {log}.", reason=tail[0][:200],
+                        log=str(self.folder / "stderr.log"))
         return JobStatus("failed", progress, message, error)
 
     def cancel(self) -> None:

@@ -6,6 +6,7 @@ import string
 from dataclasses import dataclass, field
 
 from core.errors import TemplateError
+from core.i18n import Msg
 
 BUILTIN_VARIABLES = ("question",)  # filled per request; later rungs add {context}
 
@@ -38,14 +39,16 @@ def template_variables(text: str) -> list[str]:
             if name is None:
                 continue
             if not name.isidentifier():
-                raise TemplateError(f"'{{{name}}}' is not a valid variable name; use letters, digits and _ "
-                                    "(write {{ and }} for literal braces).")
+                raise TemplateError(Msg("'{{{name}}}' is not a valid variable name; use letters, digits and _ "
+                                        "(write {{{{ and }}}} for literal braces).", name=name))
             if spec or conversion:
-                raise TemplateError(f"Remove the ':' or '!' inside {{{name}}}; variables take no format options.")
+                raise TemplateError(Msg("Remove the ':' or '!' inside {{{name}}}; variables take no format options.",
+                                        name=name))
             if name not in names:
                 names.append(name)
     except ValueError as exc:
-        raise TemplateError(f"The braces do not match ({exc}); write {{{{ and }}}} for literal braces.") from exc
+        raise TemplateError(Msg("The braces do not match ({reason}); write {{{{ and }}}} for literal braces.",
+                                reason=str(exc))) from exc
     return names
 
 
@@ -62,25 +65,26 @@ class TemplateCheck:
 def check_prompt(settings: PromptSettings) -> TemplateCheck:
     errors, warnings = [], []
     if not settings.template.strip():
-        errors.append("The template is empty; write at least {question}.")
-    for label, text in (("system prompt", settings.system_prompt), ("template", settings.template)):
+        errors.append(Msg("The template is empty; write at least {question}."))
+    for label, text in ((Msg("system prompt"), settings.system_prompt), (Msg("template"), settings.template)):
         try:
             names = template_variables(text)
         except TemplateError as exc:
-            errors.append(f"In the {label}: {exc}")
+            errors.append(Msg("In the {where}: {problem}", where=label, problem=exc.args[0]))
             continue
         for name in names:
             if name not in BUILTIN_VARIABLES and name not in settings.variables:
-                errors.append(f"Unknown variable {{{name}}} in the {label}: add it under Variables or remove it.")
+                errors.append(Msg("Unknown variable {{{name}}} in the {where}: add it under Variables or remove it.",
+                                  name=name, where=label))
             elif name in settings.variables and not str(settings.variables[name]).strip():
-                warnings.append(f"Variable {{{name}}} has no value yet; it will be left empty.")
+                warnings.append(Msg("Variable {{{name}}} has no value yet; it will be left empty.", name=name))
     if settings.template.strip() and "question" not in _safe_names(settings.template):
-        errors.append("The template must contain {question} where the user's question goes.")
+        errors.append(Msg("The template must contain {question} where the user's question goes."))
     if "question" in _safe_names(settings.system_prompt):
-        warnings.append("{question} in the system prompt repeats the question; usually it belongs in the template.")
+        warnings.append(Msg("{question} in the system prompt repeats the question; usually it belongs in the template."))
     unused = [n for n in settings.variables if n not in _safe_names(settings.system_prompt + settings.template)]
     if unused:
-        warnings.append(f"Variables not used anywhere: {', '.join(unused)}.")
+        warnings.append(Msg("Variables not used anywhere: {names}.", names=", ".join(unused)))
     return TemplateCheck(errors, warnings)
 
 

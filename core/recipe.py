@@ -18,6 +18,7 @@ from core.models.generation import GenerationSettings
 from core.models.source import ModelSource
 from core.prompt import PromptSettings
 from core.workspace import Project
+from core.i18n import Msg
 
 SCHEMA_VERSION = 1
 DEFAULT_RECIPE = "assistant"
@@ -37,9 +38,9 @@ class Recipe:
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", self.name):
-            raise StudioError("A recipe name uses letters, digits, - and _ only (at most 40).")
+            raise StudioError(Msg("A recipe name uses letters, digits, - and _ only (at most 40)."))
         if self.context_window is not None and self.context_window < 64:
-            raise StudioError("The context window must be at least 64 tokens.")
+            raise StudioError(Msg("The context window must be at least 64 tokens."))
 
     @property
     def labels(self) -> CompletionLabels:
@@ -117,7 +118,7 @@ class RecipeStore:
         for version in versions:
             if version.number == number:
                 return version.recipe
-        raise StudioError(f"Recipe '{self.name}' has no version {number}.")
+        raise StudioError(Msg("Recipe '{name}' has no version {number}.", name=self.name, number=number))
 
     def save(self, recipe: Recipe, note: str = "", author: str | None = None) -> int:
         self.project.require()
@@ -127,7 +128,7 @@ class RecipeStore:
         number = (latest.number if latest else 0) + 1
         path = self.folder / f"v{number:04d}.json"
         if path.exists():
-            raise StudioError("Someone saved this recipe at the same moment; reload the page and save again.")
+            raise StudioError(Msg("Someone saved this recipe at the same moment; reload the page and save again."))
         atomic.write_json(path, {"saved_at": time.time(), "author": author or _user(), "note": note,
                                  "recipe": recipe.to_dict()})
         return number

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core import atomic
 from core.errors import ProjectExistsError, ProjectNotFoundError, StudioError
+from core.i18n import Msg
 
 PROJECT_FILE = "project.json"
 # Sub-folders every project has; later features fill them.
@@ -53,9 +54,9 @@ class Project:
     def require(self) -> "Project":
         """Raise a clear error when the project was deleted (for example from another tab)."""
         if not self.exists():
-            raise ProjectNotFoundError(
-                f"Project '{self.name}' no longer exists (it was deleted or renamed elsewhere); pick another project."
-            )
+            raise ProjectNotFoundError(Msg(
+                "Project '{name}' no longer exists (it was deleted or renamed elsewhere); pick another project.",
+                name=self.name))
         return self
 
 
@@ -85,15 +86,15 @@ class Workspace:
         for project in self.list_projects():
             if slug_or_name in (project.slug, project.name):
                 return project
-        raise ProjectNotFoundError(f"There is no project called '{slug_or_name}'; create it first.")
+        raise ProjectNotFoundError(Msg("There is no project called '{name}'; create it first.", name=slug_or_name))
 
     def _check_name(self, name: str, renaming: Project | None = None) -> str:
         name = (name or "").strip()
         if not name:
-            raise StudioError("Give the project a name.")
+            raise StudioError(Msg("Give the project a name."))
         others = [p for p in self.list_projects() if renaming is None or p.path != renaming.path]
         if any(p.name.lower() == name.lower() for p in others):
-            raise ProjectExistsError(f"A project called '{name}' already exists; choose another name.")
+            raise ProjectExistsError(Msg("A project called '{name}' already exists; choose another name.", name=name))
         return name
 
     def _free_folder(self, name: str) -> Path:
@@ -157,7 +158,7 @@ class Workspace:
     def delete(self, project: Project, confirm_name: str) -> None:
         """Deletes only when the user typed the project's name, so a stray click loses nothing."""
         if confirm_name.strip() != project.name:
-            raise StudioError(f"Type the project name '{project.name}' exactly to confirm deletion.")
+            raise StudioError(Msg("Type the project name '{name}' exactly to confirm deletion.", name=project.name))
         project.require()
         trash = project.path.with_name(f".{project.path.name}.deleting")
         os.replace(project.path, trash)  # disappears at once for other tabs, then is removed

@@ -4,6 +4,7 @@ import streamlit as st
 
 from core.feedback import record_feedback
 from core.recipe import Recipe, RecipeStore
+from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready
 from studio.ui.state import require_project, show_error
 from studio.ui.trial import stats_caption, stream_answer
@@ -13,38 +14,40 @@ slug = project.slug
 store = RecipeStore(project)
 versions = store.versions()
 
-st.title("Chat")
+st.title(t("Chat"))
 head, pick, reset = st.columns([3, 2, 1], vertical_alignment="bottom")
-head.caption("Answers use the saved recipe: model, prompt and examples. Rate answers with thumbs up or down; "
-             "a correction becomes a training pair once accepted.")
+head.caption(t("Answers use the saved recipe: model, prompt and examples. Rate answers with thumbs up or down; "
+               "a correction becomes a training pair once accepted."))
 if versions:
     numbers = [v.number for v in reversed(versions)]
-    number = pick.selectbox("Recipe version", numbers, format_func=lambda n: f"v{n}" + (" (latest)" if n == numbers[0] else ""),
-                            key=f"chat.{slug}.version")
+    number = pick.selectbox(t("Recipe version"), numbers, key=f"chat.{slug}.version",
+                            format_func=lambda n: t("version {number} (latest)", number=n) if n == numbers[0]
+                            else t("version {number}", number=n))
     recipe = store.load(number)
 else:
     number, recipe = None, Recipe()
-    pick.caption("No saved recipe yet: using the default prompt.")
+    pick.caption(t("No saved recipe yet: using the default prompt."))
 history_key = f"chat.{slug}.history.{number}"
 history: list[dict] = st.session_state.setdefault(history_key, [])
-if reset.button("New chat", icon=":material/refresh:", disabled=not history):
+if reset.button(t("New chat"), icon=":material/refresh:", disabled=not history):
     st.session_state[history_key] = []
     st.rerun()
-st.caption("Each question is answered on its own with the recipe's prompt and examples; earlier turns are "
-           "shown for reference.")
+st.caption(t("Each question is answered on its own with the recipe's prompt and examples; earlier turns are "
+             "shown for reference."))
 
 
 def feedback_controls(index: int, message: dict) -> None:
     if message.get("rated"):
-        st.caption("Thanks — feedback saved." if message["rated"] > 0 else "Thanks — correction saved for labeling.")
+        st.caption(t("Thanks — feedback saved.") if message["rated"] > 0 else t("Thanks — correction saved for labeling."))
         return
     choice = st.feedback("thumbs", key=f"chat.{slug}.{number}.fb.{index}")
     if choice == 1:
         _save(message, 1, "")
         st.rerun()
     elif choice == 0:
-        correction = st.text_area("What should the answer have been? (optional)", key=f"chat.{slug}.{number}.fix.{index}")
-        if st.button("Send feedback", key=f"chat.{slug}.{number}.send.{index}"):
+        correction = st.text_area(t("What should the answer have been? (optional)"),
+                                  key=f"chat.{slug}.{number}.fix.{index}")
+        if st.button(t("Send feedback"), key=f"chat.{slug}.{number}.send.{index}"):
             _save(message, -1, correction)
             st.rerun()
 
@@ -66,7 +69,7 @@ for index, message in enumerate(history):
             feedback_controls(index, message)
 
 ready = model_ready(recipe.model, key=f"chat.{slug}.model")
-question = st.chat_input("Ask the assistant", disabled=not ready)
+question = st.chat_input(t("Ask the assistant"), disabled=not ready)
 if question:
     with st.chat_message("user"):
         st.write(question)

@@ -7,11 +7,12 @@ from core import sample
 from core.data.pairs import load_pairs
 from core.errors import StudioError
 from core.recipe import RecipeStore
+from studio.ui.i18n import t
 from studio.ui.state import current_project, set_project, show_error, workspace
 
-st.title("Projects")
-st.write("A project holds one assistant you are building: its recipe versions, datasets, indexes, "
-         "training runs and adapters. Start here, then climb the ladder in the sidebar.")
+st.title(t("Projects"))
+st.write(t("A project holds one assistant you are building: its recipe versions, datasets, indexes, "
+           "training runs and adapters. Start here, then climb the ladder in the sidebar."))
 
 ws = workspace()
 
@@ -24,77 +25,80 @@ def create_and_open(make) -> None:
         show_error(exc)
         return
     set_project(project)
-    st.toast(f"Created '{project.name}'.", icon=":material/check:")
+    st.toast(t("Created '{name}'.", name=project.name), icon=":material/check:")
     st.rerun()
 
 
 left, right = st.columns(2)
 with left.form("create_project", clear_on_submit=True):
-    st.subheader("New project")
-    name = st.text_input("Name", placeholder="e.g. Customer support assistant")
-    if st.form_submit_button("Create project", type="primary", icon=":material/add:"):
+    st.subheader(t("New project"))
+    name = st.text_input(t("Name"), placeholder=t("e.g. Customer support assistant"))
+    if st.form_submit_button(t("Create project"), type="primary", icon=":material/add:"):
         create_and_open(lambda: ws.create(name))
 with right.container(border=True):
-    st.subheader("Sample project")
-    st.write("A small made-up bike shop with a prompt, few-shot examples, documents and an eval set: "
-             "the quickest way to see each step pay off.")
-    if st.button("Create the sample project", icon=":material/auto_awesome:"):
+    st.subheader(t("Sample project"))
+    st.write(t("A small made-up bike shop with a prompt, few-shot examples, documents and an eval set: "
+               "the quickest way to see each step pay off."))
+    if st.button(t("Create the sample project"), icon=":material/auto_awesome:"):
         create_and_open(lambda: sample.create_sample_project(ws))
 
 projects = ws.list_projects()
 if not projects:
-    st.info("No projects yet. Create one above, or start from the sample project.")
+    st.info(t("No projects yet. Create one above, or start from the sample project."))
     st.stop()
 
-st.subheader("Your projects")
+st.subheader(t("Your projects"))
 rows = []
 for p in projects:
     latest = RecipeStore(p).latest()
-    rows.append({"Name": p.name, "Folder": str(p.path), "Recipe versions": latest.number if latest else 0,
-                 "Few-shot examples": len(load_pairs(p, "examples")),
-                 "Created": pd.to_datetime(p.created, unit="s").strftime("%Y-%m-%d %H:%M")})
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-st.caption(f"Projects are folders under {ws.projects_dir} (set STUDIO_HOME to move them).")
+    rows.append({"name": p.name, "folder": str(p.path), "versions": latest.number if latest else 0,
+                 "examples": len(load_pairs(p, "examples")),
+                 "created": pd.to_datetime(p.created, unit="s").strftime("%Y-%m-%d %H:%M")})
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+    "name": t("Name"), "folder": t("Folder"), "versions": t("Recipe versions"),
+    "examples": t("Few-shot examples"), "created": t("Created")})
+st.caption(t("Projects are folders under {folder} (set STUDIO_HOME to move them).", folder=str(ws.projects_dir)))
 
 current = current_project()
 names = [p.name for p in projects]
-chosen_name = st.selectbox("Open project", names, index=names.index(current.name) if current else 0)
+chosen_name = st.selectbox(t("Open project"), names, index=names.index(current.name) if current else 0)
 chosen = projects[names.index(chosen_name)]
 if current is None or chosen.slug != current.slug:
-    if st.button(f"Open '{chosen.name}'", type="primary", icon=":material/folder_open:"):
+    if st.button(t("Open '{name}'", name=chosen.name), type="primary", icon=":material/folder_open:"):
         set_project(chosen)
         st.rerun()
     st.stop()
 
-st.success(f"Open: **{current.name}**. Next: check the **Model**, then write your **Prompt**.")
+st.success(t("Open: **{name}**. Next: check the **Model**, then write your **Prompt**.", name=current.name))
 col_model, col_prompt = st.columns(2)
-col_model.page_link("../pages/model.py", label="Model", icon=":material/memory:")
-col_prompt.page_link("../pages/prompt.py", label="1 · Prompt", icon=":material/edit_note:")
+col_model.page_link("../pages/model.py", label=t("Model"), icon=":material/memory:")
+col_prompt.page_link("../pages/prompt.py", label=t("1 · Prompt"), icon=":material/edit_note:")
 
-with st.expander("Rename or duplicate", icon=":material/edit:"):
-    new_name = st.text_input("New name", value=current.name, key="projects.rename")
+with st.expander(t("Rename or duplicate"), icon=":material/edit:"):
+    new_name = st.text_input(t("New name"), value=current.name, key="projects.rename")
     rename_col, duplicate_col = st.columns(2)
-    if rename_col.button("Rename"):
+    if rename_col.button(t("Rename")):
         try:
             set_project(ws.rename(current, new_name))
             st.rerun()
         except StudioError as exc:
-            st.error(str(exc))
-    if duplicate_col.button("Duplicate under the new name"):
+            show_error(exc)
+    if duplicate_col.button(t("Duplicate under the new name")):
         try:
             set_project(ws.duplicate(current, new_name))
             st.rerun()
         except StudioError as exc:
-            st.error(str(exc))
+            show_error(exc)
 
-with st.expander("Delete this project", icon=":material/delete:"):
-    st.warning(f"This deletes the folder {current.path} with all its recipes, datasets, runs and adapters.")
-    confirm = st.text_input(f"Type **{current.name}** to confirm", key="projects.delete_confirm")
-    if st.button("Delete project", type="primary", disabled=confirm.strip() != current.name):
+with st.expander(t("Delete this project"), icon=":material/delete:"):
+    st.warning(t("This deletes the folder {folder} with all its recipes, datasets, runs and adapters.",
+                 folder=str(current.path)))
+    confirm = st.text_input(t("Type **{name}** to confirm", name=current.name), key="projects.delete_confirm")
+    if st.button(t("Delete project"), type="primary", disabled=confirm.strip() != current.name):
         try:
             ws.delete(current, confirm)
             set_project(None)
             st.session_state.pop("projects.delete_confirm", None)
             st.rerun()
         except StudioError as exc:
-            st.error(str(exc))
+            show_error(exc)

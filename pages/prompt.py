@@ -7,6 +7,7 @@ from core.errors import StudioError
 from core.models.generation import GenerationSettings
 from core.prompt import BUILTIN_VARIABLES, PromptSettings, check_prompt
 from core.recipe import RecipeStore
+from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready
 from studio.ui.state import discard_draft, draft, require_project, save_draft, saved_recipe, set_draft
 from studio.ui.trial import run_table, show_table, stream_answer
@@ -17,88 +18,90 @@ recipe = draft(project)
 saved, version = saved_recipe(project)
 K = f"prompt.{slug}."  # widget keys of this page, per project
 
-st.title("1 · Prompt")
-st.write("Tell the model who it is and how to answer. Write `{question}` where the user's question goes and "
-         "`{your_words}` for values you define below. Try it, then save: every save is a new recipe version.")
+st.title(t("1 · Prompt"))
+st.write(t("Tell the model who it is and how to answer. Write `{question}` where the user's question goes and "
+           "`{your_words}` for values you define below. Try it, then save: every save is a new recipe version."))
 
 edit, trial = st.columns([1, 1], gap="large")
 with edit:
-    system_prompt = st.text_area("System prompt", value=recipe.prompt.system_prompt, height=140, key=K + "system",
-                                 help="Instructions the model reads before every question.")
-    template = st.text_area("Question template", value=recipe.prompt.template, height=80, key=K + "template",
-                            help="Must contain {question}. Example: 'Customer question: {question}'.")
-    st.markdown("**Variables**")
+    system_prompt = st.text_area(t("System prompt"), value=recipe.prompt.system_prompt, height=140, key=K + "system",
+                                 help=t("Instructions the model reads before every question."))
+    template = st.text_area(t("Question template"), value=recipe.prompt.template, height=80, key=K + "template",
+                            help=t("Must contain {question}. Example: 'Customer question: {question}'."))
+    st.markdown("**" + t("Variables") + "**")
     base_key = K + "variables_base"
     if base_key not in st.session_state:  # the editor needs a stable base; edits are kept by the widget
         st.session_state[base_key] = pd.DataFrame(
             [{"variable": k, "value": v} for k, v in recipe.prompt.variables.items()] or [{"variable": "", "value": ""}])
     edited = st.data_editor(st.session_state[base_key], num_rows="dynamic", hide_index=True, width="stretch",
                             key=K + "variables", column_config={
-                                "variable": st.column_config.TextColumn("Variable", help="Name used as {name}"),
-                                "value": st.column_config.TextColumn("Value", width="large")})
+                                "variable": st.column_config.TextColumn(t("Variable"), help=t("Name used as {name}")),
+                                "value": st.column_config.TextColumn(t("Value"), width="large")})
     variables = {str(r["variable"]).strip(): str(r["value"] if r["value"] is not None else "")
                  for r in edited.to_dict("records") if r.get("variable") and str(r["variable"]).strip()}
 
-    with st.expander("Generation settings", icon=":material/tune:"):
+    with st.expander(t("Generation settings"), icon=":material/tune:"):
         g = recipe.generation
-        temperature = st.slider("Temperature", 0.0, 1.5, g.temperature, 0.05, key=K + "temperature",
-                                help="0 gives the same answer every time; higher is more varied.")
-        top_p = st.slider("Top-p", 0.05, 1.0, g.top_p, 0.05, key=K + "top_p", disabled=temperature == 0,
-                          help="Used only when temperature is above 0.")
-        max_new_tokens = st.number_input("Max new tokens", 1, 4096, g.max_new_tokens, 16, key=K + "max_new",
-                                         help="The longest answer; also reserved in the context window.")
-        repetition_penalty = st.slider("Repetition penalty", 1.0, 1.5, g.repetition_penalty, 0.05, key=K + "rep",
-                                       help="Above 1 avoids loops but also discourages copying facts from the prompt.")
-        stop_text = st.text_area("Stop sequences (one per line)", value="\n".join(g.stop), key=K + "stop",
-                                 help="The answer ends before any of these.")
-    with st.expander("Base-model format", icon=":material/description:"):
-        st.caption("Models without a chat template (like the embedded Gemma 3 270M) read the prompt as "
-                   "'Question: … Answer:' blocks. Rename the labels to match your use, e.g. 'Customer' / 'Agent'.")
-        user_label = st.text_input("Question label", value=recipe.prompt.user_label, key=K + "user_label")
-        assistant_label = st.text_input("Answer label", value=recipe.prompt.assistant_label, key=K + "assistant_label")
+        temperature = st.slider(t("Temperature"), 0.0, 1.5, g.temperature, 0.05, key=K + "temperature",
+                                help=t("0 gives the same answer every time; higher is more varied."))
+        top_p = st.slider(t("Top-p"), 0.05, 1.0, g.top_p, 0.05, key=K + "top_p", disabled=temperature == 0,
+                          help=t("Used only when temperature is above 0."))
+        max_new_tokens = st.number_input(t("Max new tokens"), 1, 4096, g.max_new_tokens, 16, key=K + "max_new",
+                                         help=t("The longest answer; also reserved in the context window."))
+        repetition_penalty = st.slider(t("Repetition penalty"), 1.0, 1.5, g.repetition_penalty, 0.05, key=K + "rep",
+                                       help=t("Above 1 avoids loops but also discourages copying facts from the prompt."))
+        stop_text = st.text_area(t("Stop sequences (one per line)"), value="\n".join(g.stop), key=K + "stop",
+                                 help=t("The answer ends before any of these."))
+    with st.expander(t("Base-model format"), icon=":material/description:"):
+        st.caption(t("Models without a chat template (like the embedded Gemma 3 270M) read the prompt as "
+                     "'Question: … Answer:' blocks. Rename the labels to match your use, e.g. 'Customer' / 'Agent'."))
+        user_label = st.text_input(t("Question label"), value=recipe.prompt.user_label, key=K + "user_label")
+        assistant_label = st.text_input(t("Answer label"), value=recipe.prompt.assistant_label, key=K + "assistant_label")
 
     prompt_settings = PromptSettings(system_prompt, template, variables, user_label.strip() or "Question",
                                      assistant_label.strip() or "Answer")
     check = check_prompt(prompt_settings)
     for error in check.errors:
-        st.error(error)
+        st.error(t(error))
     for warning in check.warnings:
-        st.warning(warning)
+        st.warning(t(warning))
     try:
         generation = GenerationSettings(temperature, top_p, int(max_new_tokens), repetition_penalty,
                                         tuple(line for line in stop_text.splitlines() if line))
         recipe = recipe.with_changes(prompt=prompt_settings, generation=generation)
         set_draft(project, recipe)
     except StudioError as exc:
-        st.error(str(exc))
-    st.caption("Built-in variables: " + ", ".join(f"{{{v}}}" for v in BUILTIN_VARIABLES))
+        st.error(t(exc.args[0]))
+    st.caption(t("Built-in variables: {names}", names=", ".join(f"{{{v}}}" for v in BUILTIN_VARIABLES)))
 
     changed = recipe.to_dict() != saved.to_dict()
-    note = st.text_input("What changed (optional)", key=K + "note", placeholder="e.g. shorter answers")
+    note = st.text_input(t("What changed (optional)"), key=K + "note", placeholder=t("e.g. shorter answers"))
     save_col, discard_col = st.columns(2)
-    if save_col.button("Save as new version", type="primary", disabled=not (changed and check.ok),
+    if save_col.button(t("Save as new version"), type="primary", disabled=not (changed and check.ok),
                        icon=":material/save:"):
         save_draft(project, recipe, note=note or "Prompt")
         st.rerun()
-    if discard_col.button("Discard changes", disabled=not changed):
+    if discard_col.button(t("Discard changes"), disabled=not changed):
         discard_draft(project, K)
         st.rerun()
-    st.caption(("Unsaved changes · " if changed else "") + (f"saved version {version}" if version else "not saved yet"))
+    st.caption((t("Unsaved changes") + " · " if changed else "")
+               + (t("saved version {number}", number=version) if version else t("not saved yet")))
     versions = RecipeStore(project).versions()
     if versions:
-        with st.expander(f"Version history ({len(versions)})", icon=":material/history:"):
+        with st.expander(t("Version history ({count})", count=len(versions)), icon=":material/history:"):
             st.dataframe(pd.DataFrame([{"version": v.number, "saved": pd.to_datetime(v.saved_at, unit="s"),
                                         "by": v.author, "note": v.note} for v in reversed(versions)]),
-                         hide_index=True, width="stretch")
+                         hide_index=True, width="stretch", column_config={
+                             "version": t("Version"), "saved": t("Saved"), "by": t("By"), "note": t("Note")})
 
 with trial:
-    st.subheader("Try it")
+    st.subheader(t("Try it"))
     ready = check.ok and model_ready(recipe.model, key=K + "model")
-    question = st.text_area("Question", key=K + "question", height=80,
-                            placeholder="Ask what your users would ask")
-    if st.button("Run", type="primary", disabled=not ready, icon=":material/play_arrow:"):
+    question = st.text_area(t("Question"), key=K + "question", height=80,
+                            placeholder=t("Ask what your users would ask"))
+    if st.button(t("Run"), type="primary", disabled=not ready, icon=":material/play_arrow:"):
         if not question.strip():
-            st.error("Type a question first.")
+            st.error(t("Type a question first."))
         else:
             with st.chat_message("user"):
                 st.write(question)
@@ -107,22 +110,22 @@ with trial:
                 st.session_state[K + "last"] = {"question": question, "answer": result["answer"]}
     elif K + "last" in st.session_state:
         last = st.session_state[K + "last"]
-        st.caption("Last answer")
+        st.caption(t("Last answer"))
         with st.chat_message("user"):
             st.write(last["question"])
         with st.chat_message("assistant"):
             st.write(last["answer"])
 
-    st.subheader("Try on a few questions")
-    st.caption("A quick baseline: the same questions answered by this prompt. Saved in the project's runs.")
+    st.subheader(t("Try on a few questions"))
+    st.caption(t("A quick baseline: the same questions answered by this prompt. Saved in the project's runs."))
     eval_path = project.path / "datasets" / "eval.jsonl"
-    if eval_path.exists() and st.button("Fill with questions from the eval set"):
+    if eval_path.exists() and st.button(t("Fill with questions from the eval set")):
         import json
         lines = [json.loads(l) for l in eval_path.read_text(encoding="utf-8").splitlines() if l.strip()]
         st.session_state[K + "questions"] = "\n".join(str(l.get("question", "")) for l in lines[:10])
-    questions_text = st.text_area("Questions (one per line)", key=K + "questions", height=120)
+    questions_text = st.text_area(t("Questions (one per line)"), key=K + "questions", height=120)
     questions = [q.strip() for q in questions_text.splitlines() if q.strip()]
-    if st.button(f"Answer {len(questions)} question(s)" if questions else "Answer questions",
+    if st.button(t("Answer {count} question(s)", count=len(questions)) if questions else t("Answer questions"),
                  disabled=not (ready and questions), icon=":material/table_rows:"):
         run_table(project, recipe, version if not changed else None, questions, key=K + "table")
     show_table(K + "table")

@@ -9,26 +9,27 @@ if str(ROOT) not in sys.path:  # `streamlit run studio/app.py` puts only studio/
 
 import streamlit as st  # noqa: E402
 
+from studio.ui.i18n import t  # noqa: E402
 from studio.ui.sidebar import render_sidebar  # noqa: E402
 
 st.set_page_config(page_title="LLM Customization Studio", page_icon=":material/science:", layout="wide")
 
 PAGES = {
-    "Start": [
-        st.Page("../pages/projects.py", title="Projects", icon=":material/folder_open:", url_path="projects",
+    t("Start"): [
+        st.Page("../pages/projects.py", title=t("Projects"), icon=":material/folder_open:", url_path="projects",
                 default=True),
     ],
-    "Ladder": [
-        st.Page("../pages/model.py", title="Model", icon=":material/memory:", url_path="model"),
-        st.Page("../pages/prompt.py", title="1 · Prompt", icon=":material/edit_note:", url_path="prompt"),
-        st.Page("../pages/fewshot.py", title="2 · Few-shot", icon=":material/format_list_numbered:",
+    t("Ladder"): [
+        st.Page("../pages/model.py", title=t("Model"), icon=":material/memory:", url_path="model"),
+        st.Page("../pages/prompt.py", title=t("1 · Prompt"), icon=":material/edit_note:", url_path="prompt"),
+        st.Page("../pages/fewshot.py", title=t("2 · Few-shot"), icon=":material/format_list_numbered:",
                 url_path="few-shot"),
     ],
-    "Data": [
-        st.Page("../pages/feedback.py", title="Feedback", icon=":material/thumbs_up_down:", url_path="feedback"),
+    t("Data"): [
+        st.Page("../pages/feedback.py", title=t("Feedback"), icon=":material/thumbs_up_down:", url_path="feedback"),
     ],
-    "Results": [
-        st.Page("../pages/chat.py", title="Chat", icon=":material/chat:", url_path="chat"),
+    t("Results"): [
+        st.Page("../pages/chat.py", title=t("Chat"), icon=":material/chat:", url_path="chat"),
     ],
 }
 

@@ -97,3 +97,30 @@ def test_embedder_returns_unit_vectors_and_ranks_paraphrases():
     assert paraphrase > unrelated + 0.3
     np.testing.assert_allclose(embed(texts[:1])[0], vectors[0], atol=1e-6)  # cached, stable
     assert embed([]).shape == (0, 384)
+
+
+VIETNAMESE = "Cửa hàng mở cửa từ 8 giờ đến 18 giờ, thứ Hai đến thứ Sáu. Phở bò giá bao nhiêu? Đường phố Hà Nội."
+
+
+def test_vietnamese_counts_exactly_and_round_trips(gemma):
+    tokenizer = gemma.tokenizer
+    ids = tokenizer(VIETNAMESE, add_special_tokens=False)["input_ids"]
+    assert gemma.count_tokens(VIETNAMESE) == len(ids) > 0
+    assert tokenizer.decode(ids) == VIETNAMESE  # every diacritic survives encoding
+
+
+def test_vietnamese_prompt_streams_with_diacritics_intact(gemma):
+    from core import assistant
+    from core.models.generation import GenerationSettings
+    from core.prompt import PromptSettings
+    from core.recipe import Recipe
+
+    recipe = Recipe(prompt=PromptSettings(system_prompt="Bạn là trợ lý của {company}.", variables={"company": "Xe Đạp Sài Gòn"},
+                                          user_label="Câu hỏi", assistant_label="Trả lời"),
+                    generation=GenerationSettings(max_new_tokens=12))
+    prepared, stream = assistant.answer(recipe, "Cửa hàng mở cửa lúc mấy giờ?", gemma, [])
+    assert "Bạn là trợ lý của Xe Đạp Sài Gòn." in prepared.prompt.text
+    assert prepared.prompt.text.endswith("Câu hỏi: Cửa hàng mở cửa lúc mấy giờ?\nTrả lời:")
+    assert prepared.budget.used == gemma.count_tokens(prepared.prompt)
+    stream.run_to_end()
+    assert stream.output_tokens > 0 and "\nCâu hỏi:" not in stream.text

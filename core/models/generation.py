@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
 
 from core.errors import StudioError
+from core.i18n import Msg
 
 
 @dataclass(frozen=True)
@@ -21,13 +22,13 @@ class GenerationSettings:
 
     def __post_init__(self):
         if not 0.0 <= self.temperature <= 2.0:
-            raise StudioError("Temperature must be between 0 and 2.")
+            raise StudioError(Msg("Temperature must be between 0 and 2."))
         if not 0.0 < self.top_p <= 1.0:
-            raise StudioError("Top-p must be above 0 and at most 1.")
+            raise StudioError(Msg("Top-p must be above 0 and at most 1."))
         if not 1 <= self.max_new_tokens <= 8192:
-            raise StudioError("Max new tokens must be between 1 and 8192.")
+            raise StudioError(Msg("Max new tokens must be between 1 and 8192."))
         if not 0.5 <= self.repetition_penalty <= 2.0:
-            raise StudioError("Repetition penalty must be between 0.5 and 2.")
+            raise StudioError(Msg("Repetition penalty must be between 0.5 and 2."))
         object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
 
     def to_dict(self) -> dict:

@@ -12,6 +12,7 @@ from core.errors import ModelLoadError
 from core.models.base import CompletionLabels, RenderedPrompt, render_completion
 from core.models.card import ModelCard, card_from_model
 from core.models.generation import GenerationSettings, GenerationStream
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
@@ -135,13 +136,15 @@ def _context_length(model, tokenizer) -> int:
 
 def check_model_folder(folder: Path) -> None:
     if not folder.exists():
-        raise ModelLoadError(f"The folder {folder} does not exist; check the path.")
+        raise ModelLoadError(Msg("The folder {folder} does not exist; check the path.", folder=str(folder)))
     if not folder.is_dir():
-        raise ModelLoadError(f"{folder} is a file, not a folder; pick a Hugging Face model folder or a .gguf file.")
+        raise ModelLoadError(Msg("{folder} is a file, not a folder; pick a Hugging Face model folder or a .gguf file.",
+                                 folder=str(folder)))
     if not (folder / "config.json").is_file():
-        raise ModelLoadError(f"{folder} has no config.json, so it is not a Hugging Face model folder.")
+        raise ModelLoadError(Msg("{folder} has no config.json, so it is not a Hugging Face model folder.", folder=str(folder)))
     if not any(any(folder.glob(p)) for p in WEIGHT_PATTERNS):
-        raise ModelLoadError(f"{folder} has no weights (*.safetensors); the download may be incomplete.")
+        raise ModelLoadError(Msg("{folder} has no weights (*.safetensors); the download may be incomplete.",
+                                 folder=str(folder)))
 
 
 def load_folder(folder: Path, name: str | None = None) -> LocalModel:
@@ -161,8 +164,8 @@ def load_folder(folder: Path, name: str | None = None) -> LocalModel:
     except Exception as exc:
         log.exception("loading %s failed", folder)
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelLoadError(f"The model in {folder} could not be loaded ({first_line}); "
-                             "the folder may be corrupt or of an unsupported architecture.") from exc
+        raise ModelLoadError(Msg("The model in {folder} could not be loaded ({reason}); the folder may be corrupt or of "
+                                 "an unsupported architecture.", folder=str(folder), reason=first_line)) from exc
     return LocalModel(name or folder.name, model, tokenizer)
 
 
@@ -184,11 +187,11 @@ def resolve_hub_id(repo_id: str) -> Path:
     except Exception:
         pass
     if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
-        raise ModelLoadError(f"'{repo_id}' is not downloaded and the model hub cannot be reached (offline); "
-                             "use the embedded model or a local folder.")
+        raise ModelLoadError(Msg("'{repo}' is not downloaded and the model hub cannot be reached (offline); use the "
+                                 "embedded model or a local folder.", repo=repo_id))
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=10))
     except Exception as exc:
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-        raise ModelLoadError(f"Could not download '{repo_id}' ({first_line}); "
-                             "check the id and your access rights.") from exc
+        raise ModelLoadError(Msg("Could not download '{repo}' ({reason}); check the id and your access rights.",
+                                 repo=repo_id, reason=first_line)) from exc

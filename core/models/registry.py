@@ -8,6 +8,7 @@ from pathlib import Path
 from core.models import convert
 from core.models.base import ModelBackend
 from core.models.source import ModelSource
+from core.i18n import Msg
 
 _backends: dict[str, ModelBackend] = {}
 _locks: dict[str, threading.Lock] = {}
@@ -48,10 +49,10 @@ def open_backend(source: ModelSource, progress=None) -> ModelBackend:
     if source.kind == "gguf":
         path = Path(source.location).expanduser()
         if path.suffix.lower() != ".gguf":
-            raise ModelLoadError(f"{path.name} is not a .gguf file; pick a file ending in .gguf.")
+            raise ModelLoadError(Msg("{name} is not a .gguf file; pick a file ending in .gguf.", name=path.name))
         folder = convert.gguf_cache_folder(path) if path.is_file() else None
         if folder is None:
-            raise ModelLoadError(f"GGUF file not found: {path}. Check the path.")
+            raise ModelLoadError(Msg("GGUF file not found: {path}. Check the path.", path=str(path)))
         if not convert.is_converted(folder):
             convert.convert_gguf(path, folder, progress)
         return local.load_folder(folder, name=path.name)

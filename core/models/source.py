@@ -8,15 +8,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from core.errors import ModelLoadError
+from core.i18n import Msg
 
 SourceKind = Literal["embedded", "local", "gguf", "hub", "openai"]
 SOURCE_KINDS: tuple[str, ...] = ("embedded", "local", "gguf", "hub", "openai")
 SOURCE_LABELS = {
-    "embedded": "Embedded Gemma 3 270M (offline)",
-    "local": "Local Hugging Face folder",
-    "gguf": "GGUF file",
-    "hub": "Hugging Face hub id (needs internet)",
-    "openai": "OpenAI-compatible endpoint (Ollama, vLLM, LM Studio)",
+    "embedded": Msg("Embedded Gemma 3 270M (offline)"),
+    "local": Msg("Local Hugging Face folder"),
+    "gguf": Msg("GGUF file"),
+    "hub": Msg("Hugging Face hub id (needs internet)"),
+    "openai": Msg("OpenAI-compatible endpoint (Ollama, vLLM, LM Studio)"),
 }
 
 
@@ -29,11 +30,13 @@ class ModelSource:
 
     def __post_init__(self):
         if self.kind not in SOURCE_KINDS:
-            raise ModelLoadError(f"Unknown model source '{self.kind}'; choose one of {', '.join(SOURCE_KINDS)}.")
+            raise ModelLoadError(Msg("Unknown model source '{kind}'; choose one of {kinds}.", kind=self.kind,
+                                     kinds=", ".join(SOURCE_KINDS)))
         if self.kind != "embedded" and not self.location.strip():
-            raise ModelLoadError(f"Enter the {'base URL' if self.kind == 'openai' else 'location'} of the model.")
+            raise ModelLoadError(Msg("Enter the base URL of the endpoint.") if self.kind == "openai"
+                                 else Msg("Enter where the model is (folder, file or hub id)."))
         if self.kind == "openai" and not self.model_name.strip():
-            raise ModelLoadError("Enter the model name the endpoint serves (for example 'llama3.2').")
+            raise ModelLoadError(Msg("Enter the model name the endpoint serves (for example 'llama3.2')."))
 
     @property
     def trainable(self) -> bool:

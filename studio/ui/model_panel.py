@@ -12,6 +12,7 @@ from core.models import registry
 from core.models.base import ModelBackend
 from core.models.source import ModelSource
 from core.workspace import studio_home
+from studio.ui.i18n import t
 from studio.ui.state import show_error
 
 
@@ -34,7 +35,7 @@ def model_ready(source: ModelSource, key: str) -> bool:
     try:
         needs = registry.needs_conversion(source)
     except StudioError as exc:
-        st.error(str(exc))
+        st.error(t(exc.args[0]))
         return False
     if needs:
         _conversion_panel(source, key)
@@ -50,7 +51,7 @@ def ensure_backend(source: ModelSource, key: str) -> ModelBackend | None:
     if not model_ready(source, key):
         return None
     try:
-        with st.spinner(f"Loading {source.describe()}…"):
+        with st.spinner(t("Loading {model}…", model=source.describe())):
             return registry.get_backend(source)
     except Exception as exc:
         show_error(exc)
@@ -61,11 +62,11 @@ def _conversion_panel(source: ModelSource, key: str) -> None:
     job = _latest_job(source)
     status = job.status() if job else None
     if status is None or status.state in ("failed", "cancelled"):
-        st.info("First use: the model is converted once into a fast local cache (about a minute on a laptop). "
-                "Later starts take seconds.")
+        st.info(t("First use: the model is converted once into a fast local cache (about a minute on a laptop). "
+                  "Later starts take seconds."))
         if status is not None and status.state == "failed":
-            st.error(status.error)
-        if st.button("Prepare the model", key=f"{key}.convert", type="primary", icon=":material/download:"):
+            st.error(t(status.error))
+        if st.button(t("Prepare the model"), key=f"{key}.convert", type="primary", icon=":material/download:"):
             Job.start(_jobs_dir(source), registry.conversion_argv(source), label="Convert model")
             st.rerun()
         return
@@ -77,16 +78,16 @@ def _conversion_progress(job: Job, key: str) -> None:
     status = job.status()
     if status.state == "done":
         st.rerun()  # the whole page now finds the converted model
-    st.progress(min(max(status.progress, 0.0), 1.0), text=f"Preparing the model: {status.message}…")
-    if st.button("Cancel", key=f"{key}.cancel_convert", icon=":material/close:"):
+    st.progress(min(max(status.progress, 0.0), 1.0), text=t("Preparing the model: {step}…", step=t(status.message)))
+    if st.button(t("Cancel"), key=f"{key}.cancel_convert", icon=":material/close:"):
         job.cancel()
         st.rerun()
 
 
 def model_status_line(source: ModelSource) -> str:
     if registry.peek_backend(source) is not None:
-        return "loaded"
+        return t("loaded")
     try:
-        return "needs one-time preparation" if registry.needs_conversion(source) else "loads on first use"
+        return t("needs one-time preparation") if registry.needs_conversion(source) else t("loads on first use")
     except StudioError:
-        return "not available"
+        return t("not available")

@@ -9,6 +9,7 @@ import streamlit as st
 from core.errors import ProjectNotFoundError, StudioError
 from core.recipe import Recipe, RecipeStore
 from core.workspace import Project, Workspace
+from studio.ui.i18n import t
 
 log = logging.getLogger("studio")
 PROJECT_KEY = "current_project"
@@ -45,10 +46,11 @@ def require_project() -> Project:
     if project is None:
         vanished = st.session_state.pop("project_vanished", None)
         if vanished:
-            st.error(f"The project '{vanished}' was deleted or renamed in another tab; pick or create a project.")
+            st.error(t("The project '{name}' was deleted or renamed in another tab; pick or create a project.",
+                       name=vanished))
         else:
-            st.info("Create or pick a project first.")
-        st.page_link("../pages/projects.py", label="Go to Projects", icon=":material/folder_open:")
+            st.info(t("Create or pick a project first."))
+        st.page_link("../pages/projects.py", label=t("Go to Projects"), icon=":material/folder_open:")
         st.stop()
     return project
 
@@ -80,16 +82,16 @@ def save_draft(project: Project, recipe: Recipe, note: str) -> None:
     try:
         number = RecipeStore(project).save(recipe, note=note)
     except StudioError as exc:
-        st.error(str(exc))
+        st.error(t(exc.args[0]))
         return
     set_draft(project, recipe)
-    st.toast(f"Saved as recipe version {number}.", icon=":material/check:")
+    st.toast(t("Saved as recipe version {number}.", number=number), icon=":material/check:")
 
 
 def show_error(exc: Exception) -> None:
     """A user-caused error as one sentence; anything else also goes to the log with its traceback."""
     if isinstance(exc, StudioError):
-        st.error(str(exc))
+        st.error(t(exc.args[0]) if exc.args else t("Something went wrong."))
     else:
         log.exception("unexpected error")
-        st.error(f"Something went wrong: {exc}. The details are in the server log.")
+        st.error(t("Something went wrong: {error}. The details are in the server log.", error=str(exc)))

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import streamlit as st
 
 from core import assistant, trials
 from core.recipe import Recipe
 from core.workspace import Project
+from studio.ui.i18n import t
 from studio.ui.model_panel import ensure_backend
 from studio.ui.state import show_error
 
 
 def stats_caption(stats: dict, prepared: assistant.PreparedPrompt | None = None) -> str:
-    parts = [f"{stats['prompt_tokens']:,} prompt tokens", f"{stats['output_tokens']:,} answer tokens",
-             f"first token {stats['first_token_s']:.2f} s", f"{stats['tokens_per_s']:.1f} tokens/s"]
+    parts = [t("{count} prompt tokens", count=f"{stats['prompt_tokens']:,}"),
+             t("{count} answer tokens", count=f"{stats['output_tokens']:,}"),
+             t("first token {seconds} s", seconds=f"{stats['first_token_s']:.2f}"),
+             t("{rate} tokens/s", rate=f"{stats['tokens_per_s']:.1f}")]
     if prepared is not None and prepared.examples:
-        parts.append(f"{len(prepared.examples)} example(s)")
+        parts.append(t("{count} example(s)", count=len(prepared.examples)))
     if stats.get("stopped_by") == "length":
-        parts.append("stopped at max new tokens")
+        parts.append(t("stopped at max new tokens"))
     return " · ".join(parts)
 
 
@@ -49,7 +50,7 @@ def run_table(project: Project, recipe: Recipe, version: int | None, questions: 
     rows: list[dict] = []
     st.session_state[key] = rows
     pool = assistant.example_pool(project, recipe)
-    bar = st.progress(0.0, text="Answering…")
+    bar = st.progress(0.0, text=t("Answering…"))
     for i, question in enumerate(questions, start=1):
         try:
             prepared, stream = assistant.answer(recipe, question, backend, pool)
@@ -58,20 +59,25 @@ def run_table(project: Project, recipe: Recipe, version: int | None, questions: 
             show_error(exc)
             return
         stats = stream.stats()
-        rows.append({"question": question, "answer": stream.text, "prompt tokens": stats["prompt_tokens"],
-                     "answer tokens": stats["output_tokens"], "seconds": stats["total_s"],
+        rows.append({"question": question, "answer": stream.text, "prompt_tokens": stats["prompt_tokens"],
+                     "answer_tokens": stats["output_tokens"], "seconds": stats["total_s"],
                      "examples": len(prepared.examples)})
-        bar.progress(i / len(questions), text=f"Answered {i} of {len(questions)}")
+        bar.progress(i / len(questions), text=t("Answered {done} of {total}", done=i, total=len(questions)))
     trials.save_trial(project, recipe, version, rows)
-    st.toast("Answers saved with the recipe snapshot in the project's runs.", icon=":material/check:")
+    st.toast(t("Answers saved with the recipe snapshot in the project's runs."), icon=":material/check:")
 
 
 def show_table(key: str) -> None:
     rows = st.session_state.get(key)
     if rows:
         frame = pd.DataFrame(rows)
-        st.dataframe(frame, hide_index=True, width="stretch",
-                     column_config={"answer": st.column_config.TextColumn(width="large")})
-        st.caption(f"{len(rows)} answers · median {frame['seconds'].median():.1f} s · "
-                   f"{int(frame['answer tokens'].sum()):,} answer tokens in all "
-                   f"(run at {time.strftime('%H:%M')})")
+        st.dataframe(frame, hide_index=True, width="stretch", column_config={
+            "question": st.column_config.TextColumn(t("Question")),
+            "answer": st.column_config.TextColumn(t("Answer"), width="large"),
+            "prompt_tokens": st.column_config.NumberColumn(t("Prompt tokens")),
+            "answer_tokens": st.column_config.NumberColumn(t("Answer tokens")),
+            "seconds": st.column_config.NumberColumn(t("Seconds"), format="%.1f"),
+            "examples": st.column_config.NumberColumn(t("Examples"))})
+        st.caption(t("{count} answers · median {seconds} s · {tokens} answer tokens in all",
+                     count=len(rows), seconds=f"{frame['seconds'].median():.1f}",
+                     tokens=f"{int(frame['answer_tokens'].sum()):,}"))

@@ -1,0 +1,1 @@
+"""The retriever rung: document chunks in LanceDB, full-text and vector search."""

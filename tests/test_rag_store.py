@@ -1,0 +1,68 @@
+"""The LanceDB store: upserts by content hash, deletes, and full-text search that keeps Vietnamese diacritics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.rag.store import FTS_OPTIONS, KnowledgeStore
+
+DIM = 8
+DOCS = [
+    ("hanoi", "Thủ đô của Việt Nam là Hà Nội. Phở bò Hà Nội nổi tiếng khắp nơi."),
+    ("ascii", "Ha Noi pho bo, written without any diacritics at all."),
+    ("sell", "Tôi muốn bán chiếc xe máy này trước cuối tháng."),
+    ("friend", "Bạn có khỏe không? Lâu rồi không gặp bạn."),
+]
+
+
+def rows(docs=DOCS, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"doc_id": d, "text": text, "source": f"{d}.txt", "vector": rng.random(DIM)} for d, text in docs]
+
+
+@pytest.fixture
+def store(tmp_path):
+    kb = KnowledgeStore(str(tmp_path / "lancedb"))
+    kb.upsert("kb", rows(), DIM, "fake", {"size": 100})
+    return kb
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("Hà Nội", ["hanoi"]),
+    ("phở", ["hanoi"]),
+    ("pho", ["ascii"]),       # no folding: the plain word finds only the plain text
+    ("bán", ["sell"]),        # "bán" (sell) is not "bạn" (you) …
+    ("bạn", ["friend"]),      # … and the other way round
+    ("ban", []),
+])
+def test_full_text_search_keeps_vietnamese_diacritics(store, query, expected):
+    assert [hit.doc_id for hit in store.search_text("kb", query)] == expected
+
+
+def test_hits_return_the_exact_vietnamese_text(store):
+    hit = store.search_text("kb", "khỏe")[0]
+    assert hit.text == DOCS[3][1] and hit.source == "friend.txt"
+
+
+def test_reingesting_changes_nothing_and_new_rows_are_searchable_at_once(store):
+    assert store.upsert("kb", rows(), DIM, "fake", {"size": 100}) == 0
+    assert store.count("kb") == len(DOCS)
+    store.upsert("kb", rows([("bun", "Bún chả là món ăn Hà Nội.")]), DIM, "fake", {"size": 100})
+    assert [h.doc_id for h in store.search_text("kb", "bún")] == ["bun"]
+
+
+def test_delete_a_document(store):
+    store.delete_document("kb", "sell")
+    assert store.count("kb") == len(DOCS) - 1
+    assert store.search_text("kb", "bán") == []
+
+
+def test_vector_search_finds_the_nearest(store):
+    target = rows()[2]["vector"]
+    assert store.search_vector("kb", target, k=1)[0].doc_id == "sell"
+
+
+def test_tokenizer_options_are_pinned():
+    assert FTS_OPTIONS["ascii_folding"] is False and FTS_OPTIONS["stem"] is False
+    assert {"base_tokenizer", "language", "lower_case", "remove_stop_words", "max_token_length"} <= set(FTS_OPTIONS)
