@@ -156,3 +156,13 @@ def test_newcomer_walks_every_page(page):
     go(page, "Feedback")
     page.get_by_text("Answers rated").wait_for()
     check_page(page, "07-feedback")
+
+    # A Vietnamese reader switches the language in the sidebar; the page and navigation follow.
+    page.get_by_label("Language / Ngôn ngữ").click()
+    page.get_by_role("option", name="Tiếng Việt").click()
+    settle(page)
+    page.get_by_role("heading", name="Phản hồi").wait_for()
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("1 · Viết prompt", exact=True).click()
+    settle(page)
+    page.get_by_role("heading", name="Chạy thử").wait_for()
+    check_page(page, "08-prompt-vietnamese")

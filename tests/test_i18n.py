@@ -104,13 +104,14 @@ def rendered_strings(at: AppTest) -> list[str]:
 def english_fragments() -> list[str]:
     """Literal parts of English messages that differ from their translation and are long enough to be telling."""
     translations = catalog("vi")
+    kept_terms = " ".join(translations.values())  # English terms Vietnamese practitioners keep (chat template, …)
     fragments = []
     for message_id, translated in translations.items():
         if translated == message_id:
             continue
         for literal, *_ in string.Formatter().parse(message_id.replace("{{", "(").replace("}}", ")")):
             literal = literal.strip(" .,:;·—()*`'")
-            if len(literal) >= 12 and " " in literal:
+            if len(literal) >= 12 and " " in literal and literal not in kept_terms:
                 fragments.append(literal)
     return fragments
 

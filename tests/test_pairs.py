@@ -223,7 +223,7 @@ def test_vietnamese_round_trip_exact(project):
     assert all(r["id"] for r in saved)
     loaded = pairs.load_pairs(project, "vi")
     assert loaded == saved
-    raw = pairs.dataset_path(project, "vi").read_bytes()
+    raw = (project.path / "datasets" / "vi" / "v0001.jsonl").read_bytes()
     assert "Thủ đô của Việt Nam".encode("utf-8") in raw  # stored readable, not \u-escaped
     exported = pairs.export_jsonl(loaded)
     assert [json.loads(line) for line in exported.decode("utf-8").splitlines()] == \
@@ -260,12 +260,16 @@ def test_load_missing_dataset_is_empty(project):
     assert pairs.load_pairs(project, "nothing-here") == []
 
 
-def test_save_overwrites_atomically(project):
+def test_each_save_is_a_new_version_and_old_ones_stay(project):
+    from core.data.store import DatasetStore
+
     pairs.save_pairs(project, "d", [{"prompt": "a", "response": "b"}])
     pairs.save_pairs(project, "d", [{"prompt": "c", "response": "d"}])
     assert [(r["prompt"], r["response"]) for r in pairs.load_pairs(project, "d")] == [("c", "d")]
-    folder = pairs.dataset_path(project, "d").parent
-    assert sorted(p.name for p in folder.iterdir()) == ["d.jsonl"]
+    store = DatasetStore(project)
+    assert [v.number for v in store.versions("d")] == [1, 2]
+    assert [r["prompt"] for r in store.load("d", 1)[0]] == ["a"]
+    assert not [p.name for p in (project.path / "datasets" / "d").iterdir() if p.name.endswith(".tmp")]
 
 
 def test_import_then_save_then_load(project):

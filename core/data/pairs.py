@@ -8,7 +8,6 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from core import atomic
 from core.errors import DataImportError
 from core.workspace import Project
 from core.i18n import Msg
@@ -30,19 +29,16 @@ def new_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
-def dataset_path(project: Project, name: str):
-    return project.subdir("datasets") / f"{name}.jsonl"
-
-
 def load_pairs(project: Project, name: str) -> list[dict]:
-    path = dataset_path(project, name)
-    if not path.exists():
+    """The usable (prompt, response) pairs of a dataset's latest version; rejected records are left out."""
+    from core.data.store import DatasetStore
+
+    store = DatasetStore(project)
+    if not store.exists(name):
         return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
-    return rows
+    records, _ = store.load(name)
+    return [{"id": r["id"], "prompt": r["prompt"], "response": r["response"]} for r in records
+            if r.get("status") != "rejected" and r.get("prompt") and r.get("response")]
 
 
 def clean_rows(rows: list[dict]) -> list[dict]:
@@ -55,9 +51,26 @@ def clean_rows(rows: list[dict]) -> list[dict]:
     return cleaned
 
 
-def save_pairs(project: Project, name: str, rows: list[dict]) -> list[dict]:
+def save_pairs(project: Project, name: str, rows: list[dict], base_version: int | None = -1,
+               note: str = "Edited examples") -> list[dict]:
+    """Save pairs as a new version of an SFT dataset (created if needed). Labels of records kept by id stay;
+    rejected records, which the pair view hides, are kept. base_version=-1 means "on top of the latest";
+    another number makes a concurrent save raise ConflictError."""
+    from core.data.records import new_record
+    from core.data.store import DatasetStore
+
     rows = clean_rows(rows)
-    atomic.write_jsonl(dataset_path(project, name), rows)
+    store = DatasetStore(project)
+    if not store.exists(name):
+        store.create(name, "sft", [new_record("sft", **r) for r in rows], note=note)
+        return rows
+    existing, latest = store.load(name)
+    by_id = {r["id"]: r for r in existing}
+    records = [{**by_id[r["id"]], "prompt": r["prompt"], "response": r["response"]} if r["id"] in by_id
+               else new_record("sft", **r) for r in rows]
+    kept = {r["id"] for r in rows}
+    records += [r for r in existing if r.get("status") == "rejected" and r["id"] not in kept]
+    store.save(name, records, latest if base_version == -1 else base_version, note=note)
     return rows
 
 

@@ -1,0 +1,105 @@
+"""Dataset records: the four kinds, their fields, and the labeling fields every record carries.
+
+A record is a plain dict (it is stored as one JSON line). Content fields depend on the kind; labeling fields
+are the same for all kinds.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from core.i18n import Msg
+
+KINDS = ("sft", "chat", "preference", "eval")
+KIND_LABELS = {
+    "sft": Msg("Training pairs (prompt → response)"),
+    "chat": Msg("Chat conversations"),
+    "preference": Msg("Preference pairs (chosen vs rejected)"),
+    "eval": Msg("Evaluation set (question → reference)"),
+}
+# Content fields of each kind; the first ones listed are required (see REQUIRED).
+FIELDS = {
+    "sft": ("prompt", "response", "system", "context"),
+    "chat": ("messages",),
+    "preference": ("prompt", "chosen", "rejected"),
+    "eval": ("question", "reference", "gold_ids", "tools", "expected_call"),
+}
+REQUIRED = {"sft": ("prompt", "response"), "chat": ("messages",), "preference": ("prompt", "chosen", "rejected"),
+            "eval": ("question",)}
+TEXT_FIELDS = {k: tuple(f for f in v if f not in ("messages", "gold_ids", "tools", "expected_call"))
+               for k, v in FIELDS.items()}
+
+STATUSES = ("unlabeled", "accepted", "rejected", "skipped")
+LABEL_FIELDS = ("id", "status", "labeler", "labeled_at", "comment", "tags", "suggestion", "split")
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def new_record(kind: str, **content) -> dict:
+    """A record with its content and fresh labeling fields (unlabeled, no tags, not a suggestion, no split)."""
+    record = {"id": content.pop("id", None) or new_id(), "status": "unlabeled", "labeler": "", "labeled_at": None,
+              "comment": "", "tags": [], "suggestion": False, "split": None}
+    record.update({k: v for k, v in content.items() if k in FIELDS[kind]})
+    return record
+
+
+def content(kind: str, record: dict) -> dict:
+    """Only the content fields (what exports carry and round-trips compare)."""
+    return {f: record[f] for f in FIELDS[kind] if record.get(f) not in (None, "", [], {})}
+
+
+def problems(kind: str, record: dict) -> list[Msg]:
+    """Why a record cannot be used; empty when it is fine."""
+    found = []
+    for field in REQUIRED[kind]:
+        value = record.get(field)
+        if field == "messages":
+            found.extend(_message_problems(value))
+        elif not isinstance(value, str) or not value.strip():
+            found.append(Msg("'{field}' is empty.", field=field))
+    if kind == "eval" and not (str(record.get("reference") or "").strip() or record.get("expected_call")):
+        found.append(Msg("An eval question needs a reference answer or an expected tool call."))
+    if record.get("status", "unlabeled") not in STATUSES:
+        found.append(Msg("Unknown status '{status}'.", status=record.get("status")))
+    return found
+
+
+def _message_problems(messages) -> list[Msg]:
+    if not isinstance(messages, list) or not messages:
+        return [Msg("The conversation has no messages.")]
+    found = []
+    for i, message in enumerate(messages, start=1):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            found.append(Msg("Message {n} has no valid role (system, user, assistant or tool).", n=i))
+        elif not str(message.get("content") or "").strip() and not message.get("tool_calls"):
+            found.append(Msg("Message {n} is empty.", n=i))
+    roles = [m.get("role") for m in messages if isinstance(m, dict)]
+    if "user" not in roles or "assistant" not in roles:
+        found.append(Msg("A conversation needs at least one user and one assistant message."))
+    return found
+
+
+def input_output(kind: str, record: dict) -> tuple[str, str]:
+    """The text a model reads and the text it should write, for length checks, duplicates and leakage."""
+    if kind == "sft":
+        parts = [record.get("system") or "", record.get("context") or "", record.get("prompt") or ""]
+        return "\n".join(p for p in parts if p), record.get("response") or ""
+    if kind == "chat":
+        messages = record.get("messages") or []
+        said = [m.get("content") or "" for m in messages if m.get("role") != "assistant"]
+        answered = [m.get("content") or "" for m in messages if m.get("role") == "assistant"]
+        return "\n".join(said), "\n".join(answered)
+    if kind == "preference":
+        return record.get("prompt") or "", record.get("chosen") or ""
+    return record.get("question") or "", record.get("reference") or ""
+
+
+def label(record: dict, status: str, labeler: str) -> dict:
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status}")
+    return {**record, "status": status, "labeler": labeler, "labeled_at": time.time(),
+            "suggestion": False if status == "accepted" else record.get("suggestion", False)}
