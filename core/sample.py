@@ -8,6 +8,8 @@ from pathlib import Path
 
 from core import atomic
 from core.data.pairs import clean_rows, save_pairs
+from core.data.records import new_record
+from core.data.store import DatasetStore
 from core.recipe import Recipe, RecipeStore
 from core.workspace import Project, Workspace
 
@@ -27,7 +29,8 @@ def create_sample_project(ws: Workspace, name: str = SAMPLE_NAME) -> Project:
     project = ws.create(final_name)
     recipe = Recipe.from_dict(atomic.read_json(SAMPLE_DIR / "recipe.json"))
     RecipeStore(project).save(recipe, note="Sample recipe")
-    save_pairs(project, "examples", clean_rows(_jsonl(SAMPLE_DIR / "examples.jsonl")))
-    atomic.write_jsonl(project.subdir("datasets") / "eval.jsonl", _jsonl(SAMPLE_DIR / "eval.jsonl"))
+    save_pairs(project, "examples", clean_rows(_jsonl(SAMPLE_DIR / "examples.jsonl")), note="Sample examples")
+    DatasetStore(project).create("eval", "eval", [new_record("eval", **row) for row in _jsonl(SAMPLE_DIR / "eval.jsonl")],
+                                 note="Sample eval set")
     shutil.copytree(SAMPLE_DIR / "docs", project.subdir("documents"), dirs_exist_ok=True)
     return project

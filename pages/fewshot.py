@@ -5,6 +5,7 @@ import streamlit as st
 
 from core import assistant
 from core.data import pairs
+from core.data.store import ConflictError, DatasetStore
 from core.errors import StudioError
 from core.fewshot import STRATEGIES, FewShotSettings
 from core.i18n import Msg
@@ -35,6 +36,9 @@ rows = pairs.load_pairs(project, settings.dataset)
 base_key = K + "grid_base"
 if base_key not in st.session_state:
     st.session_state[base_key] = pd.DataFrame(rows or [], columns=["id", "prompt", "response"])
+    store = DatasetStore(project)
+    st.session_state[K + "grid_version"] = store.latest_version(settings.dataset) if store.exists(settings.dataset) \
+        else None
 edited = st.data_editor(
     st.session_state[base_key], num_rows="dynamic", hide_index=True, width="stretch", key=K + "grid",
     column_order=["prompt", "response"],
@@ -46,13 +50,17 @@ grid_changed = pairs.clean_rows(edited_rows) != pairs.clean_rows([dict(r) for r 
 save_col, revert_col, download_col = st.columns(3)
 if save_col.button(t("Save examples"), type="primary", disabled=not grid_changed, icon=":material/save:"):
     try:
-        kept = pairs.save_pairs(project, settings.dataset, edited_rows)
+        base = st.session_state.get(K + "grid_version")
+        kept = pairs.save_pairs(project, settings.dataset, edited_rows, base_version=-1 if base is None else base)
         skipped = len(edited_rows) - len(kept)
         st.toast(t("Saved {count} examples; {skipped} incomplete row(s) left out.", count=len(kept), skipped=skipped)
                  if skipped else t("Saved {count} examples.", count=len(kept)), icon=":material/check:")
         for key in (base_key, K + "grid"):
             st.session_state.pop(key, None)
         st.rerun()
+    except ConflictError:
+        st.error(t("Someone else saved these examples while you were editing. Copy your changes, press "
+                   "Undo grid edits to load their version, then edit again."))
     except StudioError as exc:
         st.error(t(exc.args[0]))
 if revert_col.button(t("Undo grid edits"), disabled=not grid_changed):

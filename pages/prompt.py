@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from core.data.store import DatasetStore
 from core.errors import StudioError
 from core.models.generation import GenerationSettings
 from core.prompt import BUILTIN_VARIABLES, PromptSettings, check_prompt
@@ -118,11 +119,10 @@ with trial:
 
     st.subheader(t("Try on a few questions"))
     st.caption(t("A quick baseline: the same questions answered by this prompt. Saved in the project's runs."))
-    eval_path = project.path / "datasets" / "eval.jsonl"
-    if eval_path.exists() and st.button(t("Fill with questions from the eval set")):
-        import json
-        lines = [json.loads(l) for l in eval_path.read_text(encoding="utf-8").splitlines() if l.strip()]
-        st.session_state[K + "questions"] = "\n".join(str(l.get("question", "")) for l in lines[:10])
+    eval_sets = [d.name for d in DatasetStore(project).list() if d.kind == "eval"]
+    if eval_sets and st.button(t("Fill with questions from the eval set")):
+        eval_records, _ = DatasetStore(project).load(eval_sets[0])
+        st.session_state[K + "questions"] = "\n".join(r["question"] for r in eval_records[:10] if r.get("question"))
     questions_text = st.text_area(t("Questions (one per line)"), key=K + "questions", height=120)
     questions = [q.strip() for q in questions_text.splitlines() if q.strip()]
     if st.button(t("Answer {count} question(s)", count=len(questions)) if questions else t("Answer questions"),

@@ -26,6 +26,8 @@ PAGES = {
                 url_path="few-shot"),
     ],
     t("Data"): [
+        st.Page("../pages/datasets.py", title=t("Datasets"), icon=":material/dataset:", url_path="datasets"),
+        st.Page("../pages/labeling.py", title=t("Labeling"), icon=":material/checklist:", url_path="labeling"),
         st.Page("../pages/feedback.py", title=t("Feedback"), icon=":material/thumbs_up_down:", url_path="feedback"),
     ],
     t("Results"): [

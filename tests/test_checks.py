@@ -117,6 +117,15 @@ def test_near_duplicates_by_threshold(threshold, expected, hash_embedder):
     assert all(threshold - 1e-3 <= s <= 1.0 + 1e-3 for s in similarities)
 
 
+@pytest.mark.parametrize("cells", [1, 3, 10, 64])
+def test_blocks_of_any_size_give_the_same_pairs(cells, hash_embedder, monkeypatch):
+    expected = run_checks(NEAR_ROWS + TRAIN_SET, "sft", embed=hash_embedder, eval_records=EVAL_SET, eval_kind="eval")
+    monkeypatch.setattr(checks, "BLOCK_CELLS", cells)
+    blocked = run_checks(NEAR_ROWS + TRAIN_SET, "sft", embed=hash_embedder, eval_records=EVAL_SET, eval_kind="eval")
+    assert blocked.findings == expected.findings
+    assert len(expected.by_code("near_duplicate")) >= 6 and len(expected.by_code("leakage")) >= 3
+
+
 def test_near_duplicates_need_the_embedder(hash_embedder):
     report = run_checks(NEAR_ROWS, "sft")
     assert report.by_code("near_duplicate") == []
@@ -181,6 +190,25 @@ def test_leakage_against_an_eval_set_of_another_kind(with_embed, expected, hash_
                         embed=hash_embedder if with_embed else None)
     assert [(f.severity, f.record_ids) for f in report.by_code("leakage")] == expected
     assert report.ok is False
+
+
+def test_leakage_embeds_each_distinct_input_once(hash_embedder):
+    run_checks(TRAIN_SET + [sft("t6", PASSWORD, "Again.")], "sft", eval_records=EVAL_SET, eval_kind="eval",
+               embed=hash_embedder)
+    assert len(hash_embedder.calls) == 1
+    embedded = hash_embedder.calls[0]
+    assert len(embedded) == len(set(embedded))
+    assert set(embedded) == {r["prompt"] for r in TRAIN_SET} | {e["question"] for e in EVAL_SET[:3]}
+
+
+@pytest.mark.parametrize("with_embed, total", [(False, 6), (True, 9)])
+def test_leakage_pairs_are_capped_with_the_total_in_the_advice(with_embed, total, monkeypatch, hash_embedder):
+    monkeypatch.setattr(checks, "MAX_PAIRS", 2)
+    rows = [sft(f"t{i}", "Giờ mở cửa?", f"answer {i}") for i in range(3)]
+    other = [sft("x1", "giờ mở cửa?"), sft("x2", "GIỜ MỞ CỬA?"), sft("x3", "Mở cửa giờ?")]  # x3: near, same words
+    report = run_checks(rows, "sft", eval_records=other, embed=hash_embedder if with_embed else None)
+    assert ids_of(report, "leakage") == [("t0", "x1"), ("t0", "x2")]
+    assert any(a.params.get("total") == total and a.params.get("shown") == 2 for a in report.advice)
 
 
 def test_leakage_without_eval_kind_reads_eval_records_as_the_same_kind():

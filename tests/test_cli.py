@@ -63,3 +63,46 @@ def test_run_binds_localhost_by_default(monkeypatch):
     assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
     assert argv[argv.index("--server.port") + 1] == "8600"
     assert argv[argv.index("run") + 1].endswith("studio/app.py")
+
+
+def test_data_import_check_split_export_round_trip(workspace, tmp_path):
+    from core.data.store import DatasetStore
+
+    project = workspace.create("Data")
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(json.dumps({"prompt": f"Câu {i}?", "response": f"Đáp {i}."}, ensure_ascii=False) + "\n"
+                              for i in range(12)) + "{broken\n", encoding="utf-8")
+    result = runner.invoke(cli.app, ["data", "import", "Data", str(source), "--name", "faq"])
+    assert result.exit_code == 0, result.output
+    assert "Imported 12 sft records into 'faq' (version 1)" in result.stdout
+    assert "Line 13" in result.output  # the broken line is reported, the good ones imported
+    listed = json.loads(runner.invoke(cli.app, ["data", "list", "Data", "--json"]).stdout)
+    assert listed == [{"name": "faq", "kind": "sft", "rows": 12, "version": 1}]
+    checked = runner.invoke(cli.app, ["data", "check", "Data", "faq", "--json"])
+    report = json.loads(checked.stdout)
+    assert checked.exit_code == 0 and report["ok"]  # 12 pairs: a warning to add more, not an error
+    assert [f["severity"] for f in report["findings"] if f["code"] == "too_few"] == ["warning"]
+    (tmp_path / "few.csv").write_text("prompt,response\na,b\n", encoding="utf-8")
+    assert runner.invoke(cli.app, ["data", "import", "Data", str(tmp_path / "few.csv"), "--name", "few"]).exit_code == 0
+    assert runner.invoke(cli.app, ["data", "check", "Data", "few"]).exit_code == 2  # one pair: an error
+    split = runner.invoke(cli.app, ["data", "split", "Data", "faq", "--eval-fraction", "0.25", "--seed", "7"])
+    assert split.exit_code == 0 and "9 train, 3 eval" in split.stdout
+    out = tmp_path / "faq-export.jsonl"
+    exported = runner.invoke(cli.app, ["data", "export", "Data", "faq", "--format", "openai_chat", "--out", str(out)])
+    assert exported.exit_code == 0, exported.output
+    again = runner.invoke(cli.app, ["data", "import", "Data", str(out), "--name", "again", "--kind", "sft"])
+    assert again.exit_code == 0, again.output
+    store = DatasetStore(project)
+    original = [(r["prompt"], r["response"]) for r in store.load("faq")[0]]
+    assert [(r["prompt"], r["response"]) for r in store.load("again")[0]] == original
+
+
+def test_data_export_refuses_a_format_the_kind_lacks(workspace, tmp_path):
+    from core.data.records import new_record
+    from core.data.store import DatasetStore
+
+    project = workspace.create("Data")
+    DatasetStore(project).create("prefs", "preference", [new_record("preference", prompt="p", chosen="c", rejected="r")])
+    result = runner.invoke(cli.app, ["data", "export", "Data", "prefs", "--format", "alpaca", "--out",
+                                     str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 1 and "not available for preference" in result.output

@@ -215,8 +215,10 @@ def test_convert_main_reports_errors_as_json_events(tmp_path, capsys):
     path, _ = _gguf_truncated_header(tmp_path)
     assert convert.main([str(path), str(tmp_path / "out")]) == 1
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert events[-1].keys() == {"error"}
+    assert events[-1].keys() == {"error", "error_template", "error_params"}  # the page translates the template
     assert "cannot be loaded" in events[-1]["error"]
+    assert events[-1]["error_template"].startswith("This GGUF file cannot be loaded ({reason})")
+    assert events[-1]["error"] == events[-1]["error_template"].format(**events[-1]["error_params"])
     assert not (tmp_path / "out").exists()
 
 

@@ -111,9 +111,10 @@ def run_checks(records: list[dict], kind: str, *, count_tokens: CountTokens | No
                eval_kind: str | None = None, purpose: str = "training") -> CheckReport:
     """Check a dataset before it is used for `purpose` ("training", "fewshot" or "eval").
 
-    eval_records (of eval_kind, the same kind by default) are checked for leakage against `records`; within
-    `records`, split "train" is also checked against split "eval". Near duplicates and near leakage need
-    `embed` (list of texts -> unit vectors). Lengths are tokens when `count_tokens` is given, else characters.
+    eval_records (of eval_kind, the same kind by default) are checked for leakage against the records that are
+    not on the eval side; within `records`, split "train" is also checked against split "eval". Near
+    duplicates and near leakage need `embed` (list of texts -> unit vectors), called once with each distinct
+    input. Lengths are tokens when `count_tokens` is given, else characters.
     """
     eval_kind = eval_kind or kind
     for name in (kind, eval_kind):
@@ -124,214 +125,227 @@ def run_checks(records: list[dict], kind: str, *, count_tokens: CountTokens | No
     if not 0.0 < near_duplicate_threshold <= 1.0:
         raise StudioError(Msg("The near-duplicate threshold must be more than 0 and at most 1."))
 
-    found: list[tuple[tuple, Finding]] = []  # (sort key, finding)
-    advice: list[Msg] = []
+    out = _Collector()
     active = [(i, r) for i, r in enumerate(records) if r.get("status") != "rejected"]
     ids = [record_id(r, i) for i, r in active]
-    position = {rid: n for n, rid in enumerate(ids)}
+    texts = [input_output(kind, r) for _, r in active]
+    usable = _record_problems(kind, [r for _, r in active], ids, out)
 
-    def add(code: str, severity: str, message: Msg, record_ids: tuple[str, ...], key: tuple = ()):
-        found.append(((SEVERITIES.index(severity), CODES.index(code), key), Finding(code, severity, message, record_ids)))
-
-    # Invalid and empty records.
-    usable: list[int] = []  # indexes into `active`
-    texts: list[tuple[str, str]] = []
-    for n, (_, record) in enumerate(active):
-        texts.append(input_output(kind, record))
-        issues = problems(kind, record)
-        empty = [p for p in issues if getattr(p, "template", p) in EMPTY_TEMPLATES]
-        other = [p for p in issues if getattr(p, "template", p) not in EMPTY_TEMPLATES]
-        if empty:
-            add("empty_field", "error", Msg("This record has empty required fields: {problems} Fill them in or "
-                                            "reject the record.", problems=empty), (ids[n],), (n,))
-        if other:
-            add("invalid", "error", Msg("This record cannot be used: {problems} Fix it or reject it.",
-                                        problems=other), (ids[n],), (n,))
-        if not issues:
-            usable.append(n)
-
-    # Lengths and rows that would be truncated.
     measure = count_tokens if count_tokens is not None else len
     input_lengths = [int(measure(i)) if i else 0 for i, _ in texts]
     output_lengths = [int(measure(o)) if o else 0 for _, o in texts]
     if count_tokens is not None and context_window:
         for n, (a, b) in enumerate(zip(input_lengths, output_lengths)):
             if a + b > context_window:
-                add("too_long", "warning", Msg(
+                out.add("too_long", "warning", Msg(
                     "This record has {tokens} tokens (input {input_tokens} + output {output_tokens}), more than the "
                     "{window}-token context window, so it would be truncated; shorten it or raise the context window.",
                     tokens=a + b, input_tokens=a, output_tokens=b, window=context_window), (ids[n],), (n,))
 
-    # Exact duplicates: same normalized input and output.
+    data = _Data(ids, texts, usable, [r.get("split") for _, r in active], eval_records or [], eval_kind)
+    _duplicates_and_leaks(data, out, embed, near_duplicate_threshold)
+
+    labels = classification_labels([texts[n][1] for n in usable]) if usable else None
+    label_counts = _label_balance(labels, [ids[n] for n in usable], purpose, out) if labels else None
+    _too_few(len(usable), purpose, out)
+
+    out.found.sort(key=lambda item: item[0])
+    return CheckReport(findings=[f for _, f in out.found], input_lengths=input_lengths, output_lengths=output_lengths,
+                       length_unit="tokens" if count_tokens is not None else "characters",
+                       label_counts=label_counts, advice=out.advice, record_ids=ids, usable=len(usable))
+
+
+class _Collector:
+    """Findings with their sort key (severity, code, then positions in the data), and advice in order."""
+
+    def __init__(self):
+        self.found: list[tuple[tuple, Finding]] = []
+        self.advice: list[Msg] = []
+
+    def add(self, code: str, severity: str, message: Msg, record_ids: tuple[str, ...], key: tuple = ()):
+        self.found.append(((SEVERITIES.index(severity), CODES.index(code), key),
+                           Finding(code, severity, message, record_ids)))
+
+
+def _record_problems(kind: str, records: list[dict], ids: list[str], out: _Collector) -> list[int]:
+    """Report empty and invalid records; return the positions of the usable ones."""
+    usable = []
+    for n, record in enumerate(records):
+        issues = problems(kind, record)
+        empty = [p for p in issues if getattr(p, "template", p) in EMPTY_TEMPLATES]
+        other = [p for p in issues if getattr(p, "template", p) not in EMPTY_TEMPLATES]
+        if empty:
+            out.add("empty_field", "error", Msg("This record has empty required fields: {problems} Fill them in or "
+                                                "reject the record.", problems=empty), (ids[n],), (n,))
+        if other:
+            out.add("invalid", "error", Msg("This record cannot be used: {problems} Fix it or reject it.",
+                                            problems=other), (ids[n],), (n,))
+        if not issues:
+            usable.append(n)
+    return usable
+
+
+@dataclass
+class _Data:
+    ids: list[str]
+    texts: list[tuple[str, str]]
+    usable: list[int]
+    splits: list[str | None]
+    eval_records: list[dict]
+    eval_kind: str
+
+
+def _duplicates_and_leaks(data: _Data, out: _Collector, embed: Embed | None, threshold: float) -> None:
+    ids, texts, usable = data.ids, data.texts, data.usable
     inputs = {n: normalize_text(texts[n][0]) for n in usable}
     pair_key = {n: (inputs[n], normalize_text(texts[n][1])) for n in usable}
+
+    # Exact duplicates: same normalized input and output.
     groups: dict[tuple[str, str], list[int]] = {}
     for n in usable:
         groups.setdefault(pair_key[n], []).append(n)
     for members in groups.values():
         if len(members) > 1:
-            add("exact_duplicate", "warning", Msg(
+            out.add("exact_duplicate", "warning", Msg(
                 "These {count} records have the same input and output; keep one and reject the others so the "
                 "example does not count {count} times.", count=len(members)),
                 tuple(ids[n] for n in members), tuple(members))
 
-    # Train/eval leakage by exact input.
-    train_side = [n for n in usable if active[n][1].get("split") == "train"]
-    eval_side = [n for n in usable if active[n][1].get("split") == "eval"]
-    others: list[tuple[str, str, str]] = []  # (id, raw input, normalized input) of eval_records
-    for j, record in enumerate(eval_records or []):
-        if record.get("status") == "rejected":
-            continue
-        text = input_output(eval_kind, record)[0]
-        if normalize_text(text):
+    # Leakage by exact input: records not on the eval side against eval_records (key 0), and split "train"
+    # against split "eval" within the dataset (key 1). Pairs are (record id, eval record id).
+    others: list[tuple[str, str, str]] = []  # (id, raw input, normalized input) of the eval records
+    for j, record in enumerate(data.eval_records):
+        text = input_output(data.eval_kind, record)[0]
+        if record.get("status") != "rejected" and normalize_text(text):
             others.append((record_id(record, j, "eval #"), text, normalize_text(text)))
-    candidates = [n for n in usable if inputs[n] and active[n][1].get("split") != "eval"]
-
-    leaks: list[tuple[tuple, tuple[str, str], float | None]] = []  # (sort key, ids, similarity or None if exact)
-    by_input: dict[str, list[int]] = {}
+    embedded = [n for n in usable if inputs[n]]
+    candidates = [n for n in embedded if data.splits[n] != "eval"]
+    train_side = [n for n in embedded if data.splits[n] == "train"]
+    eval_side = [n for n in embedded if data.splits[n] == "eval"]
+    leaks: list[tuple[tuple, tuple[str, str], float | None]] = []  # (sort key, pair, similarity; None if exact)
+    other_by_input: dict[str, list[int]] = {}
     for j, (_, _, norm) in enumerate(others):
-        by_input.setdefault(norm, []).append(j)
-    for n in candidates:
-        for j in by_input.get(inputs[n], []):
-            leaks.append(((0, n, j), (ids[n], others[j][0]), None))
+        other_by_input.setdefault(norm, []).append(j)
     eval_by_input: dict[str, list[int]] = {}
     for m in eval_side:
-        if inputs[m]:
-            eval_by_input.setdefault(inputs[m], []).append(m)
-    for n in train_side:
-        for m in eval_by_input.get(inputs[n], []) if inputs[n] else []:
-            leaks.append(((1, n, m), (ids[n], ids[m]), None))
+        eval_by_input.setdefault(inputs[m], []).append(m)
+    leaks += [((0, n, j), (ids[n], others[j][0]), None) for n in candidates for j in other_by_input.get(inputs[n], [])]
+    leaks += [((1, n, m), (ids[n], ids[m]), None) for n in train_side for m in eval_by_input.get(inputs[n], [])]
+    leak_total = len(leaks)
 
     # Near duplicates and near leakage: one embedding call, blocked matrix products.
-    near_total = 0
-    if embed is not None:
+    unique: dict[str, int] = {}
+    for text in [texts[n][0] for n in embedded] + [o[1] for o in others]:
+        unique.setdefault(text, len(unique))
+    if embed is not None and unique:
         import numpy as np
 
-        embedded = [n for n in usable if inputs[n]]
-        unique: dict[str, int] = {}
-        for text in [texts[n][0] for n in embedded] + [o[1] for o in others]:
-            unique.setdefault(text, len(unique))
-        if unique:
-            vectors = np.asarray(embed(list(unique)), dtype=np.float32)
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = vectors / np.where(norms > 0, norms, 1.0)
-            row = {n: unique[texts[n][0]] for n in embedded}
-            threshold = near_duplicate_threshold - 1e-6
-            group_of = {key: g for g, key in enumerate(groups)}
+        vectors = np.asarray(embed(list(unique)), dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.where(norms > 0, norms, 1.0)
+        limit = threshold - 1e-6  # float32 rounding: identical texts score 0.9999999
 
-            def matrix(indexes, text_of):
-                return vectors[np.asarray([unique[text_of(x)] for x in indexes], dtype=np.int64)] \
-                    if indexes else np.zeros((0, vectors.shape[1]), dtype=np.float32)
+        def rows_of(raw_texts: list[str]):
+            return vectors[np.asarray([unique[t] for t in raw_texts], dtype=np.int64).reshape(-1)]
 
-            own = matrix(embedded, lambda n: texts[n][0])
-            pairs, near_total = _similar_pairs(own, own, threshold, same=True, cap=MAX_PAIRS,
-                                               groups=np.asarray([group_of[pair_key[n]] for n in embedded]))
-            for a, b, similarity in pairs:
-                n, m = embedded[a], embedded[b]
-                add("near_duplicate", "info", Msg(
-                    "These two records have almost the same input (similarity {similarity}); check that their "
-                    "answers agree and reject one if it adds nothing.", similarity=similarity),
-                    (ids[n], ids[m]), (n, m))
-            if near_total > len(pairs):
-                advice.append(Msg("{total} near-duplicate pairs were found; only the first {shown} are listed.",
-                                  total=near_total, shown=len(pairs)))
+        def numbered(keys: list) -> np.ndarray:  # equal keys -> equal numbers: pairs already reported as exact
+            numbers: dict = {}
+            return np.asarray([numbers.setdefault(k, len(numbers)) for k in keys], dtype=np.int64)
 
-            norm_ids: dict[str, int] = {}
-            for text in [inputs[n] for n in embedded] + [o[2] for o in others]:
-                norm_ids.setdefault(text, len(norm_ids))
-            if candidates and others:
-                cand = [n for n in candidates if n in row]
-                found_pairs, _ = _similar_pairs(
-                    matrix(cand, lambda n: texts[n][0]), matrix(list(range(len(others))), lambda j: others[j][1]),
-                    threshold, same=False, cap=None,
-                    groups=np.asarray([norm_ids[inputs[n]] for n in cand]),
-                    other_groups=np.asarray([norm_ids[o[2]] for o in others]))
-                leaks.extend(((0, cand[a], b), (ids[cand[a]], others[b][0]), s) for a, b, s in found_pairs)
-            train_in = [n for n in train_side if n in row]
-            eval_in = [m for m in eval_side if m in row]
-            if train_in and eval_in:
-                found_pairs, _ = _similar_pairs(
-                    matrix(train_in, lambda n: texts[n][0]), matrix(eval_in, lambda n: texts[n][0]),
-                    threshold, same=False, cap=None,
-                    groups=np.asarray([norm_ids[inputs[n]] for n in train_in]),
-                    other_groups=np.asarray([norm_ids[inputs[m]] for m in eval_in]))
-                leaks.extend(((1, train_in[a], eval_in[b]), (ids[train_in[a]], ids[eval_in[b]]), s)
-                             for a, b, s in found_pairs)
+        own = rows_of([texts[n][0] for n in embedded])
+        pairs, total = _similar_pairs(own, own, limit, same=True, cap=MAX_PAIRS,
+                                      groups=numbered([pair_key[n] for n in embedded]))
+        for a, b, similarity in pairs:
+            n, m = embedded[a], embedded[b]
+            out.add("near_duplicate", "info", Msg(
+                "These two records have almost the same input (similarity {similarity}); check that their "
+                "answers agree and reject one if it adds nothing.", similarity=similarity),
+                (ids[n], ids[m]), (n, m))
+        if total > len(pairs):
+            out.advice.append(Msg("{total} near-duplicate pairs were found; only the first {shown} are listed.",
+                                  total=total, shown=len(pairs)))
+
+        for side, left, right, right_ids, right_inputs, right_texts in (
+                (0, candidates, list(range(len(others))), [o[0] for o in others], [o[2] for o in others],
+                 [o[1] for o in others]),
+                (1, train_side, eval_side, [ids[m] for m in eval_side], [inputs[m] for m in eval_side],
+                 [texts[m][0] for m in eval_side])):
+            if not left or not right:
+                continue
+            both = numbered([inputs[n] for n in left] + right_inputs)
+            pairs, total = _similar_pairs(rows_of([texts[n][0] for n in left]), rows_of(right_texts), limit,
+                                          same=False, cap=MAX_PAIRS, groups=both[:len(left)],
+                                          other_groups=both[len(left):])
+            leaks += [((side, left[a], right[b]), (ids[left[a]], right_ids[b]), s) for a, b, s in pairs]
+            leak_total += total
 
     leaks.sort(key=lambda leak: leak[0])
     for key, pair, similarity in leaks[:MAX_PAIRS]:
         if similarity is None:
-            add("leakage", "error", Msg(
+            out.add("leakage", "error", Msg(
                 "The same input is in both the training and the evaluation data; remove it from one side, or "
                 "evaluation scores will look better than they are."), pair, key)
         else:
-            add("leakage", "warning", Msg(
+            out.add("leakage", "warning", Msg(
                 "A training input is almost the same as an evaluation input (similarity {similarity}); remove it "
                 "from one side, or evaluation scores will look better than they are.", similarity=similarity),
                 pair, key)
-    if len(leaks) > MAX_PAIRS:
-        advice.append(Msg("{total} training/evaluation leaks were found; only the first {shown} are listed.",
-                          total=len(leaks), shown=MAX_PAIRS))
+    if leak_total > MAX_PAIRS:
+        out.advice.append(Msg("{total} training/evaluation leaks were found; only the first {shown} are listed.",
+                              total=leak_total, shown=MAX_PAIRS))
 
-    # Label balance.
-    labels = classification_labels([texts[n][1] for n in usable]) if usable else None
-    label_counts = None
-    if labels is not None:
-        counted = Counter(labels)
-        label_counts = dict(sorted(counted.items(), key=lambda item: (-item[1], item[0])))
-        common, most = next(iter(label_counts.items()))
-        severity = "warning" if purpose == "training" else "info"
-        for rank, (name, count) in enumerate(label_counts.items()):
-            if count * IMBALANCE_RATIO >= most and count >= MIN_PER_LABEL:
-                continue
-            members = tuple(ids[n] for n, lab in zip(usable, labels) if lab == name)
-            if count * IMBALANCE_RATIO < most:
-                message = Msg("Label '{label}' has {count} examples against {most} for '{common}'; the model will "
-                              "favour the common labels, so add examples of '{label}' or remove some of the others.",
-                              label=name, count=count, most=most, common=common)
-            else:
-                message = Msg("Label '{label}' has only {count} examples; add at least {minimum} so the model can "
-                              "learn it.", label=name, count=count, minimum=MIN_PER_LABEL)
-            add("label_imbalance", severity, message, members, (rank,))
 
-    # Too few examples for the purpose.
-    count = len(usable)
+def _label_balance(labels: list[str], ids: list[str], purpose: str, out: _Collector) -> dict[str, int]:
+    """Counts per label, most common first; a finding for each label that is rare against the most common one
+    (under 1/IMBALANCE_RATIO of it) or has fewer than MIN_PER_LABEL examples."""
+    label_counts = dict(sorted(Counter(labels).items(), key=lambda item: (-item[1], item[0])))
+    common, most = next(iter(label_counts.items()))
+    severity = "warning" if purpose == "training" else "info"
+    for rank, (name, count) in enumerate(label_counts.items()):
+        if count * IMBALANCE_RATIO >= most and count >= MIN_PER_LABEL:
+            continue
+        if count * IMBALANCE_RATIO < most:
+            message = Msg("Label '{label}' has {count} examples against {most} for '{common}'; the model will "
+                          "favour the common labels, so add examples of '{label}' or remove some of the others.",
+                          label=name, count=count, most=most, common=common)
+        else:
+            message = Msg("Label '{label}' has only {count} examples; add at least {minimum} so the model can "
+                          "learn it.", label=name, count=count, minimum=MIN_PER_LABEL)
+        out.add("label_imbalance", severity, message, tuple(i for i, lab in zip(ids, labels) if lab == name), (rank,))
+    return label_counts
+
+
+def _too_few(count: int, purpose: str, out: _Collector) -> None:
     if purpose == "training":
         if count < MIN_TRAINING:
-            add("too_few", "error", Msg("Only {count} usable examples: too few to fine-tune; use them as few-shot "
-                                        "examples or collect at least {minimum}.", count=count, minimum=FEW_TRAINING), ())
+            out.add("too_few", "error", Msg("Only {count} usable examples: too few to fine-tune; use them as few-shot "
+                                            "examples or collect at least {minimum}.", count=count,
+                                            minimum=FEW_TRAINING), ())
         elif count < FEW_TRAINING:
-            add("too_few", "warning", Msg("Only {count} usable examples; fine-tuning will be unreliable, so collect "
-                                          "more or use few-shot examples.", count=count), ())
+            out.add("too_few", "warning", Msg("Only {count} usable examples; fine-tuning will be unreliable, so "
+                                              "collect more or use few-shot examples.", count=count), ())
         if count < FEW_TRAINING:
-            advice.append(Msg("A small model needs dozens to hundreds of examples to learn a format or a style, and "
-                              "more to learn new facts; with fewer, few-shot examples in the prompt usually work "
-                              "better."))
+            out.advice.append(Msg("A small model needs dozens to hundreds of examples to learn a format or a style, "
+                                  "and more to learn new facts; with fewer, few-shot examples in the prompt usually "
+                                  "work better."))
     elif purpose == "fewshot":
         low, high = FEWSHOT_RANGE
         if count == 0:
-            add("too_few", "error", Msg("There are no usable examples; add at least one, ideally {low} to {high}.",
-                                        low=low, high=high), ())
+            out.add("too_few", "error", Msg("There are no usable examples; add at least one, ideally {low} to "
+                                            "{high}.", low=low, high=high), ())
         elif count < low:
-            add("too_few", "info", Msg("Only {count} usable examples; {low} to {high} show the model the format "
-                                       "more reliably.", count=count, low=low, high=high), ())
-        advice.append(Msg("A few-shot prompt works best with {low} to {high} examples that look like real questions; "
-                          "more take context without helping much.", low=low, high=high))
-    else:
-        if count == 0:
-            add("too_few", "error", Msg("The evaluation set has no usable questions; add some before evaluating."), ())
-        elif count < MIN_EVAL:
-            step = round(100 / count, 1)
-            add("too_few", "warning", Msg("Only {count} evaluation questions: each one moves the score by {step} "
+            out.add("too_few", "info", Msg("Only {count} usable examples; {low} to {high} show the model the format "
+                                           "more reliably.", count=count, low=low, high=high), ())
+        out.advice.append(Msg("A few-shot prompt works best with {low} to {high} examples that look like real "
+                              "questions; more take context without helping much.", low=low, high=high))
+    elif count == 0:
+        out.add("too_few", "error", Msg("The evaluation set has no usable questions; add some before evaluating."), ())
+    elif count < MIN_EVAL:
+        out.add("too_few", "warning", Msg("Only {count} evaluation questions: each one moves the score by {step} "
                                           "percentage points, so scores will be noisy; add more questions.",
-                                          count=count, step=step), ())
-            advice.append(Msg("Differences smaller than a few questions are noise; aim for at least {minimum} "
+                                          count=count, step=round(100 / count, 1)), ())
+        out.advice.append(Msg("Differences smaller than a few questions are noise; aim for at least {minimum} "
                               "questions, and 100 or more to compare close settings.", minimum=MIN_EVAL))
-
-    found.sort(key=lambda item: item[0])
-    return CheckReport(findings=[f for _, f in found], input_lengths=input_lengths, output_lengths=output_lengths,
-                       length_unit="tokens" if count_tokens is not None else "characters",
-                       label_counts=label_counts, advice=advice, record_ids=ids, usable=count)
 
 
 def _similar_pairs(left, right, threshold: float, *, same: bool, cap: int | None, groups=None, other_groups=None):

@@ -145,10 +145,9 @@ class DatasetStore:
     def save(self, name: str, records: list[dict], base_version: int | None, note: str = "",
              author: str | None = None) -> int:
         """A new version; refused with ConflictError when the latest is no longer `base_version`."""
-        folder = self._folder(name)
-        if not (folder / "dataset.json").is_file():
-            self._require(name)
         self.project.require()
+        folder = self._folder(name)
+        self._require(name)
         with FileLock(str(folder / ".lock")):
             latest = self.latest_version(name)
             if latest != base_version:

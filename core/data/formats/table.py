@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from core.errors import DataImportError
 from core.i18n import Msg
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "xlsx", "parquet", "hf_folder")
@@ -24,6 +25,9 @@ EXTENSIONS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".tab": "tsv", ".json
 ROW_FORMATS = ("csv", "tsv", "xlsx", "parquet", "hf_folder")  # problems say "Row n"; JSON formats say "Line n"
 
 _GUARDED = re.compile(r"'*[=+\-@]")
+_XML_ESCAPE = re.compile(r"_(x[0-9A-Fa-f]{4}_)")
+_XML_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
+_XML_UNESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 
 @dataclass
@@ -49,6 +53,17 @@ def unguard_cell(value):
     return value[1:] if isinstance(value, str) and value.startswith("'") and _GUARDED.match(value[1:]) else value
 
 
+def excel_escape(text: str) -> str:
+    """Text for an XLSX cell: a literal _xHHHH_ gets its underscore escaped, then control characters become
+    _xHHHH_ (XML cannot hold them, and would turn CR LF into LF)."""
+    text = _XML_ESCAPE.sub(r"_x005F_\1", text)
+    return _XML_CONTROL.sub(lambda m: "_x{:04X}_".format(ord(m.group())), text)
+
+
+def excel_unescape(text: str) -> str:
+    return _XML_UNESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
 def format_for(filename: str) -> str | None:
     name = filename.lower().rstrip("/\\")
     return next((fmt for ext, fmt in EXTENSIONS.items() if name.endswith(ext)), None)
@@ -62,13 +77,13 @@ def name_columns(raw: list) -> tuple[list[str], list[Msg]]:
         if not name:
             name = "column {n}".format(n=i)  # an identifier, not a message; blank columns are usually dropped
         base, n = name, 1
-        while name.casefold() in seen:
+        while name in seen:
             n += 1
             name = "{base} ({n})".format(base=base, n=n)
         if name != base and str(cell or "").strip():
             problems.append(Msg("Column '{name}' appears more than once; the copy is called '{new}'.",
                                 name=base, new=name))
-        seen.add(name.casefold())
+        seen.add(name)
         names.append(name)
     return names, problems
 
@@ -121,12 +136,13 @@ class Progress:
         self.callback, self.total, self.last = callback, max(int(total), 1), -1.0
 
     def __call__(self, done: int) -> None:
-        if self.callback is None:
-            return
-        fraction = min(done / self.total, 1.0)
-        if fraction - self.last >= 0.01:
-            self.last = fraction
-            self.callback(fraction)
+        self.fraction(done / self.total)
+
+    def fraction(self, value: float) -> None:
+        value = min(max(value, 0.0), 1.0)
+        if self.callback is not None and value - self.last >= 0.01:
+            self.last = value
+            self.callback(value)
 
     def finish(self) -> None:
         if self.callback is not None and self.last < 1.0:
@@ -136,3 +152,37 @@ class Progress:
 
 def size_mb(size: int) -> str:
     return "{:.1f}".format(size / 2**20)
+
+
+MAX_LISTED = 200
+
+
+class Problems(list):
+    """A list of problems that stops growing after MAX_LISTED entries and says how many more there were."""
+
+    unlisted = 0
+
+    def add(self, message: Msg) -> None:
+        if len(self) < MAX_LISTED:
+            self.append(message)
+        else:
+            self.unlisted += 1
+
+    def done(self) -> list[Msg]:
+        more = [Msg("Problems not listed here: {count} more.", count=self.unlisted)] if self.unlisted else []
+        return list(self) + more
+
+
+def empty_error(filename: str) -> DataImportError:
+    return DataImportError(Msg("{file} is empty.", file=filename))
+
+
+def no_rows_error(filename: str, columns: list[str]) -> DataImportError:
+    return DataImportError(Msg("{file} has only column names ({columns}) and no data rows.", file=filename,
+                               columns=", ".join(columns) or "-"))
+
+
+def no_usable_rows_error(filename: str, problems: list[Msg]) -> DataImportError:
+    if not problems:
+        return empty_error(filename)
+    return DataImportError(Msg("No usable rows were found. {problems}", problems=problems[:3]))

@@ -1,0 +1,125 @@
+"""AppTest of the Datasets and Labeling pages: import with mapping, checks, split, queue and grid labeling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.data.records import new_record
+from core.data.store import DatasetStore
+from core.feedback import record_feedback
+
+APP = str(Path(__file__).resolve().parent.parent / "studio" / "app.py")
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+@pytest.fixture
+def opened(workspace):
+    project = workspace.create("Labels")
+    workspace.remember_last(project)
+    return project
+
+
+@pytest.fixture
+def faq(opened):
+    store = DatasetStore(opened)
+    store.create("faq", "sft", [new_record("sft", id=f"r{i}", prompt=f"Câu hỏi {i}?", response=f"Trả lời {i}.")
+                                for i in range(3)])
+    return store
+
+
+def test_import_a_csv_with_the_mapping_step(opened, tmp_path):
+    path = tmp_path / "hỏi đáp.csv"
+    path.write_text("câu hỏi;trả lời\nMấy giờ mở cửa?;8 giờ.\nCó giao hàng không?;Có.\n", encoding="utf-8")
+    at = open_page("datasets")
+    at.text_input(key=f"datasets.{opened.slug}.folder").set_value(str(path)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key=f"datasets.{opened.slug}.map.prompt").value == "câu hỏi"
+    assert at.selectbox(key=f"datasets.{opened.slug}.map.response").value == "trả lời"
+    button(at, "Import 2 records").click().run()
+    store = DatasetStore(opened)
+    records, version = store.load("hỏi đáp")
+    assert version == 1 and [r["prompt"] for r in records] == ["Mấy giờ mở cửa?", "Có giao hàng không?"]
+
+
+def test_a_broken_file_shows_a_message_and_saves_nothing(opened, tmp_path):
+    path = tmp_path / "broken.csv"
+    path.write_bytes(b"\x00\x01\x02binary\x00" * 100)
+    at = open_page("datasets")
+    at.text_input(key=f"datasets.{opened.slug}.folder").set_value(str(path)).run()
+    assert not at.exception
+    assert at.error and DatasetStore(opened).names() == []
+
+
+def test_checks_split_and_restore(faq, opened):
+    at = open_page("datasets")
+    button(at, "Run checks").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    findings = [df.value for df in at.dataframe if "finding" in df.value.columns]
+    assert findings and any("example" in text for text in findings[0]["finding"])  # 3 rows: too few to train
+    button(at, "Split and save as a new version").click().run()
+    records, version = faq.load("faq")
+    assert version == 2 and {r["split"] for r in records} == {"train", "eval"}
+    at.run()
+    button(at, "Restore version 1 as the latest").click().run()
+    records, version = faq.load("faq")
+    assert version == 3 and {r["split"] for r in records} == {None}
+
+
+def test_queue_accept_with_edit_reject_and_save(faq, opened):
+    at = open_page("labeling")
+    key = f"labeling.{opened.slug}.item.r0."
+    at.text_area(key=key + "response").set_value("Trả lời đã sửa.").run()
+    button(at, "Accept").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    button(at, "Reject").click().run()          # the next item, r1
+    button(at, "Save (2 unsaved)").click().run()
+    records, version = faq.load("faq")
+    by_id = {r["id"]: r for r in records}
+    assert version == 2
+    assert (by_id["r0"]["status"], by_id["r0"]["response"]) == ("accepted", "Trả lời đã sửa.")
+    assert by_id["r1"]["status"] == "rejected" and by_id["r2"]["status"] == "unlabeled"
+    assert by_id["r0"]["labeler"]
+
+
+def test_accepting_an_empty_answer_is_refused(faq, opened):
+    at = open_page("labeling")
+    at.text_area(key=f"labeling.{opened.slug}.item.r0.response").set_value("   ").run()
+    button(at, "Accept").click().run()
+    assert any("empty" in e.value for e in at.error)
+    assert faq.load("faq")[1] == 1
+
+
+def test_two_sessions_label_the_same_dataset(faq, opened):
+    first, second = open_page("labeling"), open_page("labeling")
+    button(first, "Accept").click().run()
+    button(second, "Reject").click().run()
+    button(first, "Save (1 unsaved)").click().run()
+    button(second, "Save (1 unsaved)").click().run()   # r0 changed by both: asks
+    assert any("changed" in w.value for w in second.warning)
+    button(second, "Keep mine").click().run()
+    records, _ = faq.load("faq")
+    assert {r["id"]: r["status"] for r in records}["r0"] == "rejected"
+
+
+def test_feedback_from_chat_becomes_a_training_pair(faq, opened):
+    record_feedback(opened, question="Mở cửa Chủ nhật không?", answer="Có.", rating=-1, correction="Không, đóng cửa.")
+    at = open_page("labeling")
+    button(at, "Add as training pair").click().run()
+    assert not at.exception
+    button(at, "Save (1 unsaved)").click().run()
+    records, _ = faq.load("faq")
+    assert records[-1]["prompt"] == "Mở cửa Chủ nhật không?" and records[-1]["response"] == "Không, đóng cửa."
+    assert records[-1]["status"] == "accepted"
