@@ -20,6 +20,7 @@ slug = project.slug
 K = f"datasets.{slug}."
 store = DatasetStore(project)
 SEVERITY = {"error": Msg("Error"), "warning": Msg("Warning"), "info": Msg("Note")}
+LENGTH_UNITS = {"tokens": Msg("tokens"), "characters": Msg("characters")}
 
 st.title(t("Datasets"))
 st.write(t("Training pairs, chat conversations, preference pairs and eval sets. Import them from files, check "
@@ -150,8 +151,8 @@ with versions_tab:
             st.rerun()
 
 with checks_tab:
-    purpose = st.segmented_control(t("Checked for"), ["training", "fewshot", "eval"], default="training",
-                                   key=K + "purpose", format_func=lambda p: t({"training": Msg("Training"),
+    purpose = st.segmented_control(t("Checked for"), ["training", "fewshot", "eval"],
+                                   default="eval" if kind == "eval" else "training", key=K + "purpose." + name, format_func=lambda p: t({"training": Msg("Training"),
                                    "fewshot": Msg("Few-shot examples"), "eval": Msg("Evaluation")}[p])) or "training"
     others = [d.name for d in infos if d.name != name]
     leak_from = st.selectbox(t("Check for leakage against"), [""] + others, key=K + "leak",
@@ -193,7 +194,7 @@ with checks_tab:
                                         "records": ", ".join(f.record_ids[:5])} for f in report.findings]),
                          hide_index=True, width="stretch", column_config={
                 "severity": t("Severity"), "finding": t("Finding"), "records": t("Records")})
-        unit = t(report.length_unit)
+        unit = t(LENGTH_UNITS[report.length_unit])
         lengths = pd.DataFrame({t("Length ({unit})", unit=unit): report.input_lengths + report.output_lengths,
                                 t("Part"): [t("input")] * len(report.input_lengths) +
                                 [t("output")] * len(report.output_lengths)})

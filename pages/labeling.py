@@ -59,13 +59,14 @@ if saved_version is not None:
     st.rerun()
 
 done = labeling.progress(work["records"])
-top = st.columns([3, 1, 1], vertical_alignment="bottom")
+top = st.columns([3, 1.2, 1.2], vertical_alignment="bottom")
 top[0].progress(done.fraction, text=t("{labeled} of {total} labeled · {accepted} accepted · {rejected} rejected",
                                       labeled=done.labeled, total=done.total,
                                       accepted=done.by_status["accepted"], rejected=done.by_status["rejected"]))
 st.session_state["labeler"] = top[1].text_input(t("Your name"), value=labeler, key=K + "labeler") or labeler
-if top[2].button(t("Save ({count} unsaved)", count=work["unsaved"]), disabled=not work["unsaved"], type="primary",
-                 icon=":material/save:", shortcut="Mod+S"):
+if top[2].button(t("Save ({count})", count=work["unsaved"]), disabled=not work["unsaved"], type="primary",
+                 icon=":material/save:", shortcut="Mod+S", width="stretch",
+                 help=t("{count} change(s) not saved yet", count=work["unsaved"])):
     save(note=f"Labeled by {labeler}")
     st.rerun()
 st.caption(t("Version {number} · changes are saved automatically every {every} labels.", number=work["base"],

@@ -85,7 +85,7 @@ def test_queue_accept_with_edit_reject_and_save(faq, opened):
     button(at, "Accept").click().run()
     assert not at.exception, [e.value for e in at.exception]
     button(at, "Reject").click().run()          # the next item, r1
-    button(at, "Save (2 unsaved)").click().run()
+    button(at, "Save (2)").click().run()
     records, version = faq.load("faq")
     by_id = {r["id"]: r for r in records}
     assert version == 2
@@ -106,8 +106,8 @@ def test_two_sessions_label_the_same_dataset(faq, opened):
     first, second = open_page("labeling"), open_page("labeling")
     button(first, "Accept").click().run()
     button(second, "Reject").click().run()
-    button(first, "Save (1 unsaved)").click().run()
-    button(second, "Save (1 unsaved)").click().run()   # r0 changed by both: asks
+    button(first, "Save (1)").click().run()
+    button(second, "Save (1)").click().run()   # r0 changed by both: asks
     assert any("changed" in w.value for w in second.warning)
     button(second, "Keep mine").click().run()
     records, _ = faq.load("faq")
@@ -119,7 +119,7 @@ def test_feedback_from_chat_becomes_a_training_pair(faq, opened):
     at = open_page("labeling")
     button(at, "Add as training pair").click().run()
     assert not at.exception
-    button(at, "Save (1 unsaved)").click().run()
+    button(at, "Save (1)").click().run()
     records, _ = faq.load("faq")
     assert records[-1]["prompt"] == "Mở cửa Chủ nhật không?" and records[-1]["response"] == "Không, đóng cửa."
     assert records[-1]["status"] == "accepted"
