@@ -157,11 +157,25 @@ def test_newcomer_walks_every_page(page):
     page.get_by_text("Answers rated").wait_for()
     check_page(page, "07-feedback")
 
+    go(page, "Datasets")
+    page.get_by_role("tab", name="Pre-flight checks").click()
+    page.get_by_role("button", name="Run checks").click()
+    page.get_by_text("Length distribution").first.wait_for()
+    check_page(page, "09-datasets-checks")
+
+    go(page, "Labeling")
+    page.get_by_role("button", name="Accept").click()
+    settle(page)
+    page.get_by_text("1 of 10 labeled").wait_for()
+    page.get_by_role("button", name="Save (1)").click()
+    page.get_by_text("Version 2 · changes are saved").wait_for()
+    check_page(page, "10-labeling")
+
     # A Vietnamese reader switches the language in the sidebar; the page and navigation follow.
     page.get_by_label("Language / Ngôn ngữ").click()
     page.get_by_role("option", name="Tiếng Việt").click()
     settle(page)
-    page.get_by_role("heading", name="Phản hồi").wait_for()
+    page.get_by_role("heading", name="Gán nhãn").wait_for()
     page.locator('[data-testid="stSidebarNav"]').get_by_text("1 · Viết prompt", exact=True).click()
     settle(page)
     page.get_by_role("heading", name="Chạy thử").wait_for()

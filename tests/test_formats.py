@@ -534,3 +534,23 @@ def test_core_formats_loads_no_heavy_library():
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("kind, data, question_field", [
+    ("sft", b"prompt\nWhat are your hours?\nDo you ship?\n", "prompt"),
+    ("eval", b"question\nWhat are your hours?\nDo you ship?\n", "question"),
+])
+def test_questions_without_answers_import_for_drafting(kind, data, question_field):
+    from core.data.records import DRAFTABLE, problems
+
+    _, result = F.import_file(data, "questions.csv", kind)
+    assert [r[question_field] for r in result.records] == ["What are your hours?", "Do you ship?"]
+    assert all(DRAFTABLE[kind] not in r for r in result.records)
+    assert any("without answers" in str(p) for p in result.problems)
+    assert problems(kind, result.records[0])  # still not usable for training or scoring until answered
+
+
+def test_a_mapped_answer_column_with_an_empty_cell_still_skips_that_row():
+    _, result = F.import_file(b"prompt,response\nq1,a1\nq2,\n", "pairs.csv", "sft")
+    assert [r["prompt"] for r in result.records] == ["q1"]
+    assert any("Row 3" in str(p) for p in result.problems)

@@ -123,3 +123,20 @@ def test_feedback_from_chat_becomes_a_training_pair(faq, opened):
     records, _ = faq.load("faq")
     assert records[-1]["prompt"] == "Mở cửa Chủ nhật không?" and records[-1]["response"] == "Không, đóng cửa."
     assert records[-1]["status"] == "accepted"
+
+
+def test_drafts_fill_missing_answers_as_suggestions(opened, tiny_model_dir):
+    from core.models.generation import GenerationSettings
+    from core.models.source import ModelSource
+    from core.recipe import Recipe, RecipeStore
+
+    RecipeStore(opened).save(Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("llama"))),
+                                    generation=GenerationSettings(max_new_tokens=6)))
+    store = DatasetStore(opened)
+    store.create("questions", "sft", [new_record("sft", id=f"q{i}", prompt=f"Question {i}?") for i in range(2)])
+    at = open_page("labeling")
+    button(at, "Draft 2 answer(s)").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    button(at, "Save (1)").click().run()
+    records, _ = store.load("questions")
+    assert all(r["suggestion"] and r["status"] == "unlabeled" and "response" in r for r in records)

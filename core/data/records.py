@@ -30,6 +30,9 @@ REQUIRED = {"sft": ("prompt", "response"), "chat": ("messages",), "preference": 
 TEXT_FIELDS = {k: tuple(f for f in v if f not in ("messages", "gold_ids", "tools", "expected_call"))
                for k, v in FIELDS.items()}
 
+# The answer a model can draft for a person to accept: a file of questions alone can be imported.
+DRAFTABLE = {"sft": "response", "eval": "reference"}
+
 STATUSES = ("unlabeled", "accepted", "rejected", "skipped")
 LABEL_FIELDS = ("id", "status", "labeler", "labeled_at", "comment", "tags", "suggestion", "split")
 ROLES = ("system", "user", "assistant", "tool")
@@ -52,16 +55,20 @@ def content(kind: str, record: dict) -> dict:
     return {f: record[f] for f in FIELDS[kind] if record.get(f) not in (None, "", [], {})}
 
 
-def problems(kind: str, record: dict) -> list[Msg]:
-    """Why a record cannot be used; empty when it is fine."""
+def problems(kind: str, record: dict, answer_optional: bool = False) -> list[Msg]:
+    """Why a record cannot be used; empty when it is fine. With answer_optional, a missing draftable answer
+    (see DRAFTABLE) is not a problem: the record waits for a drafted or typed answer."""
     found = []
     for field in REQUIRED[kind]:
+        if answer_optional and field == DRAFTABLE.get(kind):
+            continue
         value = record.get(field)
         if field == "messages":
             found.extend(_message_problems(value))
         elif not isinstance(value, str) or not value.strip():
             found.append(Msg("'{field}' is empty.", field=field))
-    if kind == "eval" and not (str(record.get("reference") or "").strip() or record.get("expected_call")):
+    if kind == "eval" and not answer_optional and \
+            not (str(record.get("reference") or "").strip() or record.get("expected_call")):
         found.append(Msg("An eval question needs a reference answer or an expected tool call."))
     if record.get("status", "unlabeled") not in STATUSES:
         found.append(Msg("Unknown status '{status}'.", status=record.get("status")))

@@ -164,6 +164,7 @@ def apply_mapping(table: SourceTable, kind: str, mapping: dict) -> ImportResult:
             raise DataImportError(Msg("Column '{column}' is not in the file.", column=column))
     chats = {c for c in set(mapping.values()) if is_message_column(table, c)}
     _check_required(table, kind, mapping, chats)
+    questions_only = kind in rec.DRAFTABLE and rec.DRAFTABLE[kind] not in mapping
     is_chat = {f: c in chats for f, c in mapping.items()}
     drop_nulls = table.format in ("parquet", "hf_folder")
     found, problems, longer = [], Problems(), 0
@@ -173,7 +174,7 @@ def apply_mapping(table: SourceTable, kind: str, mapping: dict) -> ImportResult:
             continue
         content, errors, more = convert_row(kind, raw, is_chat, drop_nulls)
         record = rec.new_record(kind, **content)
-        errors = errors or rec.problems(kind, record)
+        errors = errors or rec.problems(kind, record, answer_optional=questions_only)
         if errors:
             problems.add(Msg("Row {row}: {problems} The row was skipped.", row=number, problems=errors)
                          if table.format in ROW_FORMATS else
@@ -183,6 +184,9 @@ def apply_mapping(table: SourceTable, kind: str, mapping: dict) -> ImportResult:
         found.append(record)
     notes = [Msg("Conversations with more than one exchange: {count}. Only the first question and answer of each "
                  "were kept.", count=longer)] if longer else []
+    if questions_only and found:
+        notes.append(Msg("No answer column was chosen: {count} questions come in without answers, ready for "
+                         "drafted answers on the Labeling page.", count=len(found)))
     return ImportResult(found, list(table.problems) + notes + problems.done())
 
 
@@ -192,7 +196,7 @@ def _check_required(table: SourceTable, kind: str, mapping: dict, chats: set) ->
     elif kind == "preference":
         needed = ("chosen", "rejected") if mapping.get("chosen") in chats else ("prompt", "chosen", "rejected")
     else:
-        needed = rec.REQUIRED[kind]
+        needed = tuple(f for f in rec.REQUIRED[kind] if f != rec.DRAFTABLE.get(kind))
     for name in needed:
         if name not in mapping:
             if kind == "chat" and not mapping:
