@@ -18,6 +18,12 @@ class PreparedPrompt:
     prompt: RenderedPrompt
     examples: list[dict]
     budget: Budget
+    sources: tuple = ()       # retrieved passages in the prompt, numbered [1], [2], … in this order
+    searched: bool = False    # the recipe searched its knowledge base for this question
+
+    @property
+    def nothing_found(self) -> bool:
+        return self.searched and not self.sources
 
     @property
     def prompt_tokens(self) -> int:
@@ -34,21 +40,55 @@ def context_window(recipe: Recipe, backend: ModelBackend) -> int:
     return min(recipe.context_window or backend.context_length, backend.context_length)
 
 
-def prepare(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict]) -> PreparedPrompt:
+def retrieve(project: Project | None, recipe: Recipe, question: str) -> list:
+    """Relevant passages from the recipe's knowledge base, best first ([] when retrieval is off)."""
+    settings = recipe.retriever
+    if project is None or not settings.enabled or not question.strip():
+        return []
+    from core.rag.kb import KnowledgeBase
+    from core.rag.retriever import relevant
+
+    hits = KnowledgeBase(project, settings.knowledge_base).search(question, settings.mode, settings.k,
+                                                                  rrf_k=settings.rrf_k)
+    return relevant(hits, settings)
+
+
+def prepare(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict],
+            project: Project | None = None, passages: list | None = None) -> PreparedPrompt:
+    from core.rag.retriever import context_block
+
     embed = None
     if recipe.fewshot.enabled and recipe.fewshot.strategy in ("semantic", "mmr") and pool:
         from core.models.embedder import embed
+    if passages is None:
+        passages = retrieve(project, recipe, question)
     preferred = select_examples(pool, question, recipe.fewshot, embed)
     kept, rendered, budget = fit_examples(backend, recipe.prompt, question, preferred,
                                           recipe.generation.max_new_tokens, context_window(recipe, backend),
-                                          recipe.labels)
-    return PreparedPrompt(rendered, kept, budget)
+                                          recipe.labels, passages, context_block)
+    sources = tuple(passages[:len(passages) - budget.passages_dropped])
+    return PreparedPrompt(rendered, kept, budget, sources, recipe.retriever.enabled and project is not None)
 
 
-def answer(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict]) -> tuple[PreparedPrompt, GenerationStream]:
+def answer(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict],
+           project: Project | None = None) -> tuple[PreparedPrompt, GenerationStream]:
+    """The prepared prompt and the answer stream. With retrieval on and no relevant passage, the stream says
+    the recipe's "not found" sentence instead of letting the model invent an answer."""
     from core.errors import StudioError
 
     if not question.strip():
         raise StudioError(Msg("Type a question first."))
-    prepared = prepare(recipe, question, backend, pool)
+    prepared = prepare(recipe, question, backend, pool, project)
+    if prepared.nothing_found:
+        return prepared, fixed_answer(recipe.retriever.no_answer, backend.count_tokens(prepared.prompt))
     return prepared, backend.stream(prepared.prompt, recipe.generation)
+
+
+def fixed_answer(text: str, prompt_tokens: int) -> GenerationStream:
+    def produce(emit, cancel_event):
+        emit(text)
+        return prompt_tokens, 0
+
+    stream = GenerationStream(produce)
+    stream.stopped_by = "not found"
+    return stream

@@ -97,7 +97,7 @@ def generate(project: str = typer.Argument(..., help="Project name or folder nam
             typer.echo(f"[{fraction:4.0%}] {message}", err=True)
 
         backend = get_backend(chosen.model, progress)
-        prepared, stream = assistant.answer(chosen, question, backend, assistant.example_pool(proj, chosen))
+        prepared, stream = assistant.answer(chosen, question, backend, assistant.example_pool(proj, chosen), proj)
         if as_json:
             stream.run_to_end()
         else:
@@ -237,6 +237,76 @@ def data_split(project: str, name: str, eval_fraction: float = typer.Option(0.2)
         _fail(str(exc))
     counts = split.split_summary(done)
     typer.echo(f"Version {number}: {counts.get('train', 0)} train, {counts.get('eval', 0)} eval.")
+
+
+kb_app = typer.Typer(help="Knowledge bases: ingest documents, search them, delete documents.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+
+
+@kb_app.command("ingest")
+def kb_ingest(project: str, files: list[Path] = typer.Argument(..., help="Files or folders of documents."),
+              kb: str = typer.Option("docs", help="Knowledge base name."),
+              strategy: Optional[str] = typer.Option(None, help="recursive or fixed (changing it re-indexes)."),
+              chunk_tokens: Optional[int] = typer.Option(None), overlap_tokens: Optional[int] = typer.Option(None)) -> None:
+    """Add documents to a knowledge base and index them (unchanged files are skipped)."""
+    from core.rag.chunking import ChunkingConfig
+    from core.rag.kb import KnowledgeBase
+
+    try:
+        base = KnowledgeBase(_project(project), kb)
+        chunking = None
+        if strategy or chunk_tokens or overlap_tokens is not None:
+            current = base.chunking()
+            chunking = ChunkingConfig(strategy or current.strategy, chunk_tokens or current.chunk_tokens,
+                                      current.overlap_tokens if overlap_tokens is None else overlap_tokens)
+        paths = [p for f in files for p in (sorted(x for x in f.rglob("*") if x.is_file()) if f.is_dir() else [f])]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            _fail(f"Not found: {', '.join(missing)}")
+        saved = base.add_files([(p.name, p.read_bytes()) for p in paths])
+        results = base.ingest(saved, chunking, lambda fraction, message: typer.echo(f"[{fraction:4.0%}] {message}",
+                                                                                  err=True))
+    except StudioError as exc:
+        _fail(str(exc))
+    for result in results:
+        typer.echo(f"{result.status:9} {result.source}" + (f"  ({result.chunks} chunks)" if result.chunks else "")
+                   + (f"  {result.message}" if result.message else ""))
+    if any(r.status == "error" for r in results):
+        raise typer.Exit(code=2)
+
+
+@kb_app.command("search")
+def kb_search(project: str, query: str, kb: str = typer.Option("docs"),
+              mode: str = typer.Option("hybrid", help="vector, fts or hybrid."), k: int = typer.Option(5),
+              as_json: bool = typer.Option(False, "--json")) -> None:
+    """Search a knowledge base the way the assistant does."""
+    from core.rag.kb import KnowledgeBase
+
+    try:
+        hits = KnowledgeBase(_project(project), kb).search(query, mode, k)
+    except StudioError as exc:
+        _fail(str(exc))
+    rows = [{"rank": i, "source": h.source, "page": h.page, "heading": h.heading, "score": round(h.score, 4),
+             "similarity": round(h.similarity, 4) if h.similarity is not None else None, "text": h.text}
+            for i, h in enumerate(hits, start=1)]
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for row in rows:
+            typer.echo(f"{row['rank']}. {row['source']}" + (f" p.{row['page']}" if row["page"] else "")
+                       + f"  {row['heading']}  ({row['score']})\n   {row['text'][:200]}")
+
+
+@kb_app.command("delete")
+def kb_delete(project: str, source: str, kb: str = typer.Option("docs")) -> None:
+    """Remove a document and its chunks from a knowledge base."""
+    from core.rag.kb import KnowledgeBase
+
+    base = KnowledgeBase(_project(project), kb)
+    if source not in base.documents():
+        _fail(f"'{source}' is not in knowledge base '{kb}'.")
+    base.delete_document(source)
+    typer.echo(f"Removed '{source}' from '{kb}'.")
 
 
 if __name__ == "__main__":

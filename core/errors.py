@@ -31,3 +31,7 @@ class DataImportError(StudioError):
 
 class ContextOverflowError(StudioError):
     pass
+
+
+class DocumentError(StudioError):
+    """A document for the knowledge base could not be read (empty, unsupported, locked, corrupt, no text)."""

@@ -92,10 +92,12 @@ class Budget:
     answer_reserve: int
     dropped: int             # examples trimmed to fit
     approximate: bool
+    context_tokens: int = 0  # retrieved passages
+    passages_dropped: int = 0
 
     @property
     def used(self) -> int:
-        return self.system_tokens + sum(self.example_tokens) + self.question_tokens
+        return self.system_tokens + self.context_tokens + sum(self.example_tokens) + self.question_tokens
 
     @property
     def total(self) -> int:
@@ -111,15 +113,25 @@ class Budget:
 
 
 def fit_examples(backend: ModelBackend, prompt_settings: PromptSettings, question: str, examples: list[dict],
-                 answer_reserve: int, context_window: int, labels: CompletionLabels) -> tuple[list[dict], RenderedPrompt, Budget]:
-    """Render the prompt with as many of the preferred examples as fit; exact token counts per part."""
+                 answer_reserve: int, context_window: int, labels: CompletionLabels,
+                 passages: list | None = None, format_context=None) -> tuple[list[dict], RenderedPrompt, Budget]:
+    """Render the prompt with as many retrieved passages, then preferred examples, as fit; exact token
+    counts per part. Passages come first: they carry the facts; examples only show the style."""
+    passages = list(passages or [])
+    dropped_passages = 0
 
-    def render(chosen: list[dict]) -> RenderedPrompt:
+    def render(chosen: list[dict], context: str = "") -> RenderedPrompt:
         pairs = [(e["prompt"], e["response"]) for e in chosen]
-        return backend.render(build_messages(prompt_settings, question, pairs), labels)
+        return backend.render(build_messages(prompt_settings, question, pairs, context), labels)
 
-    bare = render([])
+    without_context = backend.count_tokens(render([]))
+    while passages and backend.count_tokens(render([], format_context(passages))) + answer_reserve > context_window:
+        passages.pop()  # the least relevant goes first
+        dropped_passages += 1
+    context = format_context(passages) if passages else ""
+    bare = render([], context)
     bare_tokens = backend.count_tokens(bare)
+    context_tokens = bare_tokens - without_context
     question_tokens = backend.count_tokens(
         backend.render([{"role": "user", "content": question}], labels)) if question else 0
     question_tokens = min(question_tokens, bare_tokens)
@@ -131,13 +143,14 @@ def fit_examples(backend: ModelBackend, prompt_settings: PromptSettings, questio
     kept, costs, previous = [], [], bare_tokens
     rendered = bare
     for example in examples:
-        candidate = render(kept + [example])
+        candidate = render(kept + [example], context)
         tokens = backend.count_tokens(candidate)
         if tokens + answer_reserve > context_window:
             continue  # try the next one: a shorter example may still fit
         kept.append(example)
         costs.append(tokens - previous)
         previous, rendered = tokens, candidate
-    budget = Budget(context_window, bare_tokens - question_tokens, tuple(costs), question_tokens, answer_reserve,
-                    len(examples) - len(kept), backend.approximate_tokens)
+    budget = Budget(context_window, without_context - question_tokens, tuple(costs), question_tokens,
+                    answer_reserve, len(examples) - len(kept), backend.approximate_tokens, context_tokens,
+                    dropped_passages)
     return kept, rendered, budget

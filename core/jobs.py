@@ -22,6 +22,14 @@ from core.i18n import Msg
 _processes: dict[str, subprocess.Popen] = {}  # reaped by poll() so finished jobs leave no zombies
 
 
+def event_message(event: dict, key: str):
+    """The message an event carries under `key`, rebuilt as a Msg when its template travelled with it."""
+    if key not in event:
+        return None
+    template = event.get(f"{key}_template")
+    return Msg(template, **event.get(f"{key}_params", {})) if template else event[key]
+
+
 @dataclass(frozen=True)
 class JobStatus:
     state: str  # running | done | failed | cancelled
@@ -85,9 +93,8 @@ class Job:
     def status(self) -> JobStatus:
         events = self.events()
         progress = max((e["progress"] for e in events if "progress" in e), default=0.0)
-        message = next((e["message"] for e in reversed(events) if "message" in e), Msg("Starting"))
-        error = next((Msg(e.get("error_template", e["error"]), **e.get("error_params", {}))
-                      for e in reversed(events) if "error" in e), "")
+        message = next((event_message(e, "message") for e in reversed(events) if "message" in e), Msg("Starting"))
+        error = next((event_message(e, "error") for e in reversed(events) if e.get("error")), "")
         if (self.folder / "cancelled").exists():
             return JobStatus("cancelled", progress, Msg("Cancelled"))
         code = self._returncode()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from core.errors import TemplateError
 from core.i18n import Msg
 
-BUILTIN_VARIABLES = ("question",)  # filled per request; later rungs add {context}
+BUILTIN_VARIABLES = ("question", "context")  # filled per request; {context} holds retrieved passages
 
 
 @dataclass(frozen=True)
@@ -100,14 +100,18 @@ def fill(text: str, values: dict) -> str:
     return text.format(**{n: values.get(n, "") for n in names})
 
 
-def build_messages(settings: PromptSettings, question: str, examples: list[tuple[str, str]]) -> list[dict]:
-    """System prompt, then each example as a user/assistant turn, then the question."""
+def build_messages(settings: PromptSettings, question: str, examples: list[tuple[str, str]],
+                   context: str = "") -> list[dict]:
+    """System prompt, then each example as a user/assistant turn, then the question. Retrieved passages go
+    where the prompt says {context}, else at the end of the system prompt."""
     check = check_prompt(settings)
     if not check.ok:
         raise TemplateError(check.errors[0])
-    values = dict(settings.variables)
+    values = {**settings.variables, "context": context}
     messages = []
     system = fill(settings.system_prompt, {**values, "question": question}).strip()
+    if context and "context" not in _safe_names(settings.system_prompt + settings.template):
+        system = f"{system}\n\n{context}".strip()
     if system:
         messages.append({"role": "system", "content": system})
     for example_question, example_answer in examples:

@@ -17,6 +17,7 @@ from core.models.base import CompletionLabels
 from core.models.generation import GenerationSettings
 from core.models.source import ModelSource
 from core.prompt import PromptSettings
+from core.rag.retriever import RetrieverSettings
 from core.workspace import Project
 from core.i18n import Msg
 
@@ -34,7 +35,8 @@ class Recipe:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     # A CPU laptop answers slowly past a few thousand tokens; users raise it up to the model's maximum.
     context_window: int | None = field(default=4096, metadata={"help": "Tokens to use; none = the model's maximum."})
-    retriever: dict | None = field(default=None, metadata={"help": "Knowledge-base settings (the RAG rung)."})
+    retriever: RetrieverSettings = field(default_factory=RetrieverSettings,
+                                         metadata={"help": "Knowledge-base settings (the RAG rung)."})
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", self.name):
@@ -59,7 +61,7 @@ class Recipe:
             "fewshot": self.fewshot.to_dict(),
             "generation": self.generation.to_dict(),
             "context_window": self.context_window,
-            "retriever": self.retriever,
+            "retriever": self.retriever.to_dict(),
         }
 
     @classmethod
@@ -72,7 +74,7 @@ class Recipe:
             fewshot=FewShotSettings.from_dict(data.get("fewshot")),
             generation=GenerationSettings.from_dict(data.get("generation")),
             context_window=data.get("context_window", cls.__dataclass_fields__["context_window"].default),
-            retriever=data.get("retriever"),
+            retriever=RetrieverSettings.from_dict(data.get("retriever")),
         )
 
 

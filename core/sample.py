@@ -32,5 +32,5 @@ def create_sample_project(ws: Workspace, name: str = SAMPLE_NAME) -> Project:
     save_pairs(project, "examples", clean_rows(_jsonl(SAMPLE_DIR / "examples.jsonl")), note="Sample examples")
     DatasetStore(project).create("eval", "eval", [new_record("eval", **row) for row in _jsonl(SAMPLE_DIR / "eval.jsonl")],
                                  note="Sample eval set")
-    shutil.copytree(SAMPLE_DIR / "docs", project.subdir("documents"), dirs_exist_ok=True)
+    shutil.copytree(SAMPLE_DIR / "docs", project.subdir("documents") / "docs", dirs_exist_ok=True)  # knowledge base "docs"
     return project

@@ -7,7 +7,7 @@ from core.recipe import Recipe, RecipeStore
 from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready
 from studio.ui.state import require_project, show_error
-from studio.ui.trial import stats_caption, stream_answer
+from studio.ui.trial import show_sources, stats_caption, stream_answer
 
 project = require_project()
 slug = project.slug
@@ -65,6 +65,7 @@ for index, message in enumerate(history):
     with st.chat_message(message["role"]):
         st.write(message["content"])
         if message["role"] == "assistant":
+            show_sources(message.get("sources") or [])
             st.caption(stats_caption(message["stats"]))
             feedback_controls(index, message)
 
@@ -77,5 +78,5 @@ if question:
     result = stream_answer(project, recipe, question, key=f"chat.{slug}.run")
     if result:
         history.append({"role": "assistant", "content": result["answer"], "stats": result["stats"],
-                        "question": question})
+                        "question": question, "sources": result["sources"]})
         st.rerun()

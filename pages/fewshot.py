@@ -133,7 +133,8 @@ if backend is None:
     st.stop()
 try:
     with st.spinner(t("Picking examples…")):
-        prepared = assistant.prepare(recipe, question or "…", backend, assistant.example_pool(project, recipe))
+        prepared = assistant.prepare(recipe, question or "…", backend, assistant.example_pool(project, recipe),
+                                     project if question else None)
 except Exception as exc:
     show_error(exc)
     st.stop()

@@ -205,7 +205,8 @@ with drafts_tab:
                 bar = st.progress(0.0)
                 for i, record in enumerate(missing, start=1):
                     try:
-                        drafted[record["id"]] = labeling.draft_answer(recipe, backend, record[question_field], pool)
+                        drafted[record["id"]] = labeling.draft_answer(recipe, backend, record[question_field],
+                                                                      pool, project=project)
                     except Exception as exc:
                         show_error(exc)
                         break
@@ -230,7 +231,8 @@ with drafts_tab:
                     prompt = candidates[chosen_prompt]["prompt"]
                     pool = example_pool(project, recipe)
                     st.session_state[K + "pair"] = {"prompt": prompt, "drafts": [
-                        labeling.draft_answer(recipe, backend, prompt, pool, temperature=0.9) for _ in range(2)]}
+                        labeling.draft_answer(recipe, backend, prompt, pool, temperature=0.9, project=project)
+                        for _ in range(2)]}
             pair = st.session_state.get(K + "pair")
             if pair:
                 left, right = st.columns(2)

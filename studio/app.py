@@ -24,6 +24,10 @@ PAGES = {
         st.Page("../pages/prompt.py", title=t("1 · Prompt"), icon=":material/edit_note:", url_path="prompt"),
         st.Page("../pages/fewshot.py", title=t("2 · Few-shot"), icon=":material/format_list_numbered:",
                 url_path="few-shot"),
+        st.Page("../pages/retriever.py", title=t("3 · Retriever"), icon=":material/library_books:",
+                url_path="retriever"),
+        st.Page("../pages/retrieval_test.py", title=t("Retrieval test"), icon=":material/search:",
+                url_path="retrieval-test"),
     ],
     t("Data"): [
         st.Page("../pages/datasets.py", title=t("Datasets"), icon=":material/dataset:", url_path="datasets"),

@@ -141,11 +141,29 @@ def test_newcomer_walks_every_page(page):
     page.get_by_role("button", name="Save as new recipe version").click()
     settle(page)
 
+    go(page, "3 · Retriever")
+    page.get_by_role("button", name="Index 3 waiting file(s)").click()
+    page.get_by_text("Last indexing: 3 file(s)").wait_for(timeout=180_000)  # indexed by a background job
+    settle(page)
+    page.get_by_text("Add passages from this knowledge base to the prompt").click()
+    settle(page)
+    page.get_by_role("button", name="Save as new recipe version").click()
+    settle(page)
+    check_page(page, "05b-retriever")
+
+    go(page, "Retrieval test")
+    page.get_by_label("Question").fill("How much is the rental deposit?")
+    page.keyboard.press("Enter")
+    page.get_by_text("Both, fused (hybrid)").wait_for()
+    settle(page)
+    check_page(page, "05c-retrieval-test")
+
     go(page, "Chat")
     page.get_by_placeholder("Ask the assistant").fill("How much is a basic service?")
     page.keyboard.press("Enter")
     page.get_by_text("answer tokens").first.wait_for(timeout=120_000)
     settle(page)
+    page.get_by_text("Sources (").first.wait_for()  # the answer shows the passages it was given
     page.locator('[data-testid="stFeedback"] button').last.click()  # thumbs down
     settle(page)
     page.get_by_label("What should the answer have been? (optional)").fill("A basic service costs 45 euros.")

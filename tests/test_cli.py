@@ -106,3 +106,27 @@ def test_data_export_refuses_a_format_the_kind_lacks(workspace, tmp_path):
     result = runner.invoke(cli.app, ["data", "export", "Data", "prefs", "--format", "alpaca", "--out",
                                      str(tmp_path / "x.jsonl")])
     assert result.exit_code == 1 and "not available for preference" in result.output
+
+
+def test_kb_ingest_search_delete(workspace, tmp_path, monkeypatch):
+    from core.rag import kb as kb_module
+    from tests.conftest import HashEmbedder
+
+    monkeypatch.setattr(kb_module, "_embed", HashEmbedder(dims=384))
+    monkeypatch.setattr(kb_module, "_count_tokens", lambda: (lambda text: len(text.split())))
+    workspace.create("Docs")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "hours.md").write_text("# Hours\n\nWe open at nine and close at six.", encoding="utf-8")
+    (folder / "giờ.txt").write_text("Cửa hàng mở cửa lúc 9 giờ sáng.", encoding="utf-8")
+    (folder / "empty.txt").write_bytes(b"")
+    result = runner.invoke(cli.app, ["kb", "ingest", "Docs", str(folder)])
+    assert result.exit_code == 2  # one bad file: reported, the others indexed
+    assert "indexed   hours.md" in result.stdout and "indexed   giờ.txt" in result.stdout
+    assert "error     empty.txt" in result.stdout
+    hits = json.loads(runner.invoke(cli.app, ["kb", "search", "Docs", "mở cửa", "--mode", "fts", "--json"]).stdout)
+    assert [h["source"] for h in hits] == ["giờ.txt"]
+    assert runner.invoke(cli.app, ["kb", "delete", "Docs", "giờ.txt"]).exit_code == 0
+    hits = json.loads(runner.invoke(cli.app, ["kb", "search", "Docs", "mở cửa", "--mode", "fts", "--json"]).stdout)
+    assert hits == []
+    assert runner.invoke(cli.app, ["kb", "delete", "Docs", "nope.md"]).exit_code == 1

@@ -11,6 +11,7 @@ from core.fewshot import FewShotSettings
 from core.models.generation import GenerationSettings
 from core.models.source import ModelSource
 from core.prompt import PromptSettings
+from core.rag.retriever import RetrieverSettings
 from core.recipe import DEFAULT_RECIPE, SCHEMA_VERSION, Recipe, RecipeStore, list_recipes
 
 
@@ -26,7 +27,8 @@ def _custom_recipe() -> Recipe:
         generation=GenerationSettings(temperature=0.7, top_p=0.9, max_new_tokens=64, repetition_penalty=1.2,
                                       stop=("\nHỏi:", "###")),
         context_window=2048,
-        retriever={"index": "docs", "k": 3},
+        retriever=RetrieverSettings(enabled=True, knowledge_base="handbook", mode="fts", k=3, min_similarity=0.4,
+                                    no_answer="Tôi không tìm thấy thông tin này."),
     )
 
 
@@ -34,7 +36,7 @@ def test_default_recipe():
     recipe = Recipe()
     assert recipe.name == DEFAULT_RECIPE == "assistant"
     assert recipe.model == ModelSource() and recipe.model.kind == "embedded"
-    assert recipe.adapter is None and recipe.retriever is None
+    assert recipe.adapter is None and not recipe.retriever.enabled
     assert recipe.context_window == 4096  # a CPU-friendly working context, raised by the user when needed
     assert recipe.fewshot.enabled is False
     assert recipe.generation.temperature == 0.0

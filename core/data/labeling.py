@@ -90,7 +90,8 @@ def feedback_to_preference(entry: dict) -> dict | None:
 
 # ---- drafts from the current recipe ---------------------------------------------------------------------------
 
-def draft_answer(recipe, backend, question: str, pool: list[dict], temperature: float | None = None) -> str:
+def draft_answer(recipe, backend, question: str, pool: list[dict], temperature: float | None = None,
+                 project=None) -> str:
     """The recipe's answer to a question (a suggestion until a person accepts it)."""
     from dataclasses import replace
 
@@ -98,7 +99,7 @@ def draft_answer(recipe, backend, question: str, pool: list[dict], temperature: 
 
     if temperature is not None:
         recipe = recipe.with_changes(generation=replace(recipe.generation, temperature=temperature))
-    _, stream = assistant.answer(recipe, question, backend, pool)
+    _, stream = assistant.answer(recipe, question, backend, pool, project)
     return stream.run_to_end()
 
 

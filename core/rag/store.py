@@ -23,6 +23,7 @@ def schema(dim: int) -> pa.Schema:
     return pa.schema([
         pa.field("chunk_id", pa.string()),
         pa.field("doc_id", pa.string()),
+        pa.field("doc_hash", pa.string()),
         pa.field("source", pa.string()),
         pa.field("page", pa.int32()),
         pa.field("heading", pa.string()),
@@ -42,6 +43,8 @@ class Hit:
     heading: str
     text: str
     score: float
+    similarity: float | None = None  # cosine to the query when known: how relevant the chunk is, 0..1
+    ranks: dict | None = None        # rank in each search that found it (hybrid)
 
 
 class KnowledgeStore:
@@ -58,7 +61,8 @@ class KnowledgeStore:
     def upsert(self, name: str, rows: list[dict], dim: int, embedder: str, chunking: dict) -> int:
         """Insert chunks; a chunk already stored (same doc and text) is left as it is. Returns rows written."""
         table = self.table(name, dim)
-        records = [{"chunk_id": chunk_id(r["doc_id"], r["text"]), "doc_id": r["doc_id"], "source": r.get("source", ""),
+        records = [{"chunk_id": chunk_id(r["doc_id"], r["text"]), "doc_id": r["doc_id"],
+                    "doc_hash": r.get("doc_hash", ""), "source": r.get("source", ""),
                     "page": int(r.get("page") or 0), "heading": r.get("heading", ""), "text": r["text"],
                     "vector": [float(x) for x in r["vector"]], "embedder": embedder,
                     "chunking": json.dumps(chunking, sort_keys=True)} for r in rows]
@@ -69,8 +73,11 @@ class KnowledgeStore:
         return int(getattr(result, "num_inserted_rows", len(records)))
 
     def _refresh_fts(self, table) -> None:
-        # Rebuilt after each write so rows are searchable at once (an index only covers rows it has seen).
-        table.create_fts_index("text", replace=True, **FTS_OPTIONS)
+        """The full-text index is created once with the pinned options; optimize() folds new and deleted rows
+        into it so they are searchable right after a write."""
+        if not any(index.index_type == "FTS" for index in table.list_indices()):
+            table.create_fts_index("text", replace=True, **FTS_OPTIONS)
+        table.optimize()
 
     def delete_document(self, name: str, doc_id: str) -> None:
         table = self.db.open_table(name)
@@ -78,18 +85,53 @@ class KnowledgeStore:
         self._refresh_fts(table)
 
     def count(self, name: str) -> int:
-        return self.db.open_table(name).count_rows() if name in self.db.list_tables().tables else 0
+        return self.db.open_table(name).count_rows() if self.exists(name) else 0
 
-    def search_text(self, name: str, query: str, k: int = 5) -> list[Hit]:
-        table = self.db.open_table(name)
-        rows = table.search(query, query_type="fts", fts_columns="text").limit(k).to_list()
-        return [_hit(row, row.get("_score", 0.0)) for row in rows]
+    def exists(self, name: str) -> bool:
+        return name in self.db.list_tables().tables
 
-    def search_vector(self, name: str, vector, k: int = 5) -> list[Hit]:
-        table = self.db.open_table(name)
-        rows = table.search(list(map(float, vector)), query_type="vector").metric("cosine").limit(k).to_list()
-        return [_hit(row, 1.0 - row.get("_distance", 0.0)) for row in rows]
+    def drop(self, name: str) -> None:
+        if self.exists(name):
+            self.db.drop_table(name)
+
+    def documents(self, name: str) -> dict[str, tuple[str, int]]:
+        """doc_id -> (document hash, number of chunks)."""
+        if not self.exists(name):
+            return {}
+        found: dict[str, tuple[str, int]] = {}
+        for row in self.db.open_table(name).to_arrow().select(["doc_id", "doc_hash"]).to_pylist():
+            doc_hash, count = found.get(row["doc_id"], (row["doc_hash"], 0))
+            found[row["doc_id"]] = (doc_hash, count + 1)
+        return found
+
+    def search_text(self, name: str, query: str, k: int = 5, where: str | None = None) -> list[Hit]:
+        if not query.strip():
+            return []
+        search = self.db.open_table(name).search(query, query_type="fts", fts_columns="text")
+        rows = (search.where(where) if where else search).limit(k).to_list()
+        return [_hit(row, row.get("_score", 0.0), None) for row in rows]
+
+    def search_vector(self, name: str, vector, k: int = 5, where: str | None = None) -> list[Hit]:
+        search = self.db.open_table(name).search(list(map(float, vector)), query_type="vector").metric("cosine")
+        rows = (search.where(where) if where else search).limit(k).to_list()
+        return [_hit(row, 1.0 - row.get("_distance", 0.0), 1.0 - row.get("_distance", 0.0)) for row in rows]
+
+    def search_hybrid(self, name: str, query: str, vector, k: int = 5, where: str | None = None,
+                      rrf_k: int = 60, depth: int | None = None) -> list[Hit]:
+        """Reciprocal rank fusion of vector and full-text results: score = sum of 1 / (rrf_k + rank)."""
+        depth = depth or max(k * 4, 20)
+        by_vector = self.search_vector(name, vector, depth, where)
+        by_text = self.search_text(name, query, depth, where)
+        fused: dict[str, Hit] = {}
+        for mode, hits in (("vector", by_vector), ("text", by_text)):
+            for rank, hit in enumerate(hits, start=1):
+                kept = fused.setdefault(hit.chunk_id, Hit(**{**hit.__dict__, "score": 0.0, "ranks": {}}))
+                kept.score += 1.0 / (rrf_k + rank)
+                kept.ranks[mode] = rank
+                kept.similarity = kept.similarity if kept.similarity is not None else hit.similarity
+        return sorted(fused.values(), key=lambda h: -h.score)[:k]
 
 
-def _hit(row: dict, score: float) -> Hit:
-    return Hit(row["chunk_id"], row["doc_id"], row["source"], row["page"], row["heading"], row["text"], float(score))
+def _hit(row: dict, score: float, similarity: float | None) -> Hit:
+    return Hit(row["chunk_id"], row["doc_id"], row["source"], row["page"], row["heading"], row["text"],
+               float(score), similarity)

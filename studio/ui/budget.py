@@ -9,13 +9,14 @@ from core.fewshot import Budget
 from core.i18n import Msg
 from studio.ui.i18n import t
 
-COLORS = {Msg("System prompt"): "#6c8ebf", Msg("Examples"): "#82b366", Msg("Question"): "#d6b656",
-          Msg("Answer reserve"): "#b85450", Msg("Free"): "#e6e6e6"}
+COLORS = {Msg("System prompt"): "#6c8ebf", Msg("Context"): "#9673a6", Msg("Examples"): "#82b366",
+          Msg("Question"): "#d6b656", Msg("Answer reserve"): "#b85450", Msg("Free"): "#e6e6e6"}
 
 
 def budget_bar(budget: Budget, key: str) -> None:
     parts = {
         "System prompt": budget.system_tokens,
+        "Context": budget.context_tokens,
         "Examples": sum(budget.example_tokens),
         "Question": budget.question_tokens,
         "Answer reserve": budget.answer_reserve,
@@ -40,5 +41,8 @@ def budget_bar(budget: Budget, key: str) -> None:
     if budget.dropped:
         st.warning(t("{count} example(s) did not fit in the context window and were left out. "
                      "Use fewer or shorter examples, or lower max new tokens.", count=budget.dropped))
-    elif share > 0.85:
+    if budget.passages_dropped:
+        st.warning(t("{count} retrieved passage(s) did not fit in the context window and were left out.",
+                     count=budget.passages_dropped))
+    if share > 0.85 and not budget.dropped:
         st.warning(t("The prompt is close to the context window; longer questions may push examples out."))

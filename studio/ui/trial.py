@@ -20,9 +20,28 @@ def stats_caption(stats: dict, prepared: assistant.PreparedPrompt | None = None)
              t("{rate} tokens/s", rate=f"{stats['tokens_per_s']:.1f}")]
     if prepared is not None and prepared.examples:
         parts.append(t("{count} example(s)", count=len(prepared.examples)))
+    if prepared is not None and prepared.sources:
+        parts.append(t("{count} passage(s)", count=len(prepared.sources)))
     if stats.get("stopped_by") == "length":
         parts.append(t("stopped at max new tokens"))
     return " · ".join(parts)
+
+
+def sources_of(prepared: assistant.PreparedPrompt) -> list[dict]:
+    """The passages of an answer as plain dicts (kept in chat history and feedback)."""
+    return [{"number": i, "source": h.source, "page": h.page, "heading": h.heading, "text": h.text,
+             "similarity": h.similarity} for i, h in enumerate(prepared.sources, start=1)]
+
+
+def show_sources(sources: list[dict]) -> None:
+    if not sources:
+        return
+    with st.expander(t("Sources ({count})", count=len(sources)), icon=":material/menu_book:"):
+        for source in sources:
+            where = " · ".join(x for x in [source["source"], t("page {page}", page=source["page"])
+                                           if source["page"] else "", source["heading"]] if x)
+            st.markdown(f"**[{source['number']}]** {where}")
+            st.caption(source["text"])
 
 
 def stream_answer(project: Project, recipe: Recipe, question: str, key: str) -> dict | None:
@@ -31,10 +50,14 @@ def stream_answer(project: Project, recipe: Recipe, question: str, key: str) -> 
     if backend is None:
         return None
     try:
-        prepared, stream = assistant.answer(recipe, question, backend, assistant.example_pool(project, recipe))
+        prepared, stream = assistant.answer(recipe, question, backend, assistant.example_pool(project, recipe), project)
         with st.chat_message("assistant"):
             st.write_stream(stream)
-        result = {"answer": stream.text, "stats": stream.stats(), "prepared": prepared}
+            if prepared.nothing_found:
+                st.caption(t("No passage in the knowledge base was relevant enough, so the model was not asked."))
+            show_sources(sources_of(prepared))
+        result = {"answer": stream.text, "stats": stream.stats(), "prepared": prepared,
+                  "sources": sources_of(prepared)}
         st.caption(stats_caption(result["stats"], prepared))
         return result
     except Exception as exc:
@@ -53,7 +76,7 @@ def run_table(project: Project, recipe: Recipe, version: int | None, questions: 
     bar = st.progress(0.0, text=t("Answering…"))
     for i, question in enumerate(questions, start=1):
         try:
-            prepared, stream = assistant.answer(recipe, question, backend, pool)
+            prepared, stream = assistant.answer(recipe, question, backend, pool, project)
             stream.run_to_end()
         except Exception as exc:
             show_error(exc)

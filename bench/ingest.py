@@ -1,0 +1,247 @@
+"""Ingest benchmark: chunk + embed + store, against the raw embedder on the same chunk texts.
+
+Run:  .venv/bin/python bench/ingest.py          (about two minutes on 2 CPU cores; no downloads)
+
+What it measures, in one process:
+
+* The corpus: `--docs` synthetic markdown documents (seeded, English and Vietnamese sentences, headings at
+  three levels, paragraphs, and a small table in every third document), split into sections at headings,
+  blank lines and table rows the way a parser would (core.rag.parse is not used, so the figures do not move
+  with the parser). Every sentence is different, so no chunk text repeats and the embedder's cache cannot help.
+* studio: per document, as KnowledgeBase.ingest does it: `chunk_sections` (recursive strategy, the default
+  config, the MiniLM token counter) -> `core.models.embedder.embed` -> `KnowledgeStore.upsert` into a fresh
+  LanceDB in a temp folder. Timed from the first chunk to the last upsert (the time of each step is reported
+  too); the embedder's cache is cleared before each run.
+* raw: `SentenceTransformer.encode` on the very same chunk texts in one call, batch size 32 as `embed` uses,
+  normalised.
+
+The model is loaded and warmed up first; then raw and studio runs alternate `--repeats` times and medians
+are compared. Goal: studio / raw >= 0.8 in chunks per second. The studio vectors are checked against the raw
+ones. CPU timings mean something only on a quiet machine: the JSON reports how many CPUs other processes
+used during each run (`busy_neighbours`; runs above 0.25 are counted in `busy_runs`).
+
+The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+GOAL_RATIO = 0.8
+BATCH_SIZE = 32  # what core.models.embedder.embed passes to encode
+
+EN_WORDS = ("order invoice refund customer shipping warehouse policy contract employee manager report payment "
+            "delivery return account password device network server backup storage license support ticket "
+            "request approval budget quarter revenue margin supplier product catalogue price discount tax "
+            "holiday schedule meeting training safety incident review audit compliance privacy security "
+            "quickly carefully within before after during every each monthly weekly daily always never").split()
+VI_WORDS = ("đơn hàng hóa đơn hoàn tiền khách hàng giao hàng kho chính sách hợp đồng nhân viên quản lý báo cáo "
+            "thanh toán tài khoản mật khẩu thiết bị mạng máy chủ sao lưu hỗ trợ yêu cầu phê duyệt ngân sách "
+            "doanh thu nhà cung cấp sản phẩm giá giảm thuế nghỉ lễ lịch họp đào tạo an toàn sự cố kiểm toán "
+            "bảo mật trong vòng trước sau mỗi tháng tuần ngày luôn luôn không bao giờ").split()
+
+
+@dataclass(frozen=True)
+class Section:  # the shape of core.rag.parse.Section
+    text: str
+    page: int | None
+    headings: tuple[str, ...]
+    is_table_row: bool = False
+
+
+# ---- corpus -------------------------------------------------------------------------------------------------------
+
+def sentence(rng: random.Random, serial: int) -> str:
+    words = VI_WORDS if rng.random() < 0.3 else EN_WORDS
+    body = " ".join(rng.choice(words) for _ in range(rng.randint(8, 22)))
+    return f"{body[0].upper()}{body[1:]} (ref {serial})."  # the serial makes every sentence unique
+
+
+def markdown_document(doc: int, rng: random.Random) -> str:
+    serial = doc * 100_000
+    lines = [f"# Handbook {doc}: policies and procedures", ""]
+    for s in range(rng.randint(2, 4)):
+        lines += [f"## Part {s + 1}", ""]
+        for sub in range(rng.randint(1, 2)):
+            if sub:
+                lines += [f"### Topic {s + 1}.{sub}", ""]
+            for _ in range(rng.randint(2, 3)):
+                n = rng.randint(3, 9)
+                lines += [" ".join(sentence(rng, serial + i) for i in range(n)), ""]
+                serial += n
+        if doc % 3 == 0 and s == 0:
+            lines += [f"| Item (list {doc}) | Price | Note |", "|---|---|---|"]
+            lines += [f"| item {doc}-{r} | {rng.randint(1, 999)}.000 ₫ | {sentence(rng, serial + r)} |" for r in range(6)]
+            lines.append("")
+            serial += 6
+    return "\n".join(lines)
+
+
+def markdown_sections(text: str) -> list[Section]:
+    """Headings set the path; blank lines end paragraphs; each table row is a section (separator rows dropped)."""
+    sections, path, paragraph = [], [], []
+
+    def flush():
+        if paragraph:
+            sections.append(Section(" ".join(paragraph), None, tuple(path)))
+            paragraph.clear()
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            flush()
+            level = len(stripped) - len(stripped.lstrip("#"))
+            path[:] = path[:level - 1] + [stripped[level:].strip()]
+        elif stripped.startswith("|"):
+            flush()
+            if not set(stripped) <= set("|-: "):
+                sections.append(Section(stripped, None, tuple(path), is_table_row=True))
+        elif not stripped:
+            flush()
+        else:
+            paragraph.append(stripped)
+    flush()
+    return sections
+
+
+# ---- CPU neighbours -------------------------------------------------------------------------------------------------
+
+def _busy_s() -> float:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(fn):
+    """(seconds, result, CPUs that other processes used meanwhile)."""
+    has_proc = Path("/proc/stat").is_file()
+    busy, cpu, start = (_busy_s() if has_proc else 0.0), time.process_time(), time.perf_counter()
+    result = fn()
+    wall = time.perf_counter() - start
+    foreign = max(0.0, (_busy_s() - busy) - (time.process_time() - cpu)) / wall if has_proc else float("nan")
+    return wall, result, round(foreign, 2)
+
+
+# ---- runs -----------------------------------------------------------------------------------------------------------
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each variant (medians compared)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import torch
+
+    from core.models import embedder
+    from core.rag.chunking import ChunkingConfig, chunk_sections, embedder_token_counter
+    from core.rag.store import KnowledgeStore
+
+    rng = random.Random(args.seed)
+    documents = {f"handbook-{d:03d}.md": markdown_sections(markdown_document(d, rng)) for d in range(args.docs)}
+    config, count_tokens = ChunkingConfig(), embedder_token_counter()
+
+    load_s, model, _ = measure(embedder._load)
+    count_tokens("warm up")
+    chunked = {source: chunk_sections(sections, config, count_tokens) for source, sections in documents.items()}
+    texts = [c.text for chunks in chunked.values() for c in chunks]
+    sizes = [count_tokens(t) for t in texts]
+    assert len(set(texts)) == len(texts), "chunk texts repeat: the embedder's cache would cheat"
+    print(f"{len(documents)} documents, {sum(map(len, documents.values()))} sections, {len(texts)} chunks "
+          f"(tokens: median {statistics.median(sizes):.0f}, max {max(sizes)}); model loaded in {load_s:.1f} s",
+          flush=True)
+
+    def raw():
+        return model.encode(texts, batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True)
+
+    def studio():
+        """Per document: chunk, embed, upsert; returns the vectors and the time spent in each step."""
+        embedder._cache.clear()
+        steps = {"chunk_s": 0.0, "embed_s": 0.0, "store_s": 0.0}
+        with tempfile.TemporaryDirectory() as folder:
+            store, written, vectors = KnowledgeStore(str(Path(folder) / "lancedb")), 0, []
+            for source, sections in documents.items():
+                t0 = time.perf_counter()
+                chunks = chunk_sections(sections, config, count_tokens)
+                t1 = time.perf_counter()
+                vecs = embedder.embed([c.text for c in chunks])
+                t2 = time.perf_counter()
+                written += store.upsert("kb", [{"doc_id": source, "source": source, "page": c.page or 0,
+                                                "heading": c.heading, "text": c.text, "vector": v}
+                                               for c, v in zip(chunks, vecs)],
+                                        384, embedder.EMBEDDED_EMBEDDER, config.to_dict())
+                t3 = time.perf_counter()
+                steps["chunk_s"] += t1 - t0
+                steps["embed_s"] += t2 - t1
+                steps["store_s"] += t3 - t2
+                vectors.append(vecs)
+            assert written == len(texts) == store.count("kb"), (written, len(texts))
+        return np.concatenate(vectors), steps
+
+    # Warm-up: the model (a few batches at full length), the chunker, LanceDB.
+    model.encode(texts[:2 * BATCH_SIZE], batch_size=BATCH_SIZE, normalize_embeddings=True)
+    with tempfile.TemporaryDirectory() as folder:
+        KnowledgeStore(folder).upsert("warm", [{"doc_id": "w", "text": "warm up", "vector": np.ones(384)}], 384,
+                                      "w", {})
+
+    runs = {"raw": [], "studio": []}
+    reference = None
+    for _ in range(args.repeats):  # alternate, so a slow spell of the machine hits both
+        wall, vectors, foreign = measure(raw)
+        reference = vectors if reference is None else reference
+        runs["raw"].append({"s": wall, "busy_neighbours": foreign})
+        wall, (vectors, steps), foreign = measure(studio)
+        max_diff = float(np.abs(vectors - reference).max())
+        assert max_diff < 1e-3, f"studio vectors differ from raw ones by {max_diff}"
+        runs["studio"].append({"s": wall, "busy_neighbours": foreign, **steps})
+        print(" ".join(f"{k} {v[-1]['s']:.2f} s" for k, v in runs.items()),
+              " ".join(f"{k} {v:.2f}" for k, v in steps.items()), flush=True)
+
+    def rate(name):
+        return len(texts) / statistics.median(r["s"] for r in runs[name])
+
+    result = {
+        "bench": "ingest",
+        "documents": len(documents), "sections": sum(map(len, documents.values())), "chunks": len(texts),
+        "chunk_tokens_median": statistics.median(sizes), "chunk_tokens_max": max(sizes),
+        "config": config.to_dict(), "batch_size": BATCH_SIZE, "repeats": args.repeats,
+        "raw_chunks_per_s": round(rate("raw"), 1),
+        "studio_chunks_per_s": round(rate("studio"), 1),
+        "ratio": round(rate("studio") / rate("raw"), 3),
+        "studio_steps_s": {k: round(statistics.median(r[k] for r in runs["studio"]), 3)
+                           for k in ("chunk_s", "embed_s", "store_s")},
+        "goal_ratio": GOAL_RATIO,
+        "runs": {k: [{"s": round(r["s"], 3), "busy_neighbours": r["busy_neighbours"]} for r in v]
+                 for k, v in runs.items()},
+        "busy_runs": sum(r["busy_neighbours"] > 0.25 for v in runs.values() for r in v),
+        "model_load_s": round(load_s, 2),
+        "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "python": platform.python_version(),
+    }
+    result["meets_goal"] = result["ratio"] >= GOAL_RATIO
+    return result
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    figures = main()
+    figures["total_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(figures, ensure_ascii=False))

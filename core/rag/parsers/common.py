@@ -1,0 +1,162 @@
+"""What every reader shares: the `Section` record, text clean-up, heading paths, table rows and text decoding.
+
+Text is never Unicode-normalised or ASCII-folded: Vietnamese keeps exactly the code points the file had
+(precomposed or combining). Clean-up only unifies line ends, drops control characters other than tab and
+new line, trims trailing spaces and squeezes runs of blank lines.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+
+from core.data.formats.table import name_columns
+from core.data.formats.textio import SAMPLE_BYTES, encoding_label, encodings_for
+from core.data.formats.values import as_text
+from core.errors import DataImportError, DocumentError
+from core.i18n import Msg
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # old Office files, and Office files saved with a password
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_TRAILING = re.compile(r"[ \t]+\n")
+_BLANK_RUN = re.compile(r"\n{3,}")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A piece of a document the chunker splits further; a table row is kept whole."""
+
+    text: str
+    page: int | None  # 1-based page for PDFs, else None
+    headings: tuple[str, ...]  # heading path, e.g. ("Sales policies", "Returns")
+    is_table_row: bool = False
+
+
+def clean_text(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n").replace("\v", "\n")
+    text = _CONTROL.sub("", text).replace("\ufeff", "")
+    text = _TRAILING.sub("\n", text + "\n")
+    return _BLANK_RUN.sub("\n\n", text).strip()
+
+
+def one_line(text: str) -> str:
+    """A heading or a cell: whitespace runs (new lines too) become one space."""
+    return " ".join(clean_text(text).split())
+
+
+def reason(exc: BaseException) -> str:
+    """A library's error as a short phrase for a message."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def cell_text(value) -> str:
+    """A cell value as text: numbers in their shortest form, a date at midnight as a plain date."""
+    if isinstance(value, datetime.datetime) and value.time() == datetime.time(0):
+        value = value.date()
+    return clean_text(as_text(value) or "")
+
+
+def header_names(cells: list) -> list[str]:
+    """Header cells as unique column names ('column N' for blanks, 'name (2)' for repeats)."""
+    return name_columns([cell_text(c) for c in cells])[0]
+
+
+def row_text(columns: list[str], values: list) -> str:
+    """'column: value; column: value' for the non-empty values (extra values get 'column N' names)."""
+    parts = []
+    for i, value in enumerate(values):
+        text = cell_text(value)
+        if text:
+            column = columns[i] if i < len(columns) else "column {n}".format(n=i + 1)
+            parts.append("{}: {}".format(column, text))
+    return "; ".join(parts)
+
+
+class Outline:
+    """Collects text under the current heading path and cuts a Section at every heading and table row."""
+
+    def __init__(self, root: tuple[str, ...] = (), joiner: str = "\n"):
+        self.root, self.joiner = tuple(h for h in root if h), joiner
+        self.stack: list[tuple[int, str]] = []
+        self.lines: list[str] = []
+        self.sections: list[Section] = []
+
+    def path(self) -> tuple[str, ...]:
+        path: list[str] = []
+        for heading in [*self.root, *(text for _, text in self.stack)]:
+            if not path or path[-1] != heading:  # an <h1> that repeats the page title is not said twice
+                path.append(heading)
+        return tuple(path)
+
+    def heading(self, level: int, text: str) -> None:
+        text = one_line(text)
+        if not text:
+            return
+        self.flush()
+        while self.stack and self.stack[-1][0] >= level:
+            self.stack.pop()
+        self.stack.append((level, text))
+
+    def text(self, text: str) -> None:
+        self.lines.append(text)
+
+    def row(self, text: str) -> None:
+        self.flush()
+        text = clean_text(text)
+        if text:
+            self.sections.append(Section(text, None, self.path(), is_table_row=True))
+
+    def table(self, rows: list[list]) -> None:
+        """Rows of cells, the first row being the header: one Section per later row ('header: value; …')."""
+        rows = [r for r in rows if any(cell_text(c) for c in r)]
+        if len(rows) == 1:
+            self.row("; ".join(t for t in map(cell_text, rows[0]) if t))
+            return
+        if rows:
+            columns = header_names(rows[0])
+            for cells in rows[1:]:
+                self.row(row_text(columns, cells))
+
+    def flush(self) -> None:
+        text = clean_text(self.joiner.join(self.lines))
+        self.lines = []
+        if text:
+            self.sections.append(Section(text, None, self.path()))
+
+    def done(self) -> list[Section]:
+        self.flush()
+        return self.sections
+
+
+def not_text_error(name: str) -> DocumentError:
+    return DocumentError(Msg("{file} is not a text file (it holds binary data); save it as plain text and upload "
+                             "it again.", file=name))
+
+
+def check_text(data: bytes, name: str) -> list[str]:
+    """The encodings to try for a text file, best first; DocumentError when it holds binary data."""
+    try:
+        return encodings_for(data[:SAMPLE_BYTES], name)
+    except DataImportError:
+        raise not_text_error(name) from None
+
+
+def decode_text(data: bytes, name: str, warnings: list, declared: str | None = None) -> str:
+    """Bytes -> text with the project's detection (BOM, UTF-16 by its zero bytes, UTF-8, then Windows-1258 and
+    Latin-1 with a notice). `declared` (an HTML page's charset) is tried before the fallbacks, without notice."""
+    encodings = check_text(data, name)
+    if declared and encodings[0] == "utf-8":
+        encodings.insert(1, declared)
+    for encoding in encodings:
+        try:
+            text = data.decode(encoding)
+        except (UnicodeError, LookupError):
+            continue
+        label = encoding_label(encoding)
+        if label not in ("utf-8", "utf-16") and encoding != declared:
+            warnings.append(Msg("{file} is not UTF-8; it was read as {encoding}. Check that accented letters look "
+                                "right.", file=name, encoding=label))
+        return text.lstrip("\ufeff")
+    raise not_text_error(name)

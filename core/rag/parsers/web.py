@@ -1,0 +1,157 @@
+"""HTML pages: the main content through trafilatura, with headings, paragraphs, lists and table rows.
+
+The page's <title> is the first heading of every Section. trafilatura's XML output is read (not its Markdown,
+which escapes characters such as `_` and `*`). When trafilatura finds nothing (or is not installed), the text
+of <body> is read with lxml instead, without scripts, styles, navigation, hidden elements, and page-level
+headers, footers and asides (those inside <article> or <main> are kept); h1-h6 still give the heading path.
+
+Encoding: a byte-order mark decides, then UTF-8, then the page's declared charset, then the project's
+Windows-1258 / Latin-1 fallback with a notice.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+from .common import Outline, Section, decode_text, one_line
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+NOISE = ("head", "script", "style", "nav", "noscript", "template", "svg", "iframe", "object", "embed", "button",
+         "select")
+BLOCKS = {"p", "div", "section", "article", "main", "header", "footer", "aside", "ul", "ol", "li", "dl", "dt",
+          "dd", "blockquote", "figure", "figcaption", "form", "fieldset", "address", "hr", "caption", "details",
+          "summary", "body", "html"}
+
+
+def declared_charset(data: bytes) -> str | None:
+    found = _META_CHARSET.search(data[:8192])
+    if not found:
+        return None
+    try:
+        return codecs.lookup(found.group(1).decode("ascii")).name
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
+def read_html(data: bytes, name: str, warnings: list) -> list[Section]:
+    text = _XML_DECLARATION.sub("", decode_text(data, name, warnings, declared_charset(data)))
+    tree = _parse(text)
+    title = one_line(tree.findtext(".//title") or "") if tree is not None else ""
+    sections = main_content(text, title)
+    if not sections and tree is not None:
+        sections = body_text(tree, title)
+    return sections
+
+
+def _parse(text: str):
+    import lxml.html
+
+    try:
+        return lxml.html.document_fromstring(text)
+    except Exception:  # an empty or hopeless document: no text
+        return None
+
+
+# ---- trafilatura ------------------------------------------------------------------------------------------------
+
+def main_content(text: str, title: str) -> list[Section]:
+    """Sections from trafilatura's main-content extraction; [] when it finds nothing."""
+    try:
+        import trafilatura
+        from lxml import etree
+
+        xml = trafilatura.extract(text, output_format="xml", include_tables=True, include_comments=False,
+                                  include_images=False, include_links=False, include_formatting=False,
+                                  deduplicate=False)
+        main = etree.fromstring(xml).find("main") if xml else None
+    except Exception:  # not installed, or failed on this page: the lxml reading below takes over
+        return []
+    if main is None:
+        return []
+    outline = Outline((title,), joiner="\n\n")
+    for element in main:
+        if element.tag == "head":
+            rend = re.fullmatch(r"h([1-6])", element.get("rend") or "")
+            outline.heading(int(rend.group(1)) if rend else 2, _xml_text(element))
+        elif element.tag == "table":
+            outline.table([[_xml_text(cell) for cell in row.findall("cell")] for row in element.findall("row")])
+        else:
+            outline.text(_xml_text(element))
+    return outline.done()
+
+
+def _xml_text(element) -> str:
+    """An element's text; line breaks, list items and nested blocks start new lines."""
+    parts = [element.text or ""]
+    for child in element:
+        if child.tag in ("lb", "item", "list", "p", "head", "row", "quote", "code"):
+            parts.append("\n")
+        if child.tag != "lb":
+            parts.append(_xml_text(child))
+        parts.append(child.tail or "")
+    return "".join(parts).strip()
+
+
+# ---- lxml fallback ----------------------------------------------------------------------------------------------
+
+class _Inline:
+    """Inline text gathered until a block ends; HTML whitespace collapses, <br> breaks the line."""
+
+    def __init__(self, outline: Outline):
+        self.outline, self.parts = outline, []
+
+    def add(self, text: str | None) -> None:
+        if text:
+            self.parts.append(re.sub(r"\s+", " ", text))
+
+    def end_block(self) -> None:
+        lines = (line.strip() for line in "".join(self.parts).split("\n"))
+        self.parts = []
+        text = "\n".join(line for line in lines if line)
+        if text:
+            self.outline.text(text)
+
+
+def body_text(tree, title: str) -> list[Section]:
+    body = tree.find("body")
+    body = body if body is not None else tree
+    noise = list(body.iter(*NOISE))
+    noise += [e for e in body.iter("header", "footer", "aside") if not any(a.tag in ("article", "main")
+                                                                          for a in e.iterancestors())]
+    noise += [e for e in body.iter() if isinstance(e.tag, str) and e.get("hidden") is not None]
+    for element in noise:
+        if element.getparent() is not None:
+            element.drop_tree()  # keeps the text that follows it
+    outline = Outline((title,), joiner="\n\n")
+    inline = _Inline(outline)
+    _walk(body, inline)
+    inline.end_block()
+    return outline.done()
+
+
+def _walk(element, inline: _Inline) -> None:
+    inline.add(element.text)
+    for child in element:
+        tag = child.tag.lower() if isinstance(child.tag, str) else ""  # comments and processing instructions: ""
+        if tag in HEADINGS:
+            inline.end_block()
+            inline.outline.heading(HEADINGS[tag], child.text_content())
+        elif tag == "br":
+            inline.parts.append("\n")
+        elif tag == "table":
+            inline.end_block()
+            inline.outline.table([[cell.text_content() for cell in row if cell.tag in ("td", "th")]
+                                  for row in child.iter("tr")])
+        elif tag == "pre":
+            inline.end_block()
+            inline.outline.text(child.text_content())
+        elif tag in BLOCKS:
+            inline.end_block()
+            _walk(child, inline)
+            inline.end_block()
+        elif tag:
+            _walk(child, inline)
+        inline.add(child.tail)

@@ -1,0 +1,59 @@
+"""Retriever settings of a recipe and the numbered passages the prompt cites as [1], [2], …"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from core.errors import StudioError
+from core.i18n import Msg
+
+MODES = {"vector": Msg("Meaning (vector)"), "fts": Msg("Keywords (full text)"),
+         "hybrid": Msg("Both, fused (hybrid)")}
+
+
+@dataclass(frozen=True)
+class RetrieverSettings:
+    enabled: bool = field(default=False, metadata={"help": "Add passages from the knowledge base to the prompt."})
+    knowledge_base: str = field(default="docs", metadata={"help": "Which knowledge base to search."})
+    mode: str = field(default="hybrid", metadata={"help": "vector, fts or hybrid (reciprocal rank fusion)."})
+    k: int = field(default=4, metadata={"help": "Passages added to the prompt."})
+    min_similarity: float = field(default=0.3, metadata={
+        "help": "Passages less similar to the question than this are left out; with none left, the assistant "
+                "says it did not find the answer instead of inventing one."})
+    rrf_k: int = field(default=60, metadata={"help": "Reciprocal rank fusion constant."})
+    no_answer: str = field(default="I could not find this in the documents.",
+                           metadata={"help": "What the assistant says when no passage is relevant."})
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise StudioError(Msg("Unknown search mode '{mode}'.", mode=self.mode))
+        if not 1 <= self.k <= 20:
+            raise StudioError(Msg("The number of passages must be between 1 and 20."))
+        if not 0.0 <= self.min_similarity <= 1.0:
+            raise StudioError(Msg("The minimum similarity must be between 0 and 1."))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "RetrieverSettings":
+        data = data or {}
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def format_passages(hits: list) -> str:
+    """Numbered passages with where they come from, as the model reads them."""
+    lines = []
+    for number, hit in enumerate(hits, start=1):
+        where = hit.source + (f", p. {hit.page}" if hit.page else "") + (f" — {hit.heading}" if hit.heading else "")
+        lines.append(f"[{number}] ({where}) {hit.text.strip()}")
+    return "\n".join(lines)
+
+
+def context_block(hits: list) -> str:
+    return ("Context:\n" + format_passages(hits) +
+            "\n\nAnswer from the context above and cite the passages you use like [1].") if hits else ""
+
+
+def relevant(hits: list, settings: RetrieverSettings) -> list:
+    return [h for h in hits if h.similarity is None or h.similarity >= settings.min_similarity]

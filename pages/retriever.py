@@ -1,0 +1,190 @@
+"""Rung 3 · Retriever: company documents in a knowledge base; answers quote numbered passages and cite them."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import StudioError
+from core.i18n import Msg
+from core.jobs import Job, event_message
+from core.rag.chunking import STRATEGIES, ChunkingConfig
+from core.rag.kb import DEFAULT_KB, KnowledgeBase, list_knowledge_bases
+from core.rag.parse import SUPPORTED
+from core.rag.retriever import MODES, RetrieverSettings
+from studio.ui.i18n import t
+from studio.ui.state import draft, require_project, save_draft, saved_recipe, set_draft, show_error
+
+project = require_project()
+slug = project.slug
+K = f"retriever.{slug}."
+STATUS = {"indexed": Msg("indexed"), "unchanged": Msg("unchanged"), "error": Msg("skipped")}
+STRATEGY_LABELS = {"recursive": Msg("By structure: headings, paragraphs, sentences"),
+                   "fixed": Msg("Fixed token windows")}
+
+st.title(t("3 · Retriever"))
+st.write(t("Upload company documents. The studio cuts them into passages, indexes them for meaning and for "
+           "keywords, and adds the best passages to the prompt, so answers can quote and cite them [1]."))
+
+recipe = draft(project)
+saved, version = saved_recipe(project)
+names = list_knowledge_bases(project) or [DEFAULT_KB]
+top = st.columns([2, 1], vertical_alignment="bottom")
+kb_name = top[0].selectbox(t("Knowledge base"), names, index=names.index(recipe.retriever.knowledge_base)
+                           if recipe.retriever.knowledge_base in names else 0, key=K + "kb")
+with top[1].popover(t("New knowledge base"), icon=":material/add:"):
+    new_kb = st.text_input(t("Name (letters, digits, - and _)"), key=K + "new_kb")
+    if st.button(t("Create"), key=K + "create_kb"):
+        try:
+            KnowledgeBase(project, new_kb).documents_dir.mkdir(parents=True, exist_ok=True)
+            st.session_state[K + "kb"] = new_kb
+            st.rerun()
+        except StudioError as exc:
+            show_error(exc)
+kb = KnowledgeBase(project, kb_name)
+jobs_dir = project.subdir("runs") / "ingest" / kb_name
+
+
+def latest_job() -> Job | None:
+    runs = sorted(p for p in jobs_dir.glob("*") if p.is_dir()) if jobs_dir.exists() else []
+    return Job(runs[-1]) if runs else None
+
+
+def start_ingest(paths, chunking: ChunkingConfig | None) -> None:
+    Job.start(jobs_dir, ["-m", "core.rag.ingest_job", str(project.path), kb_name,
+                         json.dumps(chunking.to_dict()) if chunking else "", *map(str, paths)], label="Ingest")
+
+
+@st.fragment(run_every=1.0)
+def ingest_progress(job: Job) -> None:
+    status = job.status()
+    if status.state != "running":
+        st.rerun()
+    st.progress(min(status.progress, 1.0), text=t(status.message))
+    if st.button(t("Cancel"), key=K + "cancel", icon=":material/close:"):
+        job.cancel()
+        st.rerun()
+
+
+# ---- documents ---------------------------------------------------------------------------------------------------
+st.subheader(t("Documents"))
+job = latest_job()
+running = job is not None and job.status().state == "running"
+uploads = st.file_uploader(t("Add documents"), accept_multiple_files=True, key=K + "upload." +
+                           str(st.session_state.get(K + "upload_round", 0)),
+                           type=sorted(ext.lstrip(".") for ext in SUPPORTED))
+st.caption(t("PDF (text layer), Word, HTML, Markdown, text, CSV and Excel. Files are kept in the project; a file "
+             "that did not change is not indexed twice, and an edited one replaces its old passages."))
+pending = kb.pending()
+if uploads or pending:
+    label = t("Index {count} file(s)", count=len(uploads) + len(pending)) if uploads else \
+        t("Index {count} waiting file(s)", count=len(pending))
+    if st.button(label, type="primary", disabled=running, icon=":material/upload:"):
+        try:
+            paths = kb.add_files([(u.name, u.getvalue()) for u in uploads or []]) + pending
+            start_ingest(list(dict.fromkeys(paths)), None)
+            st.session_state[K + "upload_round"] = st.session_state.get(K + "upload_round", 0) + 1
+            st.rerun()
+        except Exception as exc:
+            show_error(exc)
+if running:
+    ingest_progress(job)
+elif job is not None:
+    results = [e for e in job.events() if "file" in e]
+    if job.status().state == "cancelled":
+        st.warning(t("Indexing was cancelled; the files finished before that are indexed."))
+    if job.status().state == "failed":
+        st.error(t(job.status().error))
+    if results:
+        with st.expander(t("Last indexing: {count} file(s)", count=len(results)), expanded=any(
+                r["status"] == "error" for r in results)):
+            for result in results:
+                problem = event_message(result, "problem")
+                line = f"**{result['file']}** — {t(STATUS[result['status']])}" + \
+                    (f" · {t('{count} passages', count=result['chunks'])}" if result.get("chunks") else "")
+                (st.error if result["status"] == "error" else st.markdown)(
+                    line + (f": {t(problem)}" if problem else ""))
+
+documents = kb.documents()
+if documents:
+    st.dataframe(pd.DataFrame([{"source": s, "chunks": d["chunks"], "pages": d.get("pages") or None,
+                                "indexed": pd.to_datetime(d["ingested_at"], unit="s").strftime("%Y-%m-%d %H:%M"),
+                                "notes": " ".join(d.get("warnings") or [])} for s, d in documents.items()]),
+                 hide_index=True, width="stretch", column_config={
+        "source": t("Document"), "chunks": t("Passages"), "pages": t("Pages"), "indexed": t("Indexed"),
+        "notes": t("Notes")})
+    remove = st.selectbox(t("Remove a document"), [""] + list(documents), format_func=lambda s: s or "—",
+                          key=K + "remove")
+    if remove and st.button(t("Remove '{name}' from the knowledge base", name=remove), icon=":material/delete:"):
+        kb.delete_document(remove)
+        st.rerun()
+elif not pending and not running:
+    st.info(t("No documents yet. Add some above."))
+
+# ---- chunking ---------------------------------------------------------------------------------------------------
+with st.expander(t("How documents are cut into passages"), icon=":material/content_cut:"):
+    current = kb.chunking()
+    cols = st.columns(3)
+    strategy = cols[0].radio(t("Strategy"), STRATEGIES, index=STRATEGIES.index(current.strategy),
+                             format_func=lambda s: t(STRATEGY_LABELS[s]), key=K + "strategy")
+    size = cols[1].number_input(t("Passage size (tokens)"), 32, 256, current.chunk_tokens, 16, key=K + "size",
+                                help=t("The embedder reads at most 256 tokens of a passage."))
+    overlap = cols[2].number_input(t("Overlap (tokens)"), 0, 128, min(current.overlap_tokens, 128), 8,
+                                   key=K + "overlap")
+    try:
+        chosen = ChunkingConfig(strategy, int(size), int(overlap))
+    except StudioError as exc:
+        show_error(exc)
+        chosen = current
+    sources = sorted(p.name for p in kb.documents_dir.glob("*") if p.is_file())
+    preview_of = st.selectbox(t("Preview a document"), [""] + sources, format_func=lambda s: s or "—",
+                              key=K + "preview")
+    if preview_of:
+        try:
+            from core.rag.chunking import chunk_sections, embedder_token_counter
+            from core.rag.parse import parse_document
+
+            parsed = parse_document((kb.documents_dir / preview_of).read_bytes(), preview_of)
+            chunks = chunk_sections(parsed.sections, chosen, embedder_token_counter())
+            st.caption(t("{count} passages", count=len(chunks)))
+            for chunk in chunks[:8]:
+                with st.container(border=True):
+                    st.caption(" · ".join(x for x in [chunk.heading, f"p. {chunk.page}" if chunk.page else ""] if x))
+                    st.text(chunk.text)
+        except Exception as exc:
+            show_error(exc)
+    if chosen != current and documents:
+        st.warning(t("Changing how documents are cut re-indexes all {count} documents.", count=len(documents)))
+        if st.button(t("Re-index with these settings"), disabled=running):
+            start_ingest([kb.documents_dir / s for s in documents], chosen)
+            st.rerun()
+    elif chosen != current:
+        kb.set_chunking(chosen)
+
+# ---- recipe ------------------------------------------------------------------------------------------------------
+st.subheader(t("Use in the assistant"))
+settings = recipe.retriever
+enabled = st.toggle(t("Add passages from this knowledge base to the prompt"), value=settings.enabled,
+                    key=K + "enabled")
+cols = st.columns(3)
+mode = cols[0].radio(t("Search by"), list(MODES), index=list(MODES).index(settings.mode),
+                     format_func=lambda m: t(MODES[m]), key=K + "mode")
+k = cols[1].slider(t("Passages per question"), 1, 10, settings.k, key=K + "k")
+threshold = cols[2].slider(t("Minimum similarity"), 0.0, 0.9, settings.min_similarity, 0.05, key=K + "min",
+                           help=t("Passages less similar to the question are left out. With none left, the "
+                                  "assistant says so instead of inventing an answer."))
+no_answer = st.text_input(t("When nothing relevant is found, answer"), value=settings.no_answer, key=K + "no_answer")
+try:
+    recipe = recipe.with_changes(retriever=RetrieverSettings(enabled, kb_name, mode, k, threshold, settings.rrf_k,
+                                                             no_answer.strip() or settings.no_answer))
+    set_draft(project, recipe)
+except StudioError as exc:
+    show_error(exc)
+changed = recipe.to_dict() != saved.to_dict()
+if st.button(t("Save as new recipe version"), type="primary", disabled=not changed, icon=":material/save:"):
+    save_draft(project, recipe, note=f"Retriever: {kb_name}, {mode}, k={k}" if enabled else "Retriever off")
+    st.rerun()
+st.caption((t("Unsaved changes") + " · " if changed else "")
+           + (t("saved version {number}", number=version) if version else t("not saved yet")))
+st.page_link("../pages/retrieval_test.py", label=t("Try searches on the Retrieval test page"),
+             icon=":material/search:")

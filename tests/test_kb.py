@@ -1,0 +1,175 @@
+"""Knowledge bases: ingest, idempotent re-ingest, edits, deletes, re-index, search modes, and the RAG rung."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core import assistant
+from core.rag import kb as kb_module
+from core.rag.chunking import ChunkingConfig
+from core.rag.kb import KnowledgeBase
+from core.rag.retriever import RetrieverSettings
+from core.recipe import Recipe
+
+HANDBOOK = """# Handbook
+
+## Opening hours
+The shop opens at nine in the morning and closes at six in the evening.
+
+## Returns
+Bikes can be returned within thirty days with the receipt.
+
+## Warranty
+Frames have a ten-year warranty against defects.
+"""
+
+
+@pytest.fixture
+def fake_embedder(monkeypatch, hash_embedder):
+    from tests.conftest import HashEmbedder
+
+    embedder = HashEmbedder(dims=384)
+    monkeypatch.setattr(kb_module, "_embed", embedder)
+    monkeypatch.setattr(kb_module, "_count_tokens", lambda: (lambda text: len(text.split())))
+    return embedder
+
+
+@pytest.fixture
+def kb(project, fake_embedder):
+    return KnowledgeBase(project, "docs")
+
+
+def ingest_text(kb, name, text):
+    return kb.ingest(kb.add_files([(name, text.encode("utf-8"))]))
+
+
+def test_ingest_then_reingest_changes_nothing(kb):
+    first = ingest_text(kb, "handbook.md", HANDBOOK)
+    assert [(r.source, r.status) for r in first] == [("handbook.md", "indexed")]
+    chunks = kb.store().count("docs")
+    assert chunks == first[0].chunks >= 3
+    again = ingest_text(kb, "handbook.md", HANDBOOK)
+    assert [(r.status, r.chunks) for r in again] == [("unchanged", chunks)]
+    assert kb.store().count("docs") == chunks
+
+
+def test_an_edited_file_replaces_its_old_chunks(kb):
+    ingest_text(kb, "handbook.md", HANDBOOK)
+    ingest_text(kb, "handbook.md", HANDBOOK.replace("thirty days", "fourteen days"))
+    texts = [h.text for h in kb.search("returned receipt", "fts", 10)]
+    assert any("fourteen days" in t for t in texts) and not any("thirty days" in t for t in texts)
+    assert set(kb.store().documents("docs")) == {"handbook.md"}
+
+
+def test_bad_files_are_reported_and_the_rest_ingest(kb):
+    paths = kb.add_files([("empty.txt", b""), ("photo.png", b"\x89PNG"), ("broken.pdf", b"%PDF-1.4 broken"),
+                          ("good.md", HANDBOOK.encode())])
+    results = {r.source: r for r in kb.ingest(paths)}
+    assert results["good.md"].status == "indexed"
+    assert {s for s, r in results.items() if r.status == "error"} == {"empty.txt", "photo.png", "broken.pdf"}
+    assert all(r.message for r in results.values() if r.status == "error")
+    assert list(kb.documents()) == ["good.md"]
+
+
+@pytest.mark.parametrize("name, stored", [("../../escape.md", "escape.md"), ("/etc/abs.md", "abs.md"),
+                                          ("C:\\Users\\x\\win.md", "win.md")])
+def test_uploaded_names_never_leave_the_project(kb, project, name, stored):
+    [path] = kb.add_files([(name, b"# T\n\ntext")])
+    assert path == project.path / "documents" / "docs" / stored
+    assert path.resolve().is_relative_to(project.path.resolve())
+
+
+def test_delete_a_document(kb):
+    ingest_text(kb, "handbook.md", HANDBOOK)
+    ingest_text(kb, "other.md", "# Other\n\nDelivery is free above 800 euros.")
+    kb.delete_document("handbook.md")
+    assert list(kb.documents()) == ["other.md"]
+    assert set(kb.store().documents("docs")) == {"other.md"}
+    assert not (kb.documents_dir / "handbook.md").exists()
+
+
+def test_new_chunking_reindexes_everything(kb):
+    long_section = "\n\n## Service\n" + " ".join(f"word{i}" for i in range(60))
+    ingest_text(kb, "handbook.md", HANDBOOK + long_section)
+    before = kb.store().count("docs")
+    kb.ingest([], ChunkingConfig("fixed", chunk_tokens=16, overlap_tokens=0))
+    assert kb.chunking().strategy == "fixed"
+    rows = kb.store().db.open_table("docs").to_arrow().to_pylist()
+    assert {json.loads(r["chunking"])["strategy"] for r in rows} == {"fixed"} and len(rows) != before
+
+
+def test_another_embedder_in_the_manifest_triggers_a_full_reindex(kb):
+    ingest_text(kb, "handbook.md", HANDBOOK)
+    manifest = kb.manifest()
+    manifest["embedder"] = "some-older-embedder"
+    kb._write(manifest)
+    ingest_text(kb, "other.md", "# Other\n\nDelivery is free above 800 euros.")
+    rows = kb.store().db.open_table("docs").to_arrow().to_pylist()
+    assert {r["embedder"] for r in rows} == {kb_module.EMBEDDER}
+    assert {r["doc_id"] for r in rows} == {"handbook.md", "other.md"}
+
+
+def test_search_modes_and_source_filter(kb):
+    ingest_text(kb, "handbook.md", HANDBOOK)
+    ingest_text(kb, "other.md", "# Other\n\nThe warranty on batteries is two years.")
+    for mode in ("vector", "fts", "hybrid"):
+        hits = kb.search("warranty", mode, 5)
+        assert hits and all(h.similarity is not None for h in hits)
+    only = kb.search("warranty", "hybrid", 5, where="source = 'other.md'")
+    assert {h.source for h in only} == {"other.md"}
+
+
+def test_a_store_location_uri_is_used(kb, tmp_path):
+    manifest = kb.manifest()
+    manifest["uri"] = str(tmp_path / "elsewhere")
+    kb._write(manifest)
+    ingest_text(kb, "handbook.md", HANDBOOK)
+    assert (tmp_path / "elsewhere").exists() and kb.store().count("docs") > 0
+
+
+# ---- the RAG rung -------------------------------------------------------------------------------------------
+
+def test_answers_quote_numbered_passages(kb, project, tiny_backend):
+    ingest_text(kb, "handbook.md", HANDBOOK)
+    recipe = Recipe(retriever=RetrieverSettings(enabled=True, k=2, min_similarity=0.1))
+    recipe = recipe.with_changes(generation=recipe.generation.__class__(max_new_tokens=8))  # tiny model: 256 tokens
+    prepared, stream = assistant.answer(recipe, "When does the shop open in the morning?", tiny_backend("llama"),
+                                        [], project)
+    assert prepared.sources and prepared.sources[0].heading == "Handbook > Opening hours"
+    assert "[1] (handbook.md — Handbook > Opening hours) The shop opens at nine" in prepared.prompt.text
+    assert prepared.budget.context_tokens > 0
+    assert prepared.budget.used == tiny_backend("llama").count_tokens(prepared.prompt)
+    stream.run_to_end()
+
+
+def test_nothing_relevant_means_no_invented_answer(kb, project, tiny_backend):
+    ingest_text(kb, "handbook.md", HANDBOOK)
+    recipe = Recipe(retriever=RetrieverSettings(enabled=True, min_similarity=0.9, no_answer="Không tìm thấy."))
+    prepared, stream = assistant.answer(recipe, "Who painted the Mona Lisa?", tiny_backend("llama"), [], project)
+    assert prepared.nothing_found
+    assert stream.run_to_end() == "Không tìm thấy." and stream.output_tokens == 0
+
+
+def test_passages_that_do_not_fit_are_dropped_before_overflowing(kb, project, tiny_backend):
+    ingest_text(kb, "handbook.md", HANDBOOK * 3)
+    recipe = Recipe(retriever=RetrieverSettings(enabled=True, k=6, min_similarity=0.0), context_window=200)
+    recipe = recipe.with_changes(generation=recipe.generation.__class__(max_new_tokens=20))
+    prepared, _ = assistant.answer(recipe, "warranty", tiny_backend("llama"), [], project)
+    assert prepared.budget.passages_dropped > 0 and prepared.budget.fits
+
+
+@pytest.mark.real_model
+def test_hybrid_finds_a_keyword_only_match_that_vector_search_misses(project):
+    """Real MiniLM: a part number means little to a meaning-based embedder; keywords find it."""
+    kb = KnowledgeBase(project, "docs")
+    topics = ["The shop opens at nine in the morning and closes at six.", "Bikes can be returned within thirty days.",
+              "The warranty covers frames for ten years.", "Delivery is free above eight hundred euros.",
+              "Spare part QZ-7781 fits the rear derailleur of city bikes.", "We accept cards and bank transfers."]
+    ingest_text(kb, "handbook.md", "# Handbook\n\n" + "\n\n".join(f"## Topic {i}\n\n{t}" for i, t in enumerate(topics)))
+    question = "Is QZ-7781 covered by the frame warranty?"
+    by_vector = [h.text for h in kb.search(question, "vector", 2)]
+    by_hybrid = [h.text for h in kb.search(question, "hybrid", 2)]
+    assert not any("QZ-7781" in t for t in by_vector)
+    assert any("QZ-7781" in t for t in by_hybrid)

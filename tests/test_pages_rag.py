@@ -1,0 +1,81 @@
+"""AppTest of the Retriever and Retrieval test pages."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import sample
+from core.jobs import Job
+from core.rag import kb as kb_module
+from core.rag.kb import KnowledgeBase
+from core.recipe import RecipeStore
+
+APP = str(Path(__file__).resolve().parent.parent / "studio" / "app.py")
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+@pytest.fixture
+def sample_project(workspace):
+    project = sample.create_sample_project(workspace)
+    workspace.remember_last(project)
+    return project
+
+
+def test_index_waiting_documents_in_a_job_then_use_them_in_the_recipe(sample_project):
+    at = open_page("retriever")
+    button(at, "Index 3 waiting file(s)").click().run()   # runs in a subprocess with the real MiniLM
+    assert not at.exception, [e.value for e in at.exception]
+    jobs = sorted((sample_project.path / "runs" / "ingest" / "docs").iterdir())
+    job = Job(jobs[-1])
+    deadline = time.time() + 180
+    while job.status().state == "running" and time.time() < deadline:
+        time.sleep(0.5)
+    assert job.status().state == "done", job.status().error
+    statuses = {e["file"]: e["status"] for e in job.events() if "file" in e}
+    assert statuses == {"opening-hours-and-contact.md": "indexed", "sales-policies.md": "indexed",
+                        "workshop-and-services.md": "indexed"}
+    at.run()
+    assert any("sales-policies.md" in str(df.value["source"].tolist()) for df in at.dataframe)
+    at.toggle(key=f"retriever.{sample_project.slug}.enabled").set_value(True).run()
+    button(at, "Save as new recipe version").click().run()
+    recipe = RecipeStore(sample_project).load()
+    assert recipe.retriever.enabled and recipe.retriever.knowledge_base == "docs"
+
+
+def test_retrieval_test_compares_the_three_searches(sample_project, monkeypatch):
+    from tests.conftest import HashEmbedder
+
+    monkeypatch.setattr(kb_module, "_embed", HashEmbedder(dims=384))
+    monkeypatch.setattr(kb_module, "_count_tokens", lambda: (lambda text: len(text.split())))
+    base = KnowledgeBase(sample_project, "docs")
+    base.ingest(base.pending())
+    at = open_page("retrieval_test")
+    at.text_input(key=f"retrieval_test.{sample_project.slug}.question").set_value("deposit rental helmet").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [s.value for s in at.subheader] == ["Meaning (vector)", "Keywords (full text)", "Both, fused (hybrid)"]
+    markdown = " ".join(m.value for m in at.markdown)
+    assert ":orange-background[deposit]" in markdown  # matching words are highlighted
+    assert any("workshop" in c.value and "services" in c.value for c in at.caption)
+
+
+def test_pages_explain_an_empty_knowledge_base(workspace):
+    project = workspace.create("Empty")
+    workspace.remember_last(project)
+    at = open_page("retrieval_test")
+    assert any("no indexed documents" in i.value for i in at.info)
+    at = open_page("retriever")
+    assert any("No documents yet" in i.value for i in at.info)

@@ -1,0 +1,476 @@
+"""Document parsing for the knowledge base (core.rag.parse): every format, with fixtures made in tmp_path."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+
+from core.errors import DocumentError
+from core.i18n import Msg
+from core.rag.parse import DEFAULT_MAX_BYTES, SUPPORTED, ParsedDocument, Section, parse_document, safe_name
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+VI = "Chính sách đổi trả: hàng được đổi trong vòng 30 ngày. Tiếng Việt: ằ ắ ẳ ẵ ặ ỹ Đ Ư ơ"
+VI_DECOMPOSED = "Tiê\u0301ng Viê\u0323t, ha\u0300ng đươ\u0323c đô\u0309i"  # as Windows-1258 files store it
+
+
+def saved(tmp_path: Path, name: str, write) -> bytes:
+    """Write a fixture with `write(path)` and read its bytes back."""
+    path = tmp_path / name
+    write(path)
+    return path.read_bytes()
+
+
+def outline(doc: ParsedDocument) -> list[tuple]:
+    return [(s.headings, s.text, s.is_table_row) for s in doc.sections]
+
+
+def error_for(data: bytes, filename: str, **kw) -> Msg:
+    with pytest.raises(DocumentError) as caught:
+        parse_document(data, filename, **kw)
+    message = caught.value.args[0]
+    assert isinstance(message, Msg), "errors must be Msg objects so the UI can translate them"
+    return message
+
+
+# ---- safe names ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("filename, expected", [
+    ("../../etc/passwd.txt", "passwd.txt"),
+    ("/abs/path/a.md", "a.md"),
+    ("C:\\x\\y.docx", "y.docx"),
+    ("C:y.docx", "y.docx"),
+    ("..", "document"),
+    ("../..", "document"),
+    (".", "document"),
+    ("", "document"),
+    ("C:", "document"),
+    ("folder/", "folder"),
+    ("\\\\server\\share\\report.pdf", "report.pdf"),
+    ("bad\x00name\n\t.txt", "badname.txt"),
+    ("invoice\u202efdp.txt", "invoicefdp.txt"),
+    ("  Báo cáo quý 3.pdf  ", "Báo cáo quý 3.pdf"),
+    ("Ba\u0301o ca\u0301o.md", "Ba\u0301o ca\u0301o.md"),  # macOS (decomposed) names are kept as they are
+    ('Q&A: "pricing"?.md', "Q&A_ _pricing__.md"),  # characters Windows refuses in a file name
+    ("report. . ", "report"),
+    ("CON.txt", "_CON.txt"),
+    ("con", "_con"),
+    ("contract.txt", "contract.txt"),
+])
+def test_safe_name(filename, expected):
+    assert safe_name(filename) == expected
+
+
+@pytest.mark.parametrize("stem", ["x" * 500, "Hợp đồng " * 60])
+def test_safe_name_cuts_long_names_to_200_bytes_but_keeps_the_extension(stem):
+    name = safe_name(stem + ".pdf")
+    assert name.endswith(".pdf") and 190 < len(name.encode("utf-8")) <= 200
+    assert (stem + ".pdf").startswith(name[:-4])
+
+
+def test_the_safe_name_is_the_source_and_is_what_errors_show():
+    assert parse_document(b"Hello", "../../etc/passwd.txt").source == "passwd.txt"
+    message = error_for(b"", "../../secret/dir/empty.txt")
+    assert str(message) == "empty.txt is empty." and "secret" not in str(message)
+
+
+# ---- refused files --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, filename, options, expected", [
+    (b"", "notes.txt", {}, "notes.txt is empty."),
+    (b"", "scan.pdf", {}, "scan.pdf is empty."),
+    (b"MZ\x90\x00", "tool.exe", {}, "tool.exe: this file type is not supported; use PDF, DOCX, HTML, Markdown, TXT, "
+                                    "CSV or XLSX."),
+    (b"hello", "README", {}, "README: this file type is not supported"),
+    (b"hello", "old.doc", {}, "old.doc: this file type is not supported"),
+    (b"x" * 3 * 2**20, "big.txt", {"max_bytes": 2**20}, "big.txt is larger than the 1 MB limit (3.0 MB)."),
+    (b"x" * 3 * 2**20, "big.exe", {"max_bytes": 2**20}, "big.exe is larger than the 1 MB limit"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "photo.txt", {}, "photo.txt is not a text file"),
+    (b"# Title\x00\x00\x00\x01\x02binary", "notes.md", {}, "notes.md is not a text file"),
+    (b"a,b\n\x00\x00\x00\x00\x01", "rows.csv", {}, "rows.csv is not a text file"),
+    (b"   \r\n\n\t  \n", "blank.txt", {}, "blank.txt contains no text"),
+    (b"# Only\n\n## Headings\n", "headings.md", {}, "headings.md contains no text"),
+    (b"<html><body><script>var x = 1;</script></body></html>", "page.html", {}, "page.html contains no text"),
+    (b"name,price\n", "header.csv", {}, "header.csv has only column names (name, price) and no data rows."),
+    (b"This is plain text, not a PDF.", "fake.pdf", {}, "fake.pdf could not be read as a PDF ("),
+    (b"PK\x03\x04 not really a zip", "broken.docx", {}, "broken.docx could not be read as a Word document ("),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 64, "locked.docx", {}, "locked.docx is not a DOCX file: it is "
+                                                                            "password-protected or an old Word"),
+    (b"PK\x03\x04 not really a zip", "broken.xlsx", {}, "broken.xlsx could not be read as an Excel workbook ("),
+])
+def test_refused_files_get_one_clear_message(data, filename, options, expected):
+    assert str(error_for(data, filename, **options)).startswith(expected)
+
+
+def test_size_is_checked_before_anything_is_parsed(monkeypatch):
+    import core.rag.parse as parse
+
+    monkeypatch.setattr(parse, "_read", lambda *a: pytest.fail("a file over the limit must not be parsed"))
+    assert "larger than" in error_for(b"%PDF-" + b"0" * 100, "a.pdf", max_bytes=50)
+    assert DEFAULT_MAX_BYTES == 100 * 2**20
+
+
+def test_an_xlsx_file_named_docx_is_refused(tmp_path):
+    import openpyxl
+
+    def write(path):
+        book = openpyxl.Workbook()
+        book.active.append(["a"])
+        book.save(path)
+
+    data = saved(tmp_path, "book.xlsx", write)
+    assert str(error_for(data, "renamed.docx")).startswith("renamed.docx could not be read as a Word document")
+
+
+# ---- PDF ------------------------------------------------------------------------------------------------------
+
+def make_pdf(tmp_path: Path, pages: list, font: Path | None = None, name: str = "doc.pdf") -> bytes:
+    """One page per item: a string of text, None for a blank page, or a list of rows for a table."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    if font:
+        pdf.add_font("Body", fname=str(font))
+        pdf.set_font("Body", size=12)
+    else:
+        pdf.set_font("Helvetica", size=12)
+    for content in pages:
+        pdf.add_page()
+        if isinstance(content, str):
+            pdf.multi_cell(0, 8, content)
+        elif isinstance(content, list):
+            with pdf.table(first_row_as_headings=False) as table:
+                for cells in content:
+                    row = table.row()
+                    for cell in cells:
+                        row.cell(cell)
+    return saved(tmp_path, name, pdf.output)
+
+
+def encrypted(data: bytes, **encrypt) -> bytes:
+    import pypdf
+
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(data)))
+    writer.encrypt(**encrypt)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_pdf_text_keeps_page_numbers_and_reports_pages_without_text(tmp_path):
+    data = make_pdf(tmp_path, ["Refund policy: refunds within 30 days.\nKeep the receipt.", None,
+                               "Shipping takes two business days.", [["Plan", "Price"], ["Basic", "10"],
+                                                                     ["Pro", "25"]]])
+    doc = parse_document(data, "policies.pdf")
+    assert [s.page for s in doc.sections] == [1, 3, 4]
+    assert doc.sections[0].text == "Refund policy: refunds within 30 days.\nKeep the receipt."
+    assert doc.sections[1].text == "Shipping takes two business days."
+    assert doc.sections[2].text.splitlines() == ["Plan Price", "Basic 10", "Pro 25"]  # a simple table as lines
+    assert all(s.headings == () and not s.is_table_row for s in doc.sections)
+    assert doc.source == "policies.pdf" and doc.content_hash == hashlib.sha256(data).hexdigest()
+    assert [str(w) for w in doc.warnings] == ["1 of 4 pages have no text and were left out (scanned images? OCR "
+                                              "is not enabled): pages 2."]
+    assert doc.warnings[0].params["count"] == 1
+
+
+@pytest.mark.skipif(not DEJAVU.exists(), reason="needs the DejaVu Sans font for Vietnamese text in a PDF")
+def test_pdf_vietnamese_text_comes_through_exactly(tmp_path):
+    doc = parse_document(make_pdf(tmp_path, [VI], font=DEJAVU), "chinh-sach.pdf")
+    assert " ".join(doc.sections[0].text.split()) == VI  # the line may wrap; every character is kept
+    assert doc.warnings == []
+
+
+def test_pdf_locked_with_a_user_password_is_refused(tmp_path):
+    data = encrypted(make_pdf(tmp_path, ["Secret salaries"]), user_password="secret", owner_password="owner")
+    assert str(error_for(data, "salaries.pdf")) == ("salaries.pdf is password-protected; remove the password and "
+                                                    "upload it again.")
+
+
+def test_pdf_with_only_an_owner_password_opens_with_the_empty_password(tmp_path):
+    pytest.importorskip("cryptography")  # AES needs it (pypdf[crypto])
+    data = encrypted(make_pdf(tmp_path, ["Printing is restricted, reading is not."]), user_password="",
+                     owner_password="owner", algorithm="AES-256")
+    assert [s.text for s in parse_document(data, "restricted.pdf").sections] == [
+        "Printing is restricted, reading is not."]
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+def test_truncated_pdf_is_refused(tmp_path, cut):
+    data = make_pdf(tmp_path, ["Page one text.", "Page two text."])
+    assert str(error_for(data[:int(len(data) * cut)], "broken.pdf")).startswith(
+        "broken.pdf could not be read as a PDF (")
+
+
+@pytest.mark.parametrize("kind", ["blank", "image"])
+def test_pdf_without_a_text_layer_is_refused(tmp_path, kind):
+    from fpdf import FPDF
+    from PIL import Image
+
+    pdf = FPDF()
+    for _ in range(2):
+        pdf.add_page()
+        if kind == "image":  # what a scanner makes: a picture of the page
+            pdf.image(Image.new("RGB", (200, 280), (240, 240, 240)), x=10, y=10, w=190)
+    data = saved(tmp_path, "scan.pdf", pdf.output)
+    assert str(error_for(data, "scan.pdf")) == "scan.pdf has no text layer (scanned images?) — OCR is not enabled."
+
+
+# ---- DOCX -----------------------------------------------------------------------------------------------------
+
+def make_docx(tmp_path: Path) -> bytes:
+    import docx
+    from docx.enum.style import WD_STYLE_TYPE
+
+    document = docx.Document()
+    document.add_heading("Employee handbook", level=0)  # the Title style
+    document.add_paragraph("Welcome to ACME.")
+    document.add_heading("Sales policies", level=1)
+    document.add_paragraph("Prices include VAT.")
+    document.add_paragraph("Discounts need a manager's approval.")
+    document.add_heading("Returns", level=2)
+    document.add_paragraph(VI)
+    table = document.add_table(rows=3, cols=3)
+    for r, cells in enumerate([["Sản phẩm", "Giá", "Ghi chú"], ["Áo sơ mi", "250.000 ₫", ""],
+                               ["Quần tây", "400.000 ₫", "Không đổi size"]]):
+        for c, text in enumerate(cells):
+            table.cell(r, c).text = text
+    document.add_paragraph("After the table.")
+    custom = document.styles.add_style("Policy Heading", WD_STYLE_TYPE.PARAGRAPH)
+    custom.base_style = document.styles["Heading 2"]
+    document.add_paragraph("Exchanges", style="Policy Heading")
+    document.add_paragraph("Exchanges are free.")
+    document.add_heading("Shipping", level=1)
+    document.add_paragraph("Orders ship in two days.")
+    return saved(tmp_path, "handbook.docx", document.save)
+
+
+def test_docx_groups_paragraphs_under_heading_paths_and_splits_tables_into_rows(tmp_path):
+    doc = parse_document(make_docx(tmp_path), "handbook.docx")
+    title, sales = ("Employee handbook",), ("Employee handbook", "Sales policies")
+    returns = sales + ("Returns",)
+    assert outline(doc) == [
+        (title, "Welcome to ACME.", False),
+        (sales, "Prices include VAT.\n\nDiscounts need a manager's approval.", False),
+        (returns, VI, False),
+        (returns, "Sản phẩm: Áo sơ mi; Giá: 250.000 ₫", True),
+        (returns, "Sản phẩm: Quần tây; Giá: 400.000 ₫; Ghi chú: Không đổi size", True),
+        (returns, "After the table.", False),
+        (sales + ("Exchanges",), "Exchanges are free.", False),
+        (title + ("Shipping",), "Orders ship in two days.", False),
+    ]
+    assert all(s.page is None for s in doc.sections) and doc.warnings == []
+
+
+# ---- HTML -----------------------------------------------------------------------------------------------------
+
+NOISY_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>ACME – Chính sách</title>
+<style>body { color: red } /* STYLENOISE */</style>
+<script>var tracking = "SCRIPTNOISE";</script></head>
+<body>
+<nav><ul><li><a href="/">Home NAVNOISE</a></li><li><a href="/about">About us</a></li></ul></nav>
+<header><div class="banner">Sign up for our newsletter BANNERNOISE</div></header>
+<main><article>
+<h1>Sales policies</h1>
+<p>Our company ships orders within two business days to every address in Vietnam. Orders over 500,000 VND
+ship free of charge, snake_case and *stars* stay as written.</p>
+<h2>Returns</h2>
+<p>Hàng được đổi trả trong vòng 30 ngày kể từ ngày mua, với hóa đơn gốc và bao bì còn nguyên vẹn.</p>
+<p>Refunds are processed within five business days after we receive the returned item.</p>
+<table><tr><th>Plan</th><th>Price</th></tr><tr><td>Basic</td><td>10</td></tr><tr><td>Pro</td><td>25</td></tr></table>
+<h2>Shipping</h2>
+<p>We ship with trusted carriers and every parcel is tracked from our warehouse to your door.</p>
+</article></main>
+<aside>Related posts ASIDENOISE</aside>
+<footer>Copyright 2024 ACME FOOTERNOISE</footer>
+<script>console.log("SCRIPTNOISE2")</script>
+</body></html>"""
+TITLE = "ACME – Chính sách"
+
+
+def html_checks(doc: ParsedDocument) -> None:
+    everything = " ".join(" ".join((*s.headings, s.text)) for s in doc.sections)
+    for noise in ("STYLENOISE", "SCRIPTNOISE", "NAVNOISE", "BANNERNOISE", "ASIDENOISE", "FOOTERNOISE", "tracking"):
+        assert noise not in everything
+    sales, returns = (TITLE, "Sales policies"), (TITLE, "Sales policies", "Returns")
+    assert outline(doc) == [
+        (sales, "Our company ships orders within two business days to every address in Vietnam. Orders over "
+                "500,000 VND ship free of charge, snake_case and *stars* stay as written.", False),
+        (returns, "Hàng được đổi trả trong vòng 30 ngày kể từ ngày mua, với hóa đơn gốc và bao bì còn nguyên vẹn.\n\n"
+                  "Refunds are processed within five business days after we receive the returned item.", False),
+        (returns, "Plan: Basic; Price: 10", True),
+        (returns, "Plan: Pro; Price: 25", True),
+        ((TITLE, "Sales policies", "Shipping"), "We ship with trusted carriers and every parcel is tracked from our "
+                                                "warehouse to your door.", False),
+    ]
+
+
+def test_html_main_content_with_title_and_heading_paths(tmp_path, monkeypatch):
+    import core.rag.parsers.web as web
+
+    monkeypatch.setattr(web, "body_text", lambda *a: pytest.fail("trafilatura should have found the article"))
+    data = saved(tmp_path, "policies.html", lambda p: p.write_text(NOISY_PAGE, encoding="utf-8"))
+    html_checks(parse_document(data, "policies.html"))
+
+
+def test_html_falls_back_to_the_body_text_when_trafilatura_finds_nothing(tmp_path, monkeypatch):
+    import trafilatura
+
+    calls = []
+    monkeypatch.setattr(trafilatura, "extract", lambda *a, **k: calls.append(1))
+    data = saved(tmp_path, "policies.htm", lambda p: p.write_text(NOISY_PAGE, encoding="utf-8"))
+    html_checks(parse_document(data, "policies.htm"))
+    assert calls == [1]
+
+
+def test_html_in_a_declared_legacy_charset_is_read_without_a_notice():
+    page = '<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1252"></head>' \
+           '<body><p>Café menu: crème brûlée.</p></body></html>'
+    doc = parse_document(page.encode("cp1252"), "menu.html")
+    assert [s.text for s in doc.sections] == ["Café menu: crème brûlée."] and doc.warnings == []
+
+
+# ---- Markdown and text ----------------------------------------------------------------------------------------
+
+MARKDOWN = """Intro before any heading.
+
+# Handbook
+
+Welcome.
+
+## Sales
+
+Prices include VAT.
+
+Second paragraph.
+
+### Returns ###
+
+Hàng được đổi trả trong vòng 30 ngày.
+
+| Plan | Price |
+|:-----|------:|
+| Basic | 10 |
+| Pro \\| Plus | 25 |
+
+## Tools
+
+```python
+# not a heading
+print("hi")
+```
+
+#hashtag is text
+# Contact
+Email us.
+"""
+
+
+def test_markdown_splits_on_atx_headings_with_paths():
+    doc = parse_document(MARKDOWN.encode("utf-8"), "handbook.markdown")
+    returns = ("Handbook", "Sales", "Returns")
+    assert outline(doc) == [
+        ((), "Intro before any heading.", False),
+        (("Handbook",), "Welcome.", False),
+        (("Handbook", "Sales"), "Prices include VAT.\n\nSecond paragraph.", False),
+        (returns, "Hàng được đổi trả trong vòng 30 ngày.", False),
+        (returns, "Plan: Basic; Price: 10", True),
+        (returns, "Plan: Pro | Plus; Price: 25", True),
+        (("Handbook", "Tools"), '```python\n# not a heading\nprint("hi")\n```\n\n#hashtag is text', False),
+        (("Contact",), "Email us.", False),
+    ]
+
+
+@pytest.mark.parametrize("encoding, notice", [
+    ("utf-8", None), ("utf-8-sig", None), ("utf-16", None), ("utf-16-le", None), ("utf-16-be", None),
+    ("cp1258", "cp1258"),
+])
+def test_txt_encodings_keep_vietnamese_exactly(encoding, notice):
+    text = "Do\u0300ng mô\u0323t: " + VI_DECOMPOSED + ".\r\n\r\nĐoa\u0323n hai.\r\n\r\n\r\n\r\nĐoa\u0323n ba."
+    if encoding != "cp1258":
+        text = VI + "\r\n" + text
+    doc = parse_document(text.encode(encoding), "ghi-chu.txt")
+    expected = text.replace("\r\n", "\n").replace("\n\n\n\n", "\n\n")
+    assert outline(doc) == [((), expected, False)]
+    assert "\u0301" in doc.sections[0].text  # combining marks are not composed: no normalisation
+    assert [w.params.get("encoding") for w in doc.warnings] == ([notice] if notice else [])
+    if notice:
+        assert str(doc.warnings[0]) == ("ghi-chu.txt is not UTF-8; it was read as cp1258. Check that accented "
+                                        "letters look right.")
+
+
+# ---- tables ---------------------------------------------------------------------------------------------------
+
+def test_csv_rows_become_table_row_sections(tmp_path):
+    rows = "Sản phẩm,Giá,Ghi chú\r\nÁo sơ mi,250000,\r\nQuần tây,400000,\"Không đổi, không trả\"\r\n,,\r\n"
+    data = saved(tmp_path, "bang-gia.csv", lambda p: p.write_bytes(rows.encode("utf-8")))
+    doc = parse_document(data, "bang-gia.csv")
+    assert outline(doc) == [
+        (("bang-gia.csv",), "Sản phẩm: Áo sơ mi; Giá: 250000", True),
+        (("bang-gia.csv",), "Sản phẩm: Quần tây; Giá: 400000; Ghi chú: Không đổi, không trả", True),
+    ]
+
+
+def test_tsv_and_a_legacy_encoding_notice():
+    doc = parse_document("Tên\tGhi chú\nAn\tcafé\n".encode("cp1258"), "people.tsv")
+    assert [s.text for s in doc.sections] == ["Tên: An; Ghi chú: café"]
+    assert [w.params.get("encoding") for w in doc.warnings] == ["cp1258"]
+
+
+def test_xlsx_reads_every_sheet_one_section_per_row(tmp_path):
+    import openpyxl
+
+    def write(path):
+        book = openpyxl.Workbook()
+        prices = book.active
+        prices.title = "Bảng giá"
+        prices.append(["Sản phẩm", "Giá", "Từ ngày"])
+        prices.append(["Áo sơ mi", 250000.0, datetime.datetime(2024, 5, 1)])
+        prices.append(["Quần tây", 399.5, None])
+        stores = book.create_sheet("Stores")
+        stores.append(["City", "Open"])
+        stores.append(["Hà Nội", "8:00"])
+        stores.append(["Đà Nẵng", "=1+1"])  # a formula with no saved value is never run, and is reported
+        book.create_sheet("Empty")
+        book.save(path)
+
+    doc = parse_document(saved(tmp_path, "prices.xlsx", write), "prices.xlsx")
+    assert outline(doc) == [
+        (("Bảng giá",), "Sản phẩm: Áo sơ mi; Giá: 250000; Từ ngày: 2024-05-01", True),
+        (("Bảng giá",), "Sản phẩm: Quần tây; Giá: 399.5", True),
+        (("Stores",), "City: Hà Nội; Open: 8:00", True),
+        (("Stores",), "City: Đà Nẵng", True),
+    ]
+    assert [str(w) for w in doc.warnings] == ["Sheet 'Stores': Cell B3 holds a formula with no saved value; open the "
+                                              "file in Excel, save it and import it again (formulas are never run "
+                                              "here)."]
+
+
+# ---- the API --------------------------------------------------------------------------------------------------
+
+def test_every_supported_extension_has_a_reader(tmp_path, monkeypatch):
+    samples = {".txt": b"Hello there.", ".md": b"# H\nHello there.", ".markdown": b"Hello there.",
+               ".html": b"<p>Hello there.</p>", ".htm": b"<p>Hello there.</p>", ".csv": b"greeting\nHello there.",
+               ".tsv": b"greeting\nHello there.", ".pdf": make_pdf(tmp_path, ["Hello there."]),
+               ".docx": make_docx(tmp_path)}
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["greeting"])
+    book.active.append(["Hello there."])
+    samples[".xlsx"] = saved(tmp_path, "s.xlsx", book.save)
+    assert set(samples) == SUPPORTED
+    for ext, data in samples.items():
+        doc = parse_document(data, "sample" + ext.upper())
+        assert doc.sections and all(isinstance(s, Section) for s in doc.sections), ext
+        assert any("Hello there." in s.text or "Welcome" in s.text for s in doc.sections), ext
+
+
+def test_sections_are_frozen():
+    section = parse_document(b"Hello", "a.txt").sections[0]
+    with pytest.raises(Exception):
+        section.text = "changed"
