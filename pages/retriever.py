@@ -34,9 +34,12 @@ kb_name = top[0].selectbox(t("Knowledge base"), names, index=names.index(recipe.
                            if recipe.retriever.knowledge_base in names else 0, key=K + "kb")
 with top[1].popover(t("New knowledge base"), icon=":material/add:"):
     new_kb = st.text_input(t("Name (letters, digits, - and _)"), key=K + "new_kb")
+    new_uri = st.text_input(t("Index location (optional)"), key=K + "new_uri", placeholder="s3://bucket/studio",
+                            help=t("Empty keeps the index in the project folder. An object-storage URI such as "
+                                   "s3://… is passed to LanceDB as is; credentials come from the environment."))
     if st.button(t("Create"), key=K + "create_kb"):
         try:
-            KnowledgeBase(project, new_kb).documents_dir.mkdir(parents=True, exist_ok=True)
+            KnowledgeBase(project, new_kb).create(new_uri or None)
             st.session_state[K + "kb"] = new_kb
             st.rerun()
         except StudioError as exc:

@@ -173,3 +173,18 @@ def test_hybrid_finds_a_keyword_only_match_that_vector_search_misses(project):
     by_hybrid = [h.text for h in kb.search(question, "hybrid", 2)]
     assert not any("QZ-7781" in t for t in by_vector)
     assert any("QZ-7781" in t for t in by_hybrid)
+
+
+def test_create_with_a_location_and_the_size_limit(project, fake_embedder, tmp_path, monkeypatch):
+    from core.errors import StudioError
+
+    handbook = KnowledgeBase(project, "handbook")
+    handbook.create(str(tmp_path / "remote-like"))
+    with pytest.raises(StudioError, match="already exists"):
+        handbook.create()
+    monkeypatch.setenv("STUDIO_MAX_DOCUMENT_MB", "0.001")  # about 1 KB
+    [result] = ingest_text(handbook, "big.md", "# Big\n\n" + "word " * 400)
+    assert result.status == "error" and "limit" in str(result.message)
+    monkeypatch.delenv("STUDIO_MAX_DOCUMENT_MB")
+    [result] = ingest_text(handbook, "big.md", "# Big\n\n" + "word " * 400)
+    assert result.status == "indexed" and (tmp_path / "remote-like").exists()

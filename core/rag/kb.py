@@ -7,6 +7,7 @@ LanceDB table <kb>     the chunks, in indexes/lancedb or at an object-storage UR
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -71,6 +72,16 @@ class KnowledgeBase:
     @property
     def uri(self) -> str:
         return self.manifest().get("uri") or str(self.project.subdir("indexes") / "lancedb")
+
+    def create(self, uri: str | None = None) -> None:
+        """Start an empty knowledge base. `uri` is any location lancedb.connect accepts: a folder, or
+        object storage such as s3://bucket/path (credentials come from the usual environment variables);
+        by default $STUDIO_LANCEDB_URI, else the project's indexes folder."""
+        if self.manifest_path.exists():
+            raise StudioError(Msg("A knowledge base called '{name}' already exists.", name=self.name))
+        location = (uri or os.environ.get("STUDIO_LANCEDB_URI") or "").strip() or None
+        self.documents_dir.mkdir(parents=True, exist_ok=True)
+        self._write({**self.manifest(), "uri": location})
 
     def store(self):
         from core.rag.store import KnowledgeStore
@@ -140,7 +151,7 @@ class KnowledgeBase:
                 break
             progress(i / max(len(paths), 1), Msg("Reading {file}", file=path.name))
             try:
-                parsed = parse_document(path.read_bytes(), path.name)
+                parsed = parse_document(path.read_bytes(), path.name, max_bytes=max_document_bytes())
                 known = manifest["documents"].get(parsed.source)
                 if known and known["hash"] == parsed.content_hash and store.exists(self.name):
                     results.append(FileResult(parsed.source, "unchanged", known["chunks"]))
@@ -195,6 +206,14 @@ class KnowledgeBase:
             for hit, vector in zip(missing, _embed([h.text for h in missing])):
                 hit.similarity = float(vector @ query_vector)
         return hits
+
+
+def max_document_bytes() -> int:
+    """Largest document accepted, from $STUDIO_MAX_DOCUMENT_MB (default 100 MB)."""
+    from core.rag.parse import DEFAULT_MAX_BYTES
+
+    value = os.environ.get("STUDIO_MAX_DOCUMENT_MB", "").strip()
+    return int(float(value) * 2**20) if value else DEFAULT_MAX_BYTES
 
 
 def list_knowledge_bases(project: Project) -> list[str]:
