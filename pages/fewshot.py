@@ -13,7 +13,7 @@ from core.models import registry
 from studio.ui.budget import budget_bar
 from studio.ui.i18n import t
 from studio.ui.model_panel import ensure_backend, model_ready
-from studio.ui.state import discard_draft, draft, require_project, save_draft, saved_recipe, set_draft, show_error
+from studio.ui.state import draft, recipe_save_bar, require_project, saved_recipe, set_draft, show_error
 from studio.ui.trial import stream_answer
 
 project = require_project()
@@ -108,16 +108,7 @@ balance = right.slider(t("Similarity vs diversity (MMR)"), 0.0, 1.0, settings.mm
                        disabled=strategy != "mmr", help=t("1 = only similarity to the question, 0 = only diversity."))
 recipe = recipe.with_changes(fewshot=FewShotSettings(enabled, settings.dataset, strategy, k, int(seed), balance))
 set_draft(project, recipe)
-changed = recipe.to_dict() != saved.to_dict()
-save_col, discard_col = st.columns(2)
-if save_col.button(t("Save as new recipe version"), type="primary", disabled=not changed, icon=":material/save:"):
-    save_draft(project, recipe, note=f"Few-shot: {strategy}, k={k}" if enabled else "Few-shot off")
-    st.rerun()
-if discard_col.button(t("Discard changes"), disabled=not changed):
-    discard_draft(project, K)
-    st.rerun()
-st.caption((t("Unsaved changes") + " · " if changed else "")
-           + (t("saved version {number}", number=version) if version else t("not saved yet")))
+recipe_save_bar(project, recipe, saved, version, K, f"Few-shot: {strategy}, k={k}" if enabled else "Few-shot off")
 
 # ---- budget and preview ------------------------------------------------------------------------------------------
 st.subheader(t("Context budget and prompt preview"))

@@ -17,15 +17,16 @@ st.write(t("A project holds one assistant you are building: its recipe versions,
 ws = workspace()
 
 
-def create_and_open(make) -> None:
-    """Run a project-making action, open the result, or show why it failed."""
+def create_and_open(make, quiet: bool = False) -> None:
+    """Run an action that makes (or renames) a project, open the result, or show why it failed."""
     try:
         project = make()
     except Exception as exc:
         show_error(exc)
         return
     set_project(project)
-    st.toast(t("Created '{name}'.", name=project.name), icon=":material/check:")
+    if not quiet:
+        st.toast(t("Created '{name}'.", name=project.name), icon=":material/check:")
     st.rerun()
 
 
@@ -78,17 +79,9 @@ with st.expander(t("Rename or duplicate"), icon=":material/edit:"):
     new_name = st.text_input(t("New name"), value=current.name, key="projects.rename")
     rename_col, duplicate_col = st.columns(2)
     if rename_col.button(t("Rename")):
-        try:
-            set_project(ws.rename(current, new_name))
-            st.rerun()
-        except StudioError as exc:
-            show_error(exc)
+        create_and_open(lambda: ws.rename(current, new_name), quiet=True)
     if duplicate_col.button(t("Duplicate under the new name")):
-        try:
-            set_project(ws.duplicate(current, new_name))
-            st.rerun()
-        except StudioError as exc:
-            show_error(exc)
+        create_and_open(lambda: ws.duplicate(current, new_name))
 
 with st.expander(t("Delete this project"), icon=":material/delete:"):
     st.warning(t("This deletes the folder {folder} with all its recipes, datasets, runs and adapters.",

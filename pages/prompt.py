@@ -10,7 +10,7 @@ from core.prompt import BUILTIN_VARIABLES, PromptSettings, check_prompt
 from core.recipe import RecipeStore
 from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready
-from studio.ui.state import discard_draft, draft, require_project, save_draft, saved_recipe, set_draft
+from studio.ui.state import draft, recipe_save_bar, require_project, saved_recipe, set_draft
 from studio.ui.trial import run_table, show_table, stream_answer
 
 project = require_project()
@@ -75,18 +75,8 @@ with edit:
         st.error(t(exc.args[0]))
     st.caption(t("Built-in variables: {names}", names=", ".join(f"{{{v}}}" for v in BUILTIN_VARIABLES)))
 
-    changed = recipe.to_dict() != saved.to_dict()
     note = st.text_input(t("What changed (optional)"), key=K + "note", placeholder=t("e.g. shorter answers"))
-    save_col, discard_col = st.columns(2)
-    if save_col.button(t("Save as new version"), type="primary", disabled=not (changed and check.ok),
-                       icon=":material/save:"):
-        save_draft(project, recipe, note=note or "Prompt")
-        st.rerun()
-    if discard_col.button(t("Discard changes"), disabled=not changed):
-        discard_draft(project, K)
-        st.rerun()
-    st.caption((t("Unsaved changes") + " · " if changed else "")
-               + (t("saved version {number}", number=version) if version else t("not saved yet")))
+    changed = recipe_save_bar(project, recipe, saved, version, K, note or "Prompt", can_save=check.ok)
     versions = RecipeStore(project).versions()
     if versions:
         with st.expander(t("Version history ({count})", count=len(versions)), icon=":material/history:"):

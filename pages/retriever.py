@@ -13,7 +13,7 @@ from core.rag.kb import DEFAULT_KB, KnowledgeBase, list_knowledge_bases
 from core.rag.parse import SUPPORTED
 from core.rag.retriever import MODES, RetrieverSettings
 from studio.ui.i18n import t
-from studio.ui.state import draft, require_project, save_draft, saved_recipe, set_draft, show_error
+from studio.ui.state import draft, recipe_save_bar, require_project, saved_recipe, set_draft, show_error
 
 project = require_project()
 slug = project.slug
@@ -183,11 +183,7 @@ try:
     set_draft(project, recipe)
 except StudioError as exc:
     show_error(exc)
-changed = recipe.to_dict() != saved.to_dict()
-if st.button(t("Save as new recipe version"), type="primary", disabled=not changed, icon=":material/save:"):
-    save_draft(project, recipe, note=f"Retriever: {kb_name}, {mode}, k={k}" if enabled else "Retriever off")
-    st.rerun()
-st.caption((t("Unsaved changes") + " · " if changed else "")
-           + (t("saved version {number}", number=version) if version else t("not saved yet")))
+recipe_save_bar(project, recipe, saved, version, K, f"Retriever: {kb_name}, {mode}, k={k}" if enabled
+                else "Retriever off")
 st.page_link("../pages/retrieval_test.py", label=t("Try searches on the Retrieval test page"),
              icon=":material/search:")

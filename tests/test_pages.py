@@ -109,7 +109,7 @@ def test_prompt_unknown_variable_and_missing_question(tiny_project):
     errors = " ".join(e.value for e in at.error)
     assert "Unknown variable {shop}" in errors
     assert "must contain {question}" in errors
-    assert next(b for b in at.button if b.label == "Save as new version").disabled
+    assert next(b for b in at.button if b.label == "Save as new recipe version").disabled
 
 
 def test_prompt_run_streams_and_save_makes_a_version(tiny_project):
@@ -122,7 +122,7 @@ def test_prompt_run_streams_and_save_makes_a_version(tiny_project):
     assert len(at.chat_message) == 2
     assert any("prompt tokens" in c.value for c in at.caption)
     at.text_input(key=key + "note").set_value("shorter").run()
-    next(b for b in at.button if b.label == "Save as new version").click().run()
+    next(b for b in at.button if b.label == "Save as new recipe version").click().run()
     versions = RecipeStore(tiny_project).versions()
     assert [v.number for v in versions] == [1, 2]
     assert versions[-1].recipe.prompt.system_prompt == "You answer for {company}. Be brief."

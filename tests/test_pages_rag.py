@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core import sample
 from core.jobs import Job
 from core.rag import kb as kb_module
 from core.rag.kb import KnowledgeBase
 from core.recipe import RecipeStore
-
-APP = str(Path(__file__).resolve().parent.parent / "studio" / "app.py")
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page(f"../pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
+from tests.apptest_helpers import button, open_page
 
 
 @pytest.fixture

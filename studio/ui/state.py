@@ -88,6 +88,24 @@ def save_draft(project: Project, recipe: Recipe, note: str) -> None:
     st.toast(t("Saved as recipe version {number}.", number=number), icon=":material/check:")
 
 
+def recipe_save_bar(project: Project, recipe: Recipe, saved: Recipe, version: int | None, widget_prefix: str,
+                    note: str, can_save: bool = True) -> bool:
+    """Save the draft as a new recipe version or discard it, with a line saying where things stand.
+    Returns whether the draft differs from the saved recipe."""
+    changed = recipe.to_dict() != saved.to_dict()
+    save_col, discard_col = st.columns(2)
+    if save_col.button(t("Save as new recipe version"), type="primary", disabled=not (changed and can_save),
+                       icon=":material/save:"):
+        save_draft(project, recipe, note=note)
+        st.rerun()
+    if discard_col.button(t("Discard changes"), disabled=not changed):
+        discard_draft(project, widget_prefix)
+        st.rerun()
+    st.caption((t("Unsaved changes") + " · " if changed else "")
+               + (t("saved version {number}", number=version) if version else t("not saved yet")))
+    return changed
+
+
 def show_error(exc: Exception) -> None:
     """A user-caused error as one sentence; anything else also goes to the log with its traceback."""
     if isinstance(exc, StudioError):
