@@ -110,7 +110,7 @@ elif job is not None:
 
 documents = kb.documents()
 if documents:
-    st.dataframe(pd.DataFrame([{"source": s, "chunks": d["chunks"], "pages": d.get("pages") or None,
+    st.dataframe(pd.DataFrame([{"source": s, "chunks": d["chunks"], "pages": str(d.get("pages") or ""),
                                 "indexed": pd.to_datetime(d["ingested_at"], unit="s").strftime("%Y-%m-%d %H:%M"),
                                 "notes": " ".join(d.get("warnings") or [])} for s, d in documents.items()]),
                  hide_index=True, width="stretch", column_config={

@@ -22,6 +22,7 @@ from core.workspace import Project
 DEFAULT_KB = "docs"
 EMBEDDER = "all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384
+EMBED_BATCH = 256  # chunks embedded per call across files
 Progress = Callable[[float, Msg], None]
 
 
@@ -146,36 +147,54 @@ class KnowledgeBase:
             manifest["chunking"] = chunking.to_dict()
         config = self.chunking() if chunking is None else chunking
         store, count_tokens, results = self.store(), _count_tokens(), []
-        for i, path in enumerate(paths):
-            if cancel is not None and cancel.is_set():
-                break
-            progress(i / max(len(paths), 1), Msg("Reading {file}", file=path.name))
-            try:
-                parsed = parse_document(path.read_bytes(), path.name, max_bytes=max_document_bytes())
-                known = manifest["documents"].get(parsed.source)
-                if known and known["hash"] == parsed.content_hash and store.exists(self.name):
-                    results.append(FileResult(parsed.source, "unchanged", known["chunks"]))
-                    continue
-                chunks = chunk_sections(parsed.sections, config, count_tokens)
-                if not chunks:
-                    raise StudioError(Msg("{file} has no text to index.", file=parsed.source))
-                progress((i + 0.5) / max(len(paths), 1), Msg("Embedding {count} chunks of {file}",
-                                                             count=len(chunks), file=parsed.source))
-                vectors = _embed([c.text for c in chunks])
+        waiting: list[tuple] = []  # parsed files whose chunks are embedded together, then stored
+
+        def flush() -> None:
+            """One embedding call for the chunks of several files (the embedder batches them best), then each
+            file's old chunks are replaced and the manifest updated, file by file."""
+            if not waiting:
+                return
+            progress(len(results) / max(len(paths), 1),
+                     Msg("Embedding {count} passages", count=sum(len(c) for _, c in waiting)))
+            vectors = iter(_embed([c.text for _, chunks in waiting for c in chunks]))
+            for parsed, chunks in waiting:
                 if store.exists(self.name):
-                    store.delete_document(self.name, parsed.source)
+                    store.delete_document(self.name, parsed.source, refresh=False)
                 store.upsert(self.name, [{"doc_id": parsed.source, "doc_hash": parsed.content_hash,
                                           "source": parsed.source, "page": c.page or 0, "heading": c.heading,
-                                          "text": c.text, "vector": v} for c, v in zip(chunks, vectors)],
-                             EMBEDDING_DIM, manifest["embedder"], config.to_dict())
+                                          "text": c.text, "vector": next(vectors)} for c in chunks],
+                             EMBEDDING_DIM, manifest["embedder"], config.to_dict(), refresh=False)
                 manifest["documents"][parsed.source] = {
                     "hash": parsed.content_hash, "chunks": len(chunks), "ingested_at": time.time(),
                     "pages": len({c.page for c in chunks if c.page}), "warnings": [str(w) for w in parsed.warnings]}
                 self._write(manifest)  # after each file: a cancel or crash keeps what is done
                 results.append(FileResult(parsed.source, "indexed", len(chunks), warnings=list(parsed.warnings)))
-            except StudioError as exc:
-                results.append(FileResult(path.name, "error", message=exc.args[0]))
-        self._write(manifest)
+            waiting.clear()
+
+        try:
+            for i, path in enumerate(paths):
+                if cancel is not None and cancel.is_set():
+                    break
+                progress(i / max(len(paths), 1), Msg("Reading {file}", file=path.name))
+                try:
+                    parsed = parse_document(path.read_bytes(), path.name, max_bytes=max_document_bytes())
+                    known = manifest["documents"].get(parsed.source)
+                    if known and known["hash"] == parsed.content_hash and store.exists(self.name):
+                        results.append(FileResult(parsed.source, "unchanged", known["chunks"]))
+                        continue
+                    chunks = chunk_sections(parsed.sections, config, count_tokens)
+                    if not chunks:
+                        raise StudioError(Msg("{file} has no text to index.", file=parsed.source))
+                except StudioError as exc:
+                    results.append(FileResult(path.name, "error", message=exc.args[0]))
+                    continue
+                waiting.append((parsed, chunks))
+                if sum(len(c) for _, c in waiting) >= EMBED_BATCH:
+                    flush()
+            flush()
+        finally:
+            store.refresh(self.name)  # once per ingest: the new passages become searchable together
+            self._write(manifest)
         progress(1.0, Msg("Done"))
         return results
 
