@@ -48,6 +48,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.quiet import BUSY_NEIGHBOUR_CORES, Quiet, measure  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -55,7 +57,6 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 GOAL_RATIO = 0.8
 BATCH_SIZE = 32  # what core.models.embedder.embed passes to encode
-BUSY_NEIGHBOUR_CORES = 0.25  # other processes above this many CPUs during a run: the run is flagged
 
 EN_WORDS = ("order invoice refund customer shipping warehouse policy contract employee manager report payment "
             "delivery return account password device network server backup storage license support ticket "
@@ -130,53 +131,6 @@ def markdown_sections(text: str) -> list[Section]:
             paragraph.append(stripped)
     flush()
     return sections
-
-
-# ---- CPU neighbours -------------------------------------------------------------------------------------------------
-
-def _busy_s() -> float:
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-HAS_PROC = Path("/proc/stat").is_file()
-
-
-def foreign_cores(since: tuple[float, float, float]) -> float:
-    """CPUs that other processes kept busy since `since` = (wall, own cpu, machine busy)."""
-    wall = time.perf_counter() - since[0]
-    if not HAS_PROC or wall <= 0:
-        return float("nan")
-    return max(0.0, (_busy_s() - since[2]) - (time.process_time() - since[1])) / wall
-
-
-def snapshot() -> tuple[float, float, float]:
-    return time.perf_counter(), time.process_time(), (_busy_s() if HAS_PROC else 0.0)
-
-
-class Quiet:
-    """Before a timed run, wait (at most `budget_s` in all) until other processes leave the CPUs idle: with as
-    many torch threads as cores, one busy neighbour slows every parallel region."""
-
-    def __init__(self, budget_s: float):
-        self.budget_s, self.waited_s = budget_s, 0.0
-
-    def wait(self, per_call_s: float = 6.0) -> None:
-        start = time.perf_counter()
-        deadline = start + min(per_call_s, self.budget_s - self.waited_s)
-        while HAS_PROC and time.perf_counter() < deadline:
-            since = snapshot()
-            time.sleep(0.25)
-            if foreign_cores(since) < BUSY_NEIGHBOUR_CORES / 2:
-                break
-        self.waited_s += time.perf_counter() - start
-
-
-def measure(fn):
-    """(seconds, result, CPUs that other processes used meanwhile)."""
-    since = snapshot()
-    result = fn()
-    return time.perf_counter() - since[0], result, round(foreign_cores(since), 2)
 
 
 # ---- runs -----------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ What it measures, in one process, for each table size (`--sizes`, default 10,000
   Zipf-distributed, so some words are in most chunks and most words in few) and random unit vectors of
   dimension 384 (no embedding needed). It is written once, with the store's own schema, straight from Arrow
   (`KnowledgeStore.upsert` converts every float in Python, which would only slow the set-up), and its
-  full-text index is built by the store's own `_refresh_fts`, so the index options are the store's.
+  full-text index is built with the store's own `FTS_OPTIONS`, so the index options are the store's.
 * Queries go through the `KnowledgeStore` methods the studio calls (k=5), table opening included:
   `search_vector`, `search_text` and `search_hybrid` (reciprocal rank fusion of both lists, k=60; when the
   store has no `search_hybrid`, the same fusion is done here and the JSON says so). Text queries are 1 to 3
@@ -22,7 +22,7 @@ What it measures, in one process, for each table size (`--sizes`, default 10,000
 Goal: hybrid p95 < 30 ms at 100,000 chunks. `index_helps` says, per size, whether the index made hybrid
 search at least 20% faster at p95; `flat_meets_goal_at` lists the sizes where exact search alone is fast
 enough. Note that a vector index covers the rows it was built on; rows written later are searched exactly
-until the table is optimized (the store's `_refresh_fts` calls `optimize()`, which folds them in).
+until the table is optimized (the store's `refresh` calls `optimize()`, which folds them in).
 
 For reference, one exploratory run at 100,000 chunks on 2 vCPUs (vectors and queries made as here, vector search only):
 flat p95 98 ms; IVF_FLAT build 0.7 s, p95 9.6 ms, recall@5 0.91; IVF_SQ build 1.8 s, p95 5.3 ms, recall@5 0.98;
@@ -53,51 +53,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.quiet import BUSY_NEIGHBOUR_CORES, Quiet, foreign_cores, snapshot  # noqa: E402
+
 GOAL_HYBRID_P95_MS = 30.0
 GOAL_SIZE = 100_000
 DIM = 384
 WORDS_PER_CHUNK = 60
 VOCABULARY = 20_000
-BUSY_NEIGHBOUR_CORES = 0.25
 LETTERS = list("abcdeghiklmnopqrstuvxyàáảãạăắằẳẵặâấầẩẫậđèéẻẽẹêếềểễệìíỉĩịòóỏõọôốồổỗộơớờởỡợùúủũụưứừửữựỳýỷỹỵ")
-
-
-# ---- CPU neighbours -------------------------------------------------------------------------------------------------
-
-HAS_PROC = Path("/proc/stat").is_file()
-
-
-def _busy_s() -> float:
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def snapshot() -> tuple[float, float, float]:
-    return time.perf_counter(), time.process_time(), (_busy_s() if HAS_PROC else 0.0)
-
-
-def foreign_cores(since: tuple[float, float, float]) -> float:
-    wall = time.perf_counter() - since[0]
-    if not HAS_PROC or wall <= 0:
-        return float("nan")
-    return round(max(0.0, (_busy_s() - since[2]) - (time.process_time() - since[1])) / wall, 2)
-
-
-class Quiet:
-    """Before a timed block, wait (at most `budget_s` in all) until other processes leave the CPUs idle."""
-
-    def __init__(self, budget_s: float):
-        self.budget_s, self.waited_s = budget_s, 0.0
-
-    def wait(self, per_call_s: float = 3.0) -> None:
-        start = time.perf_counter()
-        deadline = start + min(per_call_s, self.budget_s - self.waited_s)
-        while HAS_PROC and time.perf_counter() < deadline:
-            since = snapshot()
-            time.sleep(0.25)
-            if foreign_cores(since) < BUSY_NEIGHBOUR_CORES / 2:
-                break
-        self.waited_s += time.perf_counter() - start
 
 
 # ---- data -----------------------------------------------------------------------------------------------------------
@@ -170,7 +133,7 @@ def latencies(fn, count: int, warmup: int, quiet: Quiet) -> dict:
         times.append((time.perf_counter() - start) * 1000)
     times.sort()
     return {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(0.95 * (count - 1))], 2),
-            "max_ms": round(times[-1], 2), "busy_neighbours": foreign_cores(since)}
+            "max_ms": round(times[-1], 2), "busy_neighbours": round(foreign_cores(since), 2)}
 
 
 def main(argv=None) -> dict:
@@ -184,13 +147,13 @@ def main(argv=None) -> dict:
                         help="seconds, in all, to wait for other processes to leave the CPUs idle")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    quiet = Quiet(args.quiet_wait)
+    quiet = Quiet(args.quiet_wait, per_call_s=3.0)
 
     import lancedb
     import numpy as np
     from lancedb import index as lance_index
 
-    from core.rag.store import KnowledgeStore, schema
+    from core.rag.store import FTS_OPTIONS, KnowledgeStore, schema
 
     warnings.simplefilter("ignore")  # LanceDB deprecation notices about its own older index API
     configs = {"IVF_FLAT": lance_index.IvfFlat, "IVF_SQ": lance_index.IvfSq, "IVF_PQ": lance_index.IvfPq,
@@ -215,7 +178,8 @@ def main(argv=None) -> dict:
             table = store.db.create_table(name, arrow_table(texts, vectors, schema(DIM)))
             write_s = time.perf_counter() - start
             start = time.perf_counter()
-            store._refresh_fts(table)
+            table.create_fts_index("text", replace=True, **FTS_OPTIONS)  # the store's pinned options;
+            table.optimize()  # no vector index yet: "flat" is measured first, "indexed" after create_index
             fts_s = time.perf_counter() - start
             assert store.count(name) == n
 

@@ -66,3 +66,20 @@ def test_vector_search_finds_the_nearest(store):
 def test_tokenizer_options_are_pinned():
     assert FTS_OPTIONS["ascii_folding"] is False and FTS_OPTIONS["stem"] is False
     assert {"base_tokenizer", "language", "lower_case", "remove_stop_words", "max_token_length"} <= set(FTS_OPTIONS)
+
+
+def test_a_vector_index_is_built_once_the_table_is_large(tmp_path, monkeypatch):
+    from core.rag import store as store_module
+
+    monkeypatch.setattr(store_module, "VECTOR_INDEX_FROM", 600)
+    kb = KnowledgeStore(str(tmp_path / "lancedb"))
+    rng = np.random.default_rng(1)
+    batch = [{"doc_id": f"d{i}", "text": f"passage number {i}", "vector": rng.random(DIM)} for i in range(400)]
+    kb.upsert("kb", batch, DIM, "fake", {})
+    kinds = lambda: {index.index_type for index in kb.db.open_table("kb").list_indices()}  # noqa: E731
+    assert kinds() == {"FTS"}
+    more = [{"doc_id": f"e{i}", "text": f"other passage {i}", "vector": rng.random(DIM)} for i in range(400)]
+    kb.upsert("kb", more, DIM, "fake", {})
+    assert "FTS" in kinds() and len(kinds()) == 2
+    target = more[7]["vector"]
+    assert kb.search_vector("kb", target, k=1)[0].doc_id == "e7"
