@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core import assistant
-from core.data import pairs
+from core.data import formats, pairs
 from core.data.store import ConflictError, DatasetStore
 from core.errors import StudioError
 from core.fewshot import STRATEGIES, FewShotSettings
@@ -72,23 +72,24 @@ download_col.download_button(t("Download JSONL"), pairs.export_jsonl(rows), file
 if grid_changed:
     st.caption(t("The grid has unsaved edits; the preview below uses the saved examples."))
 
-with st.expander(t("Import examples from CSV, TSV or JSONL"), icon=":material/upload_file:"):
-    st.caption(t("Columns named prompt/question/instruction and response/answer/output; JSONL may also hold "
-                 "OpenAI chat `messages` or ShareGPT `conversations`."))
-    upload = st.file_uploader(t("File"), type=["csv", "tsv", "jsonl", "json", "txt"], key=K + "upload")
+with st.expander(t("Import examples from a file"), icon=":material/upload_file:"):
+    st.caption(t("CSV, TSV, Excel, JSONL or Parquet with a question column (prompt, question, instruction…) and "
+                 "an answer column (response, answer, output…); JSONL may also hold OpenAI chat `messages` or "
+                 "ShareGPT `conversations`. To choose the columns yourself, import on the Datasets page."))
+    upload = st.file_uploader(t("File"), type=["csv", "tsv", "txt", "jsonl", "json", "xlsx", "parquet"],
+                              key=K + "upload")
     if upload is not None:
         try:
-            report = pairs.import_pairs(upload.getvalue(), upload.name)
-            if report.columns:
-                st.caption(t("Columns used: {question} → question, {answer} → answer.",
-                             question=report.columns[0], answer=report.columns[1]))
+            _, report = formats.import_file(upload.getvalue(), upload.name, "sft")
+            imported = [r for r in report.records if r.get("response")]
             for problem in report.problems[:20]:
                 st.warning(t(problem))
             if len(report.problems) > 20:
                 st.warning(t("… and {count} more problems.", count=len(report.problems) - 20))
-            st.dataframe(pd.DataFrame(report.rows)[["prompt", "response"]].head(20), hide_index=True, width="stretch")
-            if st.button(t("Add {count} examples", count=len(report.rows)), type="primary"):
-                pairs.save_pairs(project, settings.dataset, rows + report.rows)
+            st.dataframe(pd.DataFrame(imported, columns=["prompt", "response"]).head(20), hide_index=True,
+                         width="stretch")
+            if st.button(t("Add {count} examples", count=len(imported)), type="primary", disabled=not imported):
+                pairs.save_pairs(project, settings.dataset, rows + imported)
                 for key in (base_key, K + "grid", K + "upload"):
                     st.session_state.pop(key, None)
                 st.rerun()
