@@ -78,6 +78,14 @@ uploads = st.file_uploader(t("Add documents"), accept_multiple_files=True, key=K
                            type=sorted(ext.lstrip(".") for ext in SUPPORTED))
 st.caption(t("PDF (text layer), Word, HTML, Markdown, text, CSV and Excel. Files are kept in the project; a file "
              "that did not change is not indexed twice, and an edited one replaces its old passages."))
+folder = st.text_input(t("…or a folder on this machine"), key=K + "folder", placeholder="/data/handbook",
+                       help=t("Every supported file in the folder and its sub-folders is copied into the project."))
+if folder.strip() and st.button(t("Add the folder's documents"), disabled=running, icon=":material/folder_open:"):
+    try:
+        added = kb.add_folder(folder.strip())
+        st.toast(t("{count} file(s) added; index them below.", count=len(added)), icon=":material/check:")
+    except Exception as exc:
+        show_error(exc)
 pending = kb.pending()
 if uploads or pending:
     label = t("Index {count} file(s)", count=len(uploads) + len(pending)) if uploads else \

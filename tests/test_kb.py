@@ -188,3 +188,24 @@ def test_create_with_a_location_and_the_size_limit(project, fake_embedder, tmp_p
     monkeypatch.delenv("STUDIO_MAX_DOCUMENT_MB")
     [result] = ingest_text(handbook, "big.md", "# Big\n\n" + "word " * 400)
     assert result.status == "indexed" and (tmp_path / "remote-like").exists()
+
+
+def test_add_a_folder_of_documents(kb, tmp_path):
+    from core.errors import StudioError
+
+    folder = tmp_path / "handbook"
+    (folder / "policies").mkdir(parents=True)
+    (folder / "hours.md").write_text("# Hours\n\nOpen at nine.", encoding="utf-8")
+    (folder / "policies" / "returns.txt").write_text("Returns within 30 days.", encoding="utf-8")
+    (folder / "photo.png").write_bytes(b"\x89PNG")
+    (folder / ".hidden").mkdir()
+    (folder / ".hidden" / "secret.md").write_text("# no", encoding="utf-8")
+    added = kb.add_folder(folder)
+    assert sorted(p.name for p in added) == ["hours.md", "returns.txt"]
+    assert sorted(p.name for p in kb.pending()) == ["hours.md", "returns.txt"]
+    with pytest.raises(StudioError, match="does not exist"):
+        kb.add_folder(tmp_path / "missing")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StudioError, match="holds no"):
+        kb.add_folder(empty)

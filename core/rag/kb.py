@@ -121,6 +121,20 @@ class KnowledgeBase:
             saved.append(target)
         return saved
 
+    def add_folder(self, folder: Path) -> list[Path]:
+        """Copy the supported documents of a folder on this machine (and its sub-folders) into the project."""
+        from core.rag.parse import SUPPORTED
+
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise StudioError(Msg("The folder {folder} does not exist; check the path.", folder=str(folder)))
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED
+                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        if not files:
+            raise StudioError(Msg("{folder} holds no PDF, Word, HTML, Markdown, text, CSV or Excel files.",
+                                  folder=str(folder)))
+        return self.add_files([(p.name, p.read_bytes()) for p in files])
+
     def delete_document(self, source: str) -> None:
         manifest = self.manifest()
         store = self.store()
