@@ -41,7 +41,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +48,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.quiet import BUSY_NEIGHBOUR_CORES, Quiet, measure  # noqa: E402
+from core.rag.parse import Section  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -67,14 +67,6 @@ VI_WORDS = ("đơn hàng hóa đơn hoàn tiền khách hàng giao hàng kho ch�
             "thanh toán tài khoản mật khẩu thiết bị mạng máy chủ sao lưu hỗ trợ yêu cầu phê duyệt ngân sách "
             "doanh thu nhà cung cấp sản phẩm giá giảm thuế nghỉ lễ lịch họp đào tạo an toàn sự cố kiểm toán "
             "bảo mật trong vòng trước sau mỗi tháng tuần ngày luôn luôn không bao giờ").split()
-
-
-@dataclass(frozen=True)
-class Section:  # the shape of core.rag.parse.Section
-    text: str
-    page: int | None
-    headings: tuple[str, ...]
-    is_table_row: bool = False
 
 
 # ---- corpus -------------------------------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 and feedback from the Chat page turned into training pairs."""
 
 import getpass
+import json
 
 import pandas as pd
 import streamlit as st
 
+from core.assistant import example_pool
 from core.data import labeling
 from core.data.records import FIELDS, STATUSES, new_record, problems
 from core.data.store import DatasetStore
@@ -13,6 +15,7 @@ from core.feedback import list_feedback, update_feedback
 from core.i18n import Msg
 from studio.ui.datasets import conflict_panel, drop_working_copy, edit_record, pick_dataset, save_records, working_copy
 from studio.ui.i18n import t
+from studio.ui.model_panel import ensure_backend
 from studio.ui.state import require_project, saved_recipe, show_error
 
 project = require_project()
@@ -138,7 +141,6 @@ with grid_tab:
             row.update(select=False, tags=", ".join(record.get("tags") or []))
             for field in ("gold_ids", "tools", "expected_call"):
                 if field in row and row[field] is not None and not isinstance(row[field], str):
-                    import json
                     row[field] = json.dumps(row[field], ensure_ascii=False)
             rows.append(row)
         st.session_state[grid_base_key] = pd.DataFrame(rows, columns=columns)
@@ -160,7 +162,6 @@ with grid_tab:
         st.session_state.pop(K + "grid", None)
         st.rerun()
     if bulk[2].button(t("Use grid edits"), type="primary", help=t("Copies the grid into your working copy.")):
-        import json
         by_id = {r["id"]: r for r in work["records"]}
         updated = []
         for row in edited.to_dict("records"):
@@ -195,12 +196,8 @@ with drafts_tab:
                    count=len(missing), version=version or "-"))
         if st.button(t("Draft {count} answer(s)", count=len(missing)), disabled=not missing, type="primary",
                      icon=":material/edit_note:"):
-            from studio.ui.model_panel import ensure_backend
-
             backend = ensure_backend(recipe.model, key=K + "draft_model")
             if backend is not None:
-                from core.assistant import example_pool
-
                 pool, drafted = example_pool(project, recipe), dict()
                 bar = st.progress(0.0)
                 for i, record in enumerate(missing, start=1):
@@ -222,12 +219,8 @@ with drafts_tab:
             chosen_prompt = st.selectbox(t("Prompt"), range(len(candidates)), key=K + "pair_prompt",
                                          format_func=lambda i: candidates[i]["prompt"][:120])
             if st.button(t("Draft two answers"), icon=":material/compare_arrows:"):
-                from studio.ui.model_panel import ensure_backend
-
                 backend = ensure_backend(recipe.model, key=K + "pair_model")
                 if backend is not None:
-                    from core.assistant import example_pool
-
                     prompt = candidates[chosen_prompt]["prompt"]
                     pool = example_pool(project, recipe)
                     st.session_state[K + "pair"] = {"prompt": prompt, "drafts": [

@@ -6,7 +6,6 @@ MiniLM word-piece tokenizer of the embedder."""
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
 
 import pytest
 
@@ -14,14 +13,7 @@ from core.errors import StudioError
 from core.i18n import Msg
 from core.rag.chunking import (STRATEGIES, TRUNCATION_MARK, Chunk, ChunkingConfig, chunk_sections,
                                embedder_token_counter, embedder_tokenizer)
-
-
-@dataclass(frozen=True)
-class Section:  # the shape of core.rag.parse.Section
-    text: str
-    page: int | None
-    headings: tuple[str, ...]
-    is_table_row: bool = False
+from core.rag.parse import Section
 
 
 def words(text: str) -> list[str]:

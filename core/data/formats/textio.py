@@ -172,6 +172,11 @@ def _add_json_row(line, number, rows, lines, columns, problems) -> None:
     except json.JSONDecodeError as exc:
         problems.add(Msg("Line {line}: not valid JSON ({reason}); skipped.", line=number, reason=exc.msg))
         return
+    _add_object(obj, number, rows, lines, columns, problems)
+
+
+def _add_object(obj, number, rows, lines, columns, problems) -> None:
+    """A parsed JSON value becomes a row when it is an object; its keys join the columns in first-seen order."""
     if not isinstance(obj, dict):
         problems.add(Msg("Line {line}: not a JSON object; skipped.", line=number))
         return
@@ -220,13 +225,7 @@ def _read_json(text: str, filename: str) -> SourceTable:
         numbers = _item_lines(text, start, len(data)) if start >= 0 else list(range(1, len(data) + 1))
     rows, lines, columns, problems = [], [], {}, Problems()
     for obj, number in zip(data, numbers):
-        if not isinstance(obj, dict):
-            problems.add(Msg("Line {line}: not a JSON object; skipped.", line=number))
-            continue
-        for key in obj:
-            columns.setdefault(key, None)
-        rows.append(obj)
-        lines.append(number)
+        _add_object(obj, number, rows, lines, columns, problems)
     if not rows:
         if problems:
             raise no_usable_rows_error(filename, problems.done())
