@@ -36,6 +36,22 @@ def example_pool(project: Project | None, recipe: Recipe) -> list[dict]:
     return pairs.load_pairs(project, recipe.fewshot.dataset)
 
 
+def adapter_folder(project: Project | None, recipe: Recipe):
+    """The folder of the recipe's attached adapter, or None when it has none."""
+    if not recipe.adapter or project is None:
+        return None
+    from core.finetune.adapters import AdapterRegistry
+
+    return AdapterRegistry(project).get(recipe.adapter).folder
+
+
+def recipe_backend(project: Project | None, recipe: Recipe, progress=None) -> ModelBackend:
+    """The recipe's model with its adapter applied (loaded once per process)."""
+    from core.models.registry import get_backend
+
+    return get_backend(recipe.model, progress, adapter=adapter_folder(project, recipe))
+
+
 def context_window(recipe: Recipe, backend: ModelBackend) -> int:
     return min(recipe.context_window or backend.context_length, backend.context_length)
 

@@ -83,7 +83,6 @@ def generate(project: str = typer.Argument(..., help="Project name or folder nam
              as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming.")) -> None:
     """Answer a question with a project's recipe (streams to the terminal)."""
     from core import assistant
-    from core.models.registry import get_backend
     from core.recipe import RecipeStore
     from core.workspace import Workspace
 
@@ -96,7 +95,7 @@ def generate(project: str = typer.Argument(..., help="Project name or folder nam
         def progress(fraction: float, message: str) -> None:
             typer.echo(f"[{fraction:4.0%}] {message}", err=True)
 
-        backend = get_backend(chosen.model, progress)
+        backend = assistant.recipe_backend(proj, chosen, progress)
         prepared, stream = assistant.answer(chosen, question, backend, assistant.example_pool(proj, chosen), proj)
         if as_json:
             stream.run_to_end()
@@ -311,3 +310,50 @@ def kb_delete(project: str, source: str, kb: str = typer.Option("docs")) -> None
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def train(project: str = typer.Argument(..., help="Project name or folder name."),
+          config: Optional[Path] = typer.Option(None, "--config", help="Run config JSON (the Fine-tune page shows "
+                                                                       "and downloads it)."),
+          recipe: str = typer.Option("assistant", help="Recipe whose model and prompt format to train."),
+          resume: Optional[str] = typer.Option(None, help="Continue this run id from its checkpoint."),
+          add_epochs: int = typer.Option(0, help="With --resume: train this many more epochs.")) -> None:
+    """Fine-tune headless: the same run the Fine-tune page starts, in this process."""
+    import signal
+
+    from core.finetune import runs
+    from core.finetune.config import TrainConfig
+    from core.recipe import RecipeStore
+
+    target = _project(project)
+    stop = {"requested": False}
+    signal.signal(signal.SIGINT, lambda *_: stop.update(requested=True))
+
+    def show(**event) -> None:
+        if event.get("type") == "step":
+            typer.echo(f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
+                       f"{event['tokens_per_s']:.0f} tok/s  eta {event['eta_s']:.0f}s")
+        elif event.get("type") == "eval":
+            typer.echo(f"eval loss {event['eval_loss']:.4f} (best {event['best_eval']:.4f})")
+        elif event.get("message"):
+            typer.echo(str(event["message"]))
+
+    try:
+        if resume:
+            run = runs.get_run(target, resume)
+            if add_epochs:
+                run.update_config(epochs=run.config.epochs + add_epochs, max_steps=0)
+        else:
+            if config is None:
+                _fail("Give --config run.json or --resume RUN_ID.")
+            try:
+                settings = TrainConfig.from_dict(json.loads(config.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError) as exc:
+                _fail(f"Could not read {config}: {exc}")
+            run = runs.create_run(target, settings, RecipeStore(target, recipe).load())
+            typer.echo(f"run {run.id}")
+        result = runs.execute(target, run.id, show, should_stop=lambda: stop["requested"])
+    except StudioError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(result, default=str))

@@ -35,3 +35,7 @@ class ContextOverflowError(StudioError):
 
 class DocumentError(StudioError):
     """A document for the knowledge base could not be read (empty, unsupported, locked, corrupt, no text)."""
+
+
+class TrainingError(StudioError):
+    """A fine-tuning run cannot start or continue (data, method, memory, disk)."""

@@ -108,7 +108,7 @@ class Job:
                         log=str(self.folder / "stderr.log"))
         return JobStatus("failed", progress, message, error)
 
-    def cancel(self) -> None:
+    def cancel(self, grace: float = 10.0) -> None:
         if self._returncode() is not None:
             return  # finished already: its pid may belong to another process by now
         (self.folder / "cancelled").write_text(str(time.time()))
@@ -120,13 +120,27 @@ class Job:
         process = _processes.get(self.id)
         if process is not None:
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 os.killpg(pid, signal.SIGKILL)
                 process.wait()
 
 
+def print_event(**fields) -> None:
+    """One JSON event on stdout (the job's events file). Msg values keep their template so the page translates them."""
+    fields = {k: v for k, v in fields.items() if v is not None}
+    for key in ("message", "problem", "error"):
+        value = fields.get(key)
+        if value is not None and hasattr(value, "template"):
+            fields[f"{key}_template"], fields[f"{key}_params"] = value.template, value.params
+            fields[key] = str(value)
+    print(json.dumps(fields, ensure_ascii=False, default=str), flush=True)
+
+
 def _supervise(folder: Path, argv: list[str]) -> int:
+    # Cancel signals the whole process group; the supervisor outlives the job so the exit code is recorded after
+    # the job has saved what it can. A handler, not SIG_IGN, which the job would inherit.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     code = subprocess.call([sys.executable, *argv])
     atomic.write_text(folder / "exit", str(code))
     return code

@@ -59,18 +59,60 @@ def open_backend(source: ModelSource, progress=None) -> ModelBackend:
     return local.load_folder(local.resolve_hub_id(source.location), name=source.location)
 
 
-def get_backend(source: ModelSource, progress=None) -> ModelBackend:
+MAX_TUNED = 2  # base + adapter copies kept loaded; each is a full model in memory
+
+
+def _key(source: ModelSource, adapter: Path | None) -> str:
+    if adapter is None:
+        return source.key
+    manifest = Path(adapter) / "adapter.json"  # re-registered (more epochs) adapters get a new key
+    stamp = manifest.stat().st_mtime_ns if manifest.exists() else 0
+    return f"{source.key}|adapter:{Path(adapter).resolve()}|{stamp}"
+
+
+def open_tuned(source: ModelSource, adapter: Path) -> ModelBackend:
+    """A separate copy of the base model with the adapter applied: the shared base copy is never modified."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.finetune.adapters import AdapterInfo, apply_adapter, check_base, source_folder
+    from core.models.local import LocalModel
+    from core import atomic
+
+    info = AdapterInfo(Path(adapter).name, Path(adapter), atomic.read_json(Path(adapter) / "adapter.json"))
+    folder = source_folder(source)
+    check_base(info, folder)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    model = apply_adapter(model, info).to(device)
+    model.eval()
+    return LocalModel(f"{source.describe() if source.kind != 'embedded' else 'Gemma 3 270M'} + {info.label}",
+                      model, AutoTokenizer.from_pretrained(str(folder)))
+
+
+def get_backend(source: ModelSource, progress=None, adapter: Path | None = None) -> ModelBackend:
+    """The loaded model; with `adapter` (an adapter folder), the base with that adapter applied."""
+    key = _key(source, adapter)
     with _registry_lock:
-        lock = _locks.setdefault(source.key, threading.Lock())
+        lock = _locks.setdefault(key, threading.Lock())
     with lock:  # two sessions asking at once load it once
-        if source.key not in _backends:
-            _backends[source.key] = open_backend(source, progress)
-        return _backends[source.key]
+        if key not in _backends:
+            if adapter is None:
+                _backends[key] = open_backend(source, progress)
+            else:
+                if source.kind in ("embedded", "gguf") and needs_conversion(source):
+                    open_backend(source, progress)  # converts once; the tuned copy loads from that folder
+                tuned = [k for k in _backends if "|adapter:" in k]
+                for old in tuned[:max(0, len(tuned) - MAX_TUNED + 1)]:
+                    _backends.pop(old, None)
+                _backends[key] = open_tuned(source, adapter)
+        return _backends[key]
 
 
-def peek_backend(source: ModelSource) -> ModelBackend | None:
-    return _backends.get(source.key)
+def peek_backend(source: ModelSource, adapter: Path | None = None) -> ModelBackend | None:
+    return _backends.get(_key(source, adapter))
 
 
 def forget_backend(source: ModelSource) -> None:
-    _backends.pop(source.key, None)
+    for key in [k for k in _backends if k == source.key or k.startswith(source.key + "|")]:
+        _backends.pop(key, None)

@@ -8,15 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def _event(**fields) -> None:
-    fields = {k: v for k, v in fields.items() if v is not None}
-    for key in ("message", "problem"):
-        value = fields.get(key)
-        if value is not None and hasattr(value, "template"):  # keep the template so the page can translate it
-            fields[f"{key}_template"], fields[f"{key}_params"] = value.template, value.params
-            fields[key] = str(value)
-    print(json.dumps(fields, ensure_ascii=False, default=str), flush=True)
+from core.jobs import print_event as _event
 
 
 def main(argv: list[str]) -> int:

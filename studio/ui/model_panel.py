@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import streamlit as st
 
@@ -43,19 +44,32 @@ def model_ready(source: ModelSource, key: str) -> bool:
     return True
 
 
-def ensure_backend(source: ModelSource, key: str) -> ModelBackend | None:
-    """The loaded model (loading it on first use), or None after showing why it is not ready."""
-    backend = registry.peek_backend(source)
+def ensure_backend(source: ModelSource, key: str, adapter: Path | None = None) -> ModelBackend | None:
+    """The loaded model (loading it on first use), or None after showing why it is not ready. With `adapter`
+    (an adapter folder), the base model with that adapter applied."""
+    backend = registry.peek_backend(source, adapter)
     if backend is not None:
         return backend
     if not model_ready(source, key):
         return None
     try:
         with st.spinner(t("Loading {model}…", model=source.describe())):
-            return registry.get_backend(source)
+            return registry.get_backend(source, adapter=adapter)
     except Exception as exc:
         show_error(exc)
         return None
+
+
+def recipe_backend(project, recipe, key: str) -> ModelBackend | None:
+    """The recipe's model with its attached adapter, if any (a deleted adapter is reported, not ignored)."""
+    from core.assistant import adapter_folder
+
+    try:
+        adapter = adapter_folder(project, recipe)
+    except StudioError as exc:
+        st.error(t(exc.args[0]))
+        return None
+    return ensure_backend(recipe.model, key, adapter)
 
 
 def _conversion_panel(source: ModelSource, key: str) -> None:

@@ -9,7 +9,7 @@ from core import assistant, trials
 from core.recipe import Recipe
 from core.workspace import Project
 from studio.ui.i18n import t
-from studio.ui.model_panel import ensure_backend
+from studio.ui.model_panel import recipe_backend
 from studio.ui.state import show_error
 
 
@@ -46,7 +46,7 @@ def show_sources(sources: list[dict]) -> None:
 
 def stream_answer(project: Project, recipe: Recipe, question: str, key: str) -> dict | None:
     """Stream one answer into the page; returns {answer, stats, prepared} or None when it could not run."""
-    backend = ensure_backend(recipe.model, key=key)
+    backend = recipe_backend(project, recipe, key=key)
     if backend is None:
         return None
     try:
@@ -67,7 +67,7 @@ def stream_answer(project: Project, recipe: Recipe, question: str, key: str) -> 
 
 def run_table(project: Project, recipe: Recipe, version: int | None, questions: list[str], key: str) -> None:
     """Answer each question, showing progress; rows land in session state as they finish (Stop keeps them)."""
-    backend = ensure_backend(recipe.model, key=key)
+    backend = recipe_backend(project, recipe, key=key)
     if backend is None:
         return
     rows: list[dict] = []

@@ -1,0 +1,306 @@
+"""Fine-tuning runs on disk, and the code that executes one (in a job subprocess or in the CLI's process).
+
+runs/finetune/<run>/run.json     what to train: config, base model, prompt format, dataset and version
+runs/finetune/<run>/jobs/<job>/  one folder per start (the first, each resume, each "add epochs")
+runs/finetune/<run>/checkpoint/  latest checkpoint (trainable tensors, optimizer, data position)
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from core import atomic
+from core.errors import TrainingError
+from core.finetune.config import DATA_KINDS, TrainConfig
+from core.i18n import Msg
+from core.jobs import Job
+from core.workspace import Project
+
+log = logging.getLogger(__name__)
+RUNS = "finetune"
+CANCEL_GRACE_S = 60.0  # time to write a checkpoint before a cancelled run is killed
+Emit = Callable[..., None]
+
+
+def runs_folder(project: Project) -> Path:
+    return project.subdir("runs") / RUNS
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    state: str          # new | running | done | cancelled | failed
+    step: int
+    total: int
+    resumable: bool     # a checkpoint exists to continue from
+    error: str = ""
+    message: str = ""
+
+
+class Run:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.id = self.folder.name
+
+    @property
+    def spec(self) -> dict:
+        return atomic.read_json(self.folder / "run.json")
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.spec["config"])
+
+    def update_config(self, **changes) -> None:
+        spec = self.spec
+        spec["config"] = TrainConfig.from_dict(spec["config"]).with_changes(**changes).to_dict()
+        atomic.write_json(self.folder / "run.json", spec)
+
+    def jobs(self) -> list[Job]:
+        folder = self.folder / "jobs"
+        return [Job(p) for p in sorted(folder.iterdir()) if p.is_dir()] if folder.exists() else []
+
+    def latest_job(self) -> Job | None:
+        jobs = self.jobs()
+        return jobs[-1] if jobs else None
+
+    def events(self) -> list[dict]:
+        """Events of every start in order; a resumed run repeats steps after its checkpoint, so for each step
+        the latest value wins."""
+        events = [e for job in self.jobs() for e in job.events()]
+        latest: dict[tuple, dict] = {}
+        for event in events:
+            if event.get("type") in ("step", "eval"):
+                latest[(event["type"], event["step"])] = event
+        return sorted(latest.values(), key=lambda e: (e["step"], e["type"] == "step"))
+
+    def messages(self) -> list[dict]:
+        return [e for job in self.jobs() for e in job.events() if "message" in e or e.get("type") == "report"]
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return any((self.folder / name / "state.json").exists() for name in ("checkpoint", "checkpoint.old"))
+
+    def status(self) -> RunStatus:
+        job = self.latest_job()
+        steps = [e for e in self.events() if e.get("type") == "step"]
+        step, total = (steps[-1]["step"], steps[-1]["total_steps"]) if steps else (0, 0)
+        if job is None:
+            return RunStatus("new", 0, 0, False)
+        job_status = job.status()
+        finished = any(e.get("type") == "done" for e in job.events())
+        state = "done" if job_status.state == "done" and finished else job_status.state
+        if job_status.state == "done" and not finished:
+            state = "failed"
+        return RunStatus(state, step, total, self.has_checkpoint and state in ("cancelled", "failed", "done"),
+                         str(job_status.error or ""), str(job_status.message or ""))
+
+    def start(self) -> Job:
+        """Start (or resume from the latest checkpoint) in a subprocess."""
+        job = self.latest_job()
+        if job is not None and job.status().state == "running":
+            raise TrainingError(Msg("This run is already training."))
+        return Job.start(self.folder / "jobs", ["-m", "core.finetune.job", "train", str(self.folder.parent.parent.parent),
+                                                self.id], label=f"finetune {self.id}")
+
+    def cancel(self) -> None:
+        job = self.latest_job()
+        if job is not None:
+            job.cancel(grace=CANCEL_GRACE_S)
+
+    def add_epochs(self, extra: int) -> Job:
+        if extra < 1:
+            raise TrainingError(Msg("Add at least one epoch."))
+        if not self.has_checkpoint:
+            raise TrainingError(Msg("This run has no checkpoint to continue from; start a new run."))
+        self.update_config(epochs=self.config.epochs + extra, max_steps=0)
+        return self.start()
+
+
+def create_run(project: Project, config: TrainConfig, recipe) -> Run:
+    """A new run folder for `config`, trained in the prompt format of `recipe` on its model."""
+    from core.data.store import DatasetStore
+
+    store = DatasetStore(project)
+    if not config.dataset or not store.exists(config.dataset):
+        raise TrainingError(Msg("Pick a dataset of training pairs first (Datasets page)."))
+    kind = store.kind(config.dataset)
+    if kind not in DATA_KINDS:
+        raise TrainingError(wrong_kind(kind))
+    if not recipe.model.trainable:
+        raise TrainingError(Msg("Models behind an endpoint cannot be fine-tuned here; pick the embedded model, a "
+                                "local folder, a GGUF file or a hub id on the Model page."))
+    version = config.dataset_version or store.latest_version(config.dataset)
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.method.replace('_', '-')}-{uuid.uuid4().hex[:4]}"
+    folder = runs_folder(project) / run_id
+    folder.mkdir(parents=True)
+    atomic.write_json(folder / "run.json", {
+        "id": run_id, "created": time.time(), "recipe": recipe.name,
+        "config": config.with_changes(dataset_version=version).to_dict(),
+        "base_model": recipe.model.to_dict(), "prompt": recipe.prompt.to_dict(),
+        "labels": {"user": recipe.labels.user, "assistant": recipe.labels.assistant},
+    })
+    return Run(folder)
+
+
+def wrong_kind(kind: str) -> Msg:
+    if kind == "preference":
+        return Msg("This is a preference dataset (chosen vs rejected); supervised fine-tuning needs training pairs "
+                   "or chats. Preference pairs are for preference tuning.")
+    return Msg("This dataset is an evaluation set; fine-tuning needs training pairs or chats. Keep eval sets for "
+               "measuring the result.")
+
+
+def list_runs(project: Project) -> list[Run]:
+    folder = runs_folder(project)
+    if not folder.exists():
+        return []
+    return [Run(p) for p in sorted(folder.iterdir(), reverse=True) if (p / "run.json").exists()]
+
+
+def get_run(project: Project, run_id: str) -> Run:
+    folder = runs_folder(project) / run_id
+    if not (folder / "run.json").exists():
+        raise TrainingError(Msg("Run '{run}' not found.", run=run_id))
+    return Run(folder)
+
+
+# -- executing a run ---------------------------------------------------------------------------------------------
+
+@dataclass
+class PreparedRun:
+    model: object
+    tokenizer: object
+    train: list
+    eval: list
+    report: object
+    base_folder: Path
+    device: str
+
+
+def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit) -> PreparedRun:
+    import torch
+    from transformers import AutoTokenizer
+
+    from core.data.store import DatasetStore
+    from core.finetune import data, methods
+    from core.finetune.adapters import source_folder
+    from core.models.base import CompletionLabels
+    from core.models.source import ModelSource
+    from core.prompt import PromptSettings
+
+    emit(progress=0.0, message=Msg("Reading the dataset"))
+    store = DatasetStore(project)
+    if not store.exists(config.dataset):
+        raise TrainingError(Msg("Dataset '{name}' no longer exists.", name=config.dataset))
+    kind = store.kind(config.dataset)
+    if kind not in DATA_KINDS:
+        raise TrainingError(wrong_kind(kind))
+    records, _ = store.load(config.dataset, config.dataset_version)
+    train_records, eval_records = data.split_records(records, config.eval_fraction, config.seed)
+    data.check_size(len(train_records))
+    emit(progress=0.01, message=Msg("Loading the base model"))
+    base_folder = source_folder(ModelSource.from_dict(spec["base_model"]))
+    tokenizer = AutoTokenizer.from_pretrained(str(base_folder))
+    prompt = PromptSettings.from_dict(spec["prompt"])
+    labels = CompletionLabels(**spec["labels"])
+    train, report = data.prepare_examples(train_records, kind, tokenizer, prompt, labels, config.max_length,
+                                          config.completion_only)
+    data.check_size(len(train))
+    evaluation = []
+    if eval_records:
+        try:
+            evaluation, _ = data.prepare_examples(eval_records, kind, tokenizer, prompt, labels, config.max_length,
+                                                  config.completion_only)
+        except TrainingError:
+            evaluation = []  # an unusable eval split only costs the eval curve
+    emit(type="report", message=report.summary(), used=report.used, truncated=report.truncated,
+         dropped=report.dropped_too_long, invalid=report.skipped_invalid, eval_examples=len(evaluation))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = methods.load_base_for_training(str(base_folder), config, device)
+    model = methods.apply_method(model, config, tokenizer, str(base_folder))
+    return PreparedRun(model, tokenizer, train, evaluation, report, base_folder, device)
+
+
+def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """Train run `run_id` to the end (resuming from its checkpoint when there is one) and register the adapter."""
+    from core.finetune.adapters import AdapterRegistry, folder_fingerprint
+    from core.finetune.methods import describe_trainable
+    from core.finetune.trainer import Trainer
+
+    run = get_run(project, run_id)
+    spec, config = run.spec, run.config
+    prepared = prepare(project, spec, config, emit)
+    trainable = describe_trainable(prepared.model)
+    emit(type="trainable", trainable=trainable["trainable"], total=trainable["total"], message=trainable.get("note"))
+    pad_id = prepared.tokenizer.pad_token_id
+    pad_id = pad_id if pad_id is not None else prepared.tokenizer.eos_token_id
+    trainer = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, run.folder,
+                      emit=lambda event: emit(**event), should_stop=should_stop)
+    if trainer.resume():
+        emit(message=Msg("Resumed from the checkpoint at step {step}", step=trainer.state.step))
+    emit(progress=trainer.state.step / max(1, trainer.total_steps()), message=Msg("Training"))
+    result = trainer.run()
+    if not result.finished:
+        emit(message=Msg("Stopped at step {step}; resume continues from here.", step=result.state.step))
+        return {"finished": False, "step": result.state.step}
+    trainer.load_best()
+    steps = [e for e in trainer.history if e["type"] == "step"]
+    evals = [e for e in trainer.history if e["type"] == "eval"]
+    metrics = {"steps": result.state.step, "train_loss": steps[-1]["loss"] if steps else None,
+               "eval_loss": result.state.best_eval, "first_eval_loss": evals[0]["eval_loss"] if evals else None,
+               "tokens_per_s": steps[-1]["tokens_per_s"] if steps else None,
+               "train_examples": len(prepared.train), "eval_examples": len(prepared.eval),
+               "stopped_early": result.state.stopped_early}
+    emit(progress=0.99, message=Msg("Saving the adapter"))
+    info = AdapterRegistry(project).register(run.id, prepared.model, config, {
+        "name": f"{config.method} · {config.dataset} v{config.dataset_version}", "run": run.id,
+        "base_model": spec["base_model"], "base_fingerprint": folder_fingerprint(prepared.base_folder),
+        "dataset": config.dataset, "dataset_version": config.dataset_version, "prompt": spec["prompt"],
+        "labels": spec["labels"], "metrics": {k: v for k, v in metrics.items() if v is not None},
+        "trainable_parameters": trainable["trainable"],
+    })
+    emit(type="done", progress=1.0, adapter=info.id, message=Msg("Finished: adapter saved"), **metrics)
+    return {"finished": True, "adapter": info.id, **metrics}
+
+
+def calibrate(project: Project, spec: dict, emit: Emit, steps: int = 3) -> dict:
+    """Seconds per update on this machine for this config, measured on a few real updates (nothing is saved)."""
+    import tempfile
+
+    import psutil
+
+    from core.finetune.trainer import Trainer
+
+    config = TrainConfig.from_dict(spec["config"])
+    prepared = prepare(project, spec, config, emit)
+    pad_id = prepared.tokenizer.pad_token_id
+    pad_id = pad_id if pad_id is not None else prepared.tokenizer.eos_token_id
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = Trainer(prepared.model, config.with_changes(max_steps=steps + 1, save_every=10 ** 6,
+                                                              eval_every=10 ** 6), prepared.train, [], pad_id,
+                          Path(scratch))
+        planned = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, Path(scratch)).total_steps()
+        timings = []
+        trainer.emit = lambda event: timings.append((time.perf_counter(), event)) if event["type"] == "step" else None
+        emit(progress=0.5, message=Msg("Timing a few training steps"))
+        trainer.run()
+    per_step = (timings[-1][0] - timings[0][0]) / max(1, len(timings) - 1)
+    tokens_per_s = timings[-1][1]["tokens_per_s"]
+    result = {"seconds_per_step": per_step, "total_steps": planned, "estimate_s": per_step * planned,
+              "tokens_per_s": tokens_per_s, "peak_rss": psutil.Process().memory_info().rss}
+    emit(type="calibration", progress=1.0, message=Msg("Timing done"), **result)
+    return result
+
+
+def headless_command(project: Project, config_path: str) -> str:
+    return f"studio train {shlex.quote(project.name)} --config {shlex.quote(config_path)}"
+
+
+def accelerate_command(project: Project, config_path: str, processes: int = 2) -> str:
+    return (f"accelerate launch --num_processes {processes} -m core.cli train {shlex.quote(project.name)} "
+            f"--config {shlex.quote(config_path)}")

@@ -1,0 +1,201 @@
+"""Fine-tuning runs end to end on tiny models: the job, checkpoints, resume after kill -9, the adapter registry,
+attaching an adapter to a recipe, merging and exporting."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from core.data.records import new_record
+from core.data.store import DatasetStore
+from core.errors import TrainingError
+from core.finetune import runs
+from core.finetune.adapters import AdapterRegistry, export_adapter_zip, merge_and_export
+from core.finetune.config import TrainConfig
+from core.models.source import ModelSource
+from core.recipe import Recipe, RecipeStore
+
+PAIRS = [("What is the capital of France?", "Paris."), ("How many days are in a week?", "Seven days."),
+         ("How do I reset my password?", "Open the settings page and choose reset password."),
+         ("When do orders ship?", "Within two business days."), ("When are refunds processed?", "Within five days."),
+         ("What is the weather today?", "Sunny with a light breeze."), ("Thủ đô của Việt Nam là gì?", "Hà Nội."),
+         ("What do cats and dogs have in common?", "They are popular pets."),
+         ("What do birds do in the morning?", "Birds sing in the morning."),
+         ("Where do fish swim?", "In the river near the old bridge."),
+         ("What do models read?", "Tokens."), ("Xin chào, bạn có khỏe không?", "Tôi khỏe, cảm ơn bạn.")]
+
+
+def make_project(project, folder, n_copies: int = 2, kind: str = "sft"):
+    records = [new_record("sft", prompt=q, response=a) for _ in range(n_copies) for q, a in PAIRS]
+    DatasetStore(project).create("pairs", kind, records if kind == "sft" else [])
+    recipe = Recipe(model=ModelSource(kind="local", location=str(folder)))
+    RecipeStore(project).save(recipe)
+    return recipe
+
+
+def quick(**changes) -> TrainConfig:
+    base = dict(dataset="pairs", method="lora", epochs=2, batch_size=4, learning_rate=5e-3, lora_rank=4,
+                lora_alpha=8, max_length=64, eval_fraction=0.2, precision="fp32")
+    return TrainConfig(**{**base, **changes})
+
+
+def test_run_in_process_registers_adapter_and_lowers_eval_loss(project, tiny_model_dir):
+    recipe = make_project(project, tiny_model_dir("llama"))
+    run = runs.create_run(project, quick(epochs=4), recipe)
+    events = []
+    result = runs.execute(project, run.id, lambda **e: events.append(e))
+    assert result["finished"] and result["adapter"] == run.id
+    evals = [e["eval_loss"] for e in events if e.get("type") == "eval"]
+    assert len(evals) >= 2 and min(evals[1:]) < evals[0]
+    info = AdapterRegistry(project).get(run.id)
+    assert info.is_peft and info.manifest["dataset_version"] == 1 and info.manifest["base_fingerprint"]
+    assert (info.folder / "adapter_config.json").exists()
+    assert any(e.get("type") == "report" for e in events)
+
+
+def test_attached_adapter_changes_the_recipe_backend(project, tiny_model_dir):
+    import torch
+
+    from core import assistant
+    from core.models import registry
+
+    recipe = make_project(project, tiny_model_dir("llama"))
+    run = runs.create_run(project, quick(learning_rate=5e-2), recipe)
+    runs.execute(project, run.id, lambda **e: None)
+    base = assistant.recipe_backend(project, recipe)
+    tuned = assistant.recipe_backend(project, recipe.with_changes(adapter=run.id))
+    assert tuned is not base and tuned is assistant.recipe_backend(project, recipe.with_changes(adapter=run.id))
+    ids = base.tokenizer("Question: When do orders ship?\nAnswer:", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert not torch.allclose(base.model(ids).logits, tuned.model(ids).logits)
+    registry.forget_backend(recipe.model)
+
+
+def test_merged_export_matches_base_plus_adapter(project, tiny_model_dir, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    folder = tiny_model_dir("gemma3")
+    recipe = make_project(project, folder)
+    run = runs.create_run(project, quick(learning_rate=5e-2), recipe)
+    runs.execute(project, run.id, lambda **e: None)
+    info = AdapterRegistry(project).get(run.id)
+    merged_dir = merge_and_export(info, folder, tmp_path / "merged")
+    assert (merged_dir / "README.md").read_text().startswith("# ")
+    ids = torch.tensor([[1, 5, 9, 30, 42, 7]])
+    with torch.no_grad():
+        peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(folder), str(info.folder))
+        expected = peft_model(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(merged_dir)(ids).logits
+    assert torch.allclose(expected, merged, atol=1e-4)
+    archive = export_adapter_zip(info, tmp_path)
+    assert archive.exists() and archive.stat().st_size > 0
+
+
+def test_adapter_for_another_base_is_refused(project, tiny_model_dir):
+    from core.models import registry
+
+    recipe = make_project(project, tiny_model_dir("llama"))
+    run = runs.create_run(project, quick(epochs=1), recipe)
+    runs.execute(project, run.id, lambda **e: None)
+    other = recipe.with_changes(model=ModelSource(kind="local", location=str(tiny_model_dir("phi"))),
+                                adapter=run.id)
+    from core import assistant
+
+    with pytest.raises(TrainingError, match="different base model"):
+        assistant.recipe_backend(project, other)
+    registry.forget_backend(other.model)
+
+
+@pytest.mark.parametrize("kind, message", [("preference", "preference"), ("eval", "evaluation set")])
+def test_wrong_dataset_kind_is_explained(project, tiny_model_dir, kind, message):
+    recipe = make_project(project, tiny_model_dir("llama"), kind=kind)
+    with pytest.raises(TrainingError, match=message):
+        runs.create_run(project, quick(), recipe)
+
+
+def test_too_small_dataset_is_explained(project, tiny_model_dir):
+    DatasetStore(project).create("pairs", "sft", [new_record("sft", prompt="q", response="a")])
+    recipe = Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("llama"))))
+    run = runs.create_run(project, quick(), recipe)
+    with pytest.raises(TrainingError, match="at least"):
+        runs.execute(project, run.id, lambda **e: None)
+
+
+def test_endpoint_models_cannot_be_fine_tuned(project, tiny_model_dir):
+    make_project(project, tiny_model_dir("llama"))
+    recipe = Recipe(model=ModelSource(kind="openai", location="http://127.0.0.1:9/v1", model_name="m"))
+    with pytest.raises(TrainingError, match="endpoint"):
+        runs.create_run(project, quick(), recipe)
+
+
+def test_full_disk_while_saving_leaves_no_adapter(project, tiny_model_dir, monkeypatch):
+    import errno
+
+    import peft
+
+    recipe = make_project(project, tiny_model_dir("llama"))
+    run = runs.create_run(project, quick(epochs=1), recipe)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(peft.PeftModel, "save_pretrained", no_space)
+    with pytest.raises(TrainingError, match="disk is full"):
+        runs.execute(project, run.id, lambda **e: None)
+    assert AdapterRegistry(project).list() == []
+    assert not any(p.name.startswith(".") for p in AdapterRegistry(project).folder.iterdir())
+    assert run.has_checkpoint  # resume can register it once space is free
+
+
+def wait_for(predicate, timeout: float = 120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_kill_9_then_resume_continues_from_the_checkpoint(project, tiny_model_dir):
+    recipe = make_project(project, tiny_model_dir("llama"), n_copies=6)
+    run = runs.create_run(project, quick(epochs=3, batch_size=2, save_every=2, eval_every=4), recipe)
+    job = run.start()
+    wait_for(lambda: any(e.get("type") == "checkpoint" and e["step"] >= 4 for e in job.events()))
+    pid = json.loads((job.folder / "job.json").read_text())["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: run.status().state == "failed")
+    assert run.status().resumable
+    saved_step = json.loads((run.folder / "checkpoint" / "state.json").read_text())["state"]["step"]
+    job = run.start()
+    wait_for(lambda: run.status().state in ("done", "failed"), timeout=240)
+    assert run.status().state == "done", run.status()
+    resumed = job.events()
+    assert any(e.get("message_template", "").startswith("Resumed from the checkpoint") for e in resumed)
+    first_step = next(e["step"] for e in resumed if e.get("type") == "step")
+    assert first_step == saved_step + 1
+    total = next(e["total_steps"] for e in resumed if e.get("type") == "step")
+    assert [e for e in resumed if e.get("type") == "step"][-1]["step"] == total
+
+
+def test_cancel_then_add_epochs(project, tiny_model_dir):
+    recipe = make_project(project, tiny_model_dir("llama"), n_copies=6)
+    run = runs.create_run(project, quick(epochs=2, batch_size=2, save_every=1000, eval_every=1000), recipe)
+    job = run.start()
+    wait_for(lambda: any(e.get("type") == "step" and e["step"] >= 3 for e in job.events()))
+    run.cancel()
+    assert run.status().state == "cancelled" and run.status().resumable
+    job = run.start()
+    wait_for(lambda: run.status().state in ("done", "failed"), timeout=240)
+    assert run.status().state == "done", run.status()
+    steps_before = run.status().step
+    job = run.add_epochs(1)
+    wait_for(lambda: job.status().state != "running", timeout=240)
+    assert run.status().state == "done"
+    assert run.status().step > steps_before
+    assert AdapterRegistry(project).get(run.id).metrics["steps"] == run.status().step
