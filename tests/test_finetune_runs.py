@@ -199,3 +199,23 @@ def test_cancel_then_add_epochs(project, tiny_model_dir):
     assert run.status().state == "done"
     assert run.status().step > steps_before
     assert AdapterRegistry(project).get(run.id).metrics["steps"] == run.status().step
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("bitsandbytes") is None, reason="needs bitsandbytes")
+def test_qlora_on_cpu_is_refused_because_4bit_eval_fails(tiny_model_dir):
+    """bitsandbytes 0.50 trains 4-bit LoRA on a CPU, but a 4-bit layer in eval mode fails in its CPU kernel.
+    While that holds, QLoRA is offered only with CUDA; when a release fixes it, this test says so."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from core.finetune.methods import qlora_support
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA machine")
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                      bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir("llama")), quantization_config=quantization,
+                                                 device_map={"": "cpu"}).eval()
+    with pytest.raises(RuntimeError), torch.no_grad():
+        model(torch.tensor([[1, 5, 9, 30]]))
+    assert qlora_support()[0] is False

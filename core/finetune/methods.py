@@ -267,7 +267,9 @@ def apply_saved_weights(base_model, tensors: dict):
 
 
 def qlora_support() -> tuple[bool, Msg]:
-    """Whether QLoRA can run here: it needs a CUDA GPU and bitsandbytes (its 4-bit CPU path cannot train)."""
+    """Whether QLoRA can run here: it needs a CUDA GPU and bitsandbytes. On a CPU, bitsandbytes 0.50 does train
+    LoRA on a 4-bit base, but its CPU kernels fail once the model is in eval mode (eval loss, generation), so the
+    studio does not offer it there (tests/test_finetune_runs.py records this)."""
     import torch
 
     if not torch.cuda.is_available():

@@ -192,7 +192,7 @@ class Trainer:
         self.model.eval()
         total, tokens = 0.0, 0
         size = self.config.batch_size
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: bitsandbytes' CPU 4-bit kernels repack weights under it
             for start in range(0, len(self.eval_examples), size):
                 batch = self._to_device(finetune_data.collate(self.eval_examples[start:start + size], self.pad_id))
                 loss, n = batch_loss(self.model, batch, self.offset, self.autocast)
