@@ -28,6 +28,8 @@ PAGES = {
                 url_path="retriever"),
         st.Page("../pages/retrieval_test.py", title=t("Retrieval test"), icon=":material/search:",
                 url_path="retrieval-test"),
+        st.Page("../pages/finetune.py", title=t("4 · Fine-tune"), icon=":material/model_training:",
+                url_path="fine-tune"),
     ],
     t("Data"): [
         st.Page("../pages/datasets.py", title=t("Datasets"), icon=":material/dataset:", url_path="datasets"),

@@ -184,7 +184,7 @@ def apply_adapter(model, info: AdapterInfo, merge: bool = True):
 
 def export_adapter_zip(info: AdapterInfo, destination: Path) -> Path:
     """A zip of the adapter folder (PEFT format for LoRA/IA3/soft prompts; tensors + manifest otherwise)."""
-    base = destination / info.id
+    base = destination / f"{info.id}-{int(info.manifest.get('created', 0))}"
     return Path(shutil.make_archive(str(base), "zip", root_dir=info.folder))
 
 

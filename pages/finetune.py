@@ -1,0 +1,404 @@
+"""Rung 4 · Fine-tune: pick data and a method, see memory and time before starting, follow the run live, then
+keep, compare, attach and export the adapters it produces."""
+
+import json
+import shutil
+from pathlib import Path
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.data.store import DatasetStore
+from core.errors import StudioError
+from core.finetune import estimate, runs
+from core.finetune.adapters import AdapterRegistry
+from core.finetune.config import DATA_KINDS, METHODS, TARGET_PRESETS, TrainConfig
+from core.finetune.recommend import recommend
+from core.i18n import Msg
+from core.jobs import Job, event_message
+from studio.ui.i18n import t
+from studio.ui.model_panel import model_ready
+from studio.ui.state import draft, require_project, save_draft, saved_recipe, show_error
+
+project = require_project()
+K = f"finetune.{project.slug}."
+STATES = {"new": Msg("not started"), "running": Msg("training"), "done": Msg("finished"),
+          "cancelled": Msg("cancelled"), "failed": Msg("stopped with an error")}
+
+st.title(t("4 · Fine-tune"))
+st.write(t("When prompting, examples and documents are not enough, teach the model from your training pairs. "
+           "Training runs in the background: you can leave this page and come back."))
+
+recipe = draft(project)
+saved, _ = saved_recipe(project)
+if not recipe.model.trainable:
+    st.error(t("Models behind an endpoint cannot be fine-tuned here; pick the embedded model, a local folder, a "
+               "GGUF file or a hub id on the Model page."))
+    st.page_link("../pages/model.py", label=t("Open the Model page"), icon=":material/memory:")
+    st.stop()
+if not model_ready(recipe.model, key=K + "model"):
+    st.stop()
+
+
+@st.cache_data(show_spinner=False)
+def model_shape(folder: str) -> estimate.ModelShape:
+    return estimate.ModelShape.from_config(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
+
+
+def base_folder() -> Path | None:
+    from core.finetune.adapters import source_folder
+
+    try:
+        return source_folder(recipe.model)
+    except StudioError as exc:
+        show_error(exc)
+        return None
+
+
+def gpu_present() -> bool:
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+
+
+def loss_chart(events: list[dict]) -> go.Figure:
+    steps = [e for e in events if e.get("type") == "step"]
+    evals = [e for e in events if e.get("type") == "eval"]
+    figure = go.Figure()
+    figure.add_scatter(x=[e["step"] for e in steps], y=[e["loss"] for e in steps], mode="lines",
+                       name=t("Training loss"))
+    if evals:
+        figure.add_scatter(x=[e["step"] for e in evals], y=[e["eval_loss"] for e in evals], mode="lines+markers",
+                           name=t("Eval loss"))
+    figure.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=t("Step"),
+                         yaxis_title=t("Loss"), legend=dict(orientation="h", y=1.15))
+    return figure
+
+
+# ---- data -------------------------------------------------------------------------------------------------------
+st.subheader(t("Training data"))
+store = DatasetStore(project)
+datasets = [d.name for d in store.list() if d.kind in DATA_KINDS]
+if not datasets:
+    st.info(t("No training pairs yet. Import or label pairs (prompt → response) on the Datasets page."))
+    st.page_link("../pages/datasets.py", label=t("Open the Datasets page"), icon=":material/dataset:")
+    st.stop()
+dataset = st.selectbox(t("Dataset"), datasets, key=K + "dataset")
+records, version = store.load(dataset)
+usable = [r for r in records if r.get("status") != "rejected"]
+st.caption(t("Version {version} · {count} usable records (rejected ones are left out).", version=version,
+             count=len(usable)))
+
+folder = base_folder()
+if folder is None:
+    st.stop()
+shape = model_shape(str(folder))
+
+# ---- method -----------------------------------------------------------------------------------------------------
+st.subheader(t("Method"))
+available = estimate.available_memory("cpu")
+advice = recommend(len(usable), shape, available, gpu_present())
+with st.container(border=True):
+    st.markdown(t("**Suggested: {method}.** {reason}", method=t(METHODS[advice.method]).split(":")[0],
+                  reason=t(advice.reason)))
+    if st.button(t("Use the suggestion"), key=K + "use_advice", icon=":material/auto_awesome:"):
+        st.session_state[K + "method"] = advice.method
+        for field, value in advice.changes.items():
+            st.session_state[K + field] = value
+        st.rerun()
+methods = list(METHODS)
+method = st.radio(t("Method"), methods, key=K + "method", format_func=lambda m: t(METHODS[m]),
+                  label_visibility="collapsed")
+qlora_ok = True
+if method == "qlora":
+    from core.finetune.methods import qlora_support
+
+    qlora_ok, qlora_message = qlora_support()
+    (st.success if qlora_ok else st.warning)(t(qlora_message))
+
+defaults = TrainConfig()
+settings: dict = {"dataset": dataset, "dataset_version": version, "method": method}
+if method in ("lora", "qlora"):
+    cols = st.columns(4)
+    settings["lora_rank"] = cols[0].number_input(t("Rank"), 1, 256, defaults.lora_rank, key=K + "lora_rank")
+    settings["lora_alpha"] = cols[1].number_input(t("Alpha"), 1, 512, defaults.lora_alpha, key=K + "lora_alpha")
+    settings["lora_dropout"] = cols[2].number_input(t("Dropout"), 0.0, 0.9, defaults.lora_dropout, 0.05,
+                                                    key=K + "lora_dropout")
+    settings["target_preset"] = cols[3].selectbox(t("Layers"), list(TARGET_PRESETS), key=K + "target_preset",
+                                                  index=list(TARGET_PRESETS).index(defaults.target_preset),
+                                                  format_func=lambda p: t(TARGET_PRESETS[p]))
+    cols = st.columns(2)
+    settings["use_rslora"] = cols[0].toggle(t("rsLoRA (stable scaling for high ranks)"), key=K + "use_rslora")
+    settings["use_dora"] = cols[1].toggle(t("DoRA (weight-decomposed LoRA, slower, sometimes better)"),
+                                          key=K + "use_dora")
+elif method == "partial":
+    settings["trainable_blocks"] = st.number_input(t("Blocks to train (counted from the top of {layers})",
+                                                     layers=shape.layers), 1, shape.layers,
+                                                   min(defaults.trainable_blocks, shape.layers),
+                                                   key=K + "trainable_blocks")
+elif method in ("prompt_tuning", "prefix_tuning"):
+    settings["virtual_tokens"] = st.number_input(t("Soft-prompt length (tokens)"), 1, 512, defaults.virtual_tokens,
+                                                 key=K + "virtual_tokens")
+    if method == "prompt_tuning":
+        settings["prompt_init_text"] = st.text_input(
+            t("Start from this text (empty = random)"), key=K + "prompt_init_text",
+            placeholder=t("Answer questions about our products briefly."))
+
+with st.expander(t("Training settings"), icon=":material/tune:"):
+    cols = st.columns(4)
+    settings["epochs"] = cols[0].number_input(t("Epochs"), 1, 100, defaults.epochs, key=K + "epochs")
+    settings["learning_rate"] = cols[1].number_input(t("Learning rate"), 1e-6, 0.5, defaults.learning_rate,
+                                                     format="%.0e", key=K + "learning_rate")
+    settings["batch_size"] = cols[2].number_input(t("Batch size"), 1, 256, defaults.batch_size, key=K + "batch_size")
+    settings["grad_accum"] = cols[3].number_input(t("Gradient accumulation"), 1, 256, defaults.grad_accum,
+                                                  key=K + "grad_accum")
+    cols = st.columns(4)
+    settings["max_length"] = cols[0].number_input(t("Max length (tokens)"), 16, 32768, defaults.max_length,
+                                                  key=K + "max_length")
+    settings["eval_fraction"] = cols[1].number_input(t("Eval share"), 0.0, 0.5, defaults.eval_fraction, 0.05,
+                                                     key=K + "eval_fraction",
+                                                     help=t("Used when the dataset has no train/eval split."))
+    settings["early_stopping_patience"] = cols[2].number_input(
+        t("Early stopping patience"), 0, 100, defaults.early_stopping_patience, key=K + "early_stopping_patience",
+        help=t("Stop after this many evaluations without a lower eval loss; 0 = off."))
+    settings["seed"] = cols[3].number_input(t("Seed"), 0, 2**31 - 1, defaults.seed, key=K + "seed")
+    cols = st.columns(4)
+    settings["eval_every"] = cols[0].number_input(t("Eval every (steps, 0 = each epoch)"), 0, 100000,
+                                                  defaults.eval_every, key=K + "eval_every")
+    settings["completion_only"] = cols[1].toggle(t("Loss on answers only"), defaults.completion_only,
+                                                 key=K + "completion_only")
+    settings["group_by_length"] = cols[2].toggle(t("Group similar lengths"), defaults.group_by_length,
+                                                 key=K + "group_by_length")
+    settings["precision"] = cols[3].selectbox(t("Precision"), ["auto", "bf16", "fp32"], key=K + "precision")
+
+try:
+    config = TrainConfig.from_dict(settings)
+except StudioError as exc:
+    show_error(exc)
+    st.stop()
+
+# ---- estimates --------------------------------------------------------------------------------------------------
+st.subheader(t("Before you start"))
+memory = estimate.estimate_memory(shape, config, config.max_length, "cuda" if gpu_present() else "cpu")
+train_count = max(1, round(len(usable) * (1 - config.eval_fraction)))
+steps = estimate.planned_steps(train_count, config)
+cols = st.columns(4)
+cols[0].metric(t("Memory needed"), estimate.format_bytes(memory.total))
+cols[1].metric(t("Memory free"), estimate.format_bytes(memory.available) if memory.available else "?")
+cols[2].metric(t("Trainable weights"), f"{estimate.trainable_parameters(shape, config):,}")
+cols[3].metric(t("Updates"), f"{steps:,}")
+parts = {t("Weights"): memory.weights, t("Gradients"): memory.gradients, t("Optimizer"): memory.optimizer,
+         t("Activations"): memory.activations}
+bar = go.Figure([go.Bar(y=[t("Memory")], x=[size / 2**30], name=name, orientation="h")
+                 for name, size in parts.items()])
+if memory.available:
+    bar.add_vline(x=memory.available / 2**30, line_dash="dash", annotation_text=t("free"))
+bar.update_layout(barmode="stack", height=140, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="GB",
+                  legend=dict(orientation="h", y=-0.6))
+st.plotly_chart(bar, key=K + "memory_chart")
+if memory.warning():
+    st.warning(t(memory.warning()))
+
+calibration_dir = runs.runs_folder(project) / "_timing"
+
+
+def latest_calibration() -> Job | None:
+    jobs = sorted(p for p in (calibration_dir / "jobs").glob("*") if p.is_dir())
+    return Job(jobs[-1]) if jobs else None
+
+
+def run_spec(config: TrainConfig) -> dict:
+    return {"config": config.to_dict(), "base_model": recipe.model.to_dict(), "prompt": recipe.prompt.to_dict(),
+            "labels": {"user": recipe.labels.user, "assistant": recipe.labels.assistant}}
+
+
+timing = latest_calibration()
+cols = st.columns([1, 3], vertical_alignment="center")
+if cols[0].button(t("Measure the time"), key=K + "calibrate", icon=":material/timer:",
+                  help=t("Runs a few real training steps (about a minute) to time this machine.")):
+    calibration_dir.mkdir(parents=True, exist_ok=True)
+    spec_file = calibration_dir / "spec.json"
+    spec_file.write_text(json.dumps(run_spec(config)), encoding="utf-8")
+    timing = Job.start(calibration_dir / "jobs", ["-m", "core.finetune.job", "calibrate", str(project.path),
+                                                 str(spec_file)], label="Timing")
+if timing is not None:
+    status = timing.status()
+    done = next((e for e in timing.events() if e.get("type") == "calibration"), None)
+    if status.state == "running":
+        cols[1].caption(t("Timing a few training steps…"))
+    elif done:
+        total = done["seconds_per_step"] * steps
+        cols[1].info(t("About {duration} for {steps} updates ({seconds:.1f} s each, {speed:.0f} tokens/s).",
+                       duration=estimate.format_duration(total), steps=steps, seconds=done["seconds_per_step"],
+                       speed=done["tokens_per_s"]))
+    elif status.state == "failed":
+        cols[1].error(t(status.error))
+
+# ---- start ------------------------------------------------------------------------------------------------------
+with st.expander(t("Run it from a terminal or on several GPUs"), icon=":material/terminal:"):
+    st.caption(t("Save this config as run.json next to the studio; the same run then trains headless, or with "
+                 "accelerate on several GPUs."))
+    st.code(json.dumps(config.to_dict(), indent=2), language="json")
+    st.download_button(t("Download run.json"), json.dumps(config.to_dict(), indent=2), file_name="run.json",
+                       mime="application/json", key=K + "download_config")
+    st.code(runs.headless_command(project, "run.json"), language="bash")
+    st.code(runs.accelerate_command(project, "run.json"), language="bash")
+
+active = [r for r in runs.list_runs(project) if r.status().state == "running"]
+start_disabled = bool(active) or (method == "qlora" and not qlora_ok)
+if st.button(t("Start training"), type="primary", icon=":material/play_arrow:", disabled=start_disabled,
+             key=K + "start"):
+    try:
+        run = runs.create_run(project, config, recipe)
+        run.start()
+        st.session_state[K + "run"] = run.id
+        st.rerun()
+    except StudioError as exc:
+        show_error(exc)
+if active:
+    st.caption(t("One run trains at a time; this machine is busy with {run}.", run=active[0].id))
+
+# ---- runs -------------------------------------------------------------------------------------------------------
+all_runs = runs.list_runs(project)
+if all_runs:
+    st.subheader(t("Runs"))
+    ids = [r.id for r in all_runs]
+    if st.session_state.get(K + "run") not in ids:
+        st.session_state[K + "run"] = ids[0]
+    chosen = runs.get_run(project, st.selectbox(t("Run"), ids, key=K + "run"))
+    chosen_config = chosen.config
+    st.caption(t("{method} on {dataset} v{version} · {epochs} epochs · learning rate {lr}",
+                 method=t(METHODS[chosen_config.method]).split(":")[0], dataset=chosen_config.dataset,
+                 version=chosen_config.dataset_version, epochs=chosen_config.epochs, lr=chosen_config.learning_rate))
+
+    @st.fragment(run_every=2.0)
+    def run_panel() -> None:
+        status = chosen.status()
+        events = chosen.events()
+        if status.state == "running":
+            st.progress(min(1.0, status.step / status.total) if status.total else 0.0,
+                        text=t(status.message) if status.message else t("Starting"))
+        else:
+            st.markdown(t("Status: **{state}** · step {step} of {total}", state=t(STATES[status.state]),
+                          step=status.step, total=status.total or "?"))
+        steps_seen = [e for e in events if e.get("type") == "step"]
+        evals = [e for e in events if e.get("type") == "eval"]
+        if steps_seen:
+            last = steps_seen[-1]
+            cols = st.columns(4)
+            cols[0].metric(t("Training loss"), f"{last['loss']:.3f}")
+            cols[1].metric(t("Eval loss"), f"{evals[-1]['eval_loss']:.3f}" if evals else "–",
+                           delta=f"{evals[-1]['eval_loss'] - evals[0]['eval_loss']:+.3f}" if len(evals) > 1 else None,
+                           delta_color="inverse")
+            cols[2].metric(t("Tokens/s"), f"{last['tokens_per_s']:.0f}")
+            cols[3].metric(t("Time left"), estimate.format_duration(last["eta_s"]) if status.state == "running"
+                           else "–")
+            st.plotly_chart(loss_chart(events), key=K + "loss_chart")
+        for event in chosen.messages()[-3:]:
+            if event.get("type") == "report" or event.get("type") == "trainable":
+                st.caption(t(event_message(event, "message")))
+        if status.state == "failed" and status.error:
+            st.error(t(status.error))
+        if status.state == "running":
+            if st.button(t("Cancel"), key=K + "cancel", icon=":material/stop:",
+                         help=t("Saves a checkpoint and stops; Resume continues from it.")):
+                chosen.cancel()
+                st.rerun()
+        elif status.state != "running" and st.session_state.get(K + "was_running") == chosen.id:
+            st.session_state.pop(K + "was_running")
+            st.rerun()  # refresh the adapters list and buttons once the run ends
+        if status.state == "running":
+            st.session_state[K + "was_running"] = chosen.id
+
+    run_panel()
+    status = chosen.status()
+    if status.state in ("cancelled", "failed"):
+        if st.button(t("Resume") if status.resumable else t("Start again"), icon=":material/play_arrow:",
+                     key=K + "resume", disabled=bool(active)):
+            try:
+                chosen.start()
+                st.rerun()
+            except StudioError as exc:
+                show_error(exc)
+    if status.state == "done" and status.resumable:
+        cols = st.columns([1, 1, 2], vertical_alignment="bottom")
+        extra = cols[0].number_input(t("More epochs"), 1, 100, 1, key=K + "extra_epochs")
+        if cols[1].button(t("Add epochs"), icon=":material/add:", key=K + "add_epochs", disabled=bool(active)):
+            try:
+                chosen.add_epochs(int(extra))
+                st.rerun()
+            except StudioError as exc:
+                show_error(exc)
+
+# ---- adapters ---------------------------------------------------------------------------------------------------
+registry = AdapterRegistry(project)
+adapters = registry.list()
+st.subheader(t("Adapters"))
+if not adapters:
+    st.caption(t("Each finished run leaves an adapter here. Attach one to the recipe to use it in Chat and "
+                 "evaluation."))
+    st.stop()
+rows = [{t("Adapter"): a.label, t("Method"): t(METHODS[a.method]).split(":")[0],
+         t("Eval loss"): a.metrics.get("eval_loss"), t("Steps"): a.metrics.get("steps"),
+         t("Size"): estimate.format_bytes(a.manifest.get("size_bytes", 0)),
+         t("Attached"): "✓" if saved.adapter == a.id else ""} for a in adapters]
+st.dataframe(rows, hide_index=True, key=K + "adapters_table")
+picked = st.selectbox(t("Adapter"), [a.id for a in adapters], key=K + "adapter",
+                      format_func=lambda i: registry.get(i).label)
+info = registry.get(picked)
+cols = st.columns(4)
+if saved.adapter == info.id:
+    if cols[0].button(t("Detach from the recipe"), icon=":material/link_off:", key=K + "detach"):
+        save_draft(project, recipe.with_changes(adapter=None), note=t("Detached adapter {name}", name=info.label))
+        st.rerun()
+elif cols[0].button(t("Attach to the recipe"), type="primary", icon=":material/link:", key=K + "attach"):
+    from core.finetune.adapters import check_base
+
+    try:
+        check_base(info, folder)
+        save_draft(project, recipe.with_changes(adapter=info.id), note=t("Attached adapter {name}", name=info.label))
+        st.rerun()
+    except StudioError as exc:
+        show_error(exc)
+with cols[1].popover(t("Export"), icon=":material/download:"):
+    from core.finetune.adapters import export_adapter_zip, merge_and_export
+
+    exports = project.subdir("exports")
+    exports.mkdir(parents=True, exist_ok=True)
+    archive = exports / f"{info.id}-{int(info.manifest.get('created', 0))}.zip"  # new zip after more epochs
+    if not archive.exists():
+        export_adapter_zip(info, exports)
+    st.download_button(t("Adapter only (.zip)"), archive.read_bytes(), file_name=archive.name,
+                       mime="application/zip", key=K + "download_adapter",
+                       help=t("Loads with PEFT (PeftModel.from_pretrained) and vLLM for LoRA."))
+    if info.method not in ("prompt_tuning", "prefix_tuning"):
+        if st.button(t("Merge into the model and save a folder"), key=K + "merge"):
+            try:
+                with st.spinner(t("Merging…")):
+                    target = merge_and_export(info, folder, exports / f"{info.id}-merged")
+                st.success(t("Saved a standalone model folder: {path}", path=str(target)))
+            except StudioError as exc:
+                show_error(exc)
+new_name = cols[2].text_input(t("Name"), info.label, key=K + f"name.{info.id}", label_visibility="collapsed")
+if new_name.strip() and new_name != info.label:
+    registry.rename(info.id, new_name)
+    st.rerun()
+with cols[3].popover(t("Delete"), icon=":material/delete:"):
+    st.write(t("Delete adapter {name}? Recipes that use it will stop working until another is attached.",
+               name=info.label))
+    if st.button(t("Delete for good"), type="primary", key=K + "delete"):
+        registry.delete(info.id)
+        st.rerun()
+
+# ---- base vs tuned ----------------------------------------------------------------------------------------------
+st.markdown("#### " + t("Base vs tuned"))
+question = st.text_input(t("Ask both models the same question"), key=K + "compare_question",
+                         placeholder=t("Type a question from your domain"))
+if st.button(t("Compare"), icon=":material/compare_arrows:", key=K + "compare", disabled=not question.strip()):
+    from studio.ui.trial import stream_answer
+
+    left, right = st.columns(2)
+    with left:
+        st.caption(t("Base model"))
+        stream_answer(project, recipe.with_changes(adapter=None), question, key=K + "base_answer")
+    with right:
+        st.caption(t("With {name}", name=info.label))
+        stream_answer(project, recipe.with_changes(adapter=info.id), question, key=K + "tuned_answer")

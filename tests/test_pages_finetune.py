@@ -1,0 +1,105 @@
+"""The Fine-tune page with streamlit's AppTest: settings and estimates, a running (fake) job with live curves
+and cancel, and the adapter list with attach."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from apptest_helpers import button, open_page
+from core.data.records import new_record
+from core.data.store import DatasetStore
+from core.finetune import runs
+from core.finetune.adapters import AdapterRegistry
+from core.finetune.config import TrainConfig
+from core.models.source import ModelSource
+from core.recipe import Recipe, RecipeStore
+
+PAIRS = [(f"Question {i}: when do orders ship to region {i}?", f"Orders to region {i} ship in {i % 5 + 1} days.")
+         for i in range(16)]
+
+
+@pytest.fixture
+def tuning_project(workspace, tiny_model_dir):
+    project = workspace.create("Tuning shop")
+    RecipeStore(project).save(Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("llama")))))
+    DatasetStore(project).create("pairs", "sft", [new_record("sft", prompt=q, response=a) for q, a in PAIRS])
+    workspace.remember_last(project)
+    return project
+
+
+def fake_running_run(project) -> runs.Run:
+    """A run whose job prints a few step and eval events, then waits (as a long training would)."""
+    run = runs.create_run(project, TrainConfig(dataset="pairs", epochs=1), RecipeStore(project).load())
+    events = [{"type": "step", "step": s, "total_steps": 10, "epoch": 1, "loss": 3.0 - 0.2 * s, "lr": 1e-4,
+               "tokens_per_s": 500.0, "eta_s": 60.0, "progress": s / 10} for s in range(1, 5)]
+    events += [{"type": "eval", "step": 0, "eval_loss": 3.1, "best_eval": 3.1},
+               {"type": "eval", "step": 4, "eval_loss": 2.5, "best_eval": 2.5},
+               {"progress": 0.4, "message": "Training", "message_template": "Training", "message_params": {}}]
+    script = "import json,sys,time\n" + "".join(f"print(json.dumps({e!r}), flush=True)\n" for e in events) + \
+             "time.sleep(120)\n"
+    from core.jobs import Job
+
+    Job.start(run.folder / "jobs", ["-c", script], label="fake training")
+    deadline = time.time() + 30
+    while len(run.events()) < 6 and time.time() < deadline:
+        time.sleep(0.1)
+    return run
+
+
+def test_page_shows_method_choice_recommendation_and_estimates(tuning_project):
+    at = open_page("finetune")
+    assert any("Suggested" in m.value for m in at.markdown)
+    assert at.radio[0].value == "lora"
+    labels = [m.label for m in at.metric]
+    assert "Memory needed" in labels and "Updates" in labels
+    button(at, "Use the suggestion").click().run()
+    assert not at.exception
+    at.radio[0].set_value("partial").run()
+    assert any("Blocks to train" in n.label for n in at.number_input)
+    at.radio[0].set_value("bitfit").run()
+    assert not at.exception
+
+
+def test_running_job_shows_progress_curve_and_cancel(tuning_project):
+    run = fake_running_run(tuning_project)
+    at = open_page("finetune")
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(m.label == "Training loss" and m.value == "2.200" for m in at.metric)
+    assert any(m.label == "Eval loss" and m.value == "2.500" for m in at.metric)
+    assert button(at, "Start training").disabled  # one run at a time
+    button(at, "Cancel").click().run()
+    assert run.status().state == "cancelled"
+
+
+def test_finished_run_adapter_can_be_attached(tuning_project):
+    recipe = RecipeStore(tuning_project).load()
+    run = runs.create_run(tuning_project, TrainConfig(dataset="pairs", epochs=1, lora_rank=2, max_length=64,
+                                                      precision="fp32"), recipe)
+    runs.execute(tuning_project, run.id, lambda **e: None)
+    (run.folder / "jobs").mkdir(exist_ok=True)
+    at = open_page("finetune")
+    assert AdapterRegistry(tuning_project).exists(run.id)
+    assert any("Attached" in str(d.value.columns.tolist()) for d in at.dataframe)
+    button(at, "Attach to the recipe").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert RecipeStore(tuning_project).load().adapter == run.id
+    assert button(at, "Detach from the recipe")
+
+
+def test_endpoint_model_gets_a_clear_message(workspace):
+    project = workspace.create("Endpoint shop")
+    RecipeStore(project).save(Recipe(model=ModelSource(kind="openai", location="http://127.0.0.1:9/v1",
+                                                       model_name="m")))
+    workspace.remember_last(project)
+    at = open_page("finetune")
+    assert any("cannot be fine-tuned" in e.value for e in at.error)
+
+
+def test_config_download_is_the_run_config(tuning_project):
+    at = open_page("finetune")
+    code = [c.value for c in at.code if c.language == "json"]
+    assert code and json.loads(code[0])["dataset"] == "pairs"
+    assert any("studio train" in c.value for c in at.code)
