@@ -226,9 +226,9 @@ if timing is not None:
         cols[1].caption(t("Timing a few training steps…"))
     elif done:
         total = done["seconds_per_step"] * steps
-        cols[1].info(t("About {duration} for {steps} updates ({seconds:.1f} s each, {speed:.0f} tokens/s).",
-                       duration=estimate.format_duration(total), steps=steps, seconds=done["seconds_per_step"],
-                       speed=done["tokens_per_s"]))
+        cols[1].info(t("About {duration} for {steps} updates ({seconds} s each, {speed} tokens/s).",
+                       duration=estimate.format_duration(total), steps=steps,
+                       seconds=f"{done['seconds_per_step']:.1f}", speed=f"{done['tokens_per_s']:.0f}"))
     elif status.state == "failed":
         cols[1].error(t(status.error))
 

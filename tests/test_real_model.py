@@ -124,3 +124,40 @@ def test_vietnamese_prompt_streams_with_diacritics_intact(gemma):
     assert prepared.budget.used == gemma.count_tokens(prepared.prompt)
     stream.run_to_end()
     assert stream.output_tokens > 0 and "\nCâu hỏi:" not in stream.text
+
+
+def test_short_lora_run_on_the_embedded_model_lowers_eval_loss(gemma, tmp_path, monkeypatch):
+    """A real LoRA run (about a minute on 2 cores): the sample's pairs train, its eval set measures."""
+    import json
+    import time
+
+    from core.data.records import new_record
+    from core.data.store import DatasetStore
+    from core.finetune import runs
+    from core.finetune.adapters import AdapterRegistry
+    from core.finetune.config import TrainConfig
+    from core.recipe import Recipe
+    from core.sample import SAMPLE_DIR
+    from core.workspace import Workspace
+
+    model_folder = convert.embedded_folder()  # the shared converted model; the project lives in tmp_path
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
+    project = Workspace().create("Real tuning")
+    rows = [json.loads(line) for line in (SAMPLE_DIR / "examples.jsonl").read_text().splitlines() if line.strip()]
+    held_out = [json.loads(line) for line in (SAMPLE_DIR / "eval.jsonl").read_text().splitlines() if line.strip()]
+    records = [new_record("sft", prompt=r["prompt"], response=r["response"]) | {"split": "train"} for r in rows]
+    records += [new_record("sft", prompt=r["question"], response=r["reference"]) | {"split": "eval"}
+                for r in held_out if r.get("reference")]
+    DatasetStore(project).create("pairs", "sft", records)
+    recipe = Recipe.from_dict(json.loads((SAMPLE_DIR / "recipe.json").read_text())) \
+        .with_changes(model=ModelSource(kind="local", location=str(model_folder)))
+    config = TrainConfig(dataset="pairs", method="lora", lora_rank=8, lora_alpha=16, epochs=3, batch_size=4,
+                         learning_rate=1e-3, max_length=256)
+    run = runs.create_run(project, config, recipe)
+    events, started = [], time.time()
+    result = runs.execute(project, run.id, lambda **e: events.append(e))
+    elapsed = time.time() - started
+    evals = [e["eval_loss"] for e in events if e.get("type") == "eval"]
+    assert result["finished"] and elapsed < 180, elapsed
+    assert min(evals[1:]) < evals[0] * 0.9, evals  # at least 10% lower than before training
+    assert AdapterRegistry(project).get(run.id).metrics["eval_loss"] == min(evals)
