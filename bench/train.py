@@ -212,36 +212,38 @@ def batch_counts(batch: dict) -> dict:
 
 
 class StepClock:
-    """Step boundaries: the timed window runs from the end of step `warmup` to the end of step `total`."""
+    """Times every optimizer step on its own, from the end of the previous one (data collation included). Between
+    steps, outside the timings, it waits (within the budget of `quiet`) until other processes leave the CPUs idle,
+    and it records how many CPUs they used during each step. The first `warmup` steps are not counted."""
 
-    def __init__(self, warmup: int, total: int):
-        self.warmup, self.total = warmup, total
-        self.ends: list[float] = []
-        self.started = time.perf_counter()
-        self.since = None
-        self.busy = float("nan")
+    def __init__(self, warmup: int, total: int, quiet: Quiet):
+        self.warmup, self.total, self.quiet = warmup, total, quiet
+        self.step_s: list[float] = []
+        self.busy: list[float] = []
+        self.resumed = snapshot()
 
     def start(self) -> None:
-        self.started = time.perf_counter()
+        self.quiet.wait()
+        self.resumed = snapshot()
 
     def step_end(self) -> None:
-        self.ends.append(time.perf_counter())
-        if len(self.ends) == self.warmup:
-            self.since = snapshot()
-        elif len(self.ends) == self.total and self.since is not None:
-            self.busy = round(foreign_cores(self.since), 2)
+        self.step_s.append(time.perf_counter() - self.resumed[0])
+        self.busy.append(round(foreign_cores(self.resumed), 2))
+        if len(self.step_s) < self.total:
+            self.quiet.wait()
+        self.resumed = snapshot()
 
     def figures(self, batches: list[dict]) -> dict:
-        assert len(self.ends) == self.total and len(batches) >= self.total, (len(self.ends), len(batches))
-        timed = batches[self.warmup:self.total]
-        wall = self.ends[-1] - self.ends[self.warmup - 1]
-        step_s = [b - a for a, b in zip(self.ends[self.warmup - 1:], self.ends[self.warmup:])]
-        tokens = sum(b["tokens"] for b in timed)
+        assert len(self.step_s) == self.total and len(batches) >= self.total, (len(self.step_s), len(batches))
+        timed, step_s = batches[self.warmup:self.total], self.step_s[self.warmup:]
+        wall, tokens = sum(step_s), sum(b["tokens"] for b in timed)
         return {"timed_steps": len(step_s), "timed_s": round(wall, 3), "step_s": [round(s, 3) for s in step_s],
-                "warmup_step_s": [round(b - a, 3) for a, b in zip([self.started] + self.ends, self.ends[:self.warmup])],
+                "warmup_step_s": [round(s, 3) for s in self.step_s[:self.warmup]],
                 "tokens": tokens, "slots": sum(b["slots"] for b in timed),
                 "labeled": sum(b["labeled"] for b in timed), "tokens_per_s": round(tokens / wall, 1),
-                "busy_neighbours": self.busy}
+                "busy_neighbours": self.busy[self.warmup:],
+                "busy_steps": sum(b > BUSY_NEIGHBOUR_CORES for b in self.busy[self.warmup:]),
+                "quiet_wait_s": round(self.quiet.waited_s, 1)}
 
 
 def lora_changed(model) -> bool:
@@ -284,7 +286,7 @@ def worker_studio(spec: dict) -> dict:
 
     finetune_data.collate = counting_collate
     quiet = Quiet(spec["quiet_wait"])
-    clock = StepClock(warmup, total)
+    clock = StepClock(warmup, total, quiet)
     losses = []
 
     def emit(event: dict) -> None:
@@ -295,7 +297,6 @@ def worker_studio(spec: dict) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(model, config, examples, [], spec["pad_id"], Path(run_dir), emit=emit)
         assert trainer.total_steps() == total, trainer.total_steps()
-        quiet.wait(per_call_s=spec["quiet_wait"])
         clock.start()
         trainer.run()
     figures = clock.figures(batches)
@@ -331,7 +332,7 @@ def worker_baseline(spec: dict) -> dict:
         return out
 
     quiet = Quiet(spec["quiet_wait"])
-    clock = StepClock(warmup, total)
+    clock = StepClock(warmup, total, quiet)
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -345,7 +346,6 @@ def worker_baseline(spec: dict) -> dict:
         trainer = Trainer(model=model, args=arguments, train_dataset=[{"input_ids": e["input_ids"]}
                                                                       for e in spec["examples"]],
                           data_collator=collator, callbacks=[Clock()])
-        quiet.wait(per_call_s=spec["quiet_wait"])
         clock.start()
         result = trainer.train()
     figures = clock.figures(batches)
@@ -471,8 +471,9 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps of each side")
     parser.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps before them (at least 1)")
     parser.add_argument("--batch", type=int, default=8, help="examples per step, both sides")
-    parser.add_argument("--quiet-wait", type=float, default=10.0,
-                        help="seconds each side may wait for other processes to leave the CPUs idle")
+    parser.add_argument("--quiet-wait", type=float, default=60.0,
+                        help="seconds, in all, each side may wait (between steps) for other processes to leave the "
+                             "CPUs idle")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -497,12 +498,12 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         studio = run_worker("studio", spec, Path(scratch))
         print(f"studio:   {studio['tokens_per_s']:8.1f} tok/s  {studio['timed_s'] / studio['timed_steps']:.2f} s/step  "
-              f"peak RSS {studio['peak_rss_mib']} MiB  bf16={studio['bf16']}  (neighbours {studio['busy_neighbours']})",
+              f"peak RSS {studio['peak_rss_mib']} MiB  bf16={studio['bf16']}  ({studio['busy_steps']} busy steps)",
               flush=True)
         baseline = run_worker("baseline", spec, Path(scratch))
         print(f"baseline: {baseline['tokens_per_s']:8.1f} tok/s  "
               f"{baseline['timed_s'] / baseline['timed_steps']:.2f} s/step  peak RSS {baseline['peak_rss_mib']} MiB  "
-              f"(neighbours {baseline['busy_neighbours']})", flush=True)
+              f"({baseline['busy_steps']} busy steps)", flush=True)
         timed = studio["timed_steps"]
         rows = round(studio["slots"] / timed)  # the studio's padded tokens per batch
         label_rows = max(1, round(studio["labeled"] / timed))
@@ -530,7 +531,7 @@ def main(argv=None) -> dict:
         "studio_peak_rss_mib": studio["peak_rss_mib"], "baseline_peak_rss_mib": baseline["peak_rss_mib"],
         "studio_padding": round(1 - studio["tokens"] / studio["slots"], 3),
         "baseline_padding": round(1 - baseline["tokens"] / baseline["slots"], 3),
-        "busy_runs": sum(s["busy_neighbours"] > BUSY_NEIGHBOUR_CORES for s in (studio, baseline)),
+        "busy_steps": studio["busy_steps"] + baseline["busy_steps"],
         "studio": studio, "baseline": baseline, "matmul": matmul,
         "cpus": os.cpu_count(), "python": platform.python_version(),
     }

@@ -129,7 +129,6 @@ def test_vietnamese_prompt_streams_with_diacritics_intact(gemma):
 def test_short_lora_run_on_the_embedded_model_lowers_eval_loss(gemma, tmp_path, monkeypatch):
     """A real LoRA run (about a minute on 2 cores): the sample's pairs train, its eval set measures."""
     import json
-    import time
 
     from core.data.records import new_record
     from core.data.store import DatasetStore
@@ -154,10 +153,9 @@ def test_short_lora_run_on_the_embedded_model_lowers_eval_loss(gemma, tmp_path, 
     config = TrainConfig(dataset="pairs", method="lora", lora_rank=8, lora_alpha=16, epochs=3, batch_size=4,
                          learning_rate=1e-3, max_length=256)
     run = runs.create_run(project, config, recipe)
-    events, started = [], time.time()
+    events = []
     result = runs.execute(project, run.id, lambda **e: events.append(e))
-    elapsed = time.time() - started
     evals = [e["eval_loss"] for e in events if e.get("type") == "eval"]
-    assert result["finished"] and elapsed < 180, elapsed
+    assert result["finished"]
     assert min(evals[1:]) < evals[0] * 0.9, evals  # at least 10% lower than before training
     assert AdapterRegistry(project).get(run.id).metrics["eval_loss"] == min(evals)
