@@ -32,8 +32,11 @@ matrices train, 6*N_lora per token; the output layer (tied 262144 x 640 embeddin
 label: 4*d*V per labeled token. Attention's score and value products (about 4*ctx*1024 per token and layer forward,
 under 3% at these lengths) are left out, so the achieved figure is slightly understated.
 
-CPU timings are only meaningful on a quiet machine: before each side the worker waits (within a budget) until
-other processes leave the CPUs idle, and it reports how many CPUs other processes used during its timed steps.
+CPU timings are only meaningful on a quiet machine (with as many torch threads as cores, one busy neighbour makes
+a step 2-8x slower). Every step is timed on its own, from the end of the previous step; between steps, outside the
+timings, a worker waits (at most `--quiet-wait` seconds in all per side) until other processes leave the CPUs
+idle, and it records how many CPUs they used during each step. Check `busy_steps` in the JSON before you trust a
+figure.
 
 The last line printed is one JSON object with every figure.
 """
@@ -361,16 +364,19 @@ def worker_matmul(spec: dict) -> dict:
 
     shapes, rows, label_rows = spec["shapes"], spec["rows"], spec["label_rows"]
     budget = spec.get("seconds_per_shape", 0.25)
+    quiet, busy = Quiet(spec["quiet_wait"], per_call_s=3.0), []
 
     def rate(fn) -> float:
         """Seconds per call: two warm-up calls, then repeat for at least `budget` seconds."""
         fn(), fn()
-        n, start = 0, time.perf_counter()
+        quiet.wait()
+        n, since = 0, snapshot()
         while True:
             fn()
             n += 1
-            elapsed = time.perf_counter() - start
+            elapsed = time.perf_counter() - since[0]
             if elapsed >= budget and n >= 3:
+                busy.append(foreign_cores(since))
                 return elapsed / n
 
     out = {}
@@ -413,7 +419,8 @@ def worker_matmul(spec: dict) -> dict:
         out[name] = {"gflops": round(flops / seconds / 1e9, 1), "step_matmul_s": round(seconds, 4),
                      "peak_shape_gflops": max(max(s["fwd_gflops"], s["bwd_gflops"]) for s in per_shape),
                      "shapes": per_shape}
-    return {"side": "matmul", "rows": rows, "label_rows": label_rows, "torch_threads": torch.get_num_threads(), **out}
+    return {"side": "matmul", "rows": rows, "label_rows": label_rows, "torch_threads": torch.get_num_threads(),
+            "busy_neighbours_max": round(max(busy), 2), "quiet_wait_s": round(quiet.waited_s, 1), **out}
 
 
 # ---- FLOP accounting ------------------------------------------------------------------------------------------------
@@ -507,8 +514,8 @@ def main(argv=None) -> dict:
         timed = studio["timed_steps"]
         rows = round(studio["slots"] / timed)  # the studio's padded tokens per batch
         label_rows = max(1, round(studio["labeled"] / timed))
-        matmul = run_worker("matmul", {"shapes": studio["shapes"], "rows": rows, "label_rows": label_rows},
-                            Path(scratch))
+        matmul = run_worker("matmul", {"shapes": studio["shapes"], "rows": rows, "label_rows": label_rows,
+                                       "quiet_wait": args.quiet_wait / 2}, Path(scratch))
     bf16_gflops, fp32_gflops = matmul["bfloat16"]["gflops"], matmul["float32"]["gflops"]
     studio_gflops = studio["flops_per_s"] / 1e9
     ratio = studio["tokens_per_s"] / baseline["tokens_per_s"]

@@ -233,14 +233,12 @@ if timing is not None:
         cols[1].error(t(status.error))
 
 # ---- start ------------------------------------------------------------------------------------------------------
-with st.expander(t("Run it from a terminal or on several GPUs"), icon=":material/terminal:"):
-    st.caption(t("Save this config as run.json next to the studio; the same run then trains headless, or with "
-                 "accelerate on several GPUs."))
+with st.expander(t("Run it from a terminal"), icon=":material/terminal:"):
+    st.caption(t("Save this config as run.json; the same run then trains headless, for example on a server."))
     st.code(json.dumps(config.to_dict(), indent=2), language="json")
     st.download_button(t("Download run.json"), json.dumps(config.to_dict(), indent=2), file_name="run.json",
                        mime="application/json", key=K + "download_config")
     st.code(runs.headless_command(project, "run.json"), language="bash")
-    st.code(runs.accelerate_command(project, "run.json"), language="bash")
 
 active = [r for r in runs.list_runs(project) if r.status().state == "running"]
 start_disabled = bool(active) or (method == "qlora" and not qlora_ok)

@@ -189,6 +189,17 @@ def test_newcomer_walks_every_page(page):
     page.get_by_text("Version 2 · changes are saved").wait_for()
     check_page(page, "10-labeling")
 
+    go(page, "4 · Fine-tune")
+    page.get_by_text("Suggested:").wait_for()
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Training loss").first.wait_for(timeout=120_000)  # live curve of the background job
+    check_page(page, "11-finetune-running")
+    page.get_by_role("button", name="Attach to the recipe").wait_for(timeout=300_000)
+    page.get_by_role("button", name="Attach to the recipe").click()
+    settle(page)
+    page.get_by_role("button", name="Detach from the recipe").wait_for()
+    check_page(page, "12-finetune-adapter")
+
     # A Vietnamese reader switches the language in the sidebar; the page and navigation follow.
     page.get_by_label("Language / Ngôn ngữ").click()
     page.get_by_role("option", name="Tiếng Việt").click()

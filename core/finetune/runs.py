@@ -299,8 +299,3 @@ def calibrate(project: Project, spec: dict, emit: Emit, steps: int = 3) -> dict:
 
 def headless_command(project: Project, config_path: str) -> str:
     return f"studio train {shlex.quote(project.name)} --config {shlex.quote(config_path)}"
-
-
-def accelerate_command(project: Project, config_path: str, processes: int = 2) -> str:
-    return (f"accelerate launch --num_processes {processes} -m core.cli train {shlex.quote(project.name)} "
-            f"--config {shlex.quote(config_path)}")
