@@ -35,8 +35,9 @@ under 3% at these lengths) are left out, so the achieved figure is slightly unde
 CPU timings are only meaningful on a quiet machine (with as many torch threads as cores, one busy neighbour makes
 a step 2-8x slower). Every step is timed on its own, from the end of the previous step; between steps, outside the
 timings, a worker waits (at most `--quiet-wait` seconds in all per side) until other processes leave the CPUs
-idle, and it records how many CPUs they used during each step. Check `busy_steps` in the JSON before you trust a
-figure.
+idle, and it records how many CPUs they used during each step. Rates count only the timed steps during which
+other processes used at most 0.25 CPUs (`counted_steps`); when there is none they count all timed steps and
+`trustworthy` is false. Check `busy_steps` in the JSON before you trust a figure.
 
 The last line printed is one JSON object with every figure.
 """
@@ -236,17 +237,27 @@ class StepClock:
             self.quiet.wait()
         self.resumed = snapshot()
 
-    def figures(self, batches: list[dict]) -> dict:
+    def figures(self, batches: list[dict], flops=None) -> dict:
+        """Rates over the timed steps during which other processes stayed below BUSY_NEIGHBOUR_CORES (all timed
+        steps when there is none: then `counted_steps` is 0 and the figures are not to be trusted)."""
         assert len(self.step_s) == self.total and len(batches) >= self.total, (len(self.step_s), len(batches))
-        timed, step_s = batches[self.warmup:self.total], self.step_s[self.warmup:]
-        wall, tokens = sum(step_s), sum(b["tokens"] for b in timed)
-        return {"timed_steps": len(step_s), "timed_s": round(wall, 3), "step_s": [round(s, 3) for s in step_s],
-                "warmup_step_s": [round(s, 3) for s in self.step_s[:self.warmup]],
-                "tokens": tokens, "slots": sum(b["slots"] for b in timed),
-                "labeled": sum(b["labeled"] for b in timed), "tokens_per_s": round(tokens / wall, 1),
-                "busy_neighbours": self.busy[self.warmup:],
-                "busy_steps": sum(b > BUSY_NEIGHBOUR_CORES for b in self.busy[self.warmup:]),
-                "quiet_wait_s": round(self.quiet.waited_s, 1)}
+        timed = list(zip(batches[self.warmup:self.total], self.step_s[self.warmup:], self.busy[self.warmup:]))
+        quiet = [t for t in timed if t[2] <= BUSY_NEIGHBOUR_CORES]
+        counted = quiet or timed
+        wall, tokens = sum(t[1] for t in counted), sum(t[0]["tokens"] for t in counted)
+        figures = {"timed_steps": len(timed), "counted_steps": len(quiet), "counted_s": round(wall, 3),
+                   "s_per_step": round(wall / len(counted), 3), "tokens": tokens,
+                   "slots": sum(t[0]["slots"] for t in counted), "labeled": sum(t[0]["labeled"] for t in counted),
+                   "tokens_per_s": round(tokens / wall, 1),
+                   "tokens_per_s_all_steps": round(sum(t[0]["tokens"] for t in timed) / sum(t[1] for t in timed), 1),
+                   "step_s": [round(t[1], 3) for t in timed], "step_tokens": [t[0]["tokens"] for t in timed],
+                   "warmup_step_s": [round(s, 3) for s in self.step_s[:self.warmup]],
+                   "busy_neighbours": [t[2] for t in timed], "busy_steps": len(timed) - len(quiet),
+                   "quiet_wait_s": round(self.quiet.waited_s, 1)}
+        if flops is not None:
+            figures["flops"] = sum(flops(t[0]) for t in counted)
+            figures["flops_per_s"] = figures["flops"] / wall
+        return figures
 
 
 def lora_changed(model) -> bool:
@@ -288,7 +299,7 @@ def worker_studio(spec: dict) -> dict:
         return out
 
     finetune_data.collate = counting_collate
-    quiet = Quiet(spec["quiet_wait"])
+    quiet = Quiet(spec["quiet_wait"], per_call_s=15.0)
     clock = StepClock(warmup, total, quiet)
     losses = []
 
@@ -302,9 +313,7 @@ def worker_studio(spec: dict) -> dict:
         assert trainer.total_steps() == total, trainer.total_steps()
         clock.start()
         trainer.run()
-    figures = clock.figures(batches)
-    figures["flops"] = sum(step_flops(shapes, b) for b in batches[warmup:total])
-    figures["flops_per_s"] = figures["flops"] / figures["timed_s"]
+    figures = clock.figures(batches, flops=lambda batch: step_flops(shapes, batch))
     return {"side": "studio", "bf16": use_bf16(config, device), "load_s": round(load_s, 2),
             "rss_after_load_mib": round(rss_loaded), "peak_rss_mib": round(peak_rss_mib()),
             "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4), "lora_changed": lora_changed(model),
@@ -334,7 +343,7 @@ def worker_baseline(spec: dict) -> dict:
         batches.append(batch_counts(out))
         return out
 
-    quiet = Quiet(spec["quiet_wait"])
+    quiet = Quiet(spec["quiet_wait"], per_call_s=15.0)
     clock = StepClock(warmup, total, quiet)
 
     class Clock(TrainerCallback):
@@ -504,16 +513,16 @@ def main(argv=None) -> dict:
             "steps": args.steps, "warmup": args.warmup, "quiet_wait": args.quiet_wait}
     with tempfile.TemporaryDirectory() as scratch:
         studio = run_worker("studio", spec, Path(scratch))
-        print(f"studio:   {studio['tokens_per_s']:8.1f} tok/s  {studio['timed_s'] / studio['timed_steps']:.2f} s/step  "
+        print(f"studio:   {studio['tokens_per_s']:8.1f} tok/s  {studio['s_per_step']:.2f} s/step  "
               f"peak RSS {studio['peak_rss_mib']} MiB  bf16={studio['bf16']}  ({studio['busy_steps']} busy steps)",
               flush=True)
         baseline = run_worker("baseline", spec, Path(scratch))
         print(f"baseline: {baseline['tokens_per_s']:8.1f} tok/s  "
-              f"{baseline['timed_s'] / baseline['timed_steps']:.2f} s/step  peak RSS {baseline['peak_rss_mib']} MiB  "
+              f"{baseline['s_per_step']:.2f} s/step  peak RSS {baseline['peak_rss_mib']} MiB  "
               f"({baseline['busy_steps']} busy steps)", flush=True)
-        timed = studio["timed_steps"]
-        rows = round(studio["slots"] / timed)  # the studio's padded tokens per batch
-        label_rows = max(1, round(studio["labeled"] / timed))
+        counted = studio["counted_steps"] or studio["timed_steps"]
+        rows = round(studio["slots"] / counted)  # the studio's padded tokens per batch
+        label_rows = max(1, round(studio["labeled"] / counted))
         matmul = run_worker("matmul", {"shapes": studio["shapes"], "rows": rows, "label_rows": label_rows,
                                        "quiet_wait": args.quiet_wait / 2}, Path(scratch))
     bf16_gflops, fp32_gflops = matmul["bfloat16"]["gflops"], matmul["float32"]["gflops"]
@@ -531,14 +540,14 @@ def main(argv=None) -> dict:
         "examples": len(examples), "batch": args.batch, "warmup_steps": args.warmup, "timed_steps": args.steps,
         "lora": LORA, "studio_tokens_per_s": studio["tokens_per_s"], "baseline_tokens_per_s": baseline["tokens_per_s"],
         "ratio": round(ratio, 2), "goal_ratio": GOAL_RATIO,
-        "studio_s_per_step": round(studio["timed_s"] / studio["timed_steps"], 3),
-        "baseline_s_per_step": round(baseline["timed_s"] / baseline["timed_steps"], 3),
+        "studio_s_per_step": studio["s_per_step"], "baseline_s_per_step": baseline["s_per_step"],
         "studio_gflops": round(studio_gflops, 1), "bf16_matmul_gflops": bf16_gflops, "fp32_matmul_gflops": fp32_gflops,
         "matmul_fraction": round(fraction, 3), "goal_matmul_fraction": GOAL_MATMUL_FRACTION,
         "studio_peak_rss_mib": studio["peak_rss_mib"], "baseline_peak_rss_mib": baseline["peak_rss_mib"],
         "studio_padding": round(1 - studio["tokens"] / studio["slots"], 3),
         "baseline_padding": round(1 - baseline["tokens"] / baseline["slots"], 3),
         "busy_steps": studio["busy_steps"] + baseline["busy_steps"],
+        "trustworthy": bool(studio["counted_steps"] and baseline["counted_steps"]),
         "studio": studio, "baseline": baseline, "matmul": matmul,
         "cpus": os.cpu_count(), "python": platform.python_version(),
     }

@@ -199,6 +199,7 @@ def test_newcomer_walks_every_page(page):
     settle(page)
     page.get_by_role("button", name="Detach from the recipe").wait_for()
     check_page(page, "12-finetune-adapter")
+    go(page, "Labeling")
 
     # A Vietnamese reader switches the language in the sidebar; the page and navigation follow.
     page.get_by_label("Language / Ngôn ngữ").click()
