@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
+	$(BIN)/python bench/train.py
 
 # After adding or changing UI text: refresh the catalog template and merge it into each language's .po file,
 # then translate the new entries (the i18n tests fail until every message has a translation).
