@@ -1,7 +1,7 @@
 """Training benchmark on the embedded model: the studio's LoRA trainer against a plain transformers.Trainer + PEFT.
 
 Run:  STUDIO_HOME=<home with the converted embedded model> .venv/bin/python bench/train.py [--steps N --batch B]
-      (about 2-3 minutes on 2 CPU cores with the defaults; no downloads)
+      (about 2 minutes on 2 CPU cores with the defaults on a quiet machine; no downloads)
 
 What it measures, on one machine in one run:
 
@@ -9,7 +9,8 @@ What it measures, on one machine in one run:
   and tokenised by `core.finetune.data.prepare_examples` with the sample recipe's prompt (short system prompt,
   completion format, prompt tokens masked). Both sides train on exactly these token ids.
 * studio: `core.finetune.trainer.Trainer` as `core.finetune.runs.execute` wires it: `load_base_for_training`
-  (fp32 weights), `apply_method` (LoRA r=16, alpha=32, dropout 0.05 on all linear layers), then the trainer's
+  (fp32 weights), `apply_method` (LoRA r=16, alpha=32 on all linear layers, the studio's default dropout, 0.05,
+  unless --lora-dropout says otherwise), then the trainer's
   own loop: bf16 autocast where the CPU has avx512_bf16/AMX, logits only at label positions, length-grouped
   batches, loss on the answer tokens.
 * baseline: a plain causal-LM setup with default settings: `AutoModelForCausalLM` in fp32, `peft.get_peft_model`
@@ -17,9 +18,10 @@ What it measures, on one machine in one run:
   learning_rate, report_to=[], save_strategy="no", logging off and use_cpu; `DataCollatorForLanguageModeling
   (mlm=False)` (pads to the longest in the batch, labels = input ids): full logits, loss over the whole sequence.
 * Both run the same number of optimizer steps at the same batch size, each in its own subprocess (so peak RSS is
-  per side and they share no allocator state). The first `--warmup` steps are not timed; wall time is taken from
-  the end of the last warm-up step to the end of the last step. Tokens are counted the same way for both: the
-  non-padding input tokens of the batches each side actually processed (counted in its collator).
+  per side and they share no allocator state). The first `--warmup` steps are not timed; each later step is timed
+  from the end of the previous one (data collation, forward, backward, clipping, optimizer). Tokens are counted
+  the same way for both: the non-padding input tokens of the batches each side actually processed (counted in its
+  collator).
 * bf16 matmul throughput of this machine, in a third subprocess: `F.linear` forward and the activation-gradient
   product (grad_out @ W) for every linear shape of a block, at the studio's tokens per batch, and the output
   layer (tokens at label positions x 640 @ 640 x 262144, chunked over the vocabulary), weighted as one training
@@ -32,12 +34,12 @@ matrices train, 6*N_lora per token; the output layer (tied 262144 x 640 embeddin
 label: 4*d*V per labeled token. Attention's score and value products (about 4*ctx*1024 per token and layer forward,
 under 3% at these lengths) are left out, so the achieved figure is slightly understated.
 
-CPU timings are only meaningful on a quiet machine (with as many torch threads as cores, one busy neighbour makes
-a step 2-8x slower). Every step is timed on its own, from the end of the previous step; between steps, outside the
-timings, a worker waits (at most `--quiet-wait` seconds in all per side) until other processes leave the CPUs
-idle, and it records how many CPUs they used during each step. Rates count only the timed steps during which
-other processes used at most 0.25 CPUs (`counted_steps`); when there is none they count all timed steps and
-`trustworthy` is false. Check `busy_steps` in the JSON before you trust a figure.
+CPU timings are only meaningful on a quiet machine: with as many torch threads as cores, one neighbour busy on a
+core made single steps 6-20x slower. Every step is timed on its own, from the end of the previous step; between
+steps, outside the timings, a worker waits (at most `--quiet-wait` seconds in all per side) until other processes
+leave the CPUs idle, and it records how many CPUs they used during each step. Rates count only the timed steps
+during which other processes used at most 0.25 CPUs (`counted_steps`); when there is none they count all timed
+steps and `trustworthy` is false. Check `busy_steps` in the JSON before you trust a figure.
 
 The last line printed is one JSON object with every figure.
 """
@@ -69,7 +71,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 GOAL_RATIO = 5.0           # studio tokens/s over baseline tokens/s
 GOAL_MATMUL_FRACTION = 0.4  # studio achieved FLOP/s over this machine's bf16 matmul throughput (model-shaped)
-LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
+LORA = {"r": 16, "alpha": 32}  # dropout: --lora-dropout, by default the studio's (TrainConfig.lora_dropout)
 LEARNING_RATE = 2e-4
 SEED = 42
 VOCAB_CHUNK = 32768  # output-layer columns per matmul in the reference measurement
@@ -176,7 +178,7 @@ EXTRA_PAIRS = [
 ]
 
 
-# ---- data ---------------------------------------------------------------------------------------------------------
+# ---- data ----------------------------------------------------------------------------------------------------------
 
 def records() -> list[dict]:
     sample = [json.loads(line) for line in (REPO_ROOT / "sample_data" / "examples.jsonl").read_text().splitlines()
@@ -203,7 +205,7 @@ def prepare(folder: Path) -> tuple[list[dict], int]:
     return [{"input_ids": e.input_ids, "labels": e.labels, "id": e.record_id} for e in examples], pad_id
 
 
-# ---- shared by the workers ------------------------------------------------------------------------------------------
+# ---- shared by the workers -----------------------------------------------------------------------------------------
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -265,7 +267,7 @@ def lora_changed(model) -> bool:
     return any(float(p.detach().abs().sum()) > 0 for n, p in model.named_parameters() if "lora_B" in n)
 
 
-# ---- workers (each in its own process) ----------------------------------------------------------------------------
+# ---- workers (each in its own process) -----------------------------------------------------------------------------
 
 def worker_studio(spec: dict) -> dict:
     import torch
@@ -278,8 +280,9 @@ def worker_studio(spec: dict) -> dict:
     folder, batch, warmup, total = spec["folder"], spec["batch"], spec["warmup"], spec["warmup"] + spec["steps"]
     examples = [finetune_data.Example(e["input_ids"], e["labels"], e["id"]) for e in spec["examples"]]
     per_epoch = math.ceil(len(examples) / batch)
-    config = TrainConfig(method="lora", lora_rank=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
-                         target_preset="all_linear", batch_size=batch, learning_rate=LEARNING_RATE, seed=SEED,
+    config = TrainConfig(method="lora", lora_rank=LORA["r"], lora_alpha=LORA["alpha"],
+                         lora_dropout=spec["lora_dropout"], target_preset="all_linear", batch_size=batch,
+                         learning_rate=LEARNING_RATE, seed=SEED,
                          max_steps=total, epochs=min(1000, math.ceil(total / per_epoch)), eval_fraction=0.0,
                          eval_every=10 ** 6, save_every=10 ** 6)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -331,7 +334,7 @@ def worker_baseline(spec: dict) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     model = peft.get_peft_model(model, peft.LoraConfig(task_type="CAUSAL_LM", r=LORA["r"], lora_alpha=LORA["alpha"],
-                                                       lora_dropout=LORA["dropout"], target_modules="all-linear"))
+                                                       lora_dropout=spec["lora_dropout"], target_modules="all-linear"))
     load_s = time.perf_counter() - t0
     rss_loaded = peak_rss_mib()
 
@@ -432,7 +435,7 @@ def worker_matmul(spec: dict) -> dict:
             "busy_neighbours_max": round(max(busy), 2), "quiet_wait_s": round(quiet.waited_s, 1), **out}
 
 
-# ---- FLOP accounting ------------------------------------------------------------------------------------------------
+# ---- FLOP accounting -----------------------------------------------------------------------------------------------
 
 def model_shapes(model) -> dict:
     """The frozen linear shapes (PEFT's base layers), the LoRA parameter count and the output layer's size."""
@@ -463,7 +466,7 @@ def step_flops(shapes: dict, batch: dict) -> float:
     return batch["tokens"] * per_token + batch["labeled"] * 4 * shapes["hidden"] * shapes["vocab"]
 
 
-# ---- driver -----------------------------------------------------------------------------------------------------------
+# ---- driver --------------------------------------------------------------------------------------------------------
 
 WORKERS = {"studio": worker_studio, "baseline": worker_baseline, "matmul": worker_matmul}
 
@@ -487,6 +490,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps of each side")
     parser.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps before them (at least 1)")
     parser.add_argument("--batch", type=int, default=8, help="examples per step, both sides")
+    parser.add_argument("--lora-dropout", type=float, default=None,
+                        help="LoRA dropout of both sides (default: the studio's default, TrainConfig.lora_dropout)")
     parser.add_argument("--quiet-wait", type=float, default=60.0,
                         help="seconds, in all, each side may wait (between steps) for other processes to leave the "
                              "CPUs idle")
@@ -500,6 +505,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    from core.finetune.config import TrainConfig
     from core.models.convert import ensure_embedded
 
     folder = ensure_embedded()
@@ -509,8 +515,9 @@ def main(argv=None) -> dict:
     print(f"{len(examples)} examples: {lengths[0]}-{lengths[-1]} tokens (median {lengths[len(lengths) // 2]}), "
           f"{sum(labeled) / sum(lengths):.0%} of them answer tokens; batch {args.batch}, {args.warmup} warm-up + "
           f"{args.steps} timed steps per side", flush=True)
+    dropout = TrainConfig().lora_dropout if args.lora_dropout is None else args.lora_dropout
     spec = {"folder": str(folder), "examples": examples, "pad_id": pad_id, "batch": args.batch,
-            "steps": args.steps, "warmup": args.warmup, "quiet_wait": args.quiet_wait}
+            "lora_dropout": dropout, "steps": args.steps, "warmup": args.warmup, "quiet_wait": args.quiet_wait}
     with tempfile.TemporaryDirectory() as scratch:
         studio = run_worker("studio", spec, Path(scratch))
         print(f"studio:   {studio['tokens_per_s']:8.1f} tok/s  {studio['s_per_step']:.2f} s/step  "
@@ -538,7 +545,8 @@ def main(argv=None) -> dict:
     result = {
         "bench": "train",
         "examples": len(examples), "batch": args.batch, "warmup_steps": args.warmup, "timed_steps": args.steps,
-        "lora": LORA, "studio_tokens_per_s": studio["tokens_per_s"], "baseline_tokens_per_s": baseline["tokens_per_s"],
+        "lora": {**LORA, "dropout": dropout, "targets": "all-linear"},
+        "studio_tokens_per_s": studio["tokens_per_s"], "baseline_tokens_per_s": baseline["tokens_per_s"],
         "ratio": round(ratio, 2), "goal_ratio": GOAL_RATIO,
         "studio_s_per_step": studio["s_per_step"], "baseline_s_per_step": baseline["s_per_step"],
         "studio_gflops": round(studio_gflops, 1), "bf16_matmul_gflops": bf16_gflops, "fp32_matmul_gflops": fp32_gflops,
