@@ -181,6 +181,11 @@ class PreparedRun:
     base_folder: Path
     device: str
 
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self.tokenizer.eos_token_id
+
 
 def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit) -> PreparedRun:
     import torch
@@ -237,8 +242,7 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
     prepared = prepare(project, spec, config, emit)
     trainable = describe_trainable(prepared.model)
     emit(type="trainable", trainable=trainable["trainable"], total=trainable["total"], message=trainable.get("note"))
-    pad_id = prepared.tokenizer.pad_token_id
-    pad_id = pad_id if pad_id is not None else prepared.tokenizer.eos_token_id
+    pad_id = prepared.pad_id
     trainer = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, run.folder,
                       emit=lambda event: emit(**event), should_stop=should_stop)
     if trainer.resume():
@@ -278,8 +282,7 @@ def calibrate(project: Project, spec: dict, emit: Emit, steps: int = 3) -> dict:
 
     config = TrainConfig.from_dict(spec["config"])
     prepared = prepare(project, spec, config, emit)
-    pad_id = prepared.tokenizer.pad_token_id
-    pad_id = pad_id if pad_id is not None else prepared.tokenizer.eos_token_id
+    pad_id = prepared.pad_id
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(prepared.model, config.with_changes(max_steps=steps + 1, save_every=10 ** 6,
                                                               eval_every=10 ** 6), prepared.train, [], pad_id,
