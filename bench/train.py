@@ -287,8 +287,7 @@ def worker_studio(spec: dict) -> dict:
                          eval_every=10 ** 6, save_every=10 ** 6)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.perf_counter()
-    model = methods.load_base_for_training(folder, config, device)
-    model = methods.apply_method(model, config, None, folder)
+    model = methods.model_for_training(folder, config, None, device)
     load_s = time.perf_counter() - t0
     rss_loaded = peak_rss_mib()
     shapes = model_shapes(model)

@@ -304,6 +304,20 @@ def load_base_for_training(folder: str, config: TrainConfig, device: str):
         # Non-reentrant checkpointing: the reentrant default warns in torch 2.9+ and drops grads of frozen inputs.
         model = prepare_model_for_kbit_training(model, gradient_checkpointing_kwargs={"use_reentrant": False})
     else:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device)
+        # Eager attention on CPU: for training-length sequences it beats SDPA's CPU kernels (see bench/README.md).
+        attention = "eager" if str(device) == "cpu" else None
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation=attention)
+        model = model.to(device)
     model.config.use_cache = False  # the cache only costs memory while training
+    return model
+
+
+def model_for_training(folder: str, config: TrainConfig, tokenizer, device: str):
+    """The base model loaded for `config.method`, with the method applied, ready for the trainer."""
+    from core.finetune.speed import store_frozen_in_bf16
+    from core.finetune.trainer import use_bf16
+
+    model = apply_method(load_base_for_training(folder, config, device), config, tokenizer, folder)
+    if use_bf16(config, device) and config.method != "qlora":
+        store_frozen_in_bf16(model)  # the caller owns this model: autocast need not re-cast frozen weights each step
     return model

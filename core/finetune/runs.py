@@ -226,8 +226,7 @@ def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit) -> Pr
     emit(type="report", message=report.summary(), used=report.used, truncated=report.truncated,
          dropped=report.dropped_too_long, invalid=report.skipped_invalid, eval_examples=len(evaluation))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = methods.load_base_for_training(str(base_folder), config, device)
-    model = methods.apply_method(model, config, tokenizer, str(base_folder))
+    model = methods.model_for_training(str(base_folder), config, tokenizer, device)
     return PreparedRun(model, tokenizer, train, evaluation, report, base_folder, device)
 
 

@@ -1,8 +1,8 @@
 """The training loop: readable top to bottom, knows nothing about display. Progress leaves through `emit`.
 
-Speed comes from three things: bf16 autocast where the device supports it, logits computed only at positions
-that carry a label (Gemma's 262k-token output layer is the largest cost of a small model), and length-grouped
-batches (little padding). Checkpoints hold the trainable tensors, the optimizer and the data position, so a run
+Speed comes from bf16 autocast where the device supports it, the output layer applied only where a label is
+(Gemma's 262k-token output layer is the largest cost of a small model; see speed.py) and length-grouped batches
+(little padding). Checkpoints hold the trainable tensors, the optimizer and the data position, so a run
 resumes exactly where it stopped after a cancel, a crash or `kill -9`.
 """
 
@@ -79,11 +79,20 @@ def virtual_token_offset(model) -> int:
     return 0
 
 
-def batch_loss(model, batch: dict, offset: int, autocast):
-    """Summed cross-entropy over labeled tokens, with logits only where a label is."""
-    import torch
+def batch_loss(model, batch: dict, offset: int, autocast, head=None):
+    """Summed cross-entropy over labeled tokens, with logits only where a label is.
+
+    With `head` (see speed.output_head) the decoder runs alone and the output layer sees only the labeled
+    (row, position) pairs; otherwise the model's forward keeps the union of labeled positions over the batch.
+    """
     import torch.nn.functional as F
 
+    from core.finetune import speed
+
+    if head is not None:
+        with autocast():
+            logits, picked = speed.labeled_logits(head, batch)
+        return speed.summed_cross_entropy(logits, picked), int(picked.numel())
     targets = batch["labels"][:, 1:]
     positions = (targets != -100).any(0).nonzero().squeeze(1)
     with autocast():
@@ -114,6 +123,8 @@ class Trainer:
                  emit: Emit = lambda event: None, should_stop: Callable[[], bool] = lambda: False):
         import torch
 
+        from core.finetune import speed
+
         self.model, self.config, self.train_examples, self.eval_examples = model, config, train, eval_
         self.pad_id, self.run_dir, self.emit, self.should_stop = pad_id, Path(run_dir), emit, should_stop
         self.device = str(next(model.parameters()).device)
@@ -121,6 +132,7 @@ class Trainer:
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         self.autocast = lambda: torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16)
         self.offset = virtual_token_offset(model)
+        self.head = speed.output_head(model)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay,
                                            foreach=True)
@@ -195,7 +207,7 @@ class Trainer:
         with torch.no_grad():  # not inference_mode: bitsandbytes' CPU 4-bit kernels repack weights under it
             for start in range(0, len(self.eval_examples), size):
                 batch = self._to_device(finetune_data.collate(self.eval_examples[start:start + size], self.pad_id))
-                loss, n = batch_loss(self.model, batch, self.offset, self.autocast)
+                loss, n = batch_loss(self.model, batch, self.offset, self.autocast, self.head)
                 total, tokens = total + float(loss), tokens + n
         self.model.train(was_training)
         return total / max(1, tokens)
@@ -259,7 +271,7 @@ class Trainer:
         loss_sum = 0.0
         for batch_examples in examples:
             batch = self._to_device(finetune_data.collate(batch_examples, self.pad_id))
-            loss, _ = batch_loss(self.model, batch, self.offset, self.autocast)
+            loss, _ = batch_loss(self.model, batch, self.offset, self.autocast, self.head)
             (loss / max(1, group_tokens)).backward()  # mean over the update's tokens, however it is split
             loss_sum += float(loss.detach())
             self.tokens_seen += int(batch["attention_mask"].sum())
