@@ -5,14 +5,14 @@ Run:  STUDIO_HOME=<home with the converted embedded model> .venv/bin/python benc
 
 What it measures, on one machine in one run:
 
-* Data: 64 question/answer records of the sample bike shop (the 12 sample pairs plus 52 written here), rendered
+* Data: the sample bike shop's training pairs (sample_data/train.jsonl, 118 question/answer records), rendered
   and tokenised by `core.finetune.data.prepare_examples` with the sample recipe's prompt (short system prompt,
   completion format, prompt tokens masked). Both sides train on exactly these token ids.
-* studio: `core.finetune.trainer.Trainer` as `core.finetune.runs.execute` wires it: `load_base_for_training`
-  (fp32 weights), `apply_method` (LoRA r=16, alpha=32 on all linear layers, the studio's default dropout, 0.05,
-  unless --lora-dropout says otherwise), then the trainer's
-  own loop: bf16 autocast where the CPU has avx512_bf16/AMX, logits only at label positions, length-grouped
-  batches, loss on the answer tokens.
+* studio: `core.finetune.trainer.Trainer` as `core.finetune.runs.execute` wires it: `model_for_training`
+  (fp32 weights, eager attention on CPU), `apply_method` (LoRA r=16, alpha=32 on all linear layers, the studio's
+  default dropout, 0, unless --lora-dropout says otherwise), frozen weights stored in bf16, then the trainer's own
+  loop: bf16 autocast where the CPU has avx512_bf16/AMX, the output layer only at labeled positions with a chunked
+  cross-entropy, length-grouped batches, loss on the answer tokens.
 * baseline: a plain causal-LM setup with default settings: `AutoModelForCausalLM` in fp32, `peft.get_peft_model`
   with the same LoRA config, `transformers.Trainer` with only per_device_train_batch_size, max_steps,
   learning_rate, report_to=[], save_strategy="no", logging off and use_cpu; `DataCollatorForLanguageModeling
@@ -76,114 +76,13 @@ LEARNING_RATE = 2e-4
 SEED = 42
 VOCAB_CHUNK = 32768  # output-layer columns per matmul in the reference measurement
 
-# 52 more pairs in the voice of sample_data/examples.jsonl (the same made-up shop): answers of a sentence or two.
-EXTRA_PAIRS = [
-    ("What time do you open on weekdays?", "From Monday to Friday we are open from 8:30 to 18:30."),
-    ("Where is the shop?", "We are at 14 Canal Street, next to the central station; the entrance is on the "
-                           "courtyard side."),
-    ("Is there parking near the shop?", "There is a public car park 200 metres away and bike racks right in front "
-                                        "of the shop."),
-    ("Do you sell second-hand bikes?", "Yes, we sell checked second-hand bikes with a 6-month warranty; the "
-                                       "current stock is on our website."),
-    ("Will you buy my old bike?", "We take old bikes in part exchange when you buy a new one; bring it in for a "
-                                  "free estimate."),
-    ("How much is a full service?", "A full service costs 95 euros and includes new cables, brake pads and a "
-                                    "wheel true, parts extra beyond that."),
-    ("Can you fix a flat tyre while I wait?", "Yes, a puncture repair takes about 20 minutes and costs 12 euros "
-                                              "including the inner tube."),
-    ("Do you sell children's bikes?", "Yes, we stock children's bikes from 12 to 24 inch wheels, plus balance "
-                                      "bikes for toddlers."),
-    ("What size of frame do I need?", "It depends on your height and inseam; come in for a free 10-minute fitting "
-                                      "and we will measure you."),
-    ("Do you offer bike fitting?", "Yes, a professional bike fit takes an hour and costs 80 euros, refunded if "
-                                   "you buy a bike within a month."),
-    ("Can I order a part you do not have in stock?", "Yes, most parts arrive within 3 to 5 working days; we call "
-                                                     "you when it is ready."),
-    ("Do you have gift cards?", "Yes, gift cards from 20 to 500 euros are sold at the counter and online and are "
-                                "valid for two years."),
-    ("Do you offer a student discount?", "Students get 10% off accessories and services with a valid student "
-                                         "card."),
-    ("Can I rent an electric bike?", "Yes, e-bikes rent for 35 euros a day, with a charged battery and a lock "
-                                     "included."),
-    ("Do I need a deposit to rent a bike?", "Yes, we ask for a 100-euro deposit or an ID card, returned when the "
-                                            "bike comes back."),
-    ("How long does an e-bike battery last?", "Our batteries keep about 80% of their capacity after 800 full "
-                                              "charges, which is four to five years of daily use."),
-    ("Can you replace my e-bike battery?", "Yes, we replace batteries of most major brands; the price depends on "
-                                           "the model, so ask for a quote."),
-    ("Do you sell helmets?", "Yes, we sell helmets for adults and children from 35 euros, and you can try them "
-                             "on in the shop."),
-    ("Which lock do you recommend?", "We recommend a D-lock rated at least silver by Sold Secure, combined with "
-                                     "a cable for the front wheel."),
-    ("Do you install child seats?", "Yes, we fit rear and front child seats in about 30 minutes; fitting is free "
-                                    "if you buy the seat here."),
-    ("Can you fit mudguards and a rack?", "Yes, fitting mudguards or a rack takes about half an hour and costs 15 "
-                                          "euros per item."),
-    ("Do you sell cargo bikes?", "Yes, we sell two-wheel and three-wheel cargo bikes, and you can book a test "
-                                 "ride for either."),
-    ("How much does a cargo bike cost?", "Our cargo bikes start at 2,400 euros, or 3,900 euros with electric "
-                                         "assistance."),
-    ("Do you have a loyalty programme?", "Yes, every euro spent earns a point, and 200 points give you 10 euros "
-                                         "off your next purchase."),
-    ("Can I cancel a service booking?", "Yes, cancel online or by phone up to 24 hours before the appointment at "
-                                        "no charge."),
-    ("What happens if I am late for my appointment?", "We keep your slot for 15 minutes; after that we will find "
-                                                      "you the next free slot."),
-    ("Do you collect bikes for repair?", "Yes, we collect and return bikes within 10 km for 20 euros each way."),
-    ("Is the theft insurance expensive?", "Theft insurance costs 8% of the bike's price per year and covers the "
-                                          "full replacement value."),
-    ("How do I claim under the frame warranty?", "Bring the bike and the receipt to the shop; we inspect the "
-                                                 "frame and contact the manufacturer for you."),
-    ("Does the warranty cover wear and tear?", "No, tyres, chains, brake pads and other wear parts are not "
-                                               "covered by the warranty."),
-    ("Can I bring my own parts for a repair?", "Yes, we fit parts you bring, but the labour is charged as usual "
-                                               "and we cannot guarantee the parts."),
-    ("Do you repair vintage bikes?", "Yes, our mechanics enjoy old steel frames; send us photos first so we can "
-                                     "check that parts exist."),
-    ("How often should I service my bike?", "A basic service once a year is enough for most riders, or every "
-                                            "3,000 km if you ride daily."),
-    ("What tyre pressure should I use?", "City tyres usually need 3.5 to 5 bar; the exact range is printed on "
-                                         "the side of the tyre."),
-    ("Do you sell bike lights?", "Yes, we sell rechargeable front and rear lights from 25 euros a pair."),
-    ("Are bike lights required by law?", "Yes, at night you need a white front light and a red rear light, plus "
-                                         "reflectors on the pedals and wheels."),
-    ("Can I test an e-bike before buying?", "Yes, test rides are free for all our e-bikes; book one online or "
-                                            "ask at the counter."),
-    ("Do you sell folding bikes?", "Yes, we carry folding bikes from two brands, starting at 650 euros."),
-    ("Do you price match?", "We match the price of any local shop for the same new bike in stock; bring the offer "
-                            "with you."),
-    ("Can I pay by card?", "Yes, we accept all major cards, contactless payment and cash."),
-    ("Do you sell bikes online?", "Yes, you can order online and collect in the shop, or have the bike delivered "
-                                  "ready to ride."),
-    ("How long does delivery take?", "Bikes in stock are delivered within 3 working days; others within two "
-                                     "weeks."),
-    ("Do you ship parts abroad?", "No, we only ship parts within the country for now."),
-    ("Is there a guided bike tour?", "Yes, every first Sunday of the month we run a free 30 km city tour that "
-                                     "starts at 10:00 at the shop."),
-    ("Do you offer cycling lessons?", "Yes, we run beginner lessons for adults on Saturday mornings; a series of "
-                                      "four costs 60 euros."),
-    ("Can I store my bike at the shop?", "We offer winter storage from November to March for 50 euros, service "
-                                         "included."),
-    ("Do you sell spare batteries?", "Yes, spare batteries are available for the e-bikes we sell, from 450 "
-                                     "euros."),
-    ("Can you adjust my gears?", "Yes, a gear adjustment costs 15 euros and is usually done while you wait."),
-    ("My brakes squeal, what should I do?", "Squealing brakes often need cleaning or new pads; bring the bike in "
-                                            "and we will check them for free."),
-    ("Do you have a workshop for customers?", "Yes, on Thursday evenings our self-service workshop is open with "
-                                              "tools and a mechanic to help, for 5 euros."),
-    ("Can companies lease bikes from you?", "Yes, we work with two leasing schemes for employers; ask us for the "
-                                            "details and a quote."),
-    ("How can I contact you?", "Call us at 010 555 0147, write to hello@lumenbikes.example, or use the chat on "
-                               "our website."),
-]
-
 
 # ---- data ----------------------------------------------------------------------------------------------------------
 
 def records() -> list[dict]:
-    sample = [json.loads(line) for line in (REPO_ROOT / "sample_data" / "examples.jsonl").read_text().splitlines()
+    sample = [json.loads(line) for line in (REPO_ROOT / "sample_data" / "train.jsonl").read_text().splitlines()
               if line.strip()]
-    pairs = [(r["prompt"], r["response"]) for r in sample] + EXTRA_PAIRS
+    pairs = [(r["prompt"], r["response"]) for r in sample]
     return [{"id": f"r{i:03d}", "prompt": p, "response": a, "status": "accepted"} for i, (p, a) in enumerate(pairs)]
 
 

@@ -308,9 +308,6 @@ def kb_delete(project: str, source: str, kb: str = typer.Option("docs")) -> None
     typer.echo(f"Removed '{source}' from '{kb}'.")
 
 
-if __name__ == "__main__":
-    app()
-
 
 @app.command()
 def train(project: str = typer.Argument(..., help="Project name or folder name."),
@@ -319,18 +316,25 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
           recipe: str = typer.Option("assistant", help="Recipe whose model and prompt format to train."),
           resume: Optional[str] = typer.Option(None, help="Continue this run id from its checkpoint."),
           add_epochs: int = typer.Option(0, help="With --resume: train this many more epochs.")) -> None:
-    """Fine-tune headless: the same run the Fine-tune page starts, in this process."""
+    """Fine-tune headless: the same run the Fine-tune page starts, in this process.
+
+    Under `accelerate launch` (several GPUs), every process runs this; the first creates the run and speaks.
+    """
     import signal
 
     from core.finetune import runs
     from core.finetune.config import TrainConfig
+    from core.finetune.distributed import current_workers
     from core.recipe import RecipeStore
 
+    workers = current_workers()
     target = _project(project)
     stop = {"requested": False}
     signal.signal(signal.SIGINT, lambda *_: stop.update(requested=True))
 
     def show(**event) -> None:
+        if not workers.is_main:
+            return
         if event.get("type") == "step":
             typer.echo(f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
                        f"{event['tokens_per_s']:.0f} tok/s  eta {event['eta_s']:.0f}s")
@@ -342,8 +346,9 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
     try:
         if resume:
             run = runs.get_run(target, resume)
-            if add_epochs:
+            if add_epochs and workers.is_main:
                 run.update_config(epochs=run.config.epochs + add_epochs, max_steps=0)
+            workers.barrier()
         else:
             if config is None:
                 _fail("Give --config run.json or --resume RUN_ID.")
@@ -351,9 +356,16 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
                 settings = TrainConfig.from_dict(json.loads(config.read_text(encoding="utf-8")))
             except (OSError, ValueError, TypeError) as exc:
                 _fail(f"Could not read {config}: {exc}")
-            run = runs.create_run(target, settings, RecipeStore(target, recipe).load())
-            typer.echo(f"run {run.id}")
-        result = runs.execute(target, run.id, show, should_stop=lambda: stop["requested"])
+            run_id = runs.create_run(target, settings, RecipeStore(target, recipe).load()).id \
+                if workers.is_main else None
+            run = runs.get_run(target, workers.broadcast(run_id))
+            show(message=f"run {run.id}")
+        result = runs.execute(target, run.id, show, should_stop=lambda: stop["requested"], workers=workers)
     except StudioError as exc:
         _fail(str(exc))
-    typer.echo(json.dumps(result, default=str))
+    if workers.is_main:
+        typer.echo(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    app()

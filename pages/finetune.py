@@ -13,6 +13,7 @@ from core.errors import StudioError
 from core.finetune import estimate, runs
 from core.finetune.adapters import AdapterRegistry
 from core.finetune.config import DATA_KINDS, METHODS, TARGET_PRESETS, TrainConfig
+from core.finetune.distributed import gpu_count, launch_command
 from core.finetune.recommend import recommend
 from core.i18n import Msg
 from core.jobs import Job, event_message
@@ -239,6 +240,11 @@ with st.expander(t("Run it from a terminal"), icon=":material/terminal:"):
     st.download_button(t("Download run.json"), json.dumps(config.to_dict(), indent=2), file_name="run.json",
                        mime="application/json", key=K + "download_config")
     st.code(runs.headless_command(project, "run.json"), language="bash")
+    gpus = gpu_count()
+    st.caption(t("On a machine with several GPUs, the same config trains on all of them at once (data parallel: "
+                 "each GPU takes a share of every batch, so the result matches a one-GPU run):")
+               + ("" if gpus > 1 else " " + t("set --num_processes to the number of GPUs.")))
+    st.code(launch_command(project.name, "run.json", max(gpus, 2)), language="bash")
 
 active = [r for r in runs.list_runs(project) if r.status().state == "running"]
 start_disabled = bool(active) or (method == "qlora" and not qlora_ok)

@@ -94,7 +94,9 @@ def test_chunked_cross_entropy_matches_torch(dtype):
     reference_logits = logits.detach().float().requires_grad_()
     expected = torch.nn.functional.cross_entropy(reference_logits, targets, reduction="sum")
     (expected * 0.5).backward()
+    before = logits.detach().clone()
     loss = speed.summed_cross_entropy(logits, targets, chunk_rows=4)  # 4 + 4 + 3 rows
+    assert torch.equal(logits.detach(), before)  # fp32 logits are not worked on in place
     (loss * 0.5).backward()
     assert loss.dtype == torch.float32
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)

@@ -317,7 +317,11 @@ def model_for_training(folder: str, config: TrainConfig, tokenizer, device: str)
     from core.finetune.speed import store_frozen_in_bf16
     from core.finetune.trainer import use_bf16
 
-    model = apply_method(load_base_for_training(folder, config, device), config, tokenizer, folder)
+    import torch
+
+    model = load_base_for_training(folder, config, device)
+    torch.manual_seed(config.seed)  # the adapter's random start: the same config trains the same adapter
+    model = apply_method(model, config, tokenizer, folder)
     if use_bf16(config, device) and config.method != "qlora":
         store_frozen_in_bf16(model)  # the caller owns this model: autocast need not re-cast frozen weights each step
     return model

@@ -18,6 +18,7 @@ from typing import Callable
 from core import atomic
 from core.errors import TrainingError
 from core.finetune.config import DATA_KINDS, TrainConfig
+from core.finetune.distributed import Workers
 from core.i18n import Msg
 from core.jobs import Job
 from core.workspace import Project
@@ -187,7 +188,7 @@ class PreparedRun:
         return pad if pad is not None else self.tokenizer.eos_token_id
 
 
-def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit) -> PreparedRun:
+def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit, device: str | None = None) -> PreparedRun:
     import torch
     from transformers import AutoTokenizer
 
@@ -225,25 +226,31 @@ def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit) -> Pr
             evaluation = []  # an unusable eval split only costs the eval curve
     emit(type="report", message=report.summary(), used=report.used, truncated=report.truncated,
          dropped=report.dropped_too_long, invalid=report.skipped_invalid, eval_examples=len(evaluation))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = methods.model_for_training(str(base_folder), config, tokenizer, device)
     return PreparedRun(model, tokenizer, train, evaluation, report, base_folder, device)
 
 
-def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[], bool] = lambda: False) -> dict:
-    """Train run `run_id` to the end (resuming from its checkpoint when there is one) and register the adapter."""
+def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[], bool] = lambda: False,
+            workers: Workers = Workers()) -> dict:
+    """Train run `run_id` to the end (resuming from its checkpoint when there is one) and register the adapter.
+
+    Under `accelerate launch`, every process calls this with its `workers`; only the main one speaks and saves.
+    """
     from core.finetune.adapters import AdapterRegistry, folder_fingerprint
     from core.finetune.methods import describe_trainable
     from core.finetune.trainer import Trainer
 
+    if not workers.is_main:
+        emit = _silent
     run = get_run(project, run_id)
     spec, config = run.spec, run.config
-    prepared = prepare(project, spec, config, emit)
+    prepared = prepare(project, spec, config, emit, workers.device)
     trainable = describe_trainable(prepared.model)
     emit(type="trainable", trainable=trainable["trainable"], total=trainable["total"], message=trainable.get("note"))
     pad_id = prepared.pad_id
     trainer = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, run.folder,
-                      emit=lambda event: emit(**event), should_stop=should_stop)
+                      emit=lambda event: emit(**event), should_stop=should_stop, workers=workers)
     if trainer.resume():
         emit(message=Msg("Resumed from the checkpoint at step {step}", step=trainer.state.step))
     emit(progress=trainer.state.step / max(1, trainer.total_steps()), message=Msg("Training"))
@@ -259,16 +266,26 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
                "tokens_per_s": steps[-1]["tokens_per_s"] if steps else None,
                "train_examples": len(prepared.train), "eval_examples": len(prepared.eval),
                "stopped_early": result.state.stopped_early}
-    emit(progress=0.99, message=Msg("Saving the adapter"))
-    info = AdapterRegistry(project).register(run.id, prepared.model, config, {
-        "name": f"{config.method} · {config.dataset} v{config.dataset_version}", "run": run.id,
-        "base_model": spec["base_model"], "base_fingerprint": folder_fingerprint(prepared.base_folder),
-        "dataset": config.dataset, "dataset_version": config.dataset_version, "prompt": spec["prompt"],
-        "labels": spec["labels"], "metrics": {k: v for k, v in metrics.items() if v is not None},
-        "trainable_parameters": trainable["trainable"],
-    })
-    emit(type="done", progress=1.0, adapter=info.id, message=Msg("Finished: adapter saved"), **metrics)
+    if not workers.is_main:
+        workers.barrier()  # returns once the main process has registered the adapter
+        return {"finished": True, "adapter": run.id, **metrics}
+    try:
+        emit(progress=0.99, message=Msg("Saving the adapter"))
+        info = AdapterRegistry(project).register(run.id, prepared.model, config, {
+            "name": f"{config.method} · {config.dataset} v{config.dataset_version}", "run": run.id,
+            "base_model": spec["base_model"], "base_fingerprint": folder_fingerprint(prepared.base_folder),
+            "dataset": config.dataset, "dataset_version": config.dataset_version, "prompt": spec["prompt"],
+            "labels": spec["labels"], "metrics": {k: v for k, v in metrics.items() if v is not None},
+            "trainable_parameters": trainable["trainable"],
+        })
+        emit(type="done", progress=1.0, adapter=info.id, message=Msg("Finished: adapter saved"), **metrics)
+    finally:
+        workers.barrier()  # the other processes wait for the adapter
     return {"finished": True, "adapter": info.id, **metrics}
+
+
+def _silent(**event) -> None:
+    pass
 
 
 def calibrate(project: Project, spec: dict, emit: Emit, steps: int = 3) -> dict:

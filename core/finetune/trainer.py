@@ -19,6 +19,7 @@ from typing import Callable
 from core import atomic
 from core.finetune import data as finetune_data
 from core.finetune.config import TrainConfig
+from core.finetune.distributed import Workers
 
 CHECKPOINT = "checkpoint"
 BEST = "best.safetensors"
@@ -120,13 +121,15 @@ def load_trainable_state(model, tensors: dict) -> None:
 
 class Trainer:
     def __init__(self, model, config: TrainConfig, train: list, eval_: list, pad_id: int, run_dir: Path,
-                 emit: Emit = lambda event: None, should_stop: Callable[[], bool] = lambda: False):
+                 emit: Emit = lambda event: None, should_stop: Callable[[], bool] = lambda: False,
+                 workers: Workers = Workers()):
         import torch
 
         from core.finetune import speed
 
         self.model, self.config, self.train_examples, self.eval_examples = model, config, train, eval_
-        self.pad_id, self.run_dir, self.emit, self.should_stop = pad_id, Path(run_dir), emit, should_stop
+        self.pad_id, self.run_dir, self.should_stop, self.workers = pad_id, Path(run_dir), should_stop, workers
+        self.emit = emit if workers.is_main else (lambda event: None)  # one voice for the whole run
         self.device = str(next(model.parameters()).device)
         self.bf16 = use_bf16(config, self.device)
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
@@ -163,6 +166,8 @@ class Trainer:
         import torch
         from safetensors.torch import save_file
 
+        if not self.workers.is_main:  # every process holds the same tensors and optimizer state
+            return
         final = self.run_dir / CHECKPOINT
         staging = self.run_dir / f"{CHECKPOINT}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
@@ -206,9 +211,13 @@ class Trainer:
         size = self.config.batch_size
         with torch.no_grad():  # not inference_mode: bitsandbytes' CPU 4-bit kernels repack weights under it
             for start in range(0, len(self.eval_examples), size):
-                batch = self._to_device(finetune_data.collate(self.eval_examples[start:start + size], self.pad_id))
+                mine = self.workers.share(self.eval_examples[start:start + size])
+                if not mine:
+                    continue
+                batch = self._to_device(finetune_data.collate(mine, self.pad_id))
                 loss, n = batch_loss(self.model, batch, self.offset, self.autocast, self.head)
                 total, tokens = total + float(loss), tokens + n
+        total, tokens = self.workers.sum_numbers([total, tokens], self.device)
         self.model.train(was_training)
         return total / max(1, tokens)
 
@@ -221,8 +230,9 @@ class Trainer:
         state = self.state
         if state.best_eval is None or eval_loss < state.best_eval - 1e-4:
             state.best_eval, state.evals_without_improvement = eval_loss, 0
-            save_file(trainable_state(self.model), str(self.run_dir / f"{BEST}.tmp"))
-            (self.run_dir / f"{BEST}.tmp").replace(self.run_dir / BEST)
+            if self.workers.is_main:
+                save_file(trainable_state(self.model), str(self.run_dir / f"{BEST}.tmp"))
+                (self.run_dir / f"{BEST}.tmp").replace(self.run_dir / BEST)
         else:
             state.evals_without_improvement += 1
             patience = self.config.early_stopping_patience
@@ -241,7 +251,7 @@ class Trainer:
         while state.epoch < config.epochs and state.step < total and not state.stopped_early:
             groups = self._groups(state.epoch)
             for group in groups[state.batches_done // config.grad_accum:]:
-                if self.should_stop():
+                if self.workers.any(self.should_stop(), self.device):
                     self.save_checkpoint()
                     return TrainResult(state, False, state.best_eval, self.history)
                 self._update(group, total)
@@ -268,13 +278,18 @@ class Trainer:
         lr = learning_rate(config, state.step, total)
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = lr
-        loss_sum = 0.0
+        loss_sum, tokens = 0.0, 0
         for batch_examples in examples:
-            batch = self._to_device(finetune_data.collate(batch_examples, self.pad_id))
+            mine = self.workers.share(batch_examples)
+            if not mine:
+                continue
+            batch = self._to_device(finetune_data.collate(mine, self.pad_id))
             loss, _ = batch_loss(self.model, batch, self.offset, self.autocast, self.head)
             (loss / max(1, group_tokens)).backward()  # mean over the update's tokens, however it is split
             loss_sum += float(loss.detach())
-            self.tokens_seen += int(batch["attention_mask"].sum())
+            tokens += int(batch["attention_mask"].sum())
+        loss_sum, tokens = self.workers.sum_gradients(self.params, [loss_sum, tokens])
+        self.tokens_seen += int(tokens)
         torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
