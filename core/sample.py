@@ -1,4 +1,9 @@
-"""The sample project (sample_data/): a quick start that shows every rung on real, small data."""
+"""The sample project (sample_data/): a quick start that shows every rung on real, small data.
+
+A made-up city-bike shop, Lumen Bikes: company documents in several formats for the retriever, training pairs
+for few-shot and fine-tuning, a held-out eval set whose facts are all in the documents, preference pairs and
+tool-call eval rows. sample_data/README.md lists the files.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from core import atomic
-from core.data.pairs import clean_rows, save_pairs
+from core.data.pairs import clean_rows
 from core.data.records import new_record
 from core.data.store import DatasetStore
 from core.recipe import Recipe, RecipeStore
@@ -15,10 +20,27 @@ from core.workspace import Project, Workspace
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 SAMPLE_NAME = "Lumen Bikes (sample)"
+KNOWLEDGE_BASE = "docs"
+# (dataset name, kind, file in sample_data/, note); "examples" is the dataset the recipe's few-shot names.
+DATASETS = (
+    ("examples", "sft", "train.jsonl", "Sample training pairs"),
+    ("eval", "eval", "eval.jsonl", "Sample eval set"),
+    ("preferences", "preference", "preferences.jsonl", "Sample preference pairs"),
+    ("tools_eval", "eval", "tools_eval.jsonl", "Sample tool-call eval set"),
+)
 
 
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def sample_records(kind: str, rows: list[dict]) -> list[dict]:
+    """Records of a sample file. Training pairs carry no split, so a fine-tune holds out its own share for the eval
+    loss curve; the held-out questions of the ladder are the separate "eval" dataset (training pairs teach their
+    facts in other words, never the same question)."""
+    if kind == "sft":
+        return [new_record("sft", **row) for row in clean_rows(rows)]
+    return [new_record(kind, **row) for row in rows]
 
 
 def create_sample_project(ws: Workspace, name: str = SAMPLE_NAME) -> Project:
@@ -29,8 +51,40 @@ def create_sample_project(ws: Workspace, name: str = SAMPLE_NAME) -> Project:
     project = ws.create(final_name)
     recipe = Recipe.from_dict(atomic.read_json(SAMPLE_DIR / "recipe.json"))
     RecipeStore(project).save(recipe, note="Sample recipe")
-    save_pairs(project, "examples", clean_rows(_jsonl(SAMPLE_DIR / "examples.jsonl")), note="Sample examples")
-    DatasetStore(project).create("eval", "eval", [new_record("eval", **row) for row in _jsonl(SAMPLE_DIR / "eval.jsonl")],
-                                 note="Sample eval set")
-    shutil.copytree(SAMPLE_DIR / "docs", project.subdir("documents") / "docs", dirs_exist_ok=True)  # knowledge base "docs"
+    store = DatasetStore(project)
+    for dataset, kind, filename, note in DATASETS:
+        store.create(dataset, kind, sample_records(kind, _jsonl(SAMPLE_DIR / filename)), note=note)
+    # Markdown, PDF, DOCX and CSV documents, waiting to be indexed into the knowledge base.
+    shutil.copytree(SAMPLE_DIR / "docs", project.subdir("documents") / KNOWLEDGE_BASE, dirs_exist_ok=True)
+    return project
+
+
+# The adapter the sample's ladder uses: LoRA on every linear layer, a few epochs over the sample's pairs.
+SAMPLE_TRAINING = {"dataset": "examples", "method": "lora", "epochs": 3, "learning_rate": 3e-4, "lora_rank": 16,
+                   "lora_alpha": 32, "target_preset": "all_linear", "batch_size": 8}
+
+
+def ladder_ready_project(emit=lambda **event: None) -> Project:
+    """The sample project with every rung set up: created if missing, its documents indexed, an adapter trained.
+
+    Each step is skipped when already done, so running it again costs only what is missing.
+    """
+    from core.finetune import runs as finetune_runs
+    from core.finetune.adapters import AdapterRegistry
+    from core.finetune.config import TrainConfig
+    from core.i18n import Msg
+    from core.rag.kb import KnowledgeBase
+
+    ws = Workspace()
+    project = next((p for p in ws.list_projects() if p.name == SAMPLE_NAME), None) or create_sample_project(ws)
+    base = KnowledgeBase(project, KNOWLEDGE_BASE)
+    if base.pending():
+        emit(message=Msg("Indexing the sample documents"))
+        base.ingest(base.pending())
+    if not AdapterRegistry(project).list():
+        emit(message=Msg("Training the sample adapter (a few minutes on a laptop)"))
+        recipe = RecipeStore(project).load()
+        config = TrainConfig(dataset_version=DatasetStore(project).latest_version("examples"), **SAMPLE_TRAINING)
+        run = finetune_runs.create_run(project, config, recipe)
+        finetune_runs.execute(project, run.id, emit)
     return project

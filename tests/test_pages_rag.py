@@ -23,7 +23,7 @@ def sample_project(workspace):
 
 def test_index_waiting_documents_in_a_job_then_use_them_in_the_recipe(sample_project):
     at = open_page("retriever")
-    button(at, "Index 3 waiting file(s)").click().run()   # runs in a subprocess with the real MiniLM
+    button(at, "Index 8 waiting file(s)").click().run()   # runs in a subprocess with the real MiniLM
     assert not at.exception, [e.value for e in at.exception]
     jobs = sorted((sample_project.path / "runs" / "ingest" / "docs").iterdir())
     job = Job(jobs[-1])
@@ -32,8 +32,9 @@ def test_index_waiting_documents_in_a_job_then_use_them_in_the_recipe(sample_pro
         time.sleep(0.5)
     assert job.status().state == "done", job.status().error
     statuses = {e["file"]: e["status"] for e in job.events() if "file" in e}
-    assert statuses == {"opening-hours-and-contact.md": "indexed", "sales-policies.md": "indexed",
-                        "workshop-and-services.md": "indexed"}
+    assert statuses == {name: "indexed" for name in (  # Markdown, PDF, DOCX and CSV
+        "faq.docx", "opening-hours-and-contact.md", "price-list.csv", "product-manual.pdf", "rental-terms.md",
+        "sales-policies.md", "warranty-policy.md", "workshop-and-services.md")}
     at.run()
     assert any("sales-policies.md" in str(df.value["source"].tolist()) for df in at.dataframe)
     at.toggle(key=f"retriever.{sample_project.slug}.enabled").set_value(True).run()
@@ -50,12 +51,12 @@ def test_retrieval_test_compares_the_three_searches(sample_project, monkeypatch)
     base = KnowledgeBase(sample_project, "docs")
     base.ingest(base.pending())
     at = open_page("retrieval_test")
-    at.text_input(key=f"retrieval_test.{sample_project.slug}.question").set_value("deposit rental helmet").run()
+    at.text_input(key=f"retrieval_test.{sample_project.slug}.question").set_value("deposit weekend rule").run()
     assert not at.exception, [e.value for e in at.exception]
     assert [s.value for s in at.subheader] == ["Meaning (vector)", "Keywords (full text)", "Both, fused (hybrid)"]
     markdown = " ".join(m.value for m in at.markdown)
     assert ":orange-background[deposit]" in markdown  # matching words are highlighted
-    assert any("workshop" in c.value and "services" in c.value for c in at.caption)
+    assert any("rental" in c.value and "terms" in c.value and "Pick" in c.value for c in at.caption)  # source, heading
 
 
 def test_pages_explain_an_empty_knowledge_base(workspace):

@@ -1,0 +1,364 @@
+"""Scores for one answer of an assistant against one eval record, and the registry the evaluation page reads.
+
+Every score is a float in [0, 1] except the cost metrics (measured elsewhere). Text metrics compare normalized
+text (SQuAD style, but Unicode-aware so Vietnamese diacritics are kept); tool-call metrics parse what a small
+model writes; retrieval metrics take ranked lists of ids. Nothing here loads a model: semantic similarity is
+given an `embed` function.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from core.i18n import Msg
+
+ARTICLES = frozenset({"a", "an", "the"})
+
+
+# ---- text ----
+
+def normalize_answer(text: str) -> str:
+    """NFC, casefold, drop every Unicode punctuation mark (P*), drop English articles, collapse whitespace."""
+    text = unicodedata.normalize("NFC", unicodedata.normalize("NFC", text or "").casefold())
+    # Deleted, not replaced by a space (as SQuAD does), so "1,000" and "1000" agree.
+    text = "".join(ch for ch in text if not unicodedata.category(ch).startswith("P"))
+    return " ".join(token for token in text.split() if token not in ARTICLES)
+
+
+def _tokens(text: str) -> list[str]:
+    return normalize_answer(text).split()
+
+
+def exact_match(prediction: str, reference: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(reference))
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """SQuAD bag-of-tokens F1; two empty texts agree (1), one empty text scores 0."""
+    predicted, expected = _tokens(prediction), _tokens(reference)
+    if not predicted or not expected:
+        return float(predicted == expected)
+    common = sum((Counter(predicted) & Counter(expected)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def contains_reference(prediction: str, reference: str) -> float:
+    """1 when the reference's tokens appear, in order and adjacent, in the prediction ("9" is not in "19")."""
+    predicted, expected = _tokens(prediction), _tokens(reference)
+    if not expected:
+        return 0.0
+    n = len(expected)
+    return float(any(predicted[i:i + n] == expected for i in range(len(predicted) - n + 1)))
+
+
+class _NormalizedTokenizer:
+    """rouge-score's default tokenizer keeps only [a-z0-9], which would erase Vietnamese words."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return _tokens(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _rouge_scorer():
+    from rouge_score import rouge_scorer  # imported late: it pulls in nltk
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False, tokenizer=_NormalizedTokenizer())
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F-measure (longest common token subsequence) on normalized tokens."""
+    return float(_rouge_scorer().score(reference or "", prediction or "")["rougeL"].fmeasure)
+
+
+# ---- JSON and tool calls ----
+
+_FENCE = re.compile(r"```[ \t]*(?:json[c5]?)?[ \t]*\n?(.*?)```", re.DOTALL | re.IGNORECASE)
+_TOOL_TAG = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
+
+
+def _loads(text: str):
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return None
+
+
+def valid_json(prediction: str) -> float:
+    """1 when the whole answer, or a fenced block that is the whole answer, is a JSON object or array."""
+    text = (prediction or "").strip()
+    fenced = _FENCE.fullmatch(text)
+    value = _loads(fenced.group(1) if fenced else text)
+    return float(isinstance(value, (dict, list)))
+
+
+def _call(obj: dict) -> dict | None:
+    """One {"name", "arguments"} call, or None; arguments stay a string only when it is not valid JSON."""
+    if isinstance(obj.get("function"), dict):  # an OpenAI tool_calls item
+        obj = obj["function"]
+    name = obj.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    arguments = obj.get("arguments", obj.get("parameters"))
+    if isinstance(arguments, str):
+        decoded = _loads(arguments) if arguments.strip() else {}
+        arguments = decoded if decoded is not None else arguments
+    return {"name": name.strip(), "arguments": {} if arguments is None else arguments}
+
+
+def _calls_in(value) -> list[dict]:
+    if isinstance(value, list):
+        return [call for item in value for call in _calls_in(item)]
+    if not isinstance(value, dict):
+        return []
+    for key in ("tool_calls", "function_call"):  # OpenAI message shapes, current and legacy
+        if key in value:
+            return _calls_in(value[key])
+    call = _call(value)
+    return [call] if call else []
+
+
+def _embedded_calls(text: str) -> list[dict]:
+    """The first JSON value that starts at a '{' or '[' in prose and holds a call; raw_decode balances braces
+    and respects strings, so no hand-written matcher is needed."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"[{\[]", text):
+        try:
+            value, _ = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        calls = _calls_in(value)
+        if calls:
+            return calls
+    return []
+
+
+def parse_tool_calls(text: str) -> list[dict]:
+    """Calls {"name", "arguments"} a model wrote: <tool_call> tags, fenced JSON, bare JSON (one call, a list,
+    or OpenAI's {"tool_calls": [...]}) or JSON inside prose. [] when nothing parses."""
+    text = text or ""
+    sources = [m.group(1) for m in _TOOL_TAG.finditer(text)] or [m.group(1) for m in _FENCE.finditer(text)]
+    calls = [call for source in sources for call in _calls_in(_loads(source.strip()))]
+    return calls or _calls_in(_loads(text.strip())) or _embedded_calls(text)
+
+
+def _as_number(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _as_bool(value) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    return {"true": True, "false": False}.get(normalize_answer(value)) if isinstance(value, str) else None
+
+
+def same_arguments(got, want) -> bool:
+    """Equal after normalization: exact keys, normalized strings, numbers by value ("2" == 2 == 2.0)."""
+    if isinstance(got, dict) or isinstance(want, dict):
+        return isinstance(got, dict) and isinstance(want, dict) and got.keys() == want.keys() and \
+            all(same_arguments(got[key], want[key]) for key in want)
+    if isinstance(got, (list, tuple)) or isinstance(want, (list, tuple)):
+        return isinstance(got, (list, tuple)) and isinstance(want, (list, tuple)) and len(got) == len(want) and \
+            all(same_arguments(g, w) for g, w in zip(got, want))
+    if isinstance(got, bool) or isinstance(want, bool):
+        return _as_bool(got) is not None and _as_bool(got) == _as_bool(want)
+    if isinstance(got, str) and isinstance(want, str):
+        # Two strings stay strings: "007" is an id, not 7.
+        return normalize_answer(got) == normalize_answer(want)
+    got_number, want_number = _as_number(got), _as_number(want)
+    if got_number is not None and want_number is not None:
+        return math.isclose(got_number, want_number, rel_tol=1e-9, abs_tol=1e-12)
+    return got == want
+
+
+def tool_call_scores(prediction: str, expected_call: dict) -> dict[str, float]:
+    """tool_name: the first call has the expected name; tool_args: the name and all arguments match."""
+    calls = parse_tool_calls(prediction)
+    if not calls or calls[0]["name"] != str(expected_call.get("name") or "").strip():
+        return {"tool_name": 0.0, "tool_args": 0.0}
+    arguments_match = same_arguments(calls[0]["arguments"], expected_call.get("arguments") or {})
+    return {"tool_name": 1.0, "tool_args": float(arguments_match)}
+
+
+# ---- retrieval ----
+# A retrieved item is a str or a collection of strs (its chunk id and its document name); gold ids may name
+# either. Each gold id is credited once, to the first item that matches it.
+
+Retrieved = Sequence["str | Iterable[str]"]
+
+
+def _item_ids(item) -> set[str]:
+    return {item} if isinstance(item, str) else set(item)
+
+
+def _new_hits(retrieved: Retrieved, gold: Iterable[str], k: int | None = None) -> list[int]:
+    """How many not-yet-credited gold ids each of the top k items matches."""
+    if k is not None and k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+    remaining = set(gold)
+    hits = []
+    for item in list(retrieved)[:k]:
+        matched = _item_ids(item) & remaining
+        remaining -= matched
+        hits.append(len(matched))
+    return hits
+
+
+def hit_at_k(retrieved: Retrieved, gold: Iterable[str], k: int) -> float:
+    return float(any(_new_hits(retrieved, gold, k)))
+
+
+def recall_at_k(retrieved: Retrieved, gold: Iterable[str], k: int) -> float:
+    gold = set(gold)
+    return sum(_new_hits(retrieved, gold, k)) / len(gold) if gold else 0.0
+
+
+def reciprocal_rank(retrieved: Retrieved, gold: Iterable[str]) -> float:
+    hits = _new_hits(retrieved, gold)
+    return next((1.0 / rank for rank, hit in enumerate(hits, start=1) if hit), 0.0)
+
+
+def ndcg_at_k(retrieved: Retrieved, gold: Iterable[str], k: int) -> float:
+    """Binary gain for an item that credits a new gold id (so 3 chunks of one gold document count once)."""
+    gold = set(gold)
+    hits = _new_hits(retrieved, gold, k)
+    dcg = sum(1.0 / math.log2(rank + 1) for rank, hit in enumerate(hits, start=1) if hit)
+    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(len(gold), k) + 1))
+    return dcg / ideal if ideal else 0.0
+
+
+# ---- meaning ----
+
+def semantic_similarity(predictions: list[str], references: list[str],
+                        embed: Callable[[list[str]], "object"]) -> list[float]:
+    """Cosine similarity of each pair's embeddings, clipped to [0, 1]; a pair with an empty text scores 0.
+    One `embed` call for the whole batch, so a model embeds it at once."""
+    import numpy as np
+
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    scores = [0.0] * len(predictions)
+    pairs = [i for i, (p, r) in enumerate(zip(predictions, references)) if (p or "").strip() and (r or "").strip()]
+    if not pairs:
+        return scores
+    vectors = np.asarray(embed([predictions[i] for i in pairs] + [references[i] for i in pairs]), dtype=float)
+    left, right = vectors[:len(pairs)], vectors[len(pairs):]
+    norms = np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1)
+    cosines = np.divide((left * right).sum(axis=1), norms, out=np.zeros(len(pairs)), where=norms > 0)
+    for i, cosine in zip(pairs, np.clip(cosines, 0.0, 1.0)):
+        scores[i] = float(cosine)
+    return scores
+
+
+# ---- registry ----
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    label: str
+    help: str
+    needs: str  # "reference" | "expected_call" | "gold_ids" | "judge" (only when a judge is set) | "nothing"
+    higher_is_better: bool = True
+    kind: str = "answer"  # "answer" | "retrieval" | "cost"
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in [
+    Metric("exact_match", Msg("Exact match"), Msg("Share of answers identical to the reference once case, "
+           "punctuation and articles are ignored."), "reference"),
+    Metric("token_f1", Msg("Word overlap (F1)"), Msg("How many words the answer and the reference share, "
+           "balancing missing and extra words."), "reference"),
+    Metric("rouge_l", Msg("ROUGE-L"), Msg("Longest run of reference words the answer repeats in order, as an "
+           "F-measure."), "reference"),
+    Metric("semantic_similarity", Msg("Meaning similarity"), Msg("How close the answer's meaning is to the "
+           "reference's, by cosine similarity of their embeddings."), "reference"),
+    Metric("contains_reference", Msg("Contains reference"), Msg("Share of answers that include the whole "
+           "reference text somewhere."), "reference"),
+    Metric("valid_json", Msg("Valid JSON"), Msg("Share of answers that are well-formed JSON, offered when the "
+           "reference is JSON or a tool call is expected."), "reference"),
+    Metric("tool_name", Msg("Right tool"), Msg("Share of answers whose first tool call names the expected "
+           "tool."), "expected_call"),
+    Metric("tool_args", Msg("Right tool and arguments"), Msg("Share of answers that call the expected tool "
+           "with exactly the expected arguments."), "expected_call"),
+    Metric("hit_at_k", Msg("Hit@k"), Msg("Share of questions for which a gold passage or document is among "
+           "the first k retrieved."), "gold_ids", kind="retrieval"),
+    Metric("mrr", Msg("MRR"), Msg("Mean of 1/rank of the first gold passage retrieved: 1 when it comes first, "
+           "0.5 when second."), "gold_ids", kind="retrieval"),
+    Metric("judge", Msg("Judge grade"), Msg("Grade an LLM judge gave with your rubric, from 1 (wrong) to 5 "
+           "(correct and complete), shown from 0 to 1."), "judge"),
+    Metric("latency_s", Msg("Latency (s)"), Msg("Seconds from sending the question to the end of the "
+           "answer."), "nothing", higher_is_better=False, kind="cost"),
+    Metric("prompt_tokens", Msg("Prompt tokens"), Msg("Tokens the model reads per question, including "
+           "examples and passages."), "nothing", higher_is_better=False, kind="cost"),
+    Metric("output_tokens", Msg("Output tokens"), Msg("Tokens the model writes per answer."), "nothing",
+           higher_is_better=False, kind="cost"),
+]}
+
+
+def _reference(record: dict) -> str:
+    return str(record.get("reference") or "").strip()
+
+
+def _applies(metric: Metric, record: dict) -> bool:
+    if metric.name == "valid_json":
+        return bool(record.get("expected_call")) or bool(valid_json(_reference(record)))
+    if metric.needs == "reference":
+        return bool(_reference(record))
+    if metric.needs == "nothing":
+        return True
+    if metric.needs == "judge":
+        return False  # offered by the run's options, not by the records
+    return bool(record.get(metric.needs))
+
+
+def applicable_metrics(records: Iterable[dict]) -> list[str]:
+    """Names (registry order) of the metrics that apply to at least one record of an eval set."""
+    records = list(records)
+    return [name for name, metric in METRICS.items() if any(_applies(metric, r) for r in records)]
+
+
+def score_answer(record: dict, answer: str, retrieved: Retrieved | None = None, k: int = 5) -> dict[str, float]:
+    """Every per-answer metric that applies to this record. Semantic similarity (batched) and cost metrics
+    (measured while generating) are computed elsewhere."""
+    applies = {name for name, metric in METRICS.items() if _applies(metric, record)}
+    reference = _reference(record)
+    scores: dict[str, float] = {}
+    for name, function in (("exact_match", exact_match), ("token_f1", token_f1), ("rouge_l", rouge_l),
+                           ("contains_reference", contains_reference)):
+        if name in applies:
+            scores[name] = function(answer, reference)
+    if "valid_json" in applies:
+        scores["valid_json"] = valid_json(answer)
+    if "tool_name" in applies:
+        scores.update(tool_call_scores(answer, record["expected_call"]))
+    if "hit_at_k" in applies and retrieved is not None:
+        scores["hit_at_k"] = hit_at_k(retrieved, record["gold_ids"], k)
+        scores["mrr"] = reciprocal_rank(retrieved, record["gold_ids"])
+    return scores
+
+
+def aggregate(rows: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Mean of each metric over the rows that have it: a missing (or None/NaN) score is not a zero."""
+    values: dict[str, list[float]] = {}
+    for row in rows:
+        for name, value in row.items():
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                values.setdefault(name, []).append(float(value))
+    return {name: sum(found) / len(found) for name, found in values.items()}

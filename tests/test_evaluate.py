@@ -1,0 +1,159 @@
+"""Eval runs on tiny models: the ladder, a row per rung, cached answers reused, resume after a stop, advice, and
+failures sent to labeling."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from core import cli
+from core.data.pairs import save_pairs
+from core.data.records import new_record
+from core.data.store import DatasetStore
+from core.errors import StudioError
+from core.evaluate import advice, runs, variants
+from core.evaluate.variants import Variant
+from core.fewshot import FewShotSettings
+from core.models.generation import GenerationSettings
+from core.models.source import ModelSource
+from core.recipe import Recipe, RecipeStore
+
+QUESTIONS = [("When do orders ship?", "Within two business days."), ("What is the capital of France?", "Paris."),
+             ("Thủ đô của Việt Nam là gì?", "Hà Nội.")]
+
+
+@pytest.fixture
+def eval_project(project, tiny_model_dir):
+    recipe = Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("llama"))),
+                    fewshot=FewShotSettings(enabled=False, dataset="examples", strategy="random", k=2),
+                    generation=GenerationSettings(temperature=0.0, max_new_tokens=4))
+    RecipeStore(project).save(recipe)
+    save_pairs(project, "examples", [{"prompt": "Do you ship abroad?", "response": "Yes, to the EU."},
+                                     {"prompt": "Are you open Sunday?", "response": "No."}])
+    DatasetStore(project).create("eval", "eval", [new_record("eval", question=q, reference=a, gold_ids=["faq.md"])
+                                                  for q, a in QUESTIONS])
+    return project
+
+
+def test_ladder_marks_missing_rungs_with_their_setup_page(eval_project):
+    rungs = variants.ladder(eval_project, RecipeStore(eval_project).load())
+    assert [v.key for v in rungs] == list(variants.RUNGS)
+    ready = {v.key: v.ready for v in rungs}
+    assert ready == {"prompt": True, "fewshot": True, "retriever": False, "adapter": False,
+                     "adapter_retriever": False}
+    by_key = {v.key: v for v in rungs}
+    assert by_key["retriever"].setup_page == "retriever" and by_key["adapter"].setup_page == "finetune"
+    assert not by_key["prompt"].recipe.fewshot.enabled and by_key["fewshot"].recipe.fewshot.enabled
+    assert all(v.recipe.adapter is None for v in rungs if v.ready)
+
+
+def test_a_ladder_run_gives_a_row_per_rung_and_reuses_cached_answers(eval_project, monkeypatch):
+    rungs = variants.ladder(eval_project, RecipeStore(eval_project).load())
+    run = runs.create_eval_run(eval_project, "eval", rungs)
+    events = []
+    result = runs.execute(eval_project, run.id, lambda **e: events.append(e))
+    assert result["finished"] and run.status().state == "done"
+    rows = run.results()
+    assert len(rows) == 2 * len(QUESTIONS) and not any(r["cached"] for r in rows)
+    summary = run.summary()
+    assert set(summary) == {"prompt", "fewshot"}
+    for key in summary:
+        assert summary[key]["answered"] == len(QUESTIONS)
+        assert {"exact_match", "token_f1", "rouge_l", "semantic_similarity", "latency_s", "prompt_tokens"} \
+            <= set(summary[key])
+        assert "hit_at_k" not in summary[key]  # no retriever, no retrieval metrics
+    assert summary["fewshot"]["prompt_tokens"] > summary["prompt"]["prompt_tokens"]  # the examples cost tokens
+    assert events[-1]["type"] == "done"
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("an unchanged variant must come from the cache")
+
+    monkeypatch.setattr(runs, "_ask", no_generation)
+    again = runs.create_eval_run(eval_project, "eval", rungs)
+    runs.execute(eval_project, again.id, lambda **e: None)
+    assert all(r["cached"] for r in again.results()) and len(again.results()) == len(rows)
+    assert {r["answer"] for r in again.results()} == {r["answer"] for r in rows}
+
+
+def test_a_changed_recipe_is_answered_again(eval_project):
+    recipe = RecipeStore(eval_project).load()
+    first = Variant("a", "a", recipe)
+    changed = Variant("a", "a", recipe.with_changes(generation=GenerationSettings(temperature=0.0, max_new_tokens=3)))
+    assert runs.variant_fingerprint(eval_project, first) != runs.variant_fingerprint(eval_project, changed)
+    assert runs.variant_fingerprint(eval_project, first) == runs.variant_fingerprint(
+        eval_project, Variant("b", "b", recipe.with_changes(name="other")))  # the name does not shape answers
+
+
+def test_a_stopped_run_keeps_its_answers_and_finishes_later(eval_project):
+    run = runs.create_eval_run(eval_project, "eval", [variants.saved_recipe(eval_project, "assistant")])
+    answered = []
+
+    def stop_after_two() -> bool:
+        return len(run.results()) >= 2
+
+    result = runs.execute(eval_project, run.id, lambda **e: answered.append(e), should_stop=stop_after_two)
+    assert not result["finished"] and len(run.results()) == 2 and run.status().state == "new"
+    result = runs.execute(eval_project, run.id, lambda **e: None)
+    assert result["finished"] and len(run.results()) == len(QUESTIONS)
+    assert sorted(r["record_id"] for r in run.results()) == sorted(run.spec["record_ids"])
+
+
+def test_bad_runs_are_refused_with_a_sentence(eval_project):
+    with pytest.raises(StudioError, match="does not exist"):
+        runs.create_eval_run(eval_project, "nope", [])
+    with pytest.raises(StudioError, match="not an evaluation set"):
+        runs.create_eval_run(eval_project, "examples", [])
+    rungs = variants.ladder(eval_project, RecipeStore(eval_project).load())
+    with pytest.raises(StudioError, match="set up"):
+        runs.create_eval_run(eval_project, "eval", [v for v in rungs if not v.ready])
+
+
+def test_tool_call_questions_are_scored_on_the_call(eval_project, monkeypatch):
+    call = {"name": "book_service", "arguments": {"service": "basic", "date": "2026-12-01"}}
+    DatasetStore(eval_project).create("tools", "eval", [new_record("eval", question="Book a basic service on 1 Dec",
+                                                                    expected_call=call)])
+    monkeypatch.setattr(runs, "_ask", lambda *a, **k: {"answer": json.dumps(call), "latency_s": 0.1,
+                                                       "prompt_tokens": 10, "output_tokens": 5, "retrieved": []})
+    run = runs.create_eval_run(eval_project, "tools", [variants.saved_recipe(eval_project, "assistant")])
+    runs.execute(eval_project, run.id, lambda **e: None)
+    scores = run.results()[0]["scores"]
+    assert scores["tool_name"] == 1.0 and scores["tool_args"] == 1.0 and scores["valid_json"] == 1.0
+    assert "exact_match" not in scores
+
+
+def test_advice_names_the_cheapest_rung_that_meets_the_target():
+    ladder = [Variant(k, k, Recipe()) for k in ("prompt", "fewshot", "retriever")] + \
+             [Variant("adapter", "adapter", None, missing="no adapter", setup_page="finetune")]
+    summary = {"prompt": {"token_f1": 0.2}, "fewshot": {"token_f1": 0.55}, "retriever": {"token_f1": 0.7,
+                                                                                          "hit_at_k": 0.9}}
+    assert advice.advise(ladder, summary, "token_f1", 0.5).best == "fewshot"
+    assert advice.advise(ladder, summary, "token_f1", 0.65).best == "retriever"
+    missed = advice.advise(ladder, summary, "token_f1", 0.9)
+    assert missed.best is None and "retriever" in str(missed.message)
+    assert any("Fine-tune" in str(step) for step in missed.next_steps)
+    assert advice.advise(ladder, {}, "token_f1", 0.5).best is None
+
+
+def test_failures_go_to_the_labeling_queue_once(eval_project):
+    rows = [{"variant": "prompt", "question": "Q1", "reference": "A1", "answer": "wrong", "scores": {"token_f1": 0.1}},
+            {"variant": "prompt", "question": "Q2", "reference": "A2", "answer": "A2", "scores": {"token_f1": 1.0}},
+            {"variant": "fewshot", "question": "Q3", "reference": "A3", "answer": "no", "scores": {"token_f1": 0.0}}]
+    failed = advice.failures(rows, "prompt", "token_f1", 0.5)
+    assert [r["question"] for r in failed] == ["Q1"]
+    assert advice.send_to_labeling(eval_project, failed, "Prompt") == 1
+    assert advice.send_to_labeling(eval_project, failed, "Prompt") == 0
+    records, _ = DatasetStore(eval_project).load(advice.FAILURES_DATASET)
+    assert records[0]["prompt"] == "Q1" and records[0]["response"] == "A1" and records[0]["status"] == "unlabeled"
+    assert "wrong" in records[0]["comment"] and records[0]["tags"] == ["eval-failure"]
+
+
+def test_cli_eval_ladder_json(eval_project):
+    result = CliRunner().invoke(cli.app, ["eval", eval_project.name, "--ladder", "--json", "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{"):])
+    by_key = {row["variant"]: row for row in payload["variants"]}
+    assert list(by_key) == list(variants.RUNGS)
+    assert by_key["prompt"]["answered"] == 2 and "token_f1" in by_key["fewshot"]
+    assert not by_key["adapter"]["ready"] and by_key["adapter"]["missing"]
