@@ -157,3 +157,32 @@ def test_cli_eval_ladder_json(eval_project):
     assert list(by_key) == list(variants.RUNGS)
     assert by_key["prompt"]["answered"] == 2 and "token_f1" in by_key["fewshot"]
     assert not by_key["adapter"]["ready"] and by_key["adapter"]["missing"]
+
+
+def test_export_parity_scores_the_merged_folder_like_base_plus_adapter(eval_project, tiny_model_dir):
+    from core.finetune import runs as finetune_runs
+    from core.finetune.adapters import AdapterRegistry, merge_and_export
+    from core.finetune.config import TrainConfig
+
+    DatasetStore(eval_project).create("pairs", "sft", [new_record("sft", prompt=f"Question {i}?", response=f"Answer {i}.")
+                                                       for i in range(12)])
+    recipe = RecipeStore(eval_project).load()
+    config = TrainConfig(dataset="pairs", method="lora", epochs=2, batch_size=4, learning_rate=5e-2, lora_rank=4,
+                         max_length=64, eval_fraction=0.0, precision="fp32")
+    run = finetune_runs.create_run(eval_project, config, recipe)
+    finetune_runs.execute(eval_project, run.id, lambda **e: None)
+    info = AdapterRegistry(eval_project).get(run.id)
+    merge_and_export(info, tiny_model_dir("llama"), eval_project.subdir("exports") / f"{run.id}-merged")
+
+    [export] = variants.merged_exports(eval_project)
+    assert export.adapter == run.id
+    pair = variants.export_parity(eval_project, recipe, export)
+    assert pair[0].recipe.adapter == run.id and pair[1].recipe.adapter is None
+    evaluation = runs.create_eval_run(eval_project, "eval", pair, runs.EvalOptions(semantic=False))
+    runs.execute(eval_project, evaluation.id, lambda **e: None)
+    answers = {}
+    for row in evaluation.results():
+        answers.setdefault(row["record_id"], {})[row["variant"]] = row["answer"]
+    assert all(len(set(by_variant.values())) == 1 for by_variant in answers.values())  # greedy: same answers
+    summary = evaluation.summary()
+    assert summary[pair[0].key]["token_f1"] == pytest.approx(summary[pair[1].key]["token_f1"])

@@ -118,3 +118,32 @@ def at_precision(variant: Variant, precision: str) -> Variant:
         return variant
     return replace(variant, key=f"{variant.key}|{precision}", label=f"{variant.label} · {precision}",
                    precision=precision)
+
+
+@dataclass(frozen=True)
+class MergedExport:
+    folder: str
+    adapter: str  # the adapter it was merged from
+
+
+def merged_exports(project: Project) -> list[MergedExport]:
+    """Merged model folders written by the Fine-tune page's export (newest first)."""
+    from core import atomic
+    from core.finetune.adapters import EXPORT_MANIFEST
+
+    folder = project.subdir("exports")
+    found = [(p, atomic.read_json(p / EXPORT_MANIFEST)) for p in folder.iterdir()
+             if (p / EXPORT_MANIFEST).exists()] if folder.exists() else []
+    found.sort(key=lambda item: item[1].get("created", 0), reverse=True)
+    return [MergedExport(str(path), manifest["adapter"]) for path, manifest in found]
+
+
+def export_parity(project: Project, recipe: Recipe, export: MergedExport) -> list[Variant]:
+    """The recipe with base + adapter, and the same recipe on the merged folder: their scores should match."""
+    from core.models.source import ModelSource
+
+    name = export.folder.rstrip("/").rsplit("/", 1)[-1]
+    tuned = recipe.with_changes(adapter=export.adapter)
+    merged = recipe.with_changes(adapter=None, model=ModelSource(kind="local", location=export.folder))
+    return [Variant(f"parity:{export.adapter}", f"base + adapter {export.adapter}", tuned),
+            Variant(f"parity:{name}", f"merged export {name}", merged)]

@@ -188,6 +188,9 @@ def export_adapter_zip(info: AdapterInfo, destination: Path) -> Path:
     return Path(shutil.make_archive(str(base), "zip", root_dir=info.folder))
 
 
+EXPORT_MANIFEST = "studio-export.json"  # which adapter a merged folder came from (for export parity)
+
+
 def merge_and_export(info: AdapterInfo, base_folder: Path, destination: Path, progress=None) -> Path:
     """A standalone safetensors model folder: base + adapter merged, tokenizer and a model card."""
     import torch
@@ -209,6 +212,8 @@ def merge_and_export(info: AdapterInfo, base_folder: Path, destination: Path, pr
         merged.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
         (staging / "README.md").write_text(model_card(info), encoding="utf-8")
+        atomic.write_json(staging / EXPORT_MANIFEST, {"adapter": info.id, "base_model": info.manifest.get("base_model"),
+                                                      "created": time.time()})
         shutil.rmtree(destination, ignore_errors=True)
         staging.rename(destination)
     except OSError as exc:
