@@ -9,6 +9,7 @@ from core.fewshot import Budget, fit_examples, select_examples
 from core.models.base import ModelBackend, RenderedPrompt
 from core.models.generation import GenerationStream
 from core.recipe import Recipe
+from core.tools import merge_tools
 from core.workspace import Project
 from core.i18n import Msg
 
@@ -69,8 +70,16 @@ def retrieve(project: Project | None, recipe: Recipe, question: str) -> list:
     return relevant(hits, settings)
 
 
+def recipe_tools(recipe: Recipe, tools: list | None = None) -> tuple[dict, ...]:
+    """The recipe's tools plus those given for one question (an eval record's); one per name, the question's win."""
+    return merge_tools(recipe.tools, tools)
+
+
 def prepare(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict],
-            project: Project | None = None, passages: list | None = None) -> PreparedPrompt:
+            project: Project | None = None, passages: list | None = None, *,
+            tools: list | None = None) -> PreparedPrompt:
+    """The prompt for one question: examples and passages fitted to the context window. `tools` (OpenAI function
+    tools, e.g. an eval record's) are offered with the recipe's tools."""
     from core.rag.retriever import context_block
 
     embed = None
@@ -81,21 +90,22 @@ def prepare(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dic
     preferred = select_examples(pool, question, recipe.fewshot, embed)
     kept, rendered, budget = fit_examples(backend, recipe.prompt, question, preferred,
                                           recipe.generation.max_new_tokens, context_window(recipe, backend),
-                                          recipe.labels, passages, context_block)
+                                          recipe.labels, passages, context_block, recipe_tools(recipe, tools))
     sources = tuple(passages[:len(passages) - budget.passages_dropped])
     return PreparedPrompt(rendered, kept, budget, sources, recipe.retriever.enabled and project is not None)
 
 
 def answer(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict],
-           project: Project | None = None) -> tuple[PreparedPrompt, GenerationStream]:
+           project: Project | None = None, *, tools: list | None = None) -> tuple[PreparedPrompt, GenerationStream]:
     """The prepared prompt and the answer stream. With retrieval on and no relevant passage, the stream says
-    the recipe's "not found" sentence instead of letting the model invent an answer."""
+    the recipe's "not found" sentence instead of letting the model invent an answer, unless the model was offered
+    tools: a question for a tool (a repair status, a booking) rarely matches a document."""
     from core.errors import StudioError
 
     if not question.strip():
         raise StudioError(Msg("Type a question first."))
-    prepared = prepare(recipe, question, backend, pool, project)
-    if prepared.nothing_found:
+    prepared = prepare(recipe, question, backend, pool, project, tools=tools)
+    if prepared.nothing_found and not prepared.prompt.tools:
         return prepared, fixed_answer(recipe.retriever.no_answer, backend.count_tokens(prepared.prompt))
     return prepared, backend.stream(prepared.prompt, recipe.generation)
 

@@ -114,15 +114,18 @@ class Budget:
 
 def fit_examples(backend: ModelBackend, prompt_settings: PromptSettings, question: str, examples: list[dict],
                  answer_reserve: int, context_window: int, labels: CompletionLabels,
-                 passages: list | None = None, format_context=None) -> tuple[list[dict], RenderedPrompt, Budget]:
+                 passages: list | None = None, format_context=None,
+                 tools=None) -> tuple[list[dict], RenderedPrompt, Budget]:
     """Render the prompt with as many retrieved passages, then preferred examples, as fit; exact token
-    counts per part. Passages come first: they carry the facts; examples only show the style."""
+    counts per part. Passages come first: they carry the facts; examples only show the style. Tools are
+    rendered in every candidate, so their tokens count with the system prompt."""
     passages = list(passages or [])
     dropped_passages = 0
 
     def render(chosen: list[dict], context: str = "") -> RenderedPrompt:
         pairs = [(e["prompt"], e["response"]) for e in chosen]
-        return backend.render(build_messages(prompt_settings, question, pairs, context), labels)
+        messages = build_messages(prompt_settings, question, pairs, context)
+        return backend.render(messages, labels, tools=tools) if tools else backend.render(messages, labels)
 
     without_context = backend.count_tokens(render([]))
     while passages and backend.count_tokens(render([], format_context(passages))) + answer_reserve > context_window:

@@ -5,6 +5,7 @@ The Chat page, the CLI, the evaluator and every export read this one object.
 
 from __future__ import annotations
 
+import copy
 import getpass
 import re
 import time
@@ -18,6 +19,7 @@ from core.models.generation import GenerationSettings
 from core.models.source import ModelSource
 from core.prompt import PromptSettings
 from core.rag.retriever import RetrieverSettings
+from core.tools import normalize_tools
 from core.workspace import Project
 from core.i18n import Msg
 
@@ -37,12 +39,14 @@ class Recipe:
     context_window: int | None = field(default=4096, metadata={"help": "Tokens to use; none = the model's maximum."})
     retriever: RetrieverSettings = field(default_factory=RetrieverSettings,
                                          metadata={"help": "Knowledge-base settings (the RAG rung)."})
+    tools: tuple = field(default=(), metadata={"help": "Tools the model may call (OpenAI function tools)."})
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", self.name):
             raise StudioError(Msg("A recipe name uses letters, digits, - and _ only (at most 40)."))
         if self.context_window is not None and self.context_window < 64:
             raise StudioError(Msg("The context window must be at least 64 tokens."))
+        object.__setattr__(self, "tools", normalize_tools(self.tools))  # StudioError with the first problem
 
     @property
     def labels(self) -> CompletionLabels:
@@ -62,6 +66,7 @@ class Recipe:
             "generation": self.generation.to_dict(),
             "context_window": self.context_window,
             "retriever": self.retriever.to_dict(),
+            "tools": copy.deepcopy(list(self.tools)),
         }
 
     @classmethod
@@ -75,6 +80,7 @@ class Recipe:
             generation=GenerationSettings.from_dict(data.get("generation")),
             context_window=data.get("context_window", cls.__dataclass_fields__["context_window"].default),
             retriever=RetrieverSettings.from_dict(data.get("retriever")),
+            tools=data.get("tools") or (),
         )
 
 

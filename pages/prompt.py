@@ -8,6 +8,7 @@ from core.errors import StudioError
 from core.models.generation import GenerationSettings
 from core.prompt import BUILTIN_VARIABLES, PromptSettings, check_prompt
 from core.recipe import RecipeStore
+from core.tools import parse_tools_json, tool_names, tools_json
 from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready
 from studio.ui.state import draft, recipe_save_bar, require_project, saved_recipe, set_draft
@@ -18,6 +19,9 @@ slug = project.slug
 recipe = draft(project)
 saved, version = saved_recipe(project)
 K = f"prompt.{slug}."  # widget keys of this page, per project
+TOOLS_PLACEHOLDER = ('[{"type": "function", "function": {"name": "check_order", "description": "…",\n'
+                     '  "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},\n'
+                     '  "required": ["order_id"]}}}]')
 
 st.title(t("1 · Prompt"))
 st.write(t("Tell the model who it is and how to answer. Write `{question}` where the user's question goes and "
@@ -58,6 +62,21 @@ with edit:
                      "'Question: … Answer:' blocks. Rename the labels to match your use, e.g. 'Customer' / 'Agent'."))
         user_label = st.text_input(t("Question label"), value=recipe.prompt.user_label, key=K + "user_label")
         assistant_label = st.text_input(t("Answer label"), value=recipe.prompt.assistant_label, key=K + "assistant_label")
+    with st.expander(t("Tools"), icon=":material/build:"):
+        st.caption(t("Functions the model may call, as an OpenAI-style JSON list of tools. A model whose chat template "
+                     "supports tools gets them there; any other model reads them as a short list in the system prompt "
+                     "and is asked to answer with a JSON call. Leave empty for no tools."))
+        tools_text = st.text_area(t("Tools (JSON)"), value=tools_json(recipe.tools), height=200, key=K + "tools",
+                                  placeholder=TOOLS_PLACEHOLDER)
+        try:
+            tools, tools_problem = parse_tools_json(tools_text), None
+        except StudioError as exc:
+            tools, tools_problem = recipe.tools, exc.args[0]
+        if tools_problem is None:
+            names = tool_names(tools)
+            st.caption(t("No tools: the model answers in text.") if not names else
+                       t("1 tool: {names}", names=names[0]) if len(names) == 1 else
+                       t("{count} tools: {names}", count=len(names), names=", ".join(names)))
 
     prompt_settings = PromptSettings(system_prompt, template, variables, user_label.strip() or "Question",
                                      assistant_label.strip() or "Answer")
@@ -66,17 +85,20 @@ with edit:
         st.error(t(error))
     for warning in check.warnings:
         st.warning(t(warning))
+    if tools_problem is not None:
+        st.error(t(tools_problem))
     try:
         generation = GenerationSettings(temperature, top_p, int(max_new_tokens), repetition_penalty,
                                         tuple(line for line in stop_text.splitlines() if line))
-        recipe = recipe.with_changes(prompt=prompt_settings, generation=generation)
+        recipe = recipe.with_changes(prompt=prompt_settings, generation=generation, tools=tools)
         set_draft(project, recipe)
     except StudioError as exc:
         st.error(t(exc.args[0]))
     st.caption(t("Built-in variables: {names}", names=", ".join(f"{{{v}}}" for v in BUILTIN_VARIABLES)))
 
     note = st.text_input(t("What changed (optional)"), key=K + "note", placeholder=t("e.g. shorter answers"))
-    changed = recipe_save_bar(project, recipe, saved, version, K, note or "Prompt", can_save=check.ok)
+    changed = recipe_save_bar(project, recipe, saved, version, K, note or "Prompt",
+                              can_save=check.ok and tools_problem is None)
     versions = RecipeStore(project).versions()
     if versions:
         with st.expander(t("Version history ({count})", count=len(versions)), icon=":material/history:"):

@@ -186,3 +186,14 @@ def test_export_parity_scores_the_merged_folder_like_base_plus_adapter(eval_proj
     assert all(len(set(by_variant.values())) == 1 for by_variant in answers.values())  # greedy: same answers
     summary = evaluation.summary()
     assert summary[pair[0].key]["token_f1"] == pytest.approx(summary[pair[1].key]["token_f1"])
+
+
+def test_answers_in_another_language_than_the_references_are_flagged():
+    assert advice.text_language("Cửa hàng mở cửa lúc 9 giờ sáng.") == "vi"
+    assert advice.text_language("The shop opens at nine in the morning.") == "latin"
+    assert advice.text_language("OK") is None
+    rows = [{"reference": "Cửa hàng mở cửa lúc 9 giờ sáng.", "answer": "We open at nine in the morning."}] * 3
+    warning = advice.language_mismatch(rows)
+    assert warning is not None and "3 of 3" in str(warning)
+    same = [{"reference": "We open at nine.", "answer": "The shop opens at nine in the morning."}] * 3
+    assert advice.language_mismatch(same) is None

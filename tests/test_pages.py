@@ -19,7 +19,8 @@ from core.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "studio" / "app.py")
-PAGES = ["projects", "model", "prompt", "fewshot", "retriever", "retrieval_test", "datasets", "labeling", "feedback", "chat", "finetune"]
+PAGES = ["projects", "model", "prompt", "fewshot", "retriever", "retrieval_test", "datasets", "labeling", "feedback", "chat", "finetune",
+         "evaluate"]
 EXAMPLES = [{"prompt": f"Question number {i} about shipping?", "response": f"Answer {i}: we ship in two days."}
             for i in range(6)]
 
@@ -127,6 +128,29 @@ def test_prompt_run_streams_and_save_makes_a_version(tiny_project):
     assert [v.number for v in versions] == [1, 2]
     assert versions[-1].recipe.prompt.system_prompt == "You answer for {company}. Be brief."
     assert versions[-1].note == "shorter"
+
+
+def test_prompt_tools_invalid_json_is_refused_and_valid_tools_are_saved(tiny_project):
+    at = run_page("prompt")
+    key = f"prompt.{tiny_project.slug}."
+    assert any(c.value == "No tools: the model answers in text." for c in at.caption)
+    at.text_area(key=key + "tools").set_value('[{"name": "book_service",}]').run()
+    assert_clean(at)
+    assert any("The tools are not valid JSON (line 1" in e.value for e in at.error)
+    assert next(b for b in at.button if b.label == "Save as new recipe version").disabled
+    at.text_area(key=key + "tools").set_value('[{"name": "book service"}]').run()
+    assert any("may use only letters" in e.value for e in at.error)
+    assert [v.number for v in RecipeStore(tiny_project).versions()] == [1]  # nothing saved
+    tools = [{"type": "function", "function": {"name": "check_repair_status", "parameters": {"type": "object"}}},
+             {"name": "book_service", "description": "Book a slot."}]
+    at.text_area(key=key + "tools").set_value(json.dumps(tools)).run()
+    assert not at.error, [e.value for e in at.error]
+    assert any(c.value == "2 tools: check_repair_status, book_service" for c in at.caption)
+    next(b for b in at.button if b.label == "Save as new recipe version").click().run()
+    assert_clean(at)
+    saved = RecipeStore(tiny_project).latest().recipe
+    assert [tool["function"]["name"] for tool in saved.tools] == ["check_repair_status", "book_service"]
+    assert saved.tools[1] == {"type": "function", "function": {"name": "book_service", "description": "Book a slot."}}
 
 
 def test_prompt_table_of_questions_is_saved_as_a_trial(tiny_project):

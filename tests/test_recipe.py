@@ -29,6 +29,8 @@ def _custom_recipe() -> Recipe:
         context_window=2048,
         retriever=RetrieverSettings(enabled=True, knowledge_base="handbook", mode="fts", k=3, min_similarity=0.4,
                                     no_answer="Tôi không tìm thấy thông tin này."),
+        tools=[{"name": "tra_cuu_don", "description": "Tra cứu đơn hàng.",
+                "parameters": {"type": "object", "properties": {"ma": {"type": "string"}}, "required": ["ma"]}}],
     )
 
 
@@ -44,7 +46,8 @@ def test_default_recipe():
     data = recipe.to_dict()
     assert data["schema"] == SCHEMA_VERSION
     assert set(data) == {"schema", "name", "model", "adapter", "prompt", "fewshot", "generation",
-                         "context_window", "retriever"}
+                         "context_window", "retriever", "tools"}
+    assert data["tools"] == [] and recipe.tools == ()
 
 
 @pytest.mark.parametrize("recipe", [Recipe(), _custom_recipe()], ids=["default", "custom"])

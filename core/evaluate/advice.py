@@ -94,3 +94,35 @@ def send_to_labeling(project, rows: list[dict], variant_label: str, dataset: str
     if added:
         store.save(dataset, records + added, version, note=f"{len(added)} failures from {variant_label}")
     return len(added)
+
+
+_VIETNAMESE_LETTERS = set("ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ")
+
+
+def text_language(text: str) -> str | None:
+    """A rough guess from the letters used: "vi" (Vietnamese letters), "latin" (other Latin text), None (too
+    short or another script). Enough to notice references and answers written in different languages."""
+    letters = [ch for ch in (text or "").lower() if ch.isalpha()]
+    if len(letters) < 8:
+        return None
+    if sum(ch in _VIETNAMESE_LETTERS for ch in letters) / len(letters) > 0.03:
+        return "vi"
+    if sum("a" <= ch <= "z" for ch in letters) / len(letters) > 0.9:
+        return "latin"
+    return None
+
+
+def language_mismatch(rows: list[dict]) -> Msg | None:
+    """A warning when most answers are in another language than their references: word-overlap metrics then
+    read near zero although an answer may be right."""
+    pairs = [(text_language(r.get("reference", "")), text_language(r.get("answer", ""))) for r in rows]
+    judged = [(ref, ans) for ref, ans in pairs if ref and ans]
+    if len(judged) < 3:
+        return None
+    different = sum(ref != ans for ref, ans in judged)
+    if different / len(judged) < 0.5:
+        return None
+    return Msg("{n} of {total} answers are in another language than their reference, so word-overlap scores "
+               "(exact match, F1, ROUGE-L) read near zero even for right answers. Write the references in the "
+               "answers' language, ask for that language in the prompt, or use the judge.",
+               n=different, total=len(judged))

@@ -30,6 +30,7 @@ class RenderedPrompt:
     add_special_tokens: bool
     format: str  # PROMPT_FORMATS: "chat template" | "completion" | "endpoint chat"
     stop: tuple[str, ...] = ()  # stops implied by the format
+    tools: tuple[dict, ...] = ()  # tools the model was offered (in the chat template, or as a block in the text)
 
 
 def render_completion(messages: list[dict], labels: CompletionLabels) -> str:
@@ -49,7 +50,10 @@ class ModelBackend(Protocol):
     context_length: int
     approximate_tokens: bool  # True when counts are estimates (no local tokenizer)
 
-    def render(self, messages: list[dict], labels: CompletionLabels) -> RenderedPrompt: ...
+    def render(self, messages: list[dict], labels: CompletionLabels, tools=None) -> RenderedPrompt:
+        """The prompt the model reads; `tools` (OpenAI function tools) go through the chat template when it takes
+        them, else as a text block at the end of the system message (core.tools.with_tools_block)."""
+        ...
 
     def count_tokens(self, prompt: RenderedPrompt | str) -> int: ...
 

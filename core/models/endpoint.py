@@ -11,6 +11,7 @@ from core.errors import EndpointError
 from core.models.base import CompletionLabels, RenderedPrompt
 from core.models.generation import GenerationSettings, GenerationStream
 from core.models.source import ModelSource
+from core.tools import normalize_tools, with_tools_block
 from core.i18n import Msg
 
 DEFAULT_CONTEXT = 4096
@@ -51,9 +52,13 @@ class EndpointModel:
                                     served=", ".join(served[:10])))
         return served
 
-    def render(self, messages: list[dict], labels: CompletionLabels) -> RenderedPrompt:
+    def render(self, messages: list[dict], labels: CompletionLabels, tools=None) -> RenderedPrompt:
+        # Tools go into the system message as text, not as the request's `tools`: every server reads text, while
+        # some refuse `tools` unless started with a tool-call parser (vLLM), and the estimate then counts them.
+        tools = normalize_tools(tools)
+        messages = with_tools_block(messages, tools)
         transcript = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-        return RenderedPrompt(tuple(messages), transcript, False, "endpoint chat")
+        return RenderedPrompt(tuple(messages), transcript, False, "endpoint chat", tools=tools)
 
     def count_tokens(self, prompt: RenderedPrompt | str) -> int:
         text = prompt if isinstance(prompt, str) else prompt.text

@@ -12,6 +12,7 @@ from core.errors import ModelLoadError
 from core.models.base import CompletionLabels, RenderedPrompt, render_completion
 from core.models.card import ModelCard, card_from_model
 from core.models.generation import GenerationSettings, GenerationStream
+from core.tools import normalize_tools, with_tools_block
 from core.i18n import Msg
 
 log = logging.getLogger(__name__)
@@ -22,12 +23,13 @@ HUB_HOST = "huggingface.co"
 class LocalModel:
     approximate_tokens = False
 
-    def __init__(self, name: str, model, tokenizer):
+    def __init__(self, name: str, model, tokenizer, precision: str | None = None):
         self.name = name
         self.model = model
         self.tokenizer = tokenizer
+        self.precision = precision or _float_precision(model)  # core.models.quantize.PRECISIONS
         self.context_length = _context_length(model, tokenizer)
-        self.card: ModelCard = card_from_model(name, model, tokenizer, self.context_length)
+        self.card: ModelCard = card_from_model(name, model, tokenizer, self.context_length, self.precision)
         # One generation at a time per loaded model: parallel CPU generations only slow each other down.
         self.lock = threading.Lock()
 
@@ -35,12 +37,31 @@ class LocalModel:
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-    def render(self, messages: list[dict], labels: CompletionLabels) -> RenderedPrompt:
+    @property
+    def template_takes_tools(self) -> bool:
+        """Whether the chat template reads `tools` (a template that never mentions them would drop them)."""
+        template = getattr(self.tokenizer, "chat_template", None)
+        if isinstance(template, dict):  # named templates; transformers picks "tool_use" when tools are given
+            template = " ".join(str(t) for t in template.values())
+        return bool(template) and "tools" in template
+
+    def render(self, messages: list[dict], labels: CompletionLabels, tools=None) -> RenderedPrompt:
+        tools = normalize_tools(tools)
         if self.has_chat_template:
+            if tools and self.template_takes_tools:
+                try:
+                    text = self.tokenizer.apply_chat_template(messages, tools=[dict(t) for t in tools], tokenize=False,
+                                                              add_generation_prompt=True)
+                    return RenderedPrompt(tuple(messages), text, False, "chat template", tools=tools)
+                except Exception:  # a template that mentions tools but refuses these messages: use the text block
+                    log.warning("%s: the chat template refused tools; adding them to the system prompt", self.name,
+                                exc_info=True)
+            messages = with_tools_block(messages, tools)
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            return RenderedPrompt(tuple(messages), text, False, "chat template")
+            return RenderedPrompt(tuple(messages), text, False, "chat template", tools=tools)
+        messages = with_tools_block(messages, tools)
         return RenderedPrompt(tuple(messages), render_completion(messages, labels), True, "completion",
-                              (labels.stop,))
+                              (labels.stop,), tools)
 
     def count_tokens(self, prompt: RenderedPrompt | str) -> int:
         if isinstance(prompt, str):
@@ -122,6 +143,10 @@ def _count_until_stop(tokenizer, generated, stops) -> int:
         else:
             low = middle + 1
     return low - 1
+
+
+def _float_precision(model) -> str:
+    return "bf16" if str(next(model.parameters()).dtype) == "torch.bfloat16" else "fp32"
 
 
 def _context_length(model, tokenizer) -> int:

@@ -33,7 +33,6 @@ def conversion_argv(source: ModelSource) -> list[str]:
 
 
 def open_backend(source: ModelSource, progress=None) -> ModelBackend:
-    from core.errors import ModelLoadError
     from core.models import local
 
     if source.kind == "openai":
@@ -42,10 +41,19 @@ def open_backend(source: ModelSource, progress=None) -> ModelBackend:
         backend = EndpointModel(source)
         backend.check()
         return backend
+    folder, name = model_folder(source, progress)
+    return local.load_folder(folder, name=name)
+
+
+def model_folder(source: ModelSource, progress=None) -> tuple[Path, str | None]:
+    """The Hugging Face folder behind a local source (converting a GGUF file the first time) and its display name."""
+    from core.errors import ModelLoadError
+    from core.models import local
+
     if source.kind == "embedded":
-        return local.load_folder(convert.ensure_embedded(progress), name="Gemma 3 270M (embedded)")
+        return convert.ensure_embedded(progress), "Gemma 3 270M (embedded)"
     if source.kind == "local":
-        return local.load_folder(Path(source.location))
+        return Path(source.location).expanduser(), None
     if source.kind == "gguf":
         path = Path(source.location).expanduser()
         if path.suffix.lower() != ".gguf":
@@ -55,19 +63,87 @@ def open_backend(source: ModelSource, progress=None) -> ModelBackend:
             raise ModelLoadError(Msg("GGUF file not found: {path}. Check the path.", path=str(path)))
         if not convert.is_converted(folder):
             convert.convert_gguf(path, folder, progress)
-        return local.load_folder(folder, name=path.name)
-    return local.load_folder(local.resolve_hub_id(source.location), name=source.location)
+        return folder, path.name
+    return local.resolve_hub_id(source.location), source.location
 
 
 MAX_TUNED = 2  # base + adapter copies kept loaded; each is a full model in memory
+MAX_PRECISION_VARIANTS = 1  # copies at another precision (quantization comparison) kept besides those
 
 
-def _key(source: ModelSource, adapter: Path | None) -> str:
-    if adapter is None:
-        return source.key
-    manifest = Path(adapter) / "adapter.json"  # re-registered (more epochs) adapters get a new key
-    stamp = manifest.stat().st_mtime_ns if manifest.exists() else 0
-    return f"{source.key}|adapter:{Path(adapter).resolve()}|{stamp}"
+def _key(source: ModelSource, adapter: Path | None, precision: str | None = None) -> str:
+    key = source.key
+    if adapter is not None:
+        manifest = Path(adapter) / "adapter.json"  # re-registered (more epochs) adapters get a new key
+        stamp = manifest.stat().st_mtime_ns if manifest.exists() else 0
+        key = f"{key}|adapter:{Path(adapter).resolve()}|{stamp}"
+    if precision is not None and precision != _default_precision(source, adapter):
+        key = f"{key}|precision:{precision}"
+    return key
+
+
+def _default_precision(source: ModelSource, adapter: Path | None) -> str:
+    """The precision of the copy loaded when none is asked for: fp32, except a base model on a GPU (bf16)."""
+    if source.kind == "openai" or adapter is not None:
+        return "fp32"
+    from core.models.quantize import default_device, default_precision
+
+    return default_precision(default_device())
+
+
+def _check_precision(source: ModelSource, precision: str | None) -> None:
+    from core.errors import StudioError
+    from core.models.quantize import check_precision
+
+    if precision is None:
+        return
+    check_precision(precision)
+    if source.kind == "openai" and precision != "fp32":
+        raise StudioError(Msg("An endpoint's precision is set by its server; compare precisions with a local model "
+                              "(embedded, folder, GGUF or hub id)."))
+
+
+def _is_variant(key: str) -> bool:
+    return "|precision:" in key
+
+
+def _is_tuned(key: str) -> bool:
+    return "|adapter:" in key and not _is_variant(key)
+
+
+def _make_room(keep, limit: int) -> None:
+    """Drop the oldest cached copies among those `keep(key)` selects, so one more fits under `limit`."""
+    chosen = [k for k in _backends if keep(k)]
+    for old in chosen[:max(0, len(chosen) - limit + 1)]:
+        _backends.pop(old, None)
+
+
+def open_at_precision(source: ModelSource, precision: str, adapter: Path | None = None,
+                      progress=None) -> ModelBackend:
+    """A separate copy of the model (with the adapter merged, if any) at `precision` (core.models.quantize)."""
+    from transformers import AutoTokenizer
+
+    from core.errors import ModelLoadError, StudioError
+    from core.models import local, quantize
+
+    folder, name = model_folder(source, progress)
+    local.check_model_folder(folder)
+    try:
+        model = quantize.load_at_precision(folder, precision, adapter)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except StudioError:
+        raise
+    except Exception as exc:
+        local.log.exception("loading %s at %s failed", folder, precision)
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelLoadError(Msg("The model in {folder} could not be loaded at {precision} ({reason}).",
+                                 folder=str(folder), precision=precision, reason=first_line)) from exc
+    label = name or folder.name
+    if adapter is not None:
+        from core import atomic
+
+        label += " + " + (atomic.read_json(Path(adapter) / "adapter.json").get("name") or Path(adapter).name)
+    return local.LocalModel(f"{label} ({precision})", model, tokenizer, precision=precision)
 
 
 def open_tuned(source: ModelSource, adapter: Path) -> ModelBackend:
@@ -90,27 +166,34 @@ def open_tuned(source: ModelSource, adapter: Path) -> ModelBackend:
                       model, AutoTokenizer.from_pretrained(str(folder)))
 
 
-def get_backend(source: ModelSource, progress=None, adapter: Path | None = None) -> ModelBackend:
-    """The loaded model; with `adapter` (an adapter folder), the base with that adapter applied."""
-    key = _key(source, adapter)
+def get_backend(source: ModelSource, progress=None, adapter: Path | None = None,
+                precision: str | None = None) -> ModelBackend:
+    """The loaded model; with `adapter` (an adapter folder), the base with that adapter applied; with `precision`
+    (core.models.quantize.PRECISIONS), a copy at that precision. None is the studio's default copy: fp32, or bf16
+    for a base model on a GPU; asking for the default precision returns that same copy."""
+    _check_precision(source, precision)
+    key = _key(source, adapter, precision)
     with _registry_lock:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:  # two sessions asking at once load it once
         if key not in _backends:
-            if adapter is None:
+            if _is_variant(key):
+                _make_room(_is_variant, MAX_PRECISION_VARIANTS)
+                _backends[key] = open_at_precision(source, precision, adapter, progress)
+            elif adapter is None:
                 _backends[key] = open_backend(source, progress)
             else:
                 if source.kind in ("embedded", "gguf") and needs_conversion(source):
-                    open_backend(source, progress)  # converts once; the tuned copy loads from that folder
-                tuned = [k for k in _backends if "|adapter:" in k]
-                for old in tuned[:max(0, len(tuned) - MAX_TUNED + 1)]:
-                    _backends.pop(old, None)
+                    model_folder(source, progress)  # converts once; the tuned copy loads from that folder
+                _make_room(_is_tuned, MAX_TUNED)
                 _backends[key] = open_tuned(source, adapter)
         return _backends[key]
 
 
-def peek_backend(source: ModelSource, adapter: Path | None = None) -> ModelBackend | None:
-    return _backends.get(_key(source, adapter))
+def peek_backend(source: ModelSource, adapter: Path | None = None, precision: str | None = None) -> ModelBackend | None:
+    if source.kind == "openai" and precision not in (None, "fp32"):
+        return None
+    return _backends.get(_key(source, adapter, precision))
 
 
 def forget_backend(source: ModelSource) -> None:
