@@ -105,9 +105,17 @@ def answer(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict
     if not question.strip():
         raise StudioError(Msg("Type a question first."))
     prepared = prepare(recipe, question, backend, pool, project, tools=tools)
-    if prepared.nothing_found and not prepared.prompt.tools:
-        return prepared, fixed_answer(recipe.retriever.no_answer, backend.count_tokens(prepared.prompt))
+    canned = canned_answer(recipe, prepared)
+    if canned is not None:
+        return prepared, fixed_answer(canned, backend.count_tokens(prepared.prompt))
     return prepared, backend.stream(prepared.prompt, recipe.generation)
+
+
+def canned_answer(recipe: Recipe, prepared: PreparedPrompt) -> str | None:
+    """The recipe's "not found" sentence when its retriever found nothing relevant (and no tool was offered)."""
+    if prepared.nothing_found and not prepared.prompt.tools:
+        return recipe.retriever.no_answer
+    return None
 
 
 def fixed_answer(text: str, prompt_tokens: int) -> GenerationStream:

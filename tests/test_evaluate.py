@@ -87,7 +87,8 @@ def test_a_changed_recipe_is_answered_again(eval_project):
 
 
 def test_a_stopped_run_keeps_its_answers_and_finishes_later(eval_project):
-    run = runs.create_eval_run(eval_project, "eval", [variants.saved_recipe(eval_project, "assistant")])
+    run = runs.create_eval_run(eval_project, "eval", [variants.saved_recipe(eval_project, "assistant")],
+                               runs.EvalOptions(batch_size=1))
     answered = []
 
     def stop_after_two() -> bool:
@@ -197,3 +198,21 @@ def test_answers_in_another_language_than_the_references_are_flagged():
     assert warning is not None and "3 of 3" in str(warning)
     same = [{"reference": "We open at nine.", "answer": "The shop opens at nine in the morning."}] * 3
     assert advice.language_mismatch(same) is None
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_batched_answers_match_one_by_one_answers(eval_project, tiny_model_dir, arch):
+    from core import assistant
+
+    recipe = RecipeStore(eval_project).load().with_changes(
+        model=ModelSource(kind="local", location=str(tiny_model_dir(arch))),
+        generation=GenerationSettings(temperature=0.0, max_new_tokens=6))
+    variant = Variant("v", "v", recipe)
+    backend = assistant.recipe_backend(eval_project, recipe)
+    records = [{"question": q} for q, _ in QUESTIONS] + [{"question": "Hi?"}]  # different lengths: left padding
+    batched = runs._ask_batch(eval_project, variant, records, backend, [])
+    single = [runs._ask(eval_project, variant, r, backend, []) for r in records]
+    assert [b["answer"] for b in batched] == [s["answer"] for s in single]
+    assert [b["output_tokens"] for b in batched] == [s["output_tokens"] for s in single]
+    assert [b["prompt_tokens"] for b in batched] == [s["prompt_tokens"] for s in single]
+    assert all(b["batched"] and b["latency_s"] > 0 for b in batched)

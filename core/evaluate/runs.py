@@ -36,6 +36,7 @@ class EvalOptions:
     semantic: bool = field(default=True, metadata={"help": "Score meaning with the embedder (cosine)."})
     k: int = field(default=5, metadata={"help": "Cut-off for retrieval hit@k."})
     limit: int | None = field(default=None, metadata={"help": "Only the first N questions (a quick look)."})
+    batch_size: int = field(default=8, metadata={"help": "Questions a local model answers at once."})
     judge_model: dict | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint that judges."})
     judge_rubric: str = ""
 
@@ -44,6 +45,8 @@ class EvalOptions:
             raise StudioError(Msg("k must be at least 1."))
         if self.limit is not None and self.limit < 1:
             raise StudioError(Msg("Evaluate at least one question."))
+        if not 1 <= self.batch_size <= 64:
+            raise StudioError(Msg("The batch size must be between 1 and 64."))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -279,6 +282,35 @@ def _ask(project: Project, variant: Variant, record: dict, backend, pool: list[d
             "retrieved": [[hit.chunk_id, hit.source] for hit in prepared.sources]}
 
 
+def _ask_batch(project: Project, variant: Variant, records: list[dict], backend, pool: list[dict]) -> list[dict]:
+    """Answers to several questions in one batched generation; "not found" answers skip the model."""
+    from core import assistant
+
+    prepared = [assistant.prepare(variant.recipe, r["question"], backend, pool, project, tools=r.get("tools"))
+                for r in records]
+    canned = [assistant.canned_answer(variant.recipe, p) for p in prepared]
+    to_generate = [p.prompt for p, text in zip(prepared, canned) if text is None]
+    generated = iter(backend.generate_batch(to_generate, variant.recipe.generation) if to_generate else [])
+    answers = []
+    for prompt, text in zip(prepared, canned):
+        if text is None:
+            out = next(generated)
+            answer = {"answer": out["text"].strip(), "latency_s": out["latency_s"],
+                      "prompt_tokens": out["prompt_tokens"], "output_tokens": out["output_tokens"]}
+        else:
+            answer = {"answer": text, "latency_s": 0.0, "prompt_tokens": backend.count_tokens(prompt.prompt),
+                      "output_tokens": 0}
+        answers.append({**answer, "retrieved": [[hit.chunk_id, hit.source] for hit in prompt.sources],
+                        "batched": True})
+    return answers
+
+
+def _answer(project: Project, variant: Variant, records: list[dict], backend, pool: list[dict]) -> list[dict]:
+    if len(records) > 1 and hasattr(backend, "generate_batch"):
+        return _ask_batch(project, variant, records, backend, pool)
+    return [_ask(project, variant, record, backend, pool) for record in records]
+
+
 def _score(record: dict, answered: dict, k: int) -> dict:
     scores = metrics.score_answer(record, answered["answer"],
                                   [tuple(item) for item in answered["retrieved"]] if record.get("gold_ids") and
@@ -310,29 +342,30 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
         keys = {r["id"]: answer_key(fingerprint, r) for r in todo}
         backend, pool = None, None
         emit(progress=answered / total, message=Msg("{variant}: answering", variant=variant.label))
-        for record in todo:
+        for start in range(0, len(todo), options.batch_size):
             if should_stop():
                 emit(message=Msg("Stopped; start again to answer the rest."))
                 return {"finished": False, "answered": answered}
-            hit = cached.get(keys[record["id"]])
-            if hit is None:
+            chunk = todo[start:start + options.batch_size]
+            missing = [r for r in chunk if keys[r["id"]] not in cached]
+            if missing:
                 if backend is None:
                     backend = _backend(project, variant)
                     pool = assistant.example_pool(project, variant.recipe)
-                hit = {**_ask(project, variant, record, backend, pool),
-                       "searched": variant.recipe.retriever.enabled}
-                cache.add(keys[record["id"]], hit)
-                cached[keys[record["id"]]] = hit
-                from_cache = False
-            else:
-                from_cache = True
-            row = {"variant": variant.key, "record_id": record["id"], "question": record["question"],
-                   "reference": record.get("reference") or "", "expected_call": record.get("expected_call"),
-                   "answer": hit["answer"], "retrieved": hit["retrieved"], "cached": from_cache,
-                   "scores": _score(record, hit, options.k)}
+                for record, hit in zip(missing, _answer(project, variant, missing, backend, pool)):
+                    hit = {**hit, "searched": variant.recipe.retriever.enabled}
+                    cache.add(keys[record["id"]], hit)
+                    cached[keys[record["id"]]] = hit
+            rows = []
+            for record in chunk:
+                hit = cached[keys[record["id"]]]
+                rows.append({"variant": variant.key, "record_id": record["id"], "question": record["question"],
+                             "reference": record.get("reference") or "", "expected_call": record.get("expected_call"),
+                             "answer": hit["answer"], "retrieved": hit["retrieved"], "cached": record not in missing,
+                             "scores": _score(record, hit, options.k)})
             with open(run.folder / "results.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            answered += 1
+                handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            answered += len(rows)
             emit(progress=answered / total, message=Msg("{variant}: {done} of {total} answered",
                                                        variant=variant.label, done=answered, total=total))
     emit(progress=0.98, message=Msg("Scoring"))

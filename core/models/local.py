@@ -124,6 +124,53 @@ class LocalModel:
         return GenerationStream(produce, stops)
 
 
+    def generate_batch(self, prompts: list[RenderedPrompt], settings: GenerationSettings) -> list[dict]:
+        """Answers to several prompts in one batched `generate` (left-padded), for evaluation runs.
+
+        Each result has the text (cut at the first stop string), prompt and output tokens, and the batch's wall
+        time divided among its answers (`latency_s`); rows stop on their own at EOS or a stop string.
+        """
+        import time
+
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        tokenizer, model = self.tokenizer, self.model
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        encoded = [tokenizer(p.text, add_special_tokens=p.add_special_tokens)["input_ids"] for p in prompts]
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded], device=model.device)
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=model.device)
+        stops = [tuple(dict.fromkeys(p.stop + settings.stop)) for p in prompts]
+
+        class StopStrings(StoppingCriteria):  # per row: done once its new text shows one of its stop strings
+            def __call__(self, ids, scores, **kwargs):
+                tails = tokenizer.batch_decode(ids[:, width:][:, -12:], skip_special_tokens=True)
+                return torch.tensor([any(s in tail for s in row_stops) for tail, row_stops in zip(tails, stops)],
+                                    device=ids.device)
+
+        kwargs = dict(input_ids=input_ids, attention_mask=attention, max_new_tokens=settings.max_new_tokens,
+                      repetition_penalty=settings.repetition_penalty, pad_token_id=pad_id,
+                      stopping_criteria=StoppingCriteriaList([StopStrings()]) if any(stops) else None)
+        if settings.temperature > 0:
+            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        started = time.perf_counter()
+        with self.lock, torch.inference_mode():
+            output = model.generate(**kwargs)
+        share = (time.perf_counter() - started) / len(prompts)
+        results = []
+        for row, row_stops in enumerate(stops):
+            generated = output[row, width:]
+            text = tokenizer.decode(generated, skip_special_tokens=True)
+            for stop in row_stops:
+                text = text.split(stop)[0] if stop in text else text
+            results.append({"text": text, "prompt_tokens": len(encoded[row]),
+                            "output_tokens": _count_until_stop(tokenizer, generated, row_stops),
+                            "latency_s": round(share, 3)})
+        return results
+
 def _count_until_stop(tokenizer, generated, stops) -> int:
     """Output tokens up to (not including) the stop string, so counts match the text shown."""
     special = set(tokenizer.all_special_ids)
