@@ -279,7 +279,7 @@ def test_semantic_similarity_embeds_once_and_clips():
 def test_registry():
     assert list(METRICS) == ["exact_match", "token_f1", "rouge_l", "semantic_similarity", "contains_reference",
                              "valid_json", "tool_name", "tool_args", "hit_at_k", "mrr", "judge", "latency_s",
-                             "prompt_tokens", "output_tokens"]
+                             "prompt_tokens", "output_tokens", "weights_mb"]
     for name, metric in METRICS.items():
         assert metric.name == name and metric.label and metric.help.endswith(".")
         assert metric.needs in ("reference", "expected_call", "gold_ids", "judge", "nothing")
@@ -317,7 +317,7 @@ def test_score_answer_uses_k():
     assert score_answer(record, "x", RANKED, k=2) == {"hit_at_k": 0.0, "mrr": pytest.approx(1 / 3)}
 
 
-COST = ["latency_s", "prompt_tokens", "output_tokens"]
+COST = ["latency_s", "prompt_tokens", "output_tokens", "weights_mb"]
 
 
 @pytest.mark.parametrize("records, expected", [

@@ -65,6 +65,8 @@ def test_a_ladder_run_gives_a_row_per_rung_and_reuses_cached_answers(eval_projec
             <= set(summary[key])
         assert "hit_at_k" not in summary[key]  # no retriever, no retrieval metrics
     assert summary["fewshot"]["prompt_tokens"] > summary["prompt"]["prompt_tokens"]  # the examples cost tokens
+    assert summary["prompt"]["weights_mb"] == pytest.approx(summary["fewshot"]["weights_mb"]) \
+        and summary["prompt"]["weights_mb"] > 0
     assert events[-1]["type"] == "done"
 
     def no_generation(*args, **kwargs):
@@ -74,6 +76,7 @@ def test_a_ladder_run_gives_a_row_per_rung_and_reuses_cached_answers(eval_projec
     again = runs.create_eval_run(eval_project, "eval", rungs)
     runs.execute(eval_project, again.id, lambda **e: None)
     assert all(r["cached"] for r in again.results()) and len(again.results()) == len(rows)
+    assert again.summary()["prompt"]["weights_mb"] == summary["prompt"]["weights_mb"]  # known without loading
     assert {r["answer"] for r in again.results()} == {r["answer"] for r in rows}
 
 

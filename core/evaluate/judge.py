@@ -34,7 +34,7 @@ def judge_rows(rows: list[dict], records: dict, options) -> bool:
     from core.models.source import ModelSource
 
     source = ModelSource.from_dict(options.judge_model)
-    if source.kind != "endpoint":
+    if source.kind != "openai":
         raise StudioError(Msg("The judge must be an OpenAI-compatible endpoint."))
     judge = get_backend(source)
     settings = GenerationSettings(temperature=0.0, max_new_tokens=8)

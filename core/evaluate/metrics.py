@@ -309,6 +309,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            "examples and passages."), "nothing", higher_is_better=False, kind="cost"),
     Metric("output_tokens", Msg("Output tokens"), Msg("Tokens the model writes per answer."), "nothing",
            higher_is_better=False, kind="cost"),
+    Metric("weights_mb", Msg("Model memory (MB)"), Msg("Memory the model's weights take at this precision "
+           "(with the adapter merged)."), "nothing", higher_is_better=False, kind="cost"),
 ]}
 
 

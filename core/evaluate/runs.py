@@ -29,6 +29,7 @@ from core.workspace import Project
 
 Emit = Callable[..., None]
 CACHE_FILE = "eval_answers.jsonl"
+MODELS_CACHE_FILE = "eval_models.json"  # variant fingerprint -> weights in memory, for variants answered from cache
 
 
 @dataclass(frozen=True)
@@ -199,12 +200,23 @@ class EvalRun:
         if jobs:
             jobs[-1].cancel()
 
+    def models(self) -> dict[str, dict]:
+        """Per variant key: the loaded model's precision and weights in memory (when known)."""
+        path = self.folder / "models.json"
+        return atomic.read_json(path) if path.exists() else {}
+
     def summary(self) -> dict[str, dict]:
-        """Per variant key: the mean of every metric over its answered questions, and how many."""
+        """Per variant key: the mean of every metric over its answered questions, how many, and the model's
+        weights in memory (weights_mb) when known."""
         by_variant: dict[str, list[dict]] = {}
         for row in self.results():
             by_variant.setdefault(row["variant"], []).append(row["scores"])
-        return {key: {**metrics.aggregate(rows), "answered": len(rows)} for key, rows in by_variant.items()}
+        models = self.models()
+        summary = {key: {**metrics.aggregate(rows), "answered": len(rows)} for key, rows in by_variant.items()}
+        for key, found in summary.items():
+            if models.get(key, {}).get("weights_bytes"):
+                found["weights_mb"] = models[key]["weights_bytes"] / 2 ** 20
+        return summary
 
 
 def create_eval_run(project: Project, dataset: str, variants: list[Variant], options: EvalOptions = EvalOptions(),
@@ -342,6 +354,7 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
         keys = {r["id"]: answer_key(fingerprint, r) for r in todo}
         backend, pool = None, None
         emit(progress=answered / total, message=Msg("{variant}: answering", variant=variant.label))
+        _remember_model(project, run, variant, fingerprint, None)
         for start in range(0, len(todo), options.batch_size):
             if should_stop():
                 emit(message=Msg("Stopped; start again to answer the rest."))
@@ -352,6 +365,7 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
                 if backend is None:
                     backend = _backend(project, variant)
                     pool = assistant.example_pool(project, variant.recipe)
+                    _remember_model(project, run, variant, fingerprint, backend)
                 for record, hit in zip(missing, _answer(project, variant, missing, backend, pool)):
                     hit = {**hit, "searched": variant.recipe.retriever.enabled}
                     cache.add(keys[record["id"]], hit)
@@ -374,6 +388,18 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
     summary = run.summary()
     emit(type="done", progress=1.0, message=Msg("Evaluation finished"))
     return {"finished": True, "answered": answered, "summary": summary}
+
+
+def _remember_model(project: Project, run: EvalRun, variant: Variant, fingerprint: str, backend) -> None:
+    """Record the variant's weights in memory: from the loaded backend, else from an earlier run's record."""
+    cache_path = project.subdir("cache") / MODELS_CACHE_FILE
+    known = atomic.read_json(cache_path) if cache_path.exists() else {}
+    card = getattr(backend, "card", None)
+    if card is not None:
+        known[fingerprint] = {"weights_bytes": card.weights_bytes, "precision": variant.precision}
+        atomic.write_json(cache_path, known)
+    if fingerprint in known:
+        atomic.write_json(run.folder / "models.json", {**run.models(), variant.key: known[fingerprint]})
 
 
 def _finish_scores(project: Project, run: EvalRun, records: list[dict], options: EvalOptions) -> None:
