@@ -219,3 +219,15 @@ def test_batched_answers_match_one_by_one_answers(eval_project, tiny_model_dir, 
     assert [b["output_tokens"] for b in batched] == [s["output_tokens"] for s in single]
     assert [b["prompt_tokens"] for b in batched] == [s["prompt_tokens"] for s in single]
     assert all(b["batched"] and b["latency_s"] > 0 for b in batched)
+
+
+def test_answers_are_not_reused_after_the_model_folder_changed(eval_project, tiny_model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir("llama"), folder)
+    recipe = RecipeStore(eval_project).load().with_changes(model=ModelSource(kind="local", location=str(folder)))
+    before = runs.variant_fingerprint(eval_project, Variant("v", "v", recipe))
+    shutil.rmtree(folder)
+    shutil.copytree(tiny_model_dir("gemma3"), folder)  # same path, other weights
+    assert runs.variant_fingerprint(eval_project, Variant("v", "v", recipe)) != before

@@ -62,7 +62,8 @@ class EvalOptions:
 
 def _model_identity(project: Project, variant: Variant) -> dict:
     recipe = variant.recipe
-    identity = {"model": recipe.model.to_dict(), "precision": variant.precision}
+    identity = {"model": recipe.model.to_dict(), "precision": variant.precision,
+                "weights": _weights_fingerprint(recipe.model)}
     if recipe.adapter:
         from core.finetune.adapters import AdapterRegistry
 
@@ -70,6 +71,21 @@ def _model_identity(project: Project, variant: Variant) -> dict:
         identity["adapter"] = {"id": recipe.adapter, "created": manifest.get("created"),
                                "base": manifest.get("base_fingerprint")}
     return identity
+
+
+def _weights_fingerprint(source) -> str | None:
+    """The weights behind a local source, so answers are not reused after a folder's model changed."""
+    from core.finetune.adapters import folder_fingerprint, source_folder
+
+    try:
+        if source.kind in ("embedded", "local"):
+            return folder_fingerprint(source_folder(source))
+        if source.kind == "gguf":
+            stat = Path(source.location).expanduser().stat()
+            return f"{stat.st_size}:{int(stat.st_mtime)}"
+    except (OSError, ValueError, StudioError):
+        return None  # an unreadable model fails later, when it is loaded, with its own message
+    return None
 
 
 def _inputs_identity(project: Project, variant: Variant) -> dict:
