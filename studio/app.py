@@ -37,6 +37,7 @@ PAGES = {
         st.Page("../pages/feedback.py", title=t("Feedback"), icon=":material/thumbs_up_down:", url_path="feedback"),
     ],
     t("Results"): [
+        st.Page("../pages/evaluate.py", title=t("Evaluation"), icon=":material/leaderboard:", url_path="evaluate"),
         st.Page("../pages/chat.py", title=t("Chat"), icon=":material/chat:", url_path="chat"),
     ],
 }

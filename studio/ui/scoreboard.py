@@ -1,0 +1,196 @@
+"""The evaluation scoreboard's pieces: variant and metric labels, the score and cost charts, and the tables
+(summary, answers side by side, downloads). Plain builders: the Evaluation page decides where they go."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from core.evaluate.metrics import METRICS
+from core.evaluate.variants import RUNG_LABELS, Variant
+from core.i18n import Msg
+from studio.ui.i18n import t
+
+COLORS = qualitative.Plotly
+COSTS = tuple(name for name, metric in METRICS.items() if metric.kind == "cost")  # latency, tokens, memory
+SETUP_PAGES = {"fewshot": "../pages/fewshot.py", "retriever": "../pages/retriever.py",
+               "finetune": "../pages/finetune.py"}
+SETUP_PAGE_NAMES = {"fewshot": Msg("2 · Few-shot"), "retriever": Msg("3 · Retriever"),
+                    "finetune": Msg("4 · Fine-tune")}
+
+
+def variant_label(variant: Variant) -> str:
+    """A ladder rung in the reader's language (its stored label is English); other variants as saved."""
+    base, _, precision = variant.key.partition("|")
+    if base in RUNG_LABELS:
+        return t(RUNG_LABELS[base]) + (f" · {precision}" if precision else "")
+    return variant.label
+
+
+def metric_label(name: str) -> str:
+    return t(METRICS[name].label) if name in METRICS else name
+
+
+def score_metrics(summary: dict[str, dict]) -> list[str]:
+    """Answer and retrieval metrics (registry order) that at least one variant has a score for."""
+    return [name for name, metric in METRICS.items()
+            if metric.kind != "cost" and any(name in scores for scores in summary.values())]
+
+
+def setup_link(variant: Variant) -> None:
+    """'Rung — not set up: why' with a link to the page that sets it up."""
+    reason = t(variant.missing) if variant.missing else ""
+    st.markdown(t("**{label}** — not set up: {reason}", label=variant_label(variant), reason=reason))
+    page = SETUP_PAGES.get(variant.setup_page or "")
+    if page:
+        st.page_link(page, label=t("Set it up on the {page} page", page=SETUP_PAGE_NAMES[variant.setup_page]),
+                     icon=":material/arrow_forward:")
+
+
+def missing_setup_links(variants: list[Variant]) -> None:
+    """One link per page that sets up a rung this run could not evaluate."""
+    pages = list(dict.fromkeys(v.setup_page for v in variants if not v.ready and v.setup_page in SETUP_PAGES))
+    for page in pages:
+        st.page_link(SETUP_PAGES[page], label=t("Set up what is missing on the {page} page",
+                                                page=SETUP_PAGE_NAMES[page]), icon=":material/arrow_forward:")
+
+
+# ---- charts -----------------------------------------------------------------------------------------------------
+
+def _color(index: int) -> str:
+    return COLORS[index % len(COLORS)]
+
+
+def score_chart(variants: list[Variant], summary: dict[str, dict]) -> go.Figure | None:
+    """Grouped bars: one group per metric, one bar per variant (in the run's order), on a 0-1 scale."""
+    names = score_metrics(summary)
+    if not names:
+        return None
+    figure = go.Figure()
+    for index, variant in enumerate(variants):
+        scores = summary.get(variant.key)
+        if not scores:
+            continue
+        figure.add_bar(name=variant_label(variant), x=[metric_label(n) for n in names],
+                       y=[scores.get(n) for n in names], marker_color=_color(index),
+                       hovertemplate="<b>%{fullData.name}</b><br>%{x}: %{y:.2f}<extra></extra>")
+    figure.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=40, b=10),
+                         yaxis=dict(range=[0, 1], title=t("Score (0 to 1, higher is better)")),
+                         legend=dict(orientation="h", y=1.15))
+    return figure
+
+
+def cost_chart(variants: list[Variant], summary: dict[str, dict]) -> go.Figure | None:
+    """What each variant costs: seconds and tokens per answer, weights in memory (lower is better)."""
+    shown = [(i, v) for i, v in enumerate(variants) if summary.get(v.key)]
+    names = [n for n in COSTS if any(n in summary[v.key] for _, v in shown)]
+    if not names:
+        return None
+    figure = make_subplots(rows=1, cols=len(names), subplot_titles=[metric_label(n) for n in names])
+    for column, name in enumerate(names, start=1):
+        figure.add_bar(x=[variant_label(v) for _, v in shown], y=[summary[v.key].get(name) for _, v in shown],
+                       marker_color=[_color(i) for i, _ in shown], showlegend=False, row=1, col=column,
+                       hovertemplate="%{x}: %{y:,.2f}<extra></extra>")
+    figure.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
+    figure.update_xaxes(showticklabels=False)
+    return figure
+
+
+# ---- tables -----------------------------------------------------------------------------------------------------
+
+def summary_table(variants: list[Variant], summary: dict[str, dict]) -> tuple[pd.DataFrame, dict]:
+    """One row per variant: how many answers, each metric's mean, the costs; a rung not set up says so."""
+    names = score_metrics(summary) + [n for n in COSTS if any(n in s for s in summary.values())]
+    rows = []
+    for variant in variants:
+        scores = summary.get(variant.key, {})
+        status = t("not set up: {reason}", reason=t(variant.missing) if variant.missing else "") \
+            if not variant.ready else ""
+        rows.append({"variant": variant_label(variant), "status": status, "answered": scores.get("answered"),
+                     **{n: scores.get(n) for n in names}})
+    config = {"variant": st.column_config.TextColumn(t("Variant"), pinned=True),
+              "status": st.column_config.TextColumn(t("Status")),
+              "answered": st.column_config.NumberColumn(t("Answers"), format="%d")}
+    for name in names:
+        metric = METRICS[name]
+        config[name] = st.column_config.NumberColumn(metric_label(name), help=t(metric.help),
+                                                     format=_number_format(name))
+    frame = pd.DataFrame(rows, columns=["variant", "status", "answered", *names])
+    if not frame["status"].any():
+        frame = frame.drop(columns="status")
+    return frame, config
+
+
+def _number_format(name: str) -> str:
+    """Scores with two decimals; costs with their unit."""
+    if name == "latency_s":
+        return "%.2f s"
+    if name == "weights_mb":
+        return "%.0f MB"
+    if name.endswith("_tokens"):
+        return "%.0f " + t("tokens")
+    return "%.2f"
+
+
+def reference_text(row: dict) -> str:
+    if row.get("reference"):
+        return row["reference"]
+    return json.dumps(row["expected_call"], ensure_ascii=False) if row.get("expected_call") else ""
+
+
+def examples_table(rows: list[dict], variants: list[Variant], record_ids: list[str], metric: str,
+                   only: set[str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """One row per question: the question, the reference (or expected call), then each variant's answer and its
+    score on `metric`. `only`: keep just these record ids."""
+    by_cell = {(r["variant"], r["record_id"]): r for r in rows}
+    answered = [v for v in variants if any((v.key, i) in by_cell for i in record_ids)]
+    config = {"question": st.column_config.TextColumn(t("Question"), width="medium", pinned=True),
+              "reference": st.column_config.TextColumn(t("Reference"), width="medium")}
+    for index, variant in enumerate(answered):
+        label = variant_label(variant)
+        config[f"answer{index}"] = st.column_config.TextColumn(t("Answer") + " · " + label, width="large")
+        config[f"score{index}"] = st.column_config.NumberColumn(metric_label(metric) + " · " + label, format="%.2f",
+                                                                width="small")
+    table = []
+    for record_id in record_ids:
+        if only is not None and record_id not in only:
+            continue
+        cells = [by_cell.get((v.key, record_id)) for v in answered]
+        first = next((c for c in cells if c), None)
+        if first is None:
+            continue
+        line = {"question": first["question"], "reference": reference_text(first)}
+        for index, cell in enumerate(cells):
+            line[f"answer{index}"] = cell["answer"] if cell else None
+            line[f"score{index}"] = cell["scores"].get(metric) if cell else None
+        table.append(line)
+    return pd.DataFrame(table, columns=list(config)), config
+
+
+def results_csv(rows: list[dict], variants: list[Variant]) -> str:
+    labels = {v.key: v.label for v in variants}
+    flat = []
+    for row in rows:
+        line = {"variant": row["variant"], "variant_label": labels.get(row["variant"], row["variant"]),
+                "record_id": row["record_id"], "question": row["question"], "reference": row.get("reference", ""),
+                "expected_call": json.dumps(row["expected_call"], ensure_ascii=False) if row.get("expected_call")
+                else "", "answer": row["answer"], "cached": row.get("cached", False),
+                "retrieved": json.dumps(row.get("retrieved") or [], ensure_ascii=False)}
+        line.update(row["scores"])
+        flat.append(line)
+    return pd.DataFrame(flat).to_csv(index=False)
+
+
+def summary_json(run, variants: list[Variant], summary: dict[str, dict]) -> str:
+    spec = run.spec
+    return json.dumps({"run": run.id, "dataset": spec["dataset"], "dataset_version": spec["dataset_version"],
+                       "questions": spec["questions"], "options": spec.get("options"),
+                       "variants": [{"key": v.key, "label": v.label, "ready": v.ready,
+                                     "missing": str(v.missing) if v.missing else None,
+                                     "scores": summary.get(v.key, {})} for v in variants]},
+                      ensure_ascii=False, indent=2)

@@ -1,0 +1,179 @@
+"""The Evaluation page with streamlit's AppTest: the ladder with its missing rungs, a stored run's scoreboard
+(charts, table, advice), failures only, failures sent to labeling, a running (fake) evaluation with Cancel, and
+a project without an eval set. Answers are canned (runs._ask is replaced), so no model generates."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from apptest_helpers import button, open_page
+from core.data.pairs import save_pairs
+from core.data.records import new_record
+from core.data.store import DatasetStore
+from core.evaluate import advice, runs, variants
+from core.fewshot import FewShotSettings
+from core.jobs import Job
+from core.models.source import ModelSource
+from core.recipe import Recipe, RecipeStore
+
+QUESTIONS = [("When do orders ship?", "Within two business days."),
+             ("Do you ship abroad?", "Yes, to the EU."),
+             ("Are you open on Sunday?", "No, only Monday to Saturday.")]
+ANSWERS = {  # the prompt rung gets one question right, few-shot all three
+    "prompt": ["Within two business days.", "I do not know.", "Maybe."],
+    "fewshot": ["Within two business days.", "Yes, to the EU.", "No, only Monday to Saturday."],
+}
+
+
+@pytest.fixture
+def eval_project(workspace, tiny_model_dir):
+    project = workspace.create("Eval shop")
+    RecipeStore(project).save(Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("llama"))),
+                                     fewshot=FewShotSettings(enabled=False, dataset="examples")))
+    save_pairs(project, "examples", [{"prompt": "Do you repair bikes?", "response": "Yes, in two days."}])
+    DatasetStore(project).create("faq", "eval", [new_record("eval", question=q, reference=a) for q, a in QUESTIONS])
+    workspace.remember_last(project)
+    return project
+
+
+@pytest.fixture
+def finished_run(eval_project, monkeypatch) -> runs.EvalRun:
+    """A ladder run answered with canned answers (prompt and few-shot are set up; the rest are not)."""
+    by_question = {q: i for i, (q, _) in enumerate(QUESTIONS)}
+
+    def canned(project, variant, record, backend, pool):
+        return {"answer": ANSWERS[variant.key][by_question[record["question"]]], "latency_s": 0.5,
+                "prompt_tokens": 40 if variant.key == "fewshot" else 20, "output_tokens": 6, "retrieved": []}
+
+    monkeypatch.setattr(runs, "_backend", lambda project, variant: object())
+    monkeypatch.setattr(runs, "_ask", canned)
+    rungs = variants.ladder(eval_project, RecipeStore(eval_project).load())
+    run = runs.create_eval_run(eval_project, "faq", rungs, runs.EvalOptions(semantic=False))
+    runs.execute(eval_project, run.id, lambda **e: None)
+    assert run.status().state == "done"
+    (run.folder / "models.json").write_text('{"prompt": {"weights_bytes": 10485760, "precision": "fp32"}}')
+    return run
+
+
+def examples_frame(at):
+    return next(d.value for d in at.dataframe if "question" in d.value.columns)
+
+
+def page_links(at) -> list[str]:
+    return [link.proto.label for link in at.get("page_link")]
+
+
+def test_ladder_rungs_not_set_up_link_to_their_page(eval_project):
+    at = open_page("evaluate")
+    assert any("3 questions" in c.value for c in at.caption)
+    assert any("Word overlap (F1)" in m.value for m in at.markdown)  # what can be measured
+    links = page_links(at)
+    assert "Set it up on the 3 · Retriever page" in links and "Set it up on the 4 · Fine-tune page" in links
+    assert any("ready" in m.value and "+ few-shot" in m.value for m in at.markdown)
+    assert any("2 of 5 variants" in c.value for c in at.caption)
+    assert not button(at, "Run evaluation").disabled
+    assert any("No evaluation yet" in c.value for c in at.caption)
+
+
+def test_scoreboard_shows_charts_table_and_advice(finished_run):
+    at = open_page("evaluate")
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.get("plotly_chart")) == 2  # scores and costs
+    summary = next(d.value for d in at.dataframe if "variant" in d.value.columns)
+    assert list(summary["variant"]) == ["Prompt (zero-shot)", "+ few-shot", "+ retriever", "+ adapter",
+                                        "+ adapter + retriever"]
+    assert summary["token_f1"].iloc[1] == pytest.approx(1.0) and summary["token_f1"].iloc[0] < 0.6
+    assert summary["status"].iloc[2].startswith("not set up")
+    assert summary["weights_mb"].iloc[0] == pytest.approx(10.0)  # costs: the model's memory too
+    assert at.selectbox(key="evaluate.eval-shop.metric").value == "token_f1"
+    assert any("+ few-shot is the cheapest variant" in s.value for s in at.success)
+    at.slider(key="evaluate.eval-shop.target").set_value(0.3).run()
+    assert any("Prompt (zero-shot) is the cheapest variant" in s.value for s in at.success)
+    at.slider(key="evaluate.eval-shop.target").set_value(1.0).run()
+    assert any("+ few-shot is the cheapest" in s.value for s in at.success)  # 1.0 ≥ 1.0
+    assert {"Download answers (CSV)", "Download scores (JSON)"} <= {b.proto.label for b in at.get("download_button")}
+
+
+def test_show_only_failures_keeps_the_failed_questions(finished_run):
+    at = open_page("evaluate")
+    assert len(examples_frame(at)) == 3
+    assert at.selectbox(key="evaluate.eval-shop.failing").value == "prompt"
+    at.toggle(key="evaluate.eval-shop.only_failures").set_value(True).run()
+    failed = examples_frame(at)
+    assert list(failed["question"]) == [q for q, _ in QUESTIONS[1:]]
+    at.selectbox(key="evaluate.eval-shop.failing").set_value("fewshot").run()
+    assert examples_frame(at).empty
+
+
+def test_send_failures_to_labeling(finished_run, eval_project):
+    at = open_page("evaluate")
+    button(at, "Send failures to labeling").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    records, _ = DatasetStore(eval_project).load(advice.FAILURES_DATASET)
+    assert sorted(r["prompt"] for r in records) == sorted(q for q, _ in QUESTIONS[1:])
+    assert any("Added 2 question(s)" in s.value for s in at.success)
+    assert "Review them on the Labeling page" in page_links(at)
+
+
+def test_running_evaluation_shows_progress_and_cancel(eval_project):
+    rungs = variants.ladder(eval_project, RecipeStore(eval_project).load())
+    run = runs.create_eval_run(eval_project, "faq", rungs, runs.EvalOptions(semantic=False))
+    message = {"progress": 0.2, "message": "+ few-shot: answering", "message_template": "{variant}: answering",
+               "message_params": {"variant": "+ few-shot"}}
+    Job.start(run.folder / "jobs", ["-c", f"import json,time\nprint(json.dumps({message!r}), flush=True)\n"
+                                          "time.sleep(120)\n"], label="fake evaluation")
+    deadline = time.time() + 30
+    while not run.jobs()[-1].events() and time.time() < deadline:
+        time.sleep(0.1)
+    at = open_page("evaluate")
+    assert at.get("progress") and "0 of 6 answers" in at.get("progress")[0].proto.text
+    assert any("+ few-shot: answering" in c.value for c in at.caption)
+    assert button(at, "Run evaluation").disabled  # one evaluation at a time
+    button(at, "Cancel").click().run()
+    assert run.status().state == "cancelled"
+    assert button(at, "Continue")
+
+
+def test_failed_evaluation_shows_the_error_and_continue(eval_project):
+    run = runs.create_eval_run(eval_project, "faq", [variants.saved_recipe(eval_project, "assistant")],
+                               runs.EvalOptions(semantic=False))
+    error = {"error": "The model file is missing.", "error_template": "The model file is missing.",
+             "error_params": {}}
+    job = Job.start(run.folder / "jobs", ["-c", f"import json,sys\nprint(json.dumps({error!r}))\nsys.exit(1)\n"],
+                    label="fake evaluation")
+    deadline = time.time() + 30
+    while job.status().state == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    at = open_page("evaluate")
+    assert any("The model file is missing." in e.value for e in at.error)
+    assert not button(at, "Continue").disabled
+
+
+def test_project_without_an_eval_set_says_how_to_make_one(workspace):
+    project = workspace.create("Empty shop")
+    workspace.remember_last(project)
+    at = open_page("evaluate")
+    assert any("No evaluation set yet" in i.value for i in at.info)
+    assert {"Go to Datasets", "Go to Labeling"} <= set(page_links(at))
+
+
+def test_questions_without_references_only_measure_costs(eval_project):
+    DatasetStore(eval_project).create("open", "eval", [new_record("eval", question="Tell me about your shop.")])
+    at = open_page("evaluate")
+    at.selectbox(key="evaluate.eval-shop.dataset").set_value("open").run()
+    assert any("only the time and tokens" in w.value for w in at.warning)
+
+
+def test_unsupported_precisions_are_disabled_with_the_reason(eval_project):
+    at = open_page("evaluate")
+    at.toggle(key="evaluate.eval-shop.precisions").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    nf4 = at.checkbox(key="evaluate.eval-shop.precision.nf4")
+    import torch
+
+    if not torch.cuda.is_available():
+        assert nf4.disabled and any("CUDA" in c.value for c in at.caption)
+    at.checkbox(key="evaluate.eval-shop.precision.bf16").check().run()
+    assert any("3 of 6 variants" in c.value for c in at.caption)
