@@ -115,6 +115,7 @@ def pick_variants() -> list[variants.Variant]:
                     board.setup_link(rung)
         chosen += rungs
     chosen += pick_saved_versions()
+    chosen += pick_exports(recipe)
     chosen += pick_precisions([v for v in chosen if v.ready])
     unique = {}
     for variant in chosen:
@@ -133,6 +134,19 @@ def pick_saved_versions() -> list[variants.Variant]:
                             help=t("Add earlier versions of a recipe to see whether a change helped."),
                             placeholder=t("None"))
     return [variants.saved_recipe(project, name, number) for name, number in picked]
+
+
+def pick_exports(recipe) -> list[variants.Variant]:
+    exports = variants.merged_exports(project)
+    if not exports:
+        return []
+    picked = st.multiselect(t("Merged exports (export parity)"), exports, key=K + "exports",
+                            format_func=lambda e: t("{folder} (from adapter {adapter})",
+                                                    folder=e.folder.rstrip("/").rsplit("/", 1)[-1], adapter=e.adapter),
+                            help=t("Scores the merged model folder and base + adapter side by side: with greedy "
+                                   "decoding their answers should match; a gap means the export lost something."),
+                            placeholder=t("None"))
+    return [variant for export in picked for variant in variants.export_parity(project, recipe, export)]
 
 
 def pick_precisions(ready: list[variants.Variant]) -> list[variants.Variant]:
@@ -316,6 +330,9 @@ if costs is not None:
 frame, config = board.summary_table(run_variants, summary)
 st.dataframe(frame, hide_index=True, column_config=config, key=K + "summary_table")
 board.missing_setup_links(run_variants)
+mismatch = advising.language_mismatch(rows)
+if mismatch is not None:
+    st.warning(t(mismatch))
 
 # ---- advice -----------------------------------------------------------------------------------------------------
 st.markdown("#### " + t("Which variant is enough?"))
@@ -337,6 +354,10 @@ shown = t(tip.message, label=labels.get(tip.message.params.get("label"), tip.mes
 (st.success if tip.best else st.warning)(shown)
 if tip.next_steps:
     st.markdown(t("What to try next:") + "\n" + "\n".join(f"- {t(step)}" for step in tip.next_steps))
+trade_off = board.trade_off_chart(run_variants, summary, metric, target)
+if trade_off is not None:
+    st.caption(t("Quality against cost: up is better, left is faster; a bigger dot takes more memory."))
+    st.plotly_chart(trade_off, key=K + "trade_off_chart")
 
 # ---- answers side by side ---------------------------------------------------------------------------------------
 st.markdown("#### " + t("Answers side by side"))

@@ -80,7 +80,7 @@ def test_ladder_rungs_not_set_up_link_to_their_page(eval_project):
 def test_scoreboard_shows_charts_table_and_advice(finished_run):
     at = open_page("evaluate")
     assert not at.error, [e.value for e in at.error]
-    assert len(at.get("plotly_chart")) == 2  # scores and costs
+    assert len(at.get("plotly_chart")) == 3  # scores, costs, and quality against latency
     summary = next(d.value for d in at.dataframe if "variant" in d.value.columns)
     assert list(summary["variant"]) == ["Prompt (zero-shot)", "+ few-shot", "+ retriever", "+ adapter",
                                         "+ adapter + retriever"]
@@ -177,3 +177,15 @@ def test_unsupported_precisions_are_disabled_with_the_reason(eval_project):
         assert nf4.disabled and any("CUDA" in c.value for c in at.caption)
     at.checkbox(key="evaluate.eval-shop.precision.bf16").check().run()
     assert any("3 of 6 variants" in c.value for c in at.caption)
+
+
+def test_merged_exports_can_be_compared_with_base_plus_adapter(eval_project, monkeypatch):
+    from core.evaluate.variants import MergedExport
+
+    export = MergedExport("/tmp/exports/run1-merged", "run1")
+    monkeypatch.setattr(variants, "merged_exports", lambda project: [export])
+    at = open_page("evaluate")
+    picker = next(m for m in at.multiselect if m.label == "Merged exports (export parity)")
+    assert picker.options == ["run1-merged (from adapter run1)"]
+    picker.set_value([picker.options[0]]).run()
+    assert any("4 of 7 variants" in c.value for c in at.caption)  # the pair joins the ladder's ready rungs

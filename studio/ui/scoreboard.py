@@ -101,6 +101,32 @@ def cost_chart(variants: list[Variant], summary: dict[str, dict]) -> go.Figure |
     return figure
 
 
+def trade_off_chart(variants: list[Variant], summary: dict[str, dict], metric: str,
+                    target: float) -> go.Figure | None:
+    """One dot per variant: the chosen score against latency, sized by the model's memory when known (the
+    accuracy / latency / memory picture of a precision comparison), with the target as a line."""
+    shown = [(i, v) for i, v in enumerate(variants)
+             if metric in summary.get(v.key, {}) and "latency_s" in summary.get(v.key, {})]
+    if len(shown) < 2:
+        return None
+    memory = [summary[v.key].get("weights_mb") for _, v in shown]
+    largest = max((m for m in memory if m), default=None)
+    figure = go.Figure()
+    for (index, variant), megabytes in zip(shown, memory):
+        size = 14 + 26 * (megabytes / largest) if megabytes and largest else 16
+        figure.add_scatter(x=[summary[variant.key]["latency_s"]], y=[summary[variant.key][metric]],
+                           mode="markers+text", text=[variant_label(variant)], textposition="top center",
+                           marker=dict(size=size, color=_color(index)), name=variant_label(variant),
+                           showlegend=False,
+                           hovertemplate=("<b>%{text}</b><br>%{y:.2f} in %{x:.2f} s"
+                                          + (f"<br>{megabytes:,.0f} MB" if megabytes else "") + "<extra></extra>"))
+    figure.add_hline(y=target, line_dash="dot", line_color="#888")
+    figure.update_layout(height=340, margin=dict(l=10, r=10, t=20, b=10),
+                         xaxis=dict(title=metric_label("latency_s"), rangemode="tozero"),
+                         yaxis=dict(title=metric_label(metric), range=[0, 1.05]))
+    return figure
+
+
 # ---- tables -----------------------------------------------------------------------------------------------------
 
 def summary_table(variants: list[Variant], summary: dict[str, dict]) -> tuple[pd.DataFrame, dict]:
