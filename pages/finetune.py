@@ -12,7 +12,7 @@ from core.data.store import DatasetStore
 from core.errors import StudioError
 from core.finetune import estimate, runs
 from core.finetune.adapters import AdapterRegistry
-from core.finetune.config import DATA_KINDS, METHODS, TARGET_PRESETS, TrainConfig
+from core.finetune.config import DATA_KINDS, METHODS, RETRIEVAL_CONTEXTS, TARGET_PRESETS, TrainConfig
 from core.finetune.distributed import gpu_count, launch_command
 from core.finetune.recommend import recommend
 from core.i18n import Msg
@@ -169,6 +169,12 @@ with st.expander(t("Training settings"), icon=":material/tune:"):
     settings["group_by_length"] = cols[2].toggle(t("Group similar lengths"), defaults.group_by_length,
                                                  key=K + "group_by_length")
     settings["precision"] = cols[3].selectbox(t("Precision"), ["auto", "bf16", "fp32"], key=K + "precision")
+    settings["retrieval_context"] = st.radio(
+        t("Passages from the knowledge base"), list(RETRIEVAL_CONTEXTS), key=K + "retrieval_context",
+        format_func=lambda value: t(RETRIEVAL_CONTEXTS[value]), horizontal=False,
+        help=t("For a recipe that retrieves: train on the prompts the assistant will really see, with the passages "
+               "its retriever finds for each question (training pairs only; needs indexed documents). Longer "
+               "prompts make training slower; raise the max length to fit them."))
 
 try:
     config = TrainConfig.from_dict(settings)

@@ -31,6 +31,13 @@ TARGET_PRESETS: dict[str, Msg] = {
     "all_linear": Msg("Every linear layer except the output head (PEFT's all-linear)."),
 }
 DATA_KINDS = ("sft", "chat")
+# Passages in the training prompts: none; mixed (each pair twice, without and with passages, so the adapter works
+# with and without the retriever); always (only with passages).
+RETRIEVAL_CONTEXTS: dict[str, Msg] = {
+    "none": Msg("No passages: the adapter learns the answers themselves."),
+    "mixed": Msg("With and without passages: each pair twice, so the adapter works with or without the retriever."),
+    "always": Msg("With passages: the adapter learns to answer from what the retriever finds."),
+}
 MIN_EXAMPLES = 8  # below this an eval split and a measurable loss curve are not possible
 
 
@@ -56,6 +63,9 @@ class TrainConfig:
     eval_fraction: float = field(default=0.1, metadata={"help": "Share held out for eval loss (when no split set)."})
     max_length: int = field(default=512, metadata={"help": "Tokens per example; longer ones are truncated."})
     completion_only: bool = field(default=True, metadata={"help": "Loss on the answer tokens only."})
+    retrieval_context: str = field(default="none", metadata={
+        "help": "Train with the passages the recipe's retriever finds for each question (RETRIEVAL_CONTEXTS), so "
+                "the adapter learns to answer from them."})
     group_by_length: bool = field(default=True, metadata={"help": "Batch similar lengths together (less padding)."})
     # Optimisation
     epochs: int = field(default=3, metadata={"help": "Passes over the training data."})
@@ -78,6 +88,8 @@ class TrainConfig:
             raise StudioError(Msg("Unknown fine-tuning method '{method}'.", method=self.method))
         if self.target_preset not in TARGET_PRESETS:
             raise StudioError(Msg("Unknown target layers '{preset}'.", preset=self.target_preset))
+        if self.retrieval_context not in RETRIEVAL_CONTEXTS:
+            raise StudioError(Msg("Unknown passage setting '{value}'.", value=self.retrieval_context))
         if self.precision not in ("auto", "bf16", "fp32"):
             raise StudioError(Msg("Precision must be auto, bf16 or fp32."))
         checks = [

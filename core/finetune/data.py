@@ -199,6 +199,24 @@ def _why_empty(report: PreparationReport, first_problem: str | None) -> Msg:
                "{problem}). Fix the records on the Data page.", n=report.total, problem=first_problem or "?")
 
 
+def with_retrieved_context(records: list[dict], context_for, mode: str) -> list[dict]:
+    """Training pairs with the passages a retriever finds for their question, rendered as inference renders them
+    (`context_for(question) -> str`, the recipe's context block). "always" replaces each pair; "mixed" keeps the
+    pair and adds the one with passages. Pairs with their own context, chats and pairs for which nothing relevant
+    is found stay as they are."""
+    if mode == "none":
+        return records
+    out = []
+    for record in records:
+        context = context_for(record["prompt"]) if record.get("prompt") and not record.get("context") else ""
+        if not context:
+            out.append(record)
+            continue
+        with_context = {**record, "context": context, "id": f"{record.get('id', '')}+passages"}
+        out += [record, with_context] if mode == "mixed" else [with_context]
+    return out
+
+
 def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """(train, eval). Splits set on the records win (the Data page's split, say); without them, a seeded random
     split. Rejected records go to neither side."""

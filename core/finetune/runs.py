@@ -135,6 +135,8 @@ def create_run(project: Project, config: TrainConfig, recipe) -> Run:
     if not recipe.model.trainable:
         raise TrainingError(Msg("Models behind an endpoint cannot be fine-tuned here; pick the embedded model, a "
                                 "local folder, a GGUF file or a hub id on the Model page."))
+    if config.retrieval_context != "none":
+        _check_retriever(project, recipe, kind)
     version = config.dataset_version or store.latest_version(config.dataset)
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.method.replace('_', '-')}-{uuid.uuid4().hex[:4]}"
     folder = runs_folder(project) / run_id
@@ -144,8 +146,30 @@ def create_run(project: Project, config: TrainConfig, recipe) -> Run:
         "config": config.with_changes(dataset_version=version).to_dict(),
         "base_model": recipe.model.to_dict(), "prompt": recipe.prompt.to_dict(),
         "labels": {"user": recipe.labels.user, "assistant": recipe.labels.assistant},
+        "retriever": recipe.retriever.to_dict(),
     })
     return Run(folder)
+
+
+def _check_retriever(project: Project, recipe, kind: str) -> None:
+    from core.rag.kb import KnowledgeBase
+
+    if kind != "sft":
+        raise TrainingError(Msg("Passages can be added to training pairs only, not to chats."))
+    if not KnowledgeBase(project, recipe.retriever.knowledge_base).documents():
+        raise TrainingError(Msg("Training with passages needs indexed documents in knowledge base '{name}' "
+                                "(Retriever page).", name=recipe.retriever.knowledge_base))
+
+
+def passage_lookup(project: Project, spec: dict):
+    """question -> the context block the recipe's retriever would put in the prompt for it."""
+    from core import assistant
+    from core.rag.retriever import RetrieverSettings, context_block
+    from core.recipe import Recipe
+
+    settings = RetrieverSettings.from_dict({**spec.get("retriever", {}), "enabled": True})
+    recipe = Recipe(retriever=settings)
+    return lambda question: context_block(assistant.retrieve(project, recipe, question))
 
 
 def wrong_kind(kind: str) -> Msg:
@@ -209,6 +233,11 @@ def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit, devic
     records, _ = store.load(config.dataset, config.dataset_version)
     train_records, eval_records = data.split_records(records, config.eval_fraction, config.seed)
     data.check_size(len(train_records))
+    if config.retrieval_context != "none" and kind == "sft":
+        emit(progress=0.005, message=Msg("Finding passages for the training questions"))
+        context_for = passage_lookup(project, spec)
+        train_records = data.with_retrieved_context(train_records, context_for, config.retrieval_context)
+        eval_records = data.with_retrieved_context(eval_records, context_for, config.retrieval_context)
     emit(progress=0.01, message=Msg("Loading the base model"))
     base_folder = source_folder(ModelSource.from_dict(spec["base_model"]))
     tokenizer = AutoTokenizer.from_pretrained(str(base_folder))
