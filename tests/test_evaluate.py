@@ -231,3 +231,14 @@ def test_answers_are_not_reused_after_the_model_folder_changed(eval_project, tin
     shutil.rmtree(folder)
     shutil.copytree(tiny_model_dir("gemma3"), folder)  # same path, other weights
     assert runs.variant_fingerprint(eval_project, Variant("v", "v", recipe)) != before
+
+
+def test_a_missing_model_fails_with_a_sentence_and_keeps_other_answers(eval_project, tmp_path):
+    recipe = RecipeStore(eval_project).load()
+    good = Variant("good", "good", recipe)
+    gone = Variant("gone", "gone", recipe.with_changes(model=ModelSource(kind="local", location=str(tmp_path / "x"))))
+    run = runs.create_eval_run(eval_project, "eval", [good, gone], runs.EvalOptions(semantic=False))
+    with pytest.raises(StudioError) as failure:
+        runs.execute(eval_project, run.id, lambda **e: None)
+    assert str(tmp_path / "x") in str(failure.value) or "folder" in str(failure.value).lower()
+    assert {r["variant"] for r in run.results()} == {"good"} and len(run.results()) == len(QUESTIONS)
