@@ -296,6 +296,74 @@ def kb_search(project: str, query: str, kb: str = typer.Option("docs"),
                        + f"  {row['heading']}  ({row['score']})\n   {row['text'][:200]}")
 
 
+def _csv(value: Optional[str], convert=str) -> list:
+    return [convert(part.strip()) for part in (value or "").split(",") if part.strip()]
+
+
+def _sweep_row(result) -> dict:
+    config = result.config
+    return {"key": config.key, "label": config.label(), **config.chunking.to_dict(), "embedder": config.embedder,
+            "mode": config.mode, "k": config.k, "rrf_k": config.rrf_k, "reranker": config.reranker,
+            "query_rewrite": config.query_rewrite, "chunks": result.chunks,
+            **{name: round(value, 4) for name, value in result.metrics.items()}}
+
+
+@kb_app.command("sweep")
+def kb_sweep(project: str, queries: str = typer.Option(..., help="Eval dataset of retrieval queries (questions "
+                                                                  "with gold documents or passages)."),
+             kb: str = typer.Option("docs", help="Knowledge base name."),
+             chunk_sizes: Optional[str] = typer.Option(None, help="Chunk sizes in tokens, e.g. 100,200 (default: "
+                                                                  "the knowledge base's)."),
+             strategy: Optional[str] = typer.Option(None, help="recursive or fixed (default: the knowledge base's)."),
+             overlap: Optional[int] = typer.Option(None, help="Overlap in tokens (default: the knowledge base's, at "
+                                                              "most half a chunk)."),
+             modes: str = typer.Option("vector,fts,hybrid", help="Search modes to try."),
+             ks: str = typer.Option("3,5", help="Numbers of passages to try."),
+             rrf_ks: str = typer.Option("60", help="Reciprocal rank fusion constants to try (hybrid)."),
+             rerankers: str = typer.Option("rrf", help="rrf, linear and/or llm (the recipe's local model)."),
+             query_rewrite: bool = typer.Option(False, "--query-rewrite", help="Also try keywords rewritten by the "
+                                                                               "recipe's model."),
+             recipe: str = typer.Option("assistant", help="Recipe whose model reranks or rewrites."),
+             metric: str = typer.Option("ndcg_at_k", help="Rank by hit_at_k, recall_at_k, mrr or ndcg_at_k."),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Try retrieval settings on labeled queries, in this process, and rank them (best first)."""
+    from core.rag.chunking import ChunkingConfig
+    from core.rag.kb import KnowledgeBase
+    from core.rag.sweep import SweepGrid, create_sweep
+    from core.rag.sweep_exec import execute
+
+    def show(**event) -> None:
+        if event.get("message") and not as_json:
+            typer.echo(str(event["message"]), err=True)
+
+    try:
+        target = _project(project)
+        current = KnowledgeBase(target, kb).chunking()
+        sizes = _csv(chunk_sizes, int) or [current.chunk_tokens]
+        chunkings = [ChunkingConfig(strategy or current.strategy, size,
+                                    min(current.overlap_tokens if overlap is None else overlap, size // 2))
+                     for size in sizes]
+        grid = SweepGrid(chunkings=chunkings, modes=_csv(modes), ks=_csv(ks, int), rrf_ks=_csv(rrf_ks, int),
+                         rerankers=_csv(rerankers), query_rewrite=query_rewrite)
+        run = create_sweep(target, queries, grid, kb=kb, recipe=recipe)
+        outcome = execute(target, run.id, show)
+        ranked = run.ranked(metric)
+    except (StudioError, ValueError) as exc:
+        _fail(str(exc))
+    rows = [_sweep_row(r) for r in ranked]
+    if as_json:
+        typer.echo(json.dumps({"sweep": run.id, "kb": kb, "queries": queries, "metric": metric,
+                               "finished": outcome["finished"], "embeddings": outcome["embeddings"],
+                               "best": rows[0] if rows else None, "configs": rows}, ensure_ascii=False, indent=2))
+        return
+    names = ("hit_at_k", "recall_at_k", "mrr", "ndcg_at_k")
+    typer.echo(f"{'#':>3}  {'setting':52}" + "".join(f"{n:>12}" for n in names))
+    for rank, row in enumerate(rows, start=1):
+        typer.echo(f"{rank:>3}  {row['label'][:52]:52}" + "".join(f"{row[n]:>12.3f}" for n in names))
+    embeddings = outcome["embeddings"]
+    typer.echo(f"sweep {run.id}: {embeddings['computed']} passages embedded, {embeddings['reused']} reused")
+
+
 @kb_app.command("delete")
 def kb_delete(project: str, source: str, kb: str = typer.Option("docs")) -> None:
     """Remove a document and its chunks from a knowledge base."""
@@ -367,6 +435,35 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
         typer.echo(json.dumps(result, default=str))
 
 
+def _attached(jobs_dir: Path, label: str, show, work):
+    """Run `work(emit, should_stop)` in this process as a job the pages can watch and cancel (SIGTERM or Ctrl-C
+    stops it cleanly)."""
+    import signal
+
+    from core.jobs import Job
+
+    job = Job.attach(jobs_dir, label)
+    stop = {"requested": False}
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.update(requested=True))
+
+    def emit(**event) -> None:
+        show(**event)
+        job.record(**event)
+
+    try:
+        result = work(emit, lambda: stop["requested"])
+    except StudioError as exc:
+        job.record(error=exc.args[0])
+        job.finish(1)
+        raise
+    except BaseException:
+        job.finish(1)
+        raise
+    job.finish(0)
+    return result
+
+
 @app.command("eval")
 def eval_command(project: str = typer.Argument(..., help="Project name or folder name; 'sample' evaluates the "
                                                          "sample project, setting up its rungs first."),
@@ -393,9 +490,12 @@ def eval_command(project: str = typer.Argument(..., help="Project name or folder
         current = RecipeStore(target, recipe).load()
         chosen = variants.ladder(target, current) if ladder else [variants.saved_recipe(target, recipe)]
         run = runs.create_eval_run(target, dataset, chosen, runs.EvalOptions(limit=limit))
-        result = runs.execute(target, run.id, show)
+        result = _attached(run.folder / "jobs", f"eval {run.id}", show,
+                           lambda emit, should_stop: runs.execute(target, run.id, emit, should_stop))
     except StudioError as exc:
         _fail(str(exc))
+    if not result["finished"]:
+        _fail("Stopped; the answers so far are kept. Continue on the Evaluation page.")
     summary = result["summary"]
     rows = [{"variant": v.key, "label": v.label, "ready": v.ready, "missing": str(v.missing or ""),
              **{k: round(x, 4) for k, x in summary.get(v.key, {}).items()}} for v in chosen]

@@ -63,6 +63,24 @@ class Job:
                                                 "started": time.time()})
         return cls(folder)
 
+    @classmethod
+    def attach(cls, jobs_dir: Path, label: str) -> "Job":
+        """A job record for work running in this very process (the `studio` command line), so the pages show
+        its progress like a job they started, and Cancel reaches it (SIGTERM)."""
+        folder = Path(jobs_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        folder.mkdir(parents=True)
+        atomic.write_json(folder / "job.json", {"pid": os.getpid(), "argv": sys.argv[1:], "label": label,
+                                                "started": time.time(), "attached": True})
+        return cls(folder)
+
+    def record(self, **fields) -> None:
+        """Append an event (an attached job writes its own events file)."""
+        with open(self.folder / "events.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(event_line(**fields) + "\n")
+
+    def finish(self, code: int) -> None:
+        atomic.write_text(self.folder / "exit", str(code))
+
     def events(self) -> list[dict]:
         path = self.folder / "events.jsonl"
         if not path.exists():
@@ -112,8 +130,12 @@ class Job:
         if self._returncode() is not None:
             return  # finished already: its pid may belong to another process by now
         (self.folder / "cancelled").write_text(str(time.time()))
-        pid = atomic.read_json(self.folder / "job.json")["pid"]
+        record = atomic.read_json(self.folder / "job.json")
+        pid = record["pid"]
         try:
+            if record.get("attached"):  # a command-line process: signal it alone, not its shell's group
+                os.kill(pid, signal.SIGTERM)
+                return
             os.killpg(pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
@@ -126,15 +148,20 @@ class Job:
                 process.wait()
 
 
-def print_event(**fields) -> None:
-    """One JSON event on stdout (the job's events file). Msg values keep their template so the page translates them."""
+def event_line(**fields) -> str:
+    """One event as a JSON line. Msg values keep their template so the page translates them."""
     fields = {k: v for k, v in fields.items() if v is not None}
     for key in ("message", "problem", "error"):
         value = fields.get(key)
         if value is not None and hasattr(value, "template"):
             fields[f"{key}_template"], fields[f"{key}_params"] = value.template, value.params
             fields[key] = str(value)
-    print(json.dumps(fields, ensure_ascii=False, default=str), flush=True)
+    return json.dumps(fields, ensure_ascii=False, default=str)
+
+
+def print_event(**fields) -> None:
+    """One JSON event on stdout (the job's events file)."""
+    print(event_line(**fields), flush=True)
 
 
 def _supervise(folder: Path, argv: list[str]) -> int:

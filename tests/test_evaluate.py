@@ -242,3 +242,12 @@ def test_a_missing_model_fails_with_a_sentence_and_keeps_other_answers(eval_proj
         runs.execute(eval_project, run.id, lambda **e: None)
     assert str(tmp_path / "x") in str(failure.value) or "folder" in str(failure.value).lower()
     assert {r["variant"] for r in run.results()} == {"good"} and len(run.results()) == len(QUESTIONS)
+
+
+def test_a_command_line_run_shows_on_the_page_as_a_job(eval_project):
+    result = CliRunner().invoke(cli.app, ["eval", eval_project.name, "--limit", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    [run] = runs.list_eval_runs(eval_project)
+    [job] = run.jobs()
+    assert job.status().state == "done" and run.status().state == "done"
+    assert any("answered" in str(e.get("message", "")) for e in job.events())

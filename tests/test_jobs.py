@@ -216,3 +216,40 @@ def test_two_jobs_get_separate_folders(jobs_dir):
     for job in (first, second):
         assert _wait(job, lambda s: s.state != "running").state == "done"
     assert os.path.isdir(first.folder) and os.path.isdir(second.folder)
+
+
+def test_an_attached_command_line_job_is_watched_and_cancelled(tmp_path):
+    """The `studio` command line records its own work as a job: the page sees progress and Cancel stops it."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from core.jobs import Job
+
+    script = (
+        "import signal, sys, time\n"
+        "from pathlib import Path\n"
+        "from core.jobs import Job\n"
+        "job = Job.attach(Path(sys.argv[1]), 'cli work')\n"
+        "stop = []\n"
+        "signal.signal(signal.SIGTERM, lambda *_: stop.append(1))\n"
+        "step = 0\n"
+        "while not stop:\n"
+        "    step += 1\n"
+        "    job.record(progress=min(step / 1000, 0.9), message=f'step {step}')\n"
+        "    time.sleep(0.05)\n"
+        "job.record(message='stopped cleanly')\n"
+        "job.finish(0)\n")
+    jobs_dir = tmp_path / "jobs"
+    process = subprocess.Popen([sys.executable, "-c", script, str(jobs_dir)], cwd=Path(__file__).parents[1])
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(jobs_dir.glob("*/events.jsonl")):
+        time.sleep(0.1)
+    [folder] = list(jobs_dir.iterdir())
+    job = Job(folder)
+    assert job.status().state == "running"
+    job.cancel()
+    process.wait(timeout=30)
+    assert job.status().state == "cancelled"
+    assert job.events()[-1]["message"] == "stopped cleanly"
