@@ -324,3 +324,9 @@ def test_qlora_on_cuda(tiny_model_dir, tokenizer, batch):
     assert all(not torch.equal(after[n], before[n]) for n in before if "lora_" in n)
     assert all(torch.equal(after[n], before[n]) for n in before if "lora_" not in n)
     assert methods.describe_trainable(model)["share"] < 0.5
+
+
+@pytest.mark.parametrize("max_length, expected", [(256, "eager"), (2048, "sdpa")])
+def test_cpu_attention_follows_the_example_length(tiny_model_dir, max_length, expected):
+    model = methods.load_base_for_training(str(tiny_model_dir("llama")), _config("lora", max_length=max_length), "cpu")
+    assert model.config._attn_implementation == expected

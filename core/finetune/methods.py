@@ -11,6 +11,7 @@ from core.finetune.config import PEFT_METHODS, TrainConfig
 from core.i18n import Msg
 
 _NOTE_ATTR = "studio_method_note"  # set on the model by apply_method, read by describe_trainable
+EAGER_ATTENTION_MAX_LENGTH = 512
 _ATTENTION_WORDS = ("attn", "attention")
 _MLP_WORDS = ("mlp", "feed_forward", "ffn")
 _SKIP_TOWERS = ("vision", "audio")  # multimodal checkpoints: only the language model gets adapters
@@ -304,8 +305,9 @@ def load_base_for_training(folder: str, config: TrainConfig, device: str):
         # Non-reentrant checkpointing: the reentrant default warns in torch 2.9+ and drops grads of frozen inputs.
         model = prepare_model_for_kbit_training(model, gradient_checkpointing_kwargs={"use_reentrant": False})
     else:
-        # Eager attention on CPU: for training-length sequences it beats SDPA's CPU kernels (see bench/README.md).
-        attention = "eager" if str(device) == "cpu" else None
+        # Eager attention on CPU beats SDPA's CPU kernels up to ~512 tokens (bench/README.md), but it keeps every
+        # [heads x length x length] score matrix for backward; longer examples (passages in the prompt) use SDPA.
+        attention = "eager" if str(device) == "cpu" and config.max_length <= EAGER_ATTENTION_MAX_LENGTH else None
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation=attention)
         model = model.to(device)
     model.config.use_cache = False  # the cache only costs memory while training
