@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
+	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/train.py
 
 # After adding or changing UI text: refresh the catalog template and merge it into each language's .po file,

@@ -57,18 +57,25 @@ def context_window(recipe: Recipe, backend: ModelBackend) -> int:
     return min(recipe.context_window or backend.context_length, backend.context_length)
 
 
-def retrieve(project: Project | None, recipe: Recipe, question: str) -> list:
-    """Relevant passages from the recipe's knowledge base, best first ([] when retrieval is off)."""
+def retrieve(project: Project | None, recipe: Recipe, question: str, backend: ModelBackend | None = None) -> list:
+    """Relevant passages from the recipe's knowledge base, best first ([] when retrieval is off). With `backend`
+    (the recipe's model), the settings' LLM reranker and query rewriting use it; without one they are skipped."""
     settings = recipe.retriever
     if project is None or not settings.enabled or not question.strip():
         return []
     from core.rag.kb import KnowledgeBase
     from core.rag.retriever import relevant
 
-    hits = KnowledgeBase(project, settings.knowledge_base).search(question, settings.mode, settings.k,
-                                                                  rrf_k=settings.rrf_k)
-    return relevant(hits, settings)
+    scorer = text_query = None
+    if backend is not None and (settings.reranker == "llm" or settings.query_rewrite):
+        from core.rag import rerank
 
+        scorer = rerank.llm_scorer(backend) if settings.reranker == "llm" else None
+        text_query = rerank.rewrite_query(backend, recipe, question) if settings.query_rewrite else None
+    hits = KnowledgeBase(project, settings.knowledge_base).search(question, settings.mode, settings.k,
+                                                                  rrf_k=settings.rrf_k, reranker=settings.reranker,
+                                                                  text_query=text_query, scorer=scorer)
+    return relevant(hits, settings)
 
 def recipe_tools(recipe: Recipe, tools: list | None = None) -> tuple[dict, ...]:
     """The recipe's tools plus those given for one question (an eval record's); one per name, the question's win."""
@@ -86,7 +93,9 @@ def prepare(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dic
     if recipe.fewshot.enabled and recipe.fewshot.strategy in ("semantic", "mmr") and pool:
         from core.models.embedder import embed
     if passages is None:
-        passages = retrieve(project, recipe, question)
+        # The model is passed only when the settings use it (callers and tests replace retrieve with 3 arguments).
+        uses_model = recipe.retriever.reranker == "llm" or recipe.retriever.query_rewrite
+        passages = retrieve(project, recipe, question, backend) if uses_model else retrieve(project, recipe, question)
     preferred = select_examples(pool, question, recipe.fewshot, embed)
     kept, rendered, budget = fit_examples(backend, recipe.prompt, question, preferred,
                                           recipe.generation.max_new_tokens, context_window(recipe, backend),

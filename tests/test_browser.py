@@ -142,8 +142,8 @@ def test_newcomer_walks_every_page(page):
     settle(page)
 
     go(page, "3 · Retriever")
-    page.get_by_role("button", name="Index 3 waiting file(s)").click()
-    page.get_by_text("Last indexing: 3 file(s)").wait_for(timeout=180_000)  # indexed by a background job
+    page.get_by_role("button", name="Index 8 waiting file(s)").click()  # Markdown, PDF, Word and CSV
+    page.get_by_text("Last indexing: 8 file(s)").wait_for(timeout=300_000)  # indexed by a background job
     settle(page)
     page.get_by_text("Add passages from this knowledge base to the prompt").click()
     settle(page)
@@ -184,13 +184,17 @@ def test_newcomer_walks_every_page(page):
     go(page, "Labeling")
     page.get_by_role("button", name="Accept").click()
     settle(page)
-    page.get_by_text("1 of 10 labeled").wait_for()
+    page.get_by_text("1 of 40 labeled").wait_for()
     page.get_by_role("button", name="Save (1)").click()
     page.get_by_text("Version 2 · changes are saved").wait_for()
     check_page(page, "10-labeling")
 
     go(page, "4 · Fine-tune")
     page.get_by_text("Suggested:").wait_for()
+    page.get_by_text("Training settings").click()
+    page.get_by_label("Epochs").fill("1")  # one pass over the sample's pairs keeps the walk short
+    page.keyboard.press("Enter")
+    settle(page)
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Training loss").first.wait_for(timeout=120_000)  # live curve of the background job
     check_page(page, "11-finetune-running")
@@ -199,6 +203,20 @@ def test_newcomer_walks_every_page(page):
     settle(page)
     page.get_by_role("button", name="Detach from the recipe").wait_for()
     check_page(page, "12-finetune-adapter")
+
+    # Every rung is set up now: a quick evaluation of two questions scores the whole ladder in the background.
+    go(page, "Evaluation")
+    page.get_by_text("5 of 5 variants are set up and will answer.").wait_for()
+    page.get_by_text("Options", exact=True).click()
+    page.get_by_text("Quick look").click()
+    settle(page)
+    page.get_by_label("Number of questions").fill("2")
+    page.keyboard.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Run evaluation").click()
+    page.get_by_text("Which variant is enough?").wait_for(timeout=420_000)
+    settle(page)
+    check_page(page, "13-evaluation")
     go(page, "Labeling")
 
     # A Vietnamese reader switches the language in the sidebar; the page and navigation follow.

@@ -164,10 +164,11 @@ MAPPING_CASES = [
     (["Query", "Completion", "System Prompt"], "sft",
      {"prompt": "Query", "response": "Completion", "system": "System Prompt", "context": None}),
     (["question", "answer"], "eval",
-     {"question": "question", "reference": "answer", "gold_ids": None, "tools": None, "expected_call": None}),
-    (["Câu hỏi", "Đáp án đúng", "Mã tài liệu", "Công cụ", "Lệnh gọi mong đợi"], "eval",
+     {"question": "question", "reference": "answer", "gold_ids": None, "tools": None, "expected_call": None,
+      "gold_passages": None}),
+    (["Câu hỏi", "Đáp án đúng", "Mã tài liệu", "Công cụ", "Lệnh gọi mong đợi", "Gold passages"], "eval",
      {"question": "Câu hỏi", "reference": "Đáp án đúng", "gold_ids": "Mã tài liệu", "tools": "Công cụ",
-      "expected_call": "Lệnh gọi mong đợi"}),
+      "expected_call": "Lệnh gọi mong đợi", "gold_passages": "Gold passages"}),
     (["prompt", "chosen", "rejected"], "preference", {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}),
     (["Yêu cầu", "Câu trả lời tốt", "Câu trả lời tệ"], "preference",
      {"prompt": "Yêu cầu", "chosen": "Câu trả lời tốt", "rejected": "Câu trả lời tệ"}),
@@ -500,7 +501,11 @@ def sample_records(kind: str) -> list[dict]:
     rows += [new_record("eval", question="Thời tiết Hà Nội?", expected_call=CALL, tools=TOOLS),
              new_record("eval", question="Q gold", reference="=A", gold_ids=["doc-1", "tài-liệu 2"]),
              new_record("eval", question="Q ints", reference="R", gold_ids=[1, 2, "3"], tools=TOOLS,
-                        expected_call={"name": "f", "arguments": "{\"raw\": \"json text\"}"})]
+                        expected_call={"name": "f", "arguments": "{\"raw\": \"json text\"}"}),
+             # a retrieval query: gold passages and no reference
+             new_record("eval", question="Giờ mở cửa?", gold_ids=["c0ffee"],
+                        gold_passages=[{"source": "giờ.md", "text": "=Mở cửa lúc 9 giờ,\n\"đóng\" lúc 18 giờ."},
+                                       {"source": "", "text": "Second passage"}])]
     return rows
 
 
@@ -554,3 +559,17 @@ def test_a_mapped_answer_column_with_an_empty_cell_still_skips_that_row():
     _, result = F.import_file(b"prompt,response\nq1,a1\nq2,\n", "pairs.csv", "sft")
     assert [r["prompt"] for r in result.records] == ["q1"]
     assert any("Row 3" in str(p) for p in result.problems)
+
+
+def test_retrieval_queries_import_with_gold_and_no_reference():
+    data = ("question,gold_ids,gold_passages\n"
+            "Q1,a.md,\n"
+            "Q2,,\"[{\"\"source\"\": \"\"b.md\"\", \"\"text\"\": \"\"Open at nine.\"\"}]\"\n"
+            "Q3,,\"[{\"\"source\"\": \"\"b.md\"\"}]\"\n"
+            "Q4,,\n").encode()
+    kind, result = F.import_file(data, "queries.csv", "eval")
+    assert contents(kind, result.records) == [
+        {"question": "Q1", "gold_ids": ["a.md"]},
+        {"question": "Q2", "gold_passages": [{"source": "b.md", "text": "Open at nine."}]},
+        {"question": "Q4"}]   # a question alone waits for a drafted answer, as before
+    assert any("Row 4" in p and "'gold_passages' should be a list of passages" in p for p in result.problems)

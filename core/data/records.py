@@ -23,12 +23,12 @@ FIELDS = {
     "sft": ("prompt", "response", "system", "context"),
     "chat": ("messages",),
     "preference": ("prompt", "chosen", "rejected"),
-    "eval": ("question", "reference", "gold_ids", "tools", "expected_call"),
+    "eval": ("question", "reference", "gold_ids", "tools", "expected_call", "gold_passages"),
 }
 REQUIRED = {"sft": ("prompt", "response"), "chat": ("messages",), "preference": ("prompt", "chosen", "rejected"),
             "eval": ("question",)}
-TEXT_FIELDS = {k: tuple(f for f in v if f not in ("messages", "gold_ids", "tools", "expected_call"))
-               for k, v in FIELDS.items()}
+STRUCTURED_FIELDS = ("messages", "gold_ids", "tools", "expected_call", "gold_passages")  # lists and objects
+TEXT_FIELDS = {k: tuple(f for f in v if f not in STRUCTURED_FIELDS) for k, v in FIELDS.items()}
 
 # The answer a model can draft for a person to accept: a file of questions alone can be imported.
 DRAFTABLE = {"sft": "response", "eval": "reference"}
@@ -67,12 +67,30 @@ def problems(kind: str, record: dict, answer_optional: bool = False) -> list[Msg
             found.extend(_message_problems(value))
         elif not isinstance(value, str) or not value.strip():
             found.append(Msg("'{field}' is empty.", field=field))
-    if kind == "eval" and not answer_optional and \
+    if kind == "eval" and not answer_optional and not has_gold(record) and \
             not (str(record.get("reference") or "").strip() or record.get("expected_call")):
         found.append(Msg("An eval question needs a reference answer or an expected tool call."))
+    if kind == "eval" and record.get("gold_passages") not in (None, []) and \
+            passages_problem(record["gold_passages"]) is not None:
+        found.append(passages_problem(record["gold_passages"]))
     if record.get("status", "unlabeled") not in STATUSES:
         found.append(Msg("Unknown status '{status}'.", status=record.get("status")))
     return found
+
+
+def has_gold(record: dict) -> bool:
+    """An eval record that names where its answer is (gold document or chunk ids, or gold passages): it is a
+    labeled retrieval query and is usable without a reference answer (retrieval metrics only)."""
+    return bool(record.get("gold_ids")) or bool(record.get("gold_passages"))
+
+
+def passages_problem(value) -> Msg | None:
+    """Why a `gold_passages` value is malformed (a list of {"source", "text"} with some text), or None."""
+    if isinstance(value, list) and all(isinstance(p, dict) and isinstance(p.get("text"), str) and p["text"].strip()
+                                       and isinstance(p.get("source", ""), str) for p in value):
+        return None
+    return Msg("'{field}' should be a list of passages, each an object with a 'source' and a 'text'.",
+               field="gold_passages")
 
 
 def _message_problems(messages) -> list[Msg]:

@@ -161,6 +161,7 @@ class KnowledgeBase:
             manifest["chunking"] = chunking.to_dict()
         config = self.chunking() if chunking is None else chunking
         store, count_tokens, results = self.store(), _count_tokens(), []
+        reuse = _Reuse(self.project, manifest["embedder"])
         waiting: list[tuple] = []  # parsed files whose chunks are embedded together, then stored
 
         def flush() -> None:
@@ -170,7 +171,7 @@ class KnowledgeBase:
                 return
             progress(len(results) / max(len(paths), 1),
                      Msg("Embedding {count} passages", count=sum(len(c) for _, c in waiting)))
-            vectors = iter(_embed([c.text for _, chunks in waiting for c in chunks]))
+            vectors = iter(reuse.embed([c.text for _, chunks in waiting for c in chunks]))
             for parsed, chunks in waiting:
                 if store.exists(self.name):
                     store.delete_document(self.name, parsed.source, refresh=False)
@@ -223,22 +224,51 @@ class KnowledgeBase:
 
     # ---- search -------------------------------------------------------------------------------------------
     def search(self, query: str, mode: str = "hybrid", k: int = 4, where: str | None = None,
-               rrf_k: int = 60) -> list:
+               rrf_k: int = 60, reranker: str = "rrf", text_query: str | None = None, scorer=None) -> list:
+        """The k passages for a question, best first (core.rag.ranking.rank: the same order a retrieval sweep
+        measures). `reranker`: rrf | linear | llm (llm needs `scorer`, see core.rag.rerank; without one the
+        first-stage order is kept). `text_query` replaces the question in the full-text search (rewritten
+        keywords); the vector search always embeds the question."""
+        from core.rag import ranking
+
         store = self.store()
         if not query.strip() or not store.exists(self.name):
             return []
-        if mode == "fts":
-            hits = store.search_text(self.name, query, k, where)
-        else:
-            vector = _embed([query])[0]
-            hits = store.search_vector(self.name, vector, k, where) if mode == "vector" else \
-                store.search_hybrid(self.name, query, vector, k, where, rrf_k)
+        text_query = text_query if text_query and text_query.strip() else query
+        fetch = ranking.fetch_depth(mode, k, reranker)
+        by_text = store.search_text(self.name, text_query, fetch, where) if mode != "vector" else []
+        by_vector = []
+        if mode != "fts":
+            by_vector = store.search_vector(self.name, _embed([query])[0], fetch, where)
+        hits = ranking.rank(mode, by_vector, by_text, k, rrf_k, reranker, query, scorer)
         missing = [h for h in hits if h.similarity is None]
         if missing:  # keyword-only hits: measure their meaning too, so relevance is judged the same way
             query_vector = _embed([query])[0]
             for hit, vector in zip(missing, _embed([h.text for h in missing])):
                 hit.similarity = float(vector @ query_vector)
         return hits
+
+
+class _Reuse:
+    """Embeds chunk texts for ingest, taking the vectors a retrieval sweep already made for the same embedder from
+    the project's embedding cache (read only: ingest does not grow the cache), so re-indexing with a chunking a
+    sweep tried costs no embedding."""
+
+    def __init__(self, project: Project, embedder: str):
+        from core.rag.embedders import EmbeddingCache
+
+        cache = EmbeddingCache.for_project(project, embedder)
+        self.cache = cache if embedder == EMBEDDER and cache.exists() else None
+
+    def embed(self, texts: list[str]):
+        if self.cache is None:
+            return _embed(texts)
+        import numpy as np
+
+        found = self.cache.lookup(texts)
+        missing = [t for t, v in zip(texts, found) if v is None]
+        fresh = iter(_embed(missing) if missing else [])
+        return np.stack([v if v is not None else next(fresh) for v in found]) if texts else _embed(texts)
 
 
 def max_document_bytes() -> int:

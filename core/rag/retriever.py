@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from core.errors import StudioError
 from core.i18n import Msg
+from core.rag.ranking import RERANKERS
 
 MODES = {"vector": Msg("Meaning (vector)"), "fts": Msg("Keywords (full text)"),
          "hybrid": Msg("Both, fused (hybrid)")}
@@ -23,6 +24,13 @@ class RetrieverSettings:
     rrf_k: int = field(default=60, metadata={"help": "Reciprocal rank fusion constant."})
     no_answer: str = field(default="I could not find this in the documents.",
                            metadata={"help": "What the assistant says when no passage is relevant."})
+    # Added with the retrieval sweep; after the older fields so positional construction keeps working.
+    reranker: str = field(default="rrf", metadata={
+        "help": "How passages are ordered: rrf (reciprocal rank fusion of both searches in hybrid mode), linear "
+                "(weighted sum of their scores) or llm (the recipe's local model re-scores the first passages; "
+                "needs a local model). See core.rag.ranking."})
+    query_rewrite: bool = field(default=False, metadata={
+        "help": "The recipe's model first rewrites the question into search keywords for the full-text search."})
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -31,9 +39,19 @@ class RetrieverSettings:
             raise StudioError(Msg("The number of passages must be between 1 and 20."))
         if not 0.0 <= self.min_similarity <= 1.0:
             raise StudioError(Msg("The minimum similarity must be between 0 and 1."))
+        if self.reranker not in RERANKERS:
+            raise StudioError(Msg("Unknown reranker '{reranker}'.", reranker=self.reranker))
+        if self.rrf_k < 1:
+            raise StudioError(Msg("The fusion constant must be at least 1."))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # The fields added with the retrieval sweep are left out at their defaults, so recipes saved before keep
+        # their fingerprints (cached eval answers stay valid).
+        data = asdict(self)
+        for name in ("reranker", "query_rewrite"):
+            if data[name] == self.__dataclass_fields__[name].default:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "RetrieverSettings":

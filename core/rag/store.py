@@ -100,6 +100,25 @@ class KnowledgeStore:
     def count(self, name: str) -> int:
         return self.db.open_table(name).count_rows() if self.exists(name) else 0
 
+    def version(self, name: str) -> int | None:
+        """The table's LanceDB version (it grows with every commit), recorded to reproduce a result."""
+        return int(self.db.open_table(name).version) if self.exists(name) else None
+
+    def rows(self, name: str, columns: list[str]) -> list[dict]:
+        """Some columns of every chunk (no vectors: see `texts_and_vectors`)."""
+        return self.db.open_table(name).to_arrow().select(columns).to_pylist() if self.exists(name) else []
+
+    def texts_and_vectors(self, name: str):
+        """(chunk texts, their vectors as one float32 array), read in one go."""
+        import numpy as np
+
+        if not self.exists(name):
+            return [], np.zeros((0, 0), dtype=np.float32)
+        table = self.db.open_table(name).to_arrow().select(["text", "vector"])
+        vectors = table.column("vector").combine_chunks()
+        dim = vectors.type.list_size
+        return table.column("text").to_pylist(), vectors.flatten().to_numpy().astype(np.float32).reshape(-1, dim)
+
     def exists(self, name: str) -> bool:
         return name in self.db.list_tables().tables
 
@@ -130,19 +149,15 @@ class KnowledgeStore:
         return [_hit(row, 1.0 - row.get("_distance", 0.0), 1.0 - row.get("_distance", 0.0)) for row in rows]
 
     def search_hybrid(self, name: str, query: str, vector, k: int = 5, where: str | None = None,
-                      rrf_k: int = 60, depth: int | None = None) -> list[Hit]:
-        """Reciprocal rank fusion of vector and full-text results: score = sum of 1 / (rrf_k + rank)."""
-        depth = depth or max(k * 4, 20)
+                      rrf_k: int = 60, depth: int | None = None, reranker: str = "rrf") -> list[Hit]:
+        """Vector and full-text results fused (core.rag.ranking.fuse): reciprocal rank fusion, score = sum of
+        1 / (rrf_k + rank), or with reranker="linear" a weighted sum of the normalized scores."""
+        from core.rag import ranking
+
+        depth = depth or ranking.depth(k)
         by_vector = self.search_vector(name, vector, depth, where)
         by_text = self.search_text(name, query, depth, where)
-        fused: dict[str, Hit] = {}
-        for mode, hits in (("vector", by_vector), ("text", by_text)):
-            for rank, hit in enumerate(hits, start=1):
-                kept = fused.setdefault(hit.chunk_id, Hit(**{**hit.__dict__, "score": 0.0, "ranks": {}}))
-                kept.score += 1.0 / (rrf_k + rank)
-                kept.ranks[mode] = rank
-                kept.similarity = kept.similarity if kept.similarity is not None else hit.similarity
-        return sorted(fused.values(), key=lambda h: -h.score)[:k]
+        return ranking.fuse(by_vector, by_text, k, rrf_k, reranker)
 
 
 def _hit(row: dict, score: float, similarity: float | None) -> Hit:

@@ -14,8 +14,8 @@ what they keep:
   characters (carriage return included) are written as OOXML ``_xHHHH_`` escapes, which Excel reads back
   as the character, and are unescaped on import, so text round-trips exactly.
 * ``parquet`` / ``hf_folder``: chat messages as a list of {role, content} structs and gold_ids as a list of
-  strings when every record fits that shape (else JSON text); tools and expected_call always as JSON text,
-  because their inner shapes differ from row to row.
+  strings when every record fits that shape (else JSON text); tools, expected_call and gold_passages always as
+  JSON text, because their inner shapes differ from row to row.
 
 All the JSON-lines formats use the .jsonl extension (`EXPORT_EXTENSIONS`).
 """
@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 
 from core import atomic
-from core.data.records import FIELDS, content
+from core.data.records import FIELDS, STRUCTURED_FIELDS, content
 from core.errors import StudioError
 from core.i18n import Msg
 
@@ -169,7 +169,7 @@ def arrow_table(records: list[dict], kind: str):
         elif name == "gold_ids" and all(v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v))
                                         for v in values):
             columns[name] = pa.array(values, type=pa.list_(pa.string()))
-        elif name in ("messages", "gold_ids", "tools", "expected_call"):
+        elif name in STRUCTURED_FIELDS:
             columns[name] = pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values],
                                      type=pa.string())
         else:

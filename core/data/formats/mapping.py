@@ -20,13 +20,14 @@ from core.errors import DataImportError
 from core.i18n import Msg
 
 from .table import ROW_FORMATS, Problems, SourceTable
-from .values import as_call, as_id_list, as_messages, as_text, as_tools, blank, empty, message_text
+from .values import (as_call, as_id_list, as_messages, as_passages, as_text, as_tools, blank, empty,
+                     message_text)
 
 MAPPING_FIELDS = {
     "sft": ("prompt", "response", "system", "context"),
     "chat": ("messages", "system", "prompt", "response"),  # prompt/response build a two-turn chat from a table
     "preference": ("prompt", "chosen", "rejected"),
-    "eval": ("question", "reference", "gold_ids", "tools", "expected_call"),
+    "eval": ("question", "reference", "gold_ids", "tools", "expected_call", "gold_passages"),
 }
 _PROMPT = ("prompt", "question", "instruction", "query", "user", "user message", "human", "q", "input",
            "câu hỏi", "hỏi", "yêu cầu", "lời nhắc", "câu lệnh", "chỉ dẫn", "hướng dẫn", "đầu vào")
@@ -47,6 +48,8 @@ _ALIASES = {
                   "expected", "tham chiếu", "đáp án đúng", "câu trả lời mẫu", "kết quả mong đợi") + _ANSWER,
     "gold_ids": ("gold ids", "gold id", "gold", "doc ids", "document ids", "relevant ids", "source ids",
                  "mã tài liệu", "id tài liệu"),
+    "gold_passages": ("gold passages", "gold passage", "relevant passages", "supporting passages",
+                      "đoạn văn liên quan"),
     "tools": ("tools", "functions", "tool list", "công cụ"),
     "expected_call": ("expected call", "expected tool call", "tool call", "function call", "lệnh gọi mong đợi",
                       "lời gọi mong đợi"),
@@ -56,6 +59,7 @@ _ALIASES = {
 LAYOUT_KINDS = {"openai_messages": "chat", "sharegpt": "chat", "alpaca": "sft", "prompt_completion": "sft",
                 "preference": "preference", "eval": "eval"}
 _EVAL_SIGNS = ("reference", "expected answer", "expected output", "ground truth", "gold answer", "gold ids",
+               "gold passages",
                "expected call", "expected tool call", "tham chiếu", "đáp án đúng", "kết quả mong đợi")
 
 def match_key(name) -> str:
@@ -218,6 +222,8 @@ def convert_row(kind: str, raw: dict, is_chat: dict, drop_nulls: bool) -> tuple[
             content[name], error = as_tools(value, name)
         elif name == "expected_call":
             content[name], error = as_call(value, name)
+        elif name == "gold_passages":
+            content[name], error = as_passages(value, name)
         else:
             content[name], error = as_text(value), None
         if error:

@@ -186,7 +186,8 @@ def _add_object(obj, number, rows, lines, columns, problems) -> None:
     lines.append(number)
 
 
-_WRAPPER_SKIP = {"messages", "conversations", "chosen", "rejected", "tools", "gold_ids", "prompt", "completion"}
+_WRAPPER_SKIP = {"messages", "conversations", "chosen", "rejected", "tools", "gold_ids", "gold_passages", "prompt",
+                 "completion"}
 
 
 def _read_json(text: str, filename: str) -> SourceTable:

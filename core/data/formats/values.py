@@ -59,6 +59,19 @@ def as_id_list(value, name: str) -> tuple[list | None, Msg | None]:
     return None, Msg("'{field}' should be a list.", field=name)
 
 
+def as_passages(value, name: str) -> tuple[list | None, Msg | None]:
+    """Gold passages: a list of {"source", "text"} objects (a single object is taken as a list of one)."""
+    from core.data.records import passages_problem
+
+    value, error = _json_value(value, name)
+    if error or value is None:
+        return None, error
+    value = [value] if isinstance(value, dict) else value
+    if passages_problem(value) is not None:
+        return None, passages_problem(value)
+    return [{"source": str(p.get("source") or ""), "text": p["text"]} for p in value], None
+
+
 def as_tools(value, name: str) -> tuple[list | None, Msg | None]:
     """Tool definitions in the OpenAI tools schema (a single object is taken as a list of one)."""
     value, error = _json_value(value, name)
