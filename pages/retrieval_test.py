@@ -1,7 +1,13 @@
-"""Retrieval test: see which passages a question finds, by meaning, by keywords and both fused."""
+"""Retrieval test: see which passages a question finds, by meaning, by keywords and both fused, and mark the ones
+that answer it (labeled questions for the Retrieval optimization page)."""
+
+import hashlib
 
 import streamlit as st
 
+from core.data.store import DatasetStore
+from core.errors import StudioError
+from core.rag import queries
 from core.rag.highlight import match_spans
 from core.rag.kb import DEFAULT_KB, KnowledgeBase, list_knowledge_bases
 from core.rag.retriever import MODES
@@ -45,6 +51,9 @@ def highlighted(text: str) -> str:
 
 
 where = "source IN (" + ", ".join("'" + s.replace("'", "''") + "'" for s in only) + ")" if only else None
+found: dict[str, object] = {}   # chunk id -> hit, over the three searches
+ticked: set[str] = set()
+asked = hashlib.sha1(question.strip().encode()).hexdigest()[:8]   # a new question starts with nothing ticked
 columns = st.columns(3)
 for column, mode in zip(columns, MODES):
     with column:
@@ -65,3 +74,30 @@ for column, mode in zip(columns, MODES):
                 st.markdown(highlighted(hit.text))
                 st.caption(t("score {score} · similarity {similarity}", score=f"{hit.score:.3f}",
                              similarity=f"{hit.similarity:.2f}" if hit.similarity is not None else "—"))
+                found.setdefault(hit.chunk_id, hit)
+                if st.checkbox(t("Supports the answer"), key=f"{K}support.{asked}.{mode}.{hit.chunk_id}",
+                               help=t("Tick the passages that answer the question, then save them below as a "
+                                      "labeled question for the Retrieval optimization page.")):
+                    ticked.add(hit.chunk_id)
+
+# ---- mark the supporting passages ----------------------------------------------------------------------------------
+marked = [hit for chunk_id, hit in found.items() if chunk_id in ticked]
+st.divider()
+eval_sets = [d.name for d in DatasetStore(project).list() if d.kind == "eval"]
+choices = [queries.DEFAULT_DATASET] + [n for n in eval_sets if n != queries.DEFAULT_DATASET]
+cols = st.columns([2, 1], vertical_alignment="bottom")
+dataset = cols[0].selectbox(t("Save marked passages to"), choices, key=K + "dataset", accept_new_options=True,
+                            help=t("An evaluation set of labeled questions; type a new name to create one."))
+if cols[1].button(t("Mark {count} passage(s) as supporting", count=len(marked)), icon=":material/bookmark_add:",
+                  disabled=not marked or not dataset, key=K + "mark"):
+    try:
+        version = queries.mark_supporting(project, dataset, question, marked)
+        st.session_state[K + "marked"] = (dataset, len(marked), version, question.strip())
+    except StudioError as exc:
+        show_error(exc)
+done = st.session_state.get(K + "marked")
+if done and done[3] == question.strip():
+    st.success(t("Saved {count} supporting passage(s) for this question in '{name}' (version {version}).",
+                 name=done[0], count=done[1], version=done[2]))
+    st.page_link("../pages/retrieval_opt.py", label=t("Try retrieval settings on the Retrieval optimization page"),
+                 icon=":material/tune:")

@@ -1,6 +1,7 @@
 """Rung 3 · Retriever: company documents in a knowledge base; answers quote numbered passages and cite them."""
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
@@ -11,7 +12,8 @@ from core.jobs import Job, event_message
 from core.rag.chunking import STRATEGIES, ChunkingConfig
 from core.rag.kb import DEFAULT_KB, KnowledgeBase, list_knowledge_bases
 from core.rag.parse import SUPPORTED
-from core.rag.retriever import MODES, RetrieverSettings
+from core.rag.ranking import RERANKERS
+from core.rag.retriever import MODES
 from studio.ui.i18n import t
 from studio.ui.state import draft, recipe_save_bar, require_project, saved_recipe, set_draft, show_error
 
@@ -180,18 +182,35 @@ enabled = st.toggle(t("Add passages from this knowledge base to the prompt"), va
 cols = st.columns(3)
 mode = cols[0].radio(t("Search by"), list(MODES), index=list(MODES).index(settings.mode),
                      format_func=lambda m: t(MODES[m]), key=K + "mode")
-k = cols[1].slider(t("Passages per question"), 1, 10, settings.k, key=K + "k")
+k = cols[1].slider(t("Passages per question"), 1, max(10, settings.k), settings.k, key=K + "k")
 threshold = cols[2].slider(t("Minimum similarity"), 0.0, 0.9, settings.min_similarity, 0.05, key=K + "min",
                            help=t("Passages less similar to the question are left out. With none left, the "
                                   "assistant says so instead of inventing an answer."))
+cols = st.columns([1, 1, 2], vertical_alignment="bottom")
+rerankers = list(RERANKERS)
+reranker = cols[0].selectbox(t("Order of the passages"), rerankers, index=rerankers.index(settings.reranker),
+                             format_func=lambda r: t(RERANKERS[r]), key=K + "reranker",
+                             help=t("How the passages are ordered: in hybrid search, reciprocal rank fusion or a "
+                                    "weighted sum of both scores; or the recipe's local model reads the first "
+                                    "passages and scores how relevant each is (slower)."))
+query_rewrite = cols[1].toggle(t("Rewrite the question"), value=settings.query_rewrite, key=K + "rewrite",
+                               help=t("The recipe's model first turns the question into search keywords for the "
+                                      "keyword search (one more short generation per question)."))
+if reranker == "llm" and recipe.model.kind == "openai":
+    cols[2].caption(t("A model behind an endpoint cannot score passages: the search's own order is kept."))
+cols[2].page_link("../pages/retrieval_opt.py", label=t("Find the best settings on the Retrieval optimization page"),
+                  icon=":material/tune:")
 no_answer = st.text_input(t("When nothing relevant is found, answer"), value=settings.no_answer, key=K + "no_answer")
 try:
-    recipe = recipe.with_changes(retriever=RetrieverSettings(enabled, kb_name, mode, k, threshold, settings.rrf_k,
-                                                             no_answer.strip() or settings.no_answer))
+    # replace() keeps every setting this page does not show (the fusion constant, …)
+    recipe = recipe.with_changes(retriever=replace(settings, enabled=enabled, knowledge_base=kb_name, mode=mode, k=k,
+                                                   min_similarity=threshold, reranker=reranker,
+                                                   query_rewrite=query_rewrite,
+                                                   no_answer=no_answer.strip() or settings.no_answer))
     set_draft(project, recipe)
 except StudioError as exc:
     show_error(exc)
-recipe_save_bar(project, recipe, saved, version, K, f"Retriever: {kb_name}, {mode}, k={k}" if enabled
-                else "Retriever off")
+recipe_save_bar(project, recipe, saved, version, K, f"Retriever: {kb_name}, {mode}, k={k}, {reranker}"
+                + (", rewrite" if query_rewrite else "") if enabled else "Retriever off")
 st.page_link("../pages/retrieval_test.py", label=t("Try searches on the Retrieval test page"),
              icon=":material/search:")

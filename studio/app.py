@@ -30,6 +30,8 @@ PAGES = {
                 url_path="retrieval-test"),
         st.Page("../pages/finetune.py", title=t("4 · Fine-tune"), icon=":material/model_training:",
                 url_path="fine-tune"),
+        st.Page("../pages/retrieval_opt.py", title=t("5 · Retrieval optimization"), icon=":material/tune:",
+                url_path="retrieval-optimization"),
     ],
     t("Data"): [
         st.Page("../pages/datasets.py", title=t("Datasets"), icon=":material/dataset:", url_path="datasets"),
