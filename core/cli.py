@@ -300,14 +300,6 @@ def _csv(value: Optional[str], convert=str) -> list:
     return [convert(part.strip()) for part in (value or "").split(",") if part.strip()]
 
 
-def _sweep_row(result) -> dict:
-    config = result.config
-    return {"key": config.key, "label": config.label(), **config.chunking.to_dict(), "embedder": config.embedder,
-            "mode": config.mode, "k": config.k, "rrf_k": config.rrf_k, "reranker": config.reranker,
-            "query_rewrite": config.query_rewrite, "chunks": result.chunks,
-            **{name: round(value, 4) for name, value in result.metrics.items()}}
-
-
 @kb_app.command("sweep")
 def kb_sweep(project: str, queries: str = typer.Option(..., help="Eval dataset of retrieval queries (questions "
                                                                   "with gold documents or passages)."),
@@ -346,11 +338,14 @@ def kb_sweep(project: str, queries: str = typer.Option(..., help="Eval dataset o
         grid = SweepGrid(chunkings=chunkings, modes=_csv(modes), ks=_csv(ks, int), rrf_ks=_csv(rrf_ks, int),
                          rerankers=_csv(rerankers), query_rewrite=query_rewrite)
         run = create_sweep(target, queries, grid, kb=kb, recipe=recipe)
-        outcome = execute(target, run.id, show)
+        outcome = _attached(run.folder / "jobs", f"sweep {run.id}", show,
+                            lambda emit, should_stop: execute(target, run.id, emit, should_stop))
         ranked = run.ranked(metric)
     except (StudioError, ValueError) as exc:
         _fail(str(exc))
-    rows = [_sweep_row(r) for r in ranked]
+    if not outcome["finished"]:
+        _fail(f"Stopped; the {outcome['done']} settings scored so far are kept in sweep {run.id}.")
+    rows = [{**r.row(), **{name: round(value, 4) for name, value in r.metrics.items()}} for r in ranked]
     if as_json:
         typer.echo(json.dumps({"sweep": run.id, "kb": kb, "queries": queries, "metric": metric,
                                "finished": outcome["finished"], "embeddings": outcome["embeddings"],
@@ -428,11 +423,23 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
                 if workers.is_main else None
             run = runs.get_run(target, workers.broadcast(run_id))
             show(message=f"run {run.id}")
-        result = runs.execute(target, run.id, show, should_stop=lambda: stop["requested"], workers=workers)
+        if workers.is_main:  # recorded as a job of the run, so the Fine-tune page shows it and can cancel it
+            result = _attached(run.folder / "jobs", f"finetune {run.id}", show,
+                               lambda emit, should_stop: runs.execute(target, run.id, emit, should_stop=should_stop,
+                                                                      workers=workers))
+        else:
+            result = runs.execute(target, run.id, show, should_stop=lambda: stop["requested"], workers=workers)
     except StudioError as exc:
         _fail(str(exc))
+    workers.close()
     if workers.is_main:
         typer.echo(json.dumps(result, default=str))
+    if workers.sharded:
+        # FSDP keeps the process group's threads alive past close(); ending here skips the interpreter teardown, in
+        # which they can abort the process ("terminate called without an active exception") after a good run.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _attached(jobs_dir: Path, label: str, show, work):
@@ -444,8 +451,8 @@ def _attached(jobs_dir: Path, label: str, show, work):
 
     job = Job.attach(jobs_dir, label)
     stop = {"requested": False}
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signal_number, lambda *_: stop.update(requested=True))
+    previous = {number: signal.signal(number, lambda *_: stop.update(requested=True))
+                for number in (signal.SIGINT, signal.SIGTERM)}
 
     def emit(**event) -> None:
         show(**event)
@@ -460,6 +467,9 @@ def _attached(jobs_dir: Path, label: str, show, work):
     except BaseException:
         job.finish(1)
         raise
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     job.finish(0)
     return result
 

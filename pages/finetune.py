@@ -251,6 +251,9 @@ with st.expander(t("Run it from a terminal"), icon=":material/terminal:"):
                  "each GPU takes a share of every batch, so the result matches a one-GPU run):")
                + ("" if gpus > 1 else " " + t("set --num_processes to the number of GPUs.")))
     st.code(launch_command(project.name, "run.json", max(gpus, 2)), language="bash")
+    st.caption(t("For a model too large for one GPU, shard it across them instead (FSDP: each GPU holds a share of the "
+                 "weights, gradients and optimizer state, and the result is the same; not for QLoRA):"))
+    st.code(launch_command(project.name, "run.json", max(gpus, 2), sharded=True), language="bash")
 
 active = [r for r in runs.list_runs(project) if r.status().state == "running"]
 start_disabled = bool(active) or (method == "qlora" and not qlora_ok)

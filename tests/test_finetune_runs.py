@@ -219,3 +219,18 @@ def test_qlora_on_cpu_is_refused_because_4bit_eval_fails(tiny_model_dir):
     with pytest.raises(RuntimeError), torch.no_grad():
         model(torch.tensor([[1, 5, 9, 30]]))
     assert qlora_support()[0] is False
+
+
+def test_a_command_line_run_shows_on_the_page_as_a_job(project, tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from core import cli
+
+    make_project(project, tiny_model_dir("llama"))
+    config_file = tmp_path / "run.json"
+    config_file.write_text(json.dumps(quick(epochs=1).to_dict()))
+    result = CliRunner().invoke(cli.app, ["train", project.name, "--config", str(config_file)])
+    assert result.exit_code == 0, result.output
+    [run] = runs.list_runs(project)
+    assert run.status().state == "done" and run.latest_job().status().state == "done"
+    assert any(e.get("type") == "step" for e in run.events())  # the page draws the curves from these

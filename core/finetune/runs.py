@@ -266,6 +266,7 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
 
     Under `accelerate launch`, every process calls this with its `workers`; only the main one speaks and saves.
     """
+    from core.finetune import distributed
     from core.finetune.adapters import AdapterRegistry, folder_fingerprint
     from core.finetune.methods import describe_trainable
     from core.finetune.trainer import Trainer
@@ -274,12 +275,17 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
         emit = _silent
     run = get_run(project, run_id)
     spec, config = run.spec, run.config
+    if workers.sharded:
+        distributed.check_shardable(config)
     prepared = prepare(project, spec, config, emit, workers.device)
     trainable = describe_trainable(prepared.model)
     emit(type="trainable", trainable=trainable["trainable"], total=trainable["total"], message=trainable.get("note"))
     pad_id = prepared.pad_id
     trainer = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, run.folder,
                       emit=lambda event: emit(**event), should_stop=should_stop, workers=workers)
+    if workers.parallel:
+        emit(message=Msg("Sharded across {n} processes (FSDP)", n=workers.world) if workers.sharded
+             else Msg("Data parallel across {n} processes", n=workers.world))
     if trainer.resume():
         emit(message=Msg("Resumed from the checkpoint at step {step}", step=trainer.state.step))
     emit(progress=trainer.state.step / max(1, trainer.total_steps()), message=Msg("Training"))
@@ -295,18 +301,22 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
                "tokens_per_s": steps[-1]["tokens_per_s"] if steps else None,
                "train_examples": len(prepared.train), "eval_examples": len(prepared.eval),
                "stopped_early": result.state.stopped_early}
+    # Sharded: every process takes part in gathering the full trained tensors; the main one saves the adapter from
+    # them, through the same code as always (full_parameters puts them in place of the shards while it runs).
+    tensors = trainer.trainable_tensors() if workers.sharded else {}
     if not workers.is_main:
         workers.barrier()  # returns once the main process has registered the adapter
         return {"finished": True, "adapter": run.id, **metrics}
     try:
         emit(progress=0.99, message=Msg("Saving the adapter"))
-        info = AdapterRegistry(project).register(run.id, prepared.model, config, {
-            "name": f"{config.method} · {config.dataset} v{config.dataset_version}", "run": run.id,
-            "base_model": spec["base_model"], "base_fingerprint": folder_fingerprint(prepared.base_folder),
-            "dataset": config.dataset, "dataset_version": config.dataset_version, "prompt": spec["prompt"],
-            "labels": spec["labels"], "metrics": {k: v for k, v in metrics.items() if v is not None},
-            "trainable_parameters": trainable["trainable"],
-        })
+        with distributed.full_parameters(prepared.model, tensors):
+            info = AdapterRegistry(project).register(run.id, prepared.model, config, {
+                "name": f"{config.method} · {config.dataset} v{config.dataset_version}", "run": run.id,
+                "base_model": spec["base_model"], "base_fingerprint": folder_fingerprint(prepared.base_folder),
+                "dataset": config.dataset, "dataset_version": config.dataset_version, "prompt": spec["prompt"],
+                "labels": spec["labels"], "metrics": {k: v for k, v in metrics.items() if v is not None},
+                "trainable_parameters": trainable["trainable"],
+            })
         emit(type="done", progress=1.0, adapter=info.id, message=Msg("Finished: adapter saved"), **metrics)
     finally:
         workers.barrier()  # the other processes wait for the adapter

@@ -4,6 +4,10 @@ Speed comes from bf16 autocast where the device supports it, the output layer ap
 (Gemma's 262k-token output layer is the largest cost of a small model; see speed.py) and length-grouped batches
 (little padding). Checkpoints hold the trainable tensors, the optimizer and the data position, so a run
 resumes exactly where it stopped after a cancel, a crash or `kill -9`.
+
+Across processes (distributed.py) each takes its share of every batch; sharded (FSDP), the trainer shards the model
+itself, runs the model's own forward (the fast output-head path would bypass the root's weight gathering) and
+gathers full tensors for checkpoints.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Callable
 
 from core import atomic
 from core.finetune import data as finetune_data
+from core.finetune import distributed
 from core.finetune.config import TrainConfig
 from core.finetune.distributed import Workers
 
@@ -135,7 +140,9 @@ class Trainer:
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         self.autocast = lambda: torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16)
         self.offset = virtual_token_offset(model)
-        self.head = speed.output_head(model)
+        if workers.sharded:
+            distributed.shard(model, workers)  # before the optimizer: sharding replaces the parameters
+        self.head = None if workers.sharded else speed.output_head(model)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay,
                                            foreach=True)
@@ -162,18 +169,51 @@ class Trainer:
         return self.config.save_every or self.eval_interval()
 
     # -- checkpoints -----------------------------------------------------------------------------------------
+    def trainable_tensors(self) -> dict:
+        """The trainable tensors by name, on the CPU of the main process ({} on the others). Sharded, every process
+        must call this (the shards are gathered); otherwise every process holds the same tensors."""
+        if self.workers.sharded:
+            return distributed.gather_trainable(self.model)
+        return trainable_state(self.model) if self.workers.is_main else {}
+
+    def optimizer_state(self) -> dict:
+        """`optimizer.state_dict()` on the main process ({} on the others); sharded, gathered like the tensors."""
+        if self.workers.sharded:
+            return distributed.gather_optimizer(self.model, self.optimizer)
+        return self.optimizer.state_dict() if self.workers.is_main else {}
+
+    def load_trainable(self, path: Path) -> None:
+        """Trainable tensors from a safetensors file; sharded, the main process reads it and sends each process its
+        shards (one copy in memory, not one per process)."""
+        from safetensors.torch import load_file
+
+        if not self.workers.sharded:
+            load_trainable_state(self.model, load_file(str(path)))
+        else:
+            distributed.load_trainable(self.model, load_file(str(path)) if self.workers.is_main else {})
+
+    def load_optimizer(self, path: Path) -> None:
+        import torch
+
+        if not self.workers.sharded:
+            self.optimizer.load_state_dict(torch.load(path, weights_only=True))
+        else:
+            saved = torch.load(path, weights_only=True) if self.workers.is_main else {}
+            distributed.load_optimizer(self.model, self.optimizer, saved)
+
     def save_checkpoint(self) -> None:
         import torch
         from safetensors.torch import save_file
 
-        if not self.workers.is_main:  # every process holds the same tensors and optimizer state
+        tensors, optimizer = self.trainable_tensors(), self.optimizer_state()
+        if not self.workers.is_main:
             return
         final = self.run_dir / CHECKPOINT
         staging = self.run_dir / f"{CHECKPOINT}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        save_file(trainable_state(self.model), str(staging / "trainable.safetensors"))
-        torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
+        save_file(tensors, str(staging / "trainable.safetensors"))
+        torch.save(optimizer, staging / "optimizer.pt")
         atomic.write_json(staging / "state.json", {"state": asdict(self.state), "history": self.history})
         old = self.run_dir / f"{CHECKPOINT}.old"
         shutil.rmtree(old, ignore_errors=True)
@@ -184,15 +224,12 @@ class Trainer:
         self.emit({"type": "checkpoint", "step": self.state.step})
 
     def resume(self) -> bool:
-        import torch
-        from safetensors.torch import load_file
-
         folder = next((f for f in (self.run_dir / CHECKPOINT, self.run_dir / f"{CHECKPOINT}.old")
                        if (f / "state.json").exists()), None)
         if folder is None:
             return False
-        load_trainable_state(self.model, load_file(str(folder / "trainable.safetensors")))
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        self.load_trainable(folder / "trainable.safetensors")
+        self.load_optimizer(folder / "optimizer.pt")
         saved = json.loads((folder / "state.json").read_text())
         self.state = TrainState(**saved["state"])
         self.history = saved["history"]
@@ -211,15 +248,24 @@ class Trainer:
         size = self.config.batch_size
         with torch.no_grad():  # not inference_mode: bitsandbytes' CPU 4-bit kernels repack weights under it
             for start in range(0, len(self.eval_examples), size):
-                mine = self.workers.share(self.eval_examples[start:start + size])
+                rows = self.eval_examples[start:start + size]
+                mine, weight = self._my_rows(rows)
                 if not mine:
                     continue
                 batch = self._to_device(finetune_data.collate(mine, self.pad_id))
                 loss, n = batch_loss(self.model, batch, self.offset, self.autocast, self.head)
-                total, tokens = total + float(loss), tokens + n
+                total, tokens = total + weight * float(loss), tokens + weight * n
         total, tokens = self.workers.sum_numbers([total, tokens], self.device)
         self.model.train(was_training)
         return total / max(1, tokens)
+
+    def _my_rows(self, rows: list) -> tuple[list, int]:
+        """(this process's rows of a batch, 1), or (one stand-in row, 0) when its share is empty but the model is
+        sharded: FSDP's weight gathers need every process in every forward and backward pass."""
+        mine = self.workers.share(rows)
+        if not mine and self.workers.sharded:
+            return rows[:1], 0
+        return mine, 1
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device) for k, v in batch.items()}
@@ -230,8 +276,9 @@ class Trainer:
         state = self.state
         if state.best_eval is None or eval_loss < state.best_eval - 1e-4:
             state.best_eval, state.evals_without_improvement = eval_loss, 0
+            tensors = self.trainable_tensors()
             if self.workers.is_main:
-                save_file(trainable_state(self.model), str(self.run_dir / f"{BEST}.tmp"))
+                save_file(tensors, str(self.run_dir / f"{BEST}.tmp"))
                 (self.run_dir / f"{BEST}.tmp").replace(self.run_dir / BEST)
         else:
             state.evals_without_improvement += 1
@@ -280,17 +327,17 @@ class Trainer:
             param_group["lr"] = lr
         loss_sum, tokens = 0.0, 0
         for batch_examples in examples:
-            mine = self.workers.share(batch_examples)
+            mine, weight = self._my_rows(batch_examples)
             if not mine:
                 continue
             batch = self._to_device(finetune_data.collate(mine, self.pad_id))
             loss, _ = batch_loss(self.model, batch, self.offset, self.autocast, self.head)
-            (loss / max(1, group_tokens)).backward()  # mean over the update's tokens, however it is split
-            loss_sum += float(loss.detach())
-            tokens += int(batch["attention_mask"].sum())
+            (loss * weight / max(1, group_tokens)).backward()  # mean over the update's tokens, however it is split
+            loss_sum += weight * float(loss.detach())
+            tokens += weight * int(batch["attention_mask"].sum())
         loss_sum, tokens = self.workers.sum_gradients(self.params, [loss_sum, tokens])
         self.tokens_seen += int(tokens)
-        torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)  # sharded: DTensors, global norm
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
@@ -299,7 +346,8 @@ class Trainer:
         elapsed = time.perf_counter() - self.started
         per_step = elapsed / (state.step - self.steps_at_start)
         record = {"type": "step", "step": state.step, "total_steps": total, "epoch": state.epoch + 1,
-                  "loss": state.last_loss, "lr": lr, "tokens_per_s": self.tokens_seen / elapsed,
+                  "loss": state.last_loss, "lr": lr, "grad_norm": float(getattr(norm, "full_tensor", lambda: norm)()),
+                  "tokens_per_s": self.tokens_seen / elapsed,
                   "eta_s": per_step * (total - state.step), "progress": state.step / total}
         self.history.append(record)
         self.emit(record)
@@ -310,7 +358,5 @@ class Trainer:
 
     def load_best(self) -> None:
         """The tensors of the lowest eval loss seen (like load_best_model_at_end); no-op without an eval set."""
-        from safetensors.torch import load_file
-
-        if (self.run_dir / BEST).exists():
-            load_trainable_state(self.model, load_file(str(self.run_dir / BEST)))
+        if self.workers.broadcast((self.run_dir / BEST).exists()):  # sharded: every process loads, or none
+            self.load_trainable(self.run_dir / BEST)
