@@ -87,6 +87,11 @@ def test_a_changed_recipe_is_answered_again(eval_project):
     assert runs.variant_fingerprint(eval_project, first) != runs.variant_fingerprint(eval_project, changed)
     assert runs.variant_fingerprint(eval_project, first) == runs.variant_fingerprint(
         eval_project, Variant("b", "b", recipe.with_changes(name="other")))  # the name does not shape answers
+    from dataclasses import replace
+
+    off = recipe.with_changes(retriever=replace(recipe.retriever, enabled=False, k=7))
+    assert runs.variant_fingerprint(eval_project, Variant("c", "c", off)) == runs.variant_fingerprint(
+        eval_project, first)  # nor do the settings of a switched-off retriever
 
 
 def test_a_stopped_run_keeps_its_answers_and_finishes_later(eval_project):

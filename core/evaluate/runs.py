@@ -108,6 +108,9 @@ def _inputs_identity(project: Project, variant: Variant) -> dict:
 
 def variant_fingerprint(project: Project, variant: Variant) -> str:
     recipe = {k: v for k, v in variant.recipe.to_dict().items() if k != "name"}
+    for part in ("fewshot", "retriever"):  # the settings of a switched-off step do not shape answers
+        if not recipe[part].get("enabled"):
+            recipe[part] = {"enabled": False}
     payload = {"recipe": recipe, "model": _model_identity(project, variant),
                "inputs": _inputs_identity(project, variant)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
