@@ -44,6 +44,6 @@ PAGES = {
     ],
 }
 
-page = st.navigation(PAGES)
+page = st.navigation(PAGES, expanded=True)  # every rung in view: a newcomer should not hunt for "View more"
 render_sidebar()
 page.run()
