@@ -164,6 +164,31 @@ def print_event(**fields) -> None:
     print(event_line(**fields), flush=True)
 
 
+def run_resumable(argv: list[str], execute, failure, log_label: str) -> int:
+    """The `main` of a resumable job: `execute(project, run_id, emit, should_stop)` with SIGTERM as the stop
+    request. A user's mistake ends with its sentence; anything else with `failure(reason)` (a Msg) and the
+    traceback in the job's stderr.log."""
+    import logging
+
+    from core.errors import StudioError
+    from core.workspace import Project
+
+    folder, run_id = argv
+    project = Project(Path(folder), Path(folder).name, 0.0).require()
+    stop = {"requested": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+    try:
+        execute(project, run_id, print_event, should_stop=lambda: stop["requested"])
+    except StudioError as exc:
+        print_event(error=exc.args[0])
+        return 1
+    except Exception as exc:
+        logging.exception("%s failed", log_label)
+        print_event(error=failure((str(exc).splitlines() or [type(exc).__name__])[0][:200]))
+        return 1
+    return 0
+
+
 def _supervise(folder: Path, argv: list[str]) -> int:
     # Cancel signals the whole process group; the supervisor outlives the job so the exit code is recorded after
     # the job has saved what it can. A handler, not SIG_IGN, which the job would inherit.

@@ -12,10 +12,10 @@ from core.evaluate import advice as advising
 from core.evaluate import metrics, runs, variants
 from core.evaluate.judge import DEFAULT_RUBRIC
 from core.i18n import Msg
-from core.jobs import JobStatus
 from core.models.source import ModelSource
 from core.recipe import RecipeStore, list_recipes
 from studio.ui import scoreboard as board
+from studio.ui.run_panel import background_run_panel
 from studio.ui.i18n import t
 from studio.ui.state import require_project, saved_recipe, show_error
 
@@ -34,12 +34,6 @@ eval_sets = [d.name for d in store.list() if d.kind == "eval"]
 all_runs = runs.list_eval_runs(project)
 statuses = {r.id: r.status() for r in all_runs}
 active = [r for r in all_runs if statuses[r.id].state == "running"]
-
-
-def job_status(run: runs.EvalRun) -> JobStatus | None:
-    """The latest job's status, whose message and error are still translatable Msgs."""
-    jobs = run.jobs()
-    return jobs[-1].status() if jobs else None
 
 
 def quantization():
@@ -274,35 +268,14 @@ chosen_run = runs.get_eval_run(project, st.selectbox(t("Evaluation run"), ids, k
 @st.fragment(run_every=2.0 if statuses[chosen_run.id].state == "running" else None)
 def progress_panel() -> None:
     status = chosen_run.status()
-    job = job_status(chosen_run)
-    if status.state == "running":
-        st.session_state[K + "was_running"] = chosen_run.id
-        share = status.answered / status.total if status.total else 0.0
-        st.progress(min(1.0, share), text=t("{done} of {total} answers", done=status.answered, total=status.total))
-        if job is not None and job.message:
-            st.caption(t(job.message))
-        if st.button(t("Cancel"), key=K + "cancel", icon=":material/stop:",
-                     help=t("Stops after the current answer; the answers so far are kept.")):
-            chosen_run.cancel()
-            st.rerun()
-        return
-    if st.session_state.get(K + "was_running") == chosen_run.id:
-        st.session_state.pop(K + "was_running")
-        st.rerun()  # the run ended: draw the scoreboard with every answer
-    st.caption(t("Status: **{state}** · {done} of {total} answers", state=t(STATES[status.state]),
-                 done=status.answered, total=status.total))
-    if status.state == "failed":
-        st.error(t(job.error) if job is not None and job.error else t("Something went wrong."))
-    if status.state in ("failed", "cancelled", "new"):
-        if st.button(t("Continue"), icon=":material/play_arrow:", key=K + "resume", disabled=bool(active),
-                     help=t("Answers the questions that are left; answers already given are reused.")):
-            try:
-                chosen_run.start()
-                st.session_state[K + "was_running"] = chosen_run.id
-                st.rerun()
-            except StudioError as exc:
-                show_error(exc)
-
+    state = t(STATES[status.state])
+    background_run_panel(
+        chosen_run, K, status.state, status.answered, status.total,
+        progress_text=t("{done} of {total} answers", done=status.answered, total=status.total),
+        status_text=t("Status: **{state}** · {done} of {total} answers", state=state, done=status.answered,
+                      total=status.total),
+        cancel_help=t("Stops after the current answer; the answers so far are kept."),
+        continue_help=t("Answers the questions that are left; answers already given are reused."), busy=bool(active))
 
 progress_panel()
 

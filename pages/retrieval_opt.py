@@ -15,6 +15,7 @@ from core.rag.kb import DEFAULT_KB, KnowledgeBase, list_knowledge_bases
 from core.rag.retriever import MODES
 from core.rag.sweep import DEFAULT_METRIC, METRICS, SweepGrid, SweepRun, create_sweep, get_sweep, list_sweeps
 from studio.ui import sweep_apply
+from studio.ui.run_panel import background_run_panel
 from studio.ui import sweep_view as view
 from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready, recipe_backend
@@ -289,37 +290,13 @@ chosen = get_sweep(project, st.selectbox(t("Sweep"), ids, key=K + "sweep", forma
 @st.fragment(run_every=2.0 if statuses[chosen.id].state == "running" else None)
 def progress_panel() -> None:
     status = chosen.status()
-    jobs = chosen.jobs()
-    job = jobs[-1].status() if jobs else None   # its message and error are still translatable Msgs
-    if status.state == "running":
-        st.session_state[K + "was_running"] = chosen.id
-        share = max(job.progress if job else 0.0, status.done / status.total if status.total else 0.0)
-        st.progress(min(1.0, share), text=t("{done} of {total} settings scored", done=status.done,
-                                            total=status.total))
-        if job is not None and job.message:
-            st.caption(t(job.message))
-        if st.button(t("Cancel"), key=K + "cancel", icon=":material/stop:",
-                     help=t("Stops after the current setting; the settings scored so far are kept.")):
-            chosen.cancel()
-            st.rerun()
-        return
-    if st.session_state.get(K + "was_running") == chosen.id:
-        st.session_state.pop(K + "was_running")
-        st.rerun()  # the sweep ended: draw the results with every setting
-    st.caption(t("Status: **{state}** · {done} of {total} settings scored", state=t(STATES[status.state]),
-                 done=status.done, total=status.total))
-    if status.state == "failed":
-        st.error(t(job.error) if job is not None and job.error else t("Something went wrong."))
-    if status.state in ("failed", "cancelled", "new"):
-        if st.button(t("Continue"), icon=":material/play_arrow:", key=K + "resume", disabled=bool(active),
-                     help=t("Scores the settings that are left; the ones already scored are kept.")):
-            try:
-                chosen.start()
-                st.session_state[K + "was_running"] = chosen.id
-                st.rerun()
-            except StudioError as exc:
-                show_error(exc)
-
+    background_run_panel(
+        chosen, K, status.state, status.done, status.total,
+        progress_text=t("{done} of {total} settings scored", done=status.done, total=status.total),
+        status_text=t("Status: **{state}** · {done} of {total} settings scored", state=t(STATES[status.state]),
+                      done=status.done, total=status.total),
+        cancel_help=t("Stops after the current setting; the settings scored so far are kept."),
+        continue_help=t("Scores the settings that are left; the ones already scored are kept."), busy=bool(active))
 
 progress_panel()
 spec = chosen.spec

@@ -4,36 +4,21 @@ batch, keeping every finished setting (start again to finish)."""
 
 from __future__ import annotations
 
-import logging
-import signal
 import sys
-from pathlib import Path
 
-from core.errors import StudioError
 from core.i18n import Msg
-from core.jobs import print_event
+from core.jobs import run_resumable
+
+
+def failure(reason: str) -> Msg:
+    return Msg("The sweep stopped with an error ({reason}); the settings scored so far are kept and starting again "
+               "continues.", reason=reason)
 
 
 def main(argv: list[str]) -> int:
     from core.rag.sweep_exec import execute
-    from core.workspace import Project
 
-    folder, sweep_id = argv
-    project = Project(Path(folder), Path(folder).name, 0.0).require()
-    stop = {"requested": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
-    try:
-        execute(project, sweep_id, print_event, should_stop=lambda: stop["requested"])
-    except StudioError as exc:
-        print_event(error=exc.args[0])
-        return 1
-    except Exception as exc:  # the traceback goes to stderr.log, the sentence to the page
-        logging.exception("retrieval sweep failed")
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        print_event(error=Msg("The sweep stopped with an error ({reason}); the settings scored so far are kept and "
-                              "starting again continues.", reason=reason))
-        return 1
-    return 0
+    return run_resumable(argv, execute, failure, "retrieval sweep")
 
 
 if __name__ == "__main__":
