@@ -50,11 +50,6 @@ if str(REPO_ROOT) not in sys.path:
 from bench.quiet import BUSY_NEIGHBOUR_CORES, Quiet, measure  # noqa: E402
 from core.rag.parse import Section  # noqa: E402
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
 GOAL_RATIO = 0.8
 BATCH_SIZE = 32  # what core.models.embedder.embed passes to encode
 

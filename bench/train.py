@@ -64,11 +64,6 @@ if str(REPO_ROOT) not in sys.path:
 
 from bench.quiet import BUSY_NEIGHBOUR_CORES, Quiet, foreign_cores, snapshot  # noqa: E402
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
 GOAL_RATIO = 5.0           # studio tokens/s over baseline tokens/s
 GOAL_MATMUL_FRACTION = 0.4  # studio achieved FLOP/s over this machine's bf16 matmul throughput (model-shaped)
 LORA = {"r": 16, "alpha": 32}  # dropout: --lora-dropout, by default the studio's (TrainConfig.lora_dropout)

@@ -15,6 +15,7 @@ from core.rag.parse import SUPPORTED
 from core.rag.ranking import RERANKERS
 from core.rag.retriever import MODES
 from studio.ui.i18n import t
+from studio.ui.run_panel import job_progress
 from studio.ui.state import draft, recipe_save_bar, require_project, saved_recipe, set_draft, show_error
 
 project = require_project()
@@ -60,17 +61,6 @@ def start_ingest(paths, chunking: ChunkingConfig | None) -> None:
                          json.dumps(chunking.to_dict()) if chunking else "", *map(str, paths)], label="Ingest")
 
 
-@st.fragment(run_every=1.0)
-def ingest_progress(job: Job) -> None:
-    status = job.status()
-    if status.state != "running":
-        st.rerun()
-    st.progress(min(status.progress, 1.0), text=t(status.message))
-    if st.button(t("Cancel"), key=K + "cancel", icon=":material/close:"):
-        job.cancel()
-        st.rerun()
-
-
 # ---- documents ---------------------------------------------------------------------------------------------------
 st.subheader(t("Documents"))
 job = latest_job()
@@ -101,7 +91,7 @@ if uploads or pending:
         except Exception as exc:
             show_error(exc)
 if running:
-    ingest_progress(job)
+    job_progress(job, K + "cancel")
 elif job is not None:
     results = [e for e in job.events() if "file" in e]
     if job.status().state == "cancelled":

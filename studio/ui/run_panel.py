@@ -1,4 +1,5 @@
-"""Progress, Cancel and Continue for a resumable background run (an evaluation, a retrieval sweep)."""
+"""Progress panels for background jobs: a plain job (indexing, re-indexing) and a resumable run (an evaluation,
+a retrieval sweep) with Cancel and Continue."""
 
 from __future__ import annotations
 
@@ -7,6 +8,18 @@ import streamlit as st
 from core.errors import StudioError
 from studio.ui.i18n import t
 from studio.ui.state import show_error
+
+
+@st.fragment(run_every=1.0)
+def job_progress(job, cancel_key: str) -> None:
+    """Progress and Cancel of a running job; the page reruns once it ends."""
+    status = job.status()
+    if status.state != "running":
+        st.rerun()
+    st.progress(min(status.progress, 1.0), text=t(status.message))
+    if st.button(t("Cancel"), key=cancel_key, icon=":material/close:"):
+        job.cancel()
+        st.rerun()
 
 
 def background_run_panel(run, key: str, state: str, done: int, total: int, progress_text: str, status_text: str,

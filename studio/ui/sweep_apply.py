@@ -18,6 +18,7 @@ from core.rag.sweep import SweepResult, SweepRun, apply_best, reindex_needed, st
 from core.recipe import RecipeStore
 from core.workspace import Project
 from studio.ui.i18n import t
+from studio.ui.run_panel import job_progress
 from studio.ui.state import draft, set_draft, show_error
 from studio.ui.sweep_view import chunking_label
 
@@ -76,17 +77,6 @@ def latest_ingest(project: Project, kb: str) -> Job | None:
     return Job(found[-1]) if found else None
 
 
-@st.fragment(run_every=1.0)
-def reindex_progress(job: Job, key: str) -> None:
-    status = job.status()
-    if status.state != "running":
-        st.rerun()
-    st.progress(min(status.progress, 1.0), text=t(status.message))
-    if st.button(t("Cancel"), key=key + "cancel_reindex", icon=":material/close:"):
-        job.cancel()
-        st.rerun()
-
-
 def reindex_panel(project: Project, kb: str, wanted: dict | None, key: str) -> bool:
     """Offer to re-index `kb` with the applied chunking `wanted` (None: the knowledge base's own) and show the
     job's progress. Returns whether the knowledge base is ready for the new settings."""
@@ -94,7 +84,7 @@ def reindex_panel(project: Project, kb: str, wanted: dict | None, key: str) -> b
     state = job.status().state if job is not None else None
     if state == "running":
         st.markdown(t("Re-indexing the knowledge base '{kb}'…", kb=kb))
-        reindex_progress(job, key)
+        job_progress(job, key + "cancel_reindex")
         return False
     if not wanted or not reindex_needed(project, kb, wanted):
         if wanted:
