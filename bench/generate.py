@@ -7,7 +7,7 @@ What it measures, in one process on one machine:
 
 1. Streaming throughput. The same prompt, greedy, the same max_new_tokens, no stop strings, through
    (a) studio:     `LocalModel.stream(prompt, settings)` iterated to the end (generate runs in a worker thread,
-                   text comes through TextIteratorStreamer and GenerationStream), and
+                   text comes through the batcher's per-row streamer and GenerationStream), and
    (b) raw:        `model.generate(...)` on the calling (main) thread with the same generation arguments and no
                    streamer,
    (c) raw_thread: the same raw generate inside a worker thread (a control: it separates the cost of the
@@ -229,7 +229,8 @@ class Bench:
         return time.perf_counter() - start
 
     def tokens_before_first_piece(self, prompt, settings) -> int | None:
-        """How many generated tokens TextIteratorStreamer (as the studio sets it up) needs to emit its first text."""
+        """How many generated tokens TextIteratorStreamer needs to emit its first text (it waits for word ends; the
+        studio's batcher emits every decodable token, so this is what the studio no longer waits for)."""
         from transformers import TextStreamer
 
         class Counting(TextStreamer):

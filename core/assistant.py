@@ -31,6 +31,12 @@ class PreparedPrompt:
         return self.budget.used
 
 
+def source_dicts(prepared: PreparedPrompt) -> list[dict]:
+    """The passages of an answer as plain dicts, numbered as the answer cites them ([1], [2], …)."""
+    return [{"number": i, "source": h.source, "page": h.page, "heading": h.heading, "text": h.text,
+             "similarity": h.similarity} for i, h in enumerate(prepared.sources, start=1)]
+
+
 def example_pool(project: Project | None, recipe: Recipe) -> list[dict]:
     if project is None or not recipe.fewshot.enabled:
         return []

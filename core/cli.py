@@ -38,6 +38,41 @@ def run(port: int = typer.Option(8501, help="Port to serve on."),
     raise typer.Exit(subprocess.call(command))
 
 
+@app.command()
+def demo(project: str = typer.Argument(..., help="Project name or folder name."),
+         recipe: Optional[str] = typer.Option(None, help="Recipe name (default: the demo settings' recipe)."),
+         version: Optional[int] = typer.Option(None, help="Recipe version (default: the demo settings', else the "
+                                                          "latest)."),
+         port: int = typer.Option(8502, help="Port to serve on."),
+         host: str = typer.Option("127.0.0.1", help="Address to bind; another address needs a password."),
+         password: bool = typer.Option(False, "--password", help="Ask for a password visitors must enter "
+                                                                 "(or set $STUDIO_DEMO_PASSWORD).")) -> None:
+    """Serve only the chat of one recipe version to stakeholders (no build pages, no settings)."""
+    from core import demo as demo_module
+    from core.hosts import is_loopback
+
+    try:
+        target = _project(project)
+        settings = demo_module.load_settings(target)
+        if recipe or version is not None:
+            settings = settings.with_changes(recipe=recipe or settings.recipe, version=version)
+        secret = os.environ.get(demo_module.PASSWORD_ENV, "")
+        if password and not secret:
+            secret = typer.prompt("Demo password", hide_input=True, confirmation_prompt=True)
+        if secret:
+            settings = settings.with_changes(password_hash=demo_module.hash_password(secret))
+        demo_module.check_host(host, settings.protected)
+        recipe_obj, number = demo_module.resolve_recipe(target, settings)
+    except StudioError as exc:
+        _fail(str(exc))
+    shown = "localhost" if is_loopback(host) else host
+    typer.echo(f"Demo of '{target.name}', recipe {recipe_obj.name} v{number}: http://{shown}:{port}"
+               + ("  (password protected)" if settings.protected else ""))
+    environment = {**os.environ, **demo_module.server_environment(target, settings)}
+    environment.pop(demo_module.PASSWORD_ENV, None)  # only the hash travels on
+    raise typer.Exit(subprocess.call(demo_module.streamlit_command(APP_PATH, host, port, settings), env=environment))
+
+
 @project_app.command("create")
 def project_create(name: str = typer.Argument(None, help="Project name."),
                    sample: bool = typer.Option(False, "--sample", help="Start from the sample project.")) -> None:
@@ -110,6 +145,31 @@ def generate(project: str = typer.Argument(..., help="Project name or folder nam
         typer.echo(json.dumps({"project": proj.name, "recipe": chosen.name,
                                "recipe_version": version or (latest.number if latest else None), "question": question, "answer": stream.text, "examples_used": len(prepared.examples),
                                **stream.stats()}, ensure_ascii=False))
+
+
+@app.command()
+def serve(project: str = typer.Argument(..., help="Project name or folder name."),
+          recipe: str = typer.Option("assistant", help="Recipe name."),
+          version: Optional[int] = typer.Option(None, help="Recipe version (default: latest)."),
+          host: str = typer.Option("127.0.0.1", help="Address to bind; another than 127.0.0.1 needs --api-key-env."),
+          port: int = typer.Option(8000, help="Port to serve on."),
+          api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Name of the environment variable "
+                                                    "holding the API key clients must send as a Bearer token.")) -> None:
+    """Serve a saved recipe as an OpenAI-compatible endpoint (/v1/chat/completions)."""
+    from core.serving import openai_api
+    from core.workspace import Workspace
+
+    try:
+        proj = Workspace().get(project)
+        api_key = openai_api.api_key_from_env(api_key_env)
+        openai_api.check_host(host, api_key)
+        server_app = openai_api.create_app(proj, recipe, version, api_key,
+                                           lambda fraction, message: typer.echo(f"[{fraction:4.0%}] {message}", err=True))
+    except StudioError as exc:
+        _fail(str(exc))
+    typer.echo(f"Serving '{server_app.state.served.model_id}' at {openai_api.base_url(host, port)}"
+               f"{'  (API key required)' if api_key else ''}")
+    openai_api.serve(server_app, host, port)
 
 
 data_app = typer.Typer(help="Import, check, split and export datasets.", no_args_is_help=True)
@@ -371,6 +431,45 @@ def kb_delete(project: str, source: str, kb: str = typer.Option("docs")) -> None
     typer.echo(f"Removed '{source}' from '{kb}'.")
 
 
+bundle_app = typer.Typer(help="Move an assistant between machines: one .zip with a recipe version, its adapter, "
+                              "knowledge base, few-shot examples and sample questions.", no_args_is_help=True)
+app.add_typer(bundle_app, name="bundle")
+
+
+@bundle_app.command("export")
+def bundle_export(project: str = typer.Argument(..., help="Project name or folder name."),
+                  recipe: str = typer.Option("assistant", help="Recipe name."),
+                  version: Optional[int] = typer.Option(None, help="Recipe version (default: latest)."),
+                  out: Optional[Path] = typer.Option(None, "-o", "--out", help="The .zip to write, or a folder "
+                                                     "(default: the project's exports folder).")) -> None:
+    """Write an assistant bundle (API keys are never in it: only the names of their variables)."""
+    from core.bundle import export_bundle
+
+    proj = _project(project)
+    try:
+        path = export_bundle(proj, recipe, version, out, lambda fraction, message: typer.echo(
+            f"[{fraction:4.0%}] {message}", err=True))
+    except StudioError as exc:
+        _fail(str(exc))
+    typer.echo(f"Wrote {path}")
+
+
+@bundle_app.command("import")
+def bundle_import(path: Path = typer.Argument(..., help="An assistant bundle (.zip)."),
+                  name: Optional[str] = typer.Option(None, help="Project name (default: the bundle's).")) -> None:
+    """Create a new project from a bundle; every file is checked against the bundle's manifest first."""
+    from core.bundle import import_bundle, model_warnings
+    from core.workspace import Workspace
+
+    try:
+        project = import_bundle(path, Workspace(), name)
+    except StudioError as exc:
+        _fail(str(exc))
+    for warning in model_warnings(project):
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"Imported '{project.name}' into {project.path}")
+
+
 
 @app.command()
 def train(project: str = typer.Argument(..., help="Project name or folder name."),
@@ -398,11 +497,12 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
     def show(**event) -> None:
         if not workers.is_main:
             return
+        # Preference runs (DPO, ORPO, KTO, reward model) also report the reward margin and accuracy.
         if event.get("type") == "step":
             typer.echo(f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
-                       f"{event['tokens_per_s']:.0f} tok/s  eta {event['eta_s']:.0f}s")
+                       f"{event['tokens_per_s']:.0f} tok/s  eta {event['eta_s']:.0f}s" + _rewards(event, ""))
         elif event.get("type") == "eval":
-            typer.echo(f"eval loss {event['eval_loss']:.4f} (best {event['best_eval']:.4f})")
+            typer.echo(f"eval loss {event['eval_loss']:.4f} (best {event['best_eval']:.4f})" + _rewards(event, "eval_"))
         elif event.get("message"):
             typer.echo(str(event["message"]))
 
@@ -440,6 +540,12 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _rewards(event: dict, prefix: str) -> str:
+    margin, accuracy = event.get(prefix + "reward_margin"), event.get(prefix + "reward_accuracy")
+    return (f"  margin {margin:+.3f}" if margin is not None else "") + \
+        (f"  accuracy {accuracy:.0%}" if accuracy is not None else "")
 
 
 def _attached(jobs_dir: Path, label: str, show, work):

@@ -84,7 +84,7 @@ def ladder_ready_project(emit=lambda **event: None) -> Project:
     if base.pending():
         emit(message=Msg("Indexing the sample documents"))
         base.ingest(base.pending())
-    if not AdapterRegistry(project).list():
+    if all(a.is_reward for a in AdapterRegistry(project).list()):  # a reward model is no rung of the ladder
         emit(message=Msg("Training the sample adapter (a few minutes on a laptop)"))
         recipe = RecipeStore(project).load()
         config = TrainConfig(dataset_version=DatasetStore(project).latest_version("examples"), **SAMPLE_TRAINING)

@@ -9,6 +9,7 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from core import atomic
 from core.errors import ProjectExistsError, ProjectNotFoundError, StudioError
@@ -104,7 +105,9 @@ class Workspace:
             candidate, n = self.projects_dir / f"{base}-{n}", n + 1
         return candidate
 
-    def create(self, name: str) -> Project:
+    def create(self, name: str, fill: Callable[[Project], None] | None = None) -> Project:
+        """A new project. `fill(project)` writes its content (an imported bundle) before the project appears;
+        when it raises, nothing is left behind."""
         name = self._check_name(name)
         folder = self._free_folder(name)
         staging = folder.with_name(f".{folder.name}.creating")
@@ -113,7 +116,13 @@ class Workspace:
             (staging / sub).mkdir(parents=True)
         created = time.time()
         atomic.write_json(staging / PROJECT_FILE, {"name": name, "created": created})
-        os.replace(staging, folder)  # the project appears whole or not at all
+        try:
+            if fill is not None:
+                fill(Project(staging, name, created))
+            os.replace(staging, folder)  # the project appears whole or not at all
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return Project(folder, name, created)
 
     def rename(self, project: Project, new_name: str) -> Project:

@@ -8,15 +8,21 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.data.preference_checks import blocks_training, check_feedback, check_pairs
+from core.data.records import KIND_LABELS
 from core.data.store import DatasetStore
 from core.errors import StudioError
+from core.feedback import list_feedback
 from core.finetune import estimate, runs
 from core.finetune.adapters import AdapterRegistry
-from core.finetune.config import DATA_KINDS, METHODS, RETRIEVAL_CONTEXTS, TARGET_PRESETS, TrainConfig
+from core.finetune.config import (DATA_KINDS, METHODS, OBJECTIVES, PREFERENCE_METHODS, RETRIEVAL_CONTEXTS,
+                                   REWARD_METHODS, TARGET_PRESETS, TrainConfig)
 from core.finetune.distributed import gpu_count, launch_command
+from core.finetune.preference_data import rated_from_feedback
 from core.finetune.recommend import recommend
 from core.i18n import Msg
 from core.jobs import Job, event_message
+from studio.ui import preference as preference_ui
 from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready
 from studio.ui.state import draft, require_project, save_draft, saved_recipe, show_error
@@ -77,16 +83,33 @@ def loss_chart(events: list[dict]) -> go.Figure:
 # ---- data -------------------------------------------------------------------------------------------------------
 st.subheader(t("Training data"))
 store = DatasetStore(project)
-datasets = [d.name for d in store.list() if d.kind in DATA_KINDS]
-if not datasets:
+kinds = {d.name: d.kind for d in store.list() if d.kind in DATA_KINDS or d.kind == "preference"}
+feedback = list_feedback(project)
+rated = rated_from_feedback(feedback)
+options = list(kinds) + ([""] if rated else [])  # "": the Chat page's thumbs up and down (KTO)
+if not options:
     st.info(t("No training pairs yet. Import or label pairs (prompt → response) on the Datasets page."))
     st.page_link("../pages/datasets.py", label=t("Open the Datasets page"), icon=":material/dataset:")
     st.stop()
-dataset = st.selectbox(t("Dataset"), datasets, key=K + "dataset")
-records, version = store.load(dataset)
-usable = [r for r in records if r.get("status") != "rejected"]
-st.caption(t("Version {version} · {count} usable records (rejected ones are left out).", version=version,
-             count=len(usable)))
+
+
+def dataset_label(name: str) -> str:
+    if not name:
+        return t("Chat feedback: {count} rated answers (thumbs up and down)", count=len(rated))
+    return f"{name} · {t(KIND_LABELS[kinds[name]])}"
+
+
+dataset = st.selectbox(t("Dataset"), options, key=K + "dataset", format_func=dataset_label)
+source = kinds.get(dataset, "feedback")  # sft | chat | preference | feedback
+if dataset:
+    records, version = store.load(dataset)
+    usable = [r for r in records if r.get("status") != "rejected"]
+    st.caption(t("Version {version} · {count} usable records (rejected ones are left out).", version=version,
+                 count=len(usable)))
+else:
+    records, version, usable = feedback, None, rated
+    st.caption(t("{count} answers rated on the Chat page (dismissed ones are left out); thumbs down with a "
+                 "correction also give the correction as a good answer.", count=len(rated)))
 
 folder = base_folder()
 if folder is None:
@@ -94,19 +117,24 @@ if folder is None:
 shape = model_shape(str(folder))
 
 # ---- method -----------------------------------------------------------------------------------------------------
+objective = "sft" if source in DATA_KINDS else preference_ui.pick_objective(source, K)
+# Each family of methods keeps its own choice: the lists differ.
+methods, method_key = {"sft": (list(METHODS), K + "method"),
+                       "reward": (list(REWARD_METHODS), K + "reward_method")}.get(
+    objective, (list(PREFERENCE_METHODS), K + "preference_method"))
 st.subheader(t("Method"))
 available = estimate.available_memory("cpu")
 advice = recommend(len(usable), shape, available, gpu_present())
-with st.container(border=True):
-    st.markdown(t("**Suggested: {method}.** {reason}", method=t(METHODS[advice.method]).split(":")[0],
-                  reason=t(advice.reason)))
-    if st.button(t("Use the suggestion"), key=K + "use_advice", icon=":material/auto_awesome:"):
-        st.session_state[K + "method"] = advice.method
-        for field, value in advice.changes.items():
-            st.session_state[K + field] = value
-        st.rerun()
-methods = list(METHODS)
-method = st.radio(t("Method"), methods, key=K + "method", format_func=lambda m: t(METHODS[m]),
+if advice.method in methods:
+    with st.container(border=True):
+        st.markdown(t("**Suggested: {method}.** {reason}", method=t(METHODS[advice.method]).split(":")[0],
+                      reason=t(advice.reason)))
+        if st.button(t("Use the suggestion"), key=K + "use_advice", icon=":material/auto_awesome:"):
+            st.session_state[method_key] = advice.method
+            for field, value in advice.changes.items():
+                st.session_state[K + field] = value
+            st.rerun()
+method = st.radio(t("Method"), methods, key=method_key, format_func=lambda m: t(METHODS[m]),
                   label_visibility="collapsed")
 qlora_ok = True
 if method == "qlora":
@@ -116,7 +144,10 @@ if method == "qlora":
     (st.success if qlora_ok else st.warning)(t(qlora_message))
 
 defaults = TrainConfig()
-settings: dict = {"dataset": dataset, "dataset_version": version, "method": method}
+settings: dict = {"dataset": dataset, "dataset_version": version, "method": method, "objective": objective,
+                  "data_source": "feedback" if source == "feedback" else "dataset"}
+if objective != "sft":
+    settings.update(preference_ui.settings(objective, K))
 if method in ("lora", "qlora"):
     cols = st.columns(4)
     settings["lora_rank"] = cols[0].number_input(t("Rank"), 1, 256, defaults.lora_rank, key=K + "lora_rank")
@@ -164,17 +195,19 @@ with st.expander(t("Training settings"), icon=":material/tune:"):
     cols = st.columns(4)
     settings["eval_every"] = cols[0].number_input(t("Eval every (steps, 0 = each epoch)"), 0, 100000,
                                                   defaults.eval_every, key=K + "eval_every")
-    settings["completion_only"] = cols[1].toggle(t("Loss on answers only"), defaults.completion_only,
-                                                 key=K + "completion_only")
+    if objective == "sft":  # preference losses always compare whole answers
+        settings["completion_only"] = cols[1].toggle(t("Loss on answers only"), defaults.completion_only,
+                                                     key=K + "completion_only")
     settings["group_by_length"] = cols[2].toggle(t("Group similar lengths"), defaults.group_by_length,
                                                  key=K + "group_by_length")
     settings["precision"] = cols[3].selectbox(t("Precision"), ["auto", "bf16", "fp32"], key=K + "precision")
-    settings["retrieval_context"] = st.radio(
-        t("Passages from the knowledge base"), list(RETRIEVAL_CONTEXTS), key=K + "retrieval_context",
-        format_func=lambda value: t(RETRIEVAL_CONTEXTS[value]), horizontal=False,
-        help=t("For a recipe that retrieves: train on the prompts the assistant will really see, with the passages "
-               "its retriever finds for each question (training pairs only; needs indexed documents). Longer "
-               "prompts make training slower; raise the max length to fit them."))
+    if objective == "sft":
+        settings["retrieval_context"] = st.radio(
+            t("Passages from the knowledge base"), list(RETRIEVAL_CONTEXTS), key=K + "retrieval_context",
+            format_func=lambda value: t(RETRIEVAL_CONTEXTS[value]), horizontal=False,
+            help=t("For a recipe that retrieves: train on the prompts the assistant will really see, with the "
+                   "passages its retriever finds for each question (training pairs only; needs indexed documents). "
+                   "Longer prompts make training slower; raise the max length to fit them."))
 
 try:
     config = TrainConfig.from_dict(settings)
@@ -184,8 +217,17 @@ except StudioError as exc:
 
 # ---- estimates --------------------------------------------------------------------------------------------------
 st.subheader(t("Before you start"))
-memory = estimate.estimate_memory(shape, config, config.max_length, "cuda" if gpu_present() else "cpu")
-train_count = max(1, round(len(usable) * (1 - config.eval_fraction)))
+checks_block = False
+if config.is_preference:
+    findings = check_feedback(feedback) if source == "feedback" else check_pairs(records)
+    preference_ui.show_checks(findings)
+    checks_block = blocks_training(findings)
+# A pair's two answers go through the model together: the batch holds twice the sequences.
+pairwise = config.objective in ("dpo", "orpo", "reward")
+memory = estimate.estimate_memory(shape, config.with_changes(batch_size=config.batch_size * (2 if pairwise else 1)),
+                                  config.max_length, "cuda" if gpu_present() else "cpu")
+items = len(usable) * (2 if config.objective == "kto" and source == "preference" else 1)  # KTO splits each pair
+train_count = max(1, round(items * (1 - config.eval_fraction)))
 steps = estimate.planned_steps(train_count, config)
 cols = st.columns(4)
 cols[0].metric(t("Memory needed"), estimate.format_bytes(memory.total))
@@ -256,7 +298,7 @@ with st.expander(t("Run it from a terminal"), icon=":material/terminal:"):
     st.code(launch_command(project.name, "run.json", max(gpus, 2), sharded=True), language="bash")
 
 active = [r for r in runs.list_runs(project) if r.status().state == "running"]
-start_disabled = bool(active) or (method == "qlora" and not qlora_ok)
+start_disabled = bool(active) or (method == "qlora" and not qlora_ok) or checks_block
 if st.button(t("Start training"), type="primary", icon=":material/play_arrow:", disabled=start_disabled,
              key=K + "start"):
     try:
@@ -278,9 +320,11 @@ if all_runs:
         st.session_state[K + "run"] = ids[0]
     chosen = runs.get_run(project, st.selectbox(t("Run"), ids, key=K + "run"))
     chosen_config = chosen.config
-    st.caption(t("{method} on {dataset} v{version} · {epochs} epochs · learning rate {lr}",
-                 method=t(METHODS[chosen_config.method]).split(":")[0], dataset=chosen_config.dataset,
-                 version=chosen_config.dataset_version, epochs=chosen_config.epochs, lr=chosen_config.learning_rate))
+    st.caption((t(OBJECTIVES[chosen_config.objective]).split(":")[0] + " · " if chosen_config.is_preference else "")
+               + t("{method} on {dataset} v{version} · {epochs} epochs · learning rate {lr}",
+                   method=t(METHODS[chosen_config.method]).split(":")[0],
+                   dataset=chosen_config.dataset or t("chat feedback"), version=chosen_config.dataset_version or "–",
+                   epochs=chosen_config.epochs, lr=chosen_config.learning_rate))
 
     @st.fragment(run_every=2.0)
     def run_panel() -> None:
@@ -305,6 +349,9 @@ if all_runs:
             cols[3].metric(t("Time left"), estimate.format_duration(last["eta_s"]) if status.state == "running"
                            else "–")
             st.plotly_chart(loss_chart(events), key=K + "loss_chart")
+            if preference_ui.has_rewards(events):
+                preference_ui.metrics(steps_seen, evals)
+                st.plotly_chart(preference_ui.reward_chart(events), key=K + "reward_chart")
         for event in chosen.messages()[-3:]:
             if event.get("type") == "report" or event.get("type") == "trainable":
                 st.caption(t(event_message(event, "message")))
@@ -350,7 +397,8 @@ if not adapters:
                  "evaluation."))
     st.stop()
 rows = [{t("Adapter"): a.label, t("Method"): t(METHODS[a.method]).split(":")[0],
-         t("Eval loss"): a.metrics.get("eval_loss"), t("Steps"): a.metrics.get("steps"),
+         t("Objective"): t(OBJECTIVES[a.objective]).split(":")[0], t("Eval loss"): a.metrics.get("eval_loss"),
+         t("Steps"): a.metrics.get("steps"),
          t("Size"): estimate.format_bytes(a.manifest.get("size_bytes", 0)),
          t("Attached"): "✓" if saved.adapter == a.id else ""} for a in adapters]
 st.dataframe(rows, hide_index=True, key=K + "adapters_table")
@@ -358,7 +406,10 @@ picked = st.selectbox(t("Adapter"), [a.id for a in adapters], key=K + "adapter",
                       format_func=lambda i: registry.get(i).label)
 info = registry.get(picked)
 cols = st.columns(4)
-if saved.adapter == info.id:
+if info.is_reward:
+    cols[0].caption(t("A reward model scores answers instead of writing them: use it on the Labeling page (Rank "
+                      "with reward model)."))
+elif saved.adapter == info.id:
     if cols[0].button(t("Detach from the recipe"), icon=":material/link_off:", key=K + "detach"):
         save_draft(project, recipe.with_changes(adapter=None), note=t("Detached adapter {name}", name=info.label))
         st.rerun()
@@ -382,7 +433,7 @@ with cols[1].popover(t("Export"), icon=":material/download:"):
     st.download_button(t("Adapter only (.zip)"), archive.read_bytes(), file_name=archive.name,
                        mime="application/zip", key=K + "download_adapter",
                        help=t("Loads with PEFT (PeftModel.from_pretrained) and vLLM for LoRA."))
-    if info.method not in ("prompt_tuning", "prefix_tuning"):
+    if info.method not in ("prompt_tuning", "prefix_tuning") and not info.is_reward:
         if st.button(t("Merge into the model and save a folder"), key=K + "merge"):
             try:
                 with st.spinner(t("Merging…")):
@@ -402,6 +453,8 @@ with cols[3].popover(t("Delete"), icon=":material/delete:"):
         st.rerun()
 
 # ---- base vs tuned ----------------------------------------------------------------------------------------------
+if info.is_reward:
+    st.stop()
 st.markdown("#### " + t("Base vs tuned"))
 question = st.text_input(t("Ask both models the same question"), key=K + "compare_question",
                          placeholder=t("Type a question from your domain"))

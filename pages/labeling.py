@@ -49,6 +49,27 @@ def save(note: str) -> None:
         st.toast(t("Saved as dataset version {number}.", number=number), icon=":material/check:")
 
 
+def reward_ranking(prompt: str, answers: list[str], names: list[str], key: str) -> None:
+    """Optional: the candidate answers ordered by a reward model's scores (trained on the Fine-tune page)."""
+    from core.finetune.reward import reward_models, score_answers
+
+    models = reward_models(project)
+    if not models or not prompt.strip() or not st.toggle(t("Rank with reward model"), key=key + "rank"):
+        return
+    model_id = st.selectbox(t("Reward model"), [m.id for m in models], key=key + "reward_model",
+                            format_func=lambda i: next(m.label for m in models if m.id == i))
+    try:
+        with st.spinner(t("Scoring the answers…")):
+            scores = score_answers(project, model_id, prompt, answers)
+    except Exception as exc:
+        show_error(exc)
+        return
+    ranked = labeling.rank_by_score(answers, scores, names)
+    st.dataframe(pd.DataFrame([{"rank": n, "score": round(r["score"], 3), "answer": r["name"] + r["answer"]}
+                               for n, r in enumerate(ranked, start=1)]), hide_index=True, width="stretch",
+                 column_config={"rank": t("Rank"), "score": t("Score"), "answer": t("Answer")})
+
+
 def record_change(records: list[dict]) -> None:
     work["records"] = records
     work["unsaved"] += 1
@@ -95,6 +116,9 @@ with queue_tab:
                    + (" · " + t("drafted by the model, not yet accepted") if item.get("suggestion") else ""))
         item_key = f"{K}item.{item['id']}."
         edits = edit_record(kind, item, item_key)
+        if kind == "preference" and edits:
+            reward_ranking(edits["prompt"], [edits["chosen"], edits["rejected"]],
+                           [t("Chosen:") + " ", t("Rejected:") + " "], K + "queue.")
         meta = st.columns(2)
         comment = meta[0].text_input(t("Comment"), item.get("comment", ""), key=item_key + "comment")
         tag_text = meta[1].text_input(t("Tags, comma-separated"), ", ".join(item.get("tags") or []),
@@ -231,6 +255,7 @@ with drafts_tab:
                 left, right = st.columns(2)
                 left.markdown(pair["drafts"][0] or "…")
                 right.markdown(pair["drafts"][1] or "…")
+                reward_ranking(pair["prompt"], pair["drafts"], [t("Left:") + " ", t("Right:") + " "], K + "pair.")
                 default_target = "preferences"  # a dataset name, the same in every language
                 target = st.text_input(t("Preference dataset"), value=default_target, key=K + "pair_target")
                 better = left.button(t("Left is better")), right.button(t("Right is better"))

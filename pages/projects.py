@@ -7,6 +7,7 @@ from core import sample
 from core.data.pairs import load_pairs
 from core.errors import StudioError
 from core.recipe import RecipeStore
+from studio.ui.bundle_panel import import_panel
 from studio.ui.i18n import t
 from studio.ui.state import current_project, set_project, show_error, workspace
 
@@ -42,6 +43,7 @@ with right.container(border=True):
                "the quickest way to see each step pay off."))
     if st.button(t("Create the sample project"), icon=":material/auto_awesome:"):
         create_and_open(lambda: sample.create_sample_project(ws))
+import_panel(ws)
 
 projects = ws.list_projects()
 if not projects:

@@ -9,8 +9,16 @@ if str(ROOT) not in sys.path:  # `streamlit run studio/app.py` puts only studio/
 
 import streamlit as st  # noqa: E402
 
+from studio.ui.demo_state import active_demo, returning_from_demo  # noqa: E402
 from studio.ui.i18n import t  # noqa: E402
 from studio.ui.sidebar import render_sidebar  # noqa: E402
+
+if active_demo() is not None:
+    # Demo mode: the chat alone; no build pages, no sidebar, no settings.
+    st.set_page_config(page_title=t("Assistant"), page_icon=":material/chat:", layout="centered")
+    st.navigation([st.Page("../pages/demo_chat.py", title=t("Assistant"), icon=":material/chat:", url_path="demo",
+                           default=True)], position="hidden").run()
+    st.stop()
 
 st.set_page_config(page_title="LLM Customization Studio", page_icon=":material/science:", layout="wide")
 
@@ -41,9 +49,13 @@ PAGES = {
     t("Results"): [
         st.Page("../pages/evaluate.py", title=t("Evaluation"), icon=":material/leaderboard:", url_path="evaluate"),
         st.Page("../pages/chat.py", title=t("Chat"), icon=":material/chat:", url_path="chat"),
+        SHARE_PAGE := st.Page("../pages/share.py", title=t("Demo & share"), icon=":material/co_present:",
+                              url_path="share"),
     ],
 }
 
 page = st.navigation(PAGES, expanded=True)  # every rung in view: a newcomer should not hunt for "View more"
+if returning_from_demo():
+    st.switch_page(SHARE_PAGE)
 render_sidebar()
 page.run()

@@ -20,7 +20,7 @@ from core.workspace import Workspace
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "studio" / "app.py")
 PAGES = ["projects", "model", "prompt", "fewshot", "retriever", "retrieval_test", "datasets", "labeling", "feedback", "chat", "finetune",
-         "retrieval_opt", "evaluate"]
+         "retrieval_opt", "evaluate", "share"]
 EXAMPLES = [{"prompt": f"Question number {i} about shipping?", "response": f"Answer {i}: we ship in two days."}
             for i in range(6)]
 

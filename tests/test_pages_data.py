@@ -125,3 +125,26 @@ def test_drafts_fill_missing_answers_as_suggestions(opened, tiny_model_dir):
     button(at, "Save (1)").click().run()
     records, _ = store.load("questions")
     assert all(r["suggestion"] and r["status"] == "unlabeled" and "response" in r for r in records)
+
+
+def test_queue_ranks_a_preference_pair_with_a_reward_model(opened, tiny_model_dir):
+    from core.finetune import runs
+    from core.finetune.config import TrainConfig
+    from core.models.source import ModelSource
+    from core.recipe import Recipe, RecipeStore
+
+    recipe = Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("llama"))))
+    RecipeStore(opened).save(recipe)
+    DatasetStore(opened).create("prefs", "preference", [
+        new_record("preference", id=f"p{i}", prompt=f"When does order {i} ship?", chosen=f"In {i % 4 + 1} days.",
+                   rejected="I do not know, sorry.") for i in range(12)])
+    run = runs.create_run(opened, TrainConfig(dataset="prefs", objective="reward", epochs=3, lora_rank=4,
+                                              learning_rate=5e-3, max_length=64, precision="fp32",
+                                              eval_fraction=0.0), recipe)
+    runs.execute(opened, run.id, lambda **e: None)
+    at = open_page("labeling")
+    at.toggle(key=f"labeling.{opened.slug}.queue.rank").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    [ranking] = [df.value for df in at.dataframe if "score" in df.value.columns]
+    assert ranking["answer"].tolist()[0].startswith("Chosen:")  # the trained model prefers the chosen answer
+    assert ranking["score"].tolist() == sorted(ranking["score"].tolist(), reverse=True)

@@ -103,3 +103,68 @@ def test_config_download_is_the_run_config(tuning_project):
     code = [c.value for c in at.code if c.language == "json"]
     assert code and json.loads(code[0])["dataset"] == "pairs"
     assert any("studio train" in c.value for c in at.code)
+
+
+def add_preferences(project, count: int) -> None:
+    """`count` preference pairs whose chosen answer is always the longer one (a length bias)."""
+    DatasetStore(project).create("prefs", "preference", [
+        new_record("preference", prompt=q, chosen=a, rejected="No.") for q, a in (PAIRS * 2)[:count]])
+
+
+def test_a_preference_dataset_offers_the_preference_objectives_and_checks(tuning_project):
+    add_preferences(tuning_project, 20)
+    at = open_page("finetune")
+    K = f"finetune.{tuning_project.slug}."
+    at.selectbox(key=K + "dataset").set_value("prefs").run()
+    assert not at.exception, [e.value for e in at.exception]
+    objective = at.radio(key=K + "objective.preference")
+    assert [o.split(":")[0] for o in objective.options] == ["DPO", "ORPO", "KTO", "Reward model"]
+    assert objective.value == "dpo"
+    assert any("longer" in w.value for w in at.warning)  # the length-bias check
+    assert any(n.label == "Beta" for n in at.number_input)
+    assert not button(at, "Start training").disabled
+    assert json.loads(next(c.value for c in at.code if c.language == "json"))["objective"] == "dpo"
+    objective.set_value("reward").run()
+    assert at.radio(key=K + "reward_method").options[0].startswith("LoRA")
+    assert len(at.radio(key=K + "reward_method").options) == 2
+
+
+def test_too_few_pairs_or_ratings_block_the_start(tuning_project):
+    from core.feedback import record_feedback
+
+    add_preferences(tuning_project, 3)
+    record_feedback(tuning_project, question="Do you ship abroad?", answer="Yes, to 30 countries.", rating=1)
+    at = open_page("finetune")
+    K = f"finetune.{tuning_project.slug}."
+    at.selectbox(key=K + "dataset").set_value("prefs").run()
+    assert any("at least 8" in e.value for e in at.error)
+    assert button(at, "Start training").disabled
+    at.selectbox(key=K + "dataset").set_value("").run()  # the Chat page's thumbs up and down
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.radio(key=K + "objective.feedback").options) == 1  # KTO only
+    assert any("only 1 usable" in e.value.lower() for e in at.error)
+    assert button(at, "Start training").disabled
+
+
+def test_a_finished_dpo_run_shows_reward_curves_and_its_adapter(tuning_project):
+    add_preferences(tuning_project, 16)
+    recipe = RecipeStore(tuning_project).load()
+    from core.jobs import Job
+
+    run = runs.create_run(tuning_project, TrainConfig(dataset="prefs", objective="dpo", epochs=1, lora_rank=2,
+                                                      max_length=64, precision="fp32"), recipe)
+    job = Job.attach(run.folder / "jobs", "dpo")  # as `studio train` records a run, so the page reads its events
+    runs.execute(tuning_project, run.id, job.record)
+    job.finish(0)
+    reward = runs.create_run(tuning_project, TrainConfig(dataset="prefs", objective="reward", epochs=1, lora_rank=2,
+                                                         max_length=64, precision="fp32"), recipe)
+    runs.execute(tuning_project, reward.id, lambda **e: None)
+    at = open_page("finetune")
+    K = f"finetune.{tuning_project.slug}."
+    at.selectbox(key=K + "run").set_value(run.id).run()
+    labels = [m.label for m in at.metric]
+    assert "Reward margin" in labels and "Chosen preferred" in labels
+    at.selectbox(key=K + "adapter").set_value(reward.id).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any(b.label == "Attach to the recipe" for b in at.button)  # a reward model scores, it does not answer
+    assert any("Rank with reward model" in c.value for c in at.caption)

@@ -20,7 +20,7 @@ from core.errors import StudioError
 from core.i18n import Msg
 
 CODES = ("invalid", "empty_field", "leakage", "too_few", "too_long", "exact_duplicate", "near_duplicate",
-         "label_imbalance")
+         "label_imbalance", "identical_sides", "length_bias")  # the last two: preference pairs (preference_checks)
 SEVERITIES = ("error", "warning", "info")
 PURPOSES = ("training", "fewshot", "eval")
 
@@ -142,6 +142,11 @@ def run_checks(records: list[dict], kind: str, *, count_tokens: CountTokens | No
                     "{window}-token context window, so it would be truncated; shorten it or raise the context window.",
                     tokens=a + b, input_tokens=a, output_tokens=b, window=context_window), (ids[n],), (n,))
 
+    if kind == "preference":
+        from core.data.preference_checks import side_findings
+
+        for finding in side_findings([(ids[n], active[n][1]) for n in usable]):
+            out.add(finding.code, finding.severity, finding.message, finding.record_ids)
     data = _Data(ids, texts, usable, [r.get("split") for _, r in active], eval_records or [], eval_kind)
     _duplicates_and_leaks(data, out, embed, near_duplicate_threshold)
 

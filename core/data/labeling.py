@@ -106,3 +106,13 @@ def draft_answer(recipe, backend, question: str, pool: list[dict], temperature: 
 def with_suggestion(record: dict, field: str, text: str) -> dict:
     return {**record, field: text, "suggestion": True, "status": "unlabeled", "labeled_at": None,
             "comment": record.get("comment") or f"drafted {time.strftime('%Y-%m-%d %H:%M')}"}
+
+
+# ---- ranking candidate answers with a reward model ------------------------------------------------------------
+
+def rank_by_score(answers: list[str], scores: list[float], names: list[str] | None = None) -> list[dict]:
+    """Candidate answers best first by their reward-model scores (core.finetune.reward.score_answers); each as
+    {"answer", "score", "position" (its place in `answers`), "name"}. Ties keep their order."""
+    names = names or [""] * len(answers)
+    ranked = sorted(range(len(answers)), key=lambda i: -scores[i])
+    return [{"answer": answers[i], "score": float(scores[i]), "position": i, "name": names[i]} for i in ranked]

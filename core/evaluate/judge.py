@@ -32,10 +32,14 @@ def judge_rows(rows: list[dict], records: dict, options) -> bool:
     from core.models.generation import GenerationSettings
     from core.models.registry import get_backend
     from core.models.source import ModelSource
+    from core.secrets import get_secret
 
     source = ModelSource.from_dict(options.judge_model)
     if source.kind != "openai":
         raise StudioError(Msg("The judge must be an OpenAI-compatible endpoint."))
+    if source.api_key_env and not get_secret(source.api_key_env):
+        raise StudioError(Msg("The judge's API key is not set: put it in the environment variable {variable} or in "
+                              "a secrets.toml file, then run the evaluation again.", variable=source.api_key_env))
     judge = get_backend(source)
     settings = GenerationSettings(temperature=0.0, max_new_tokens=8)
     changed = False

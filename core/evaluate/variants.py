@@ -72,7 +72,8 @@ def ladder_adapter(project: Project, recipe: Recipe) -> str | None:
     registry = AdapterRegistry(project)
     if recipe.adapter and registry.exists(recipe.adapter):
         return recipe.adapter
-    same_model = [a for a in registry.list() if a.manifest.get("base_model") == recipe.model.to_dict()]
+    same_model = [a for a in registry.list() if a.manifest.get("base_model") == recipe.model.to_dict()
+                  and not a.is_reward]  # a reward model scores answers; it does not write them
     return same_model[0].id if same_model else None
 
 

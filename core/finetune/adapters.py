@@ -83,6 +83,15 @@ class AdapterInfo:
         return self.manifest.get("format") == "peft"
 
     @property
+    def objective(self) -> str:
+        return self.manifest["config"].get("objective", "sft")
+
+    @property
+    def is_reward(self) -> bool:
+        """A reward model scores answers (reward.score_answers); it cannot be attached to a recipe."""
+        return self.objective == "reward"
+
+    @property
     def base(self) -> ModelSource:
         return ModelSource.from_dict(self.manifest["base_model"])
 
@@ -172,6 +181,8 @@ def apply_adapter(model, info: AdapterInfo, merge: bool = True):
 
     from core.finetune.methods import apply_saved_weights
 
+    if info.is_reward:
+        raise TrainingError(_reward_refusal(info))
     if not info.is_peft:
         return apply_saved_weights(model, load_file(str(info.folder / WEIGHTS)))
     from peft import PeftModel
@@ -180,6 +191,11 @@ def apply_adapter(model, info: AdapterInfo, merge: bool = True):
     if merge and info.method in ("lora", "qlora", "ia3"):
         return tuned.merge_and_unload()
     return tuned
+
+
+def _reward_refusal(info: AdapterInfo) -> Msg:
+    return Msg("'{name}' is a reward model: it scores answers (Labeling page) and does not write them, so it cannot "
+               "be attached to a recipe or merged; pick an adapter trained with another objective.", name=info.label)
 
 
 def export_adapter_zip(info: AdapterInfo, destination: Path) -> Path:
@@ -198,6 +214,8 @@ def merge_and_export(info: AdapterInfo, base_folder: Path, destination: Path, pr
 
     if info.method in ("prompt_tuning", "prefix_tuning"):
         raise TrainingError(Msg("Soft prompts cannot be merged into the weights; export the adapter instead."))
+    if info.is_reward:
+        raise TrainingError(_reward_refusal(info))
     if progress:
         progress(0.1, Msg("Loading the base model"))
     check_base(info, base_folder)
@@ -230,7 +248,7 @@ def model_card(info: AdapterInfo) -> str:
                         for k, v in sorted(manifest.get("metrics", {}).items()))
     return (f"# {info.label}\n\nFine-tuned with the LLM Customization Studio.\n\n"
             f"- Base model: {info.base.describe()} (fingerprint {manifest.get('base_fingerprint')})\n"
-            f"- Method: {config['method']}\n- Dataset: {manifest.get('dataset')} version "
+            f"- Method: {config['method']}, objective: {info.objective}\n- Dataset: {manifest.get('dataset')} version "
             f"{manifest.get('dataset_version')}\n- Epochs: {config['epochs']}, learning rate "
             f"{config['learning_rate']}, max length {config['max_length']}\n\n## Metrics\n\n{metrics}\n\n"
             f"## Training config\n\n```json\n{json.dumps(config, indent=2)}\n```\n")

@@ -39,6 +39,25 @@ RETRIEVAL_CONTEXTS: dict[str, Msg] = {
     "always": Msg("With passages: the adapter learns to answer from what the retriever finds."),
 }
 MIN_EXAMPLES = 8  # below this an eval split and a measurable loss curve are not possible
+# What a run learns. One line each, shown on the Fine-tune page; all but "sft" learn from preferences.
+OBJECTIVES: dict[str, Msg] = {
+    "sft": Msg("Supervised fine-tuning: learns to write the answers of training pairs or chats."),
+    "dpo": Msg("DPO: learns from pairs to prefer the chosen answer over the rejected one while staying close to the "
+               "original model; the usual choice for preference pairs."),
+    "orpo": Msg("ORPO: learns the chosen answers and the preference in one step, without a reference model; for a "
+                "model not yet tuned on answers like these."),
+    "kto": Msg("KTO: learns from answers marked good or bad one at a time (thumbs up or down); no pairs needed."),
+    "reward": Msg("Reward model: learns to score answers from the pairs; it ranks candidate answers on the Labeling "
+                  "page and does not answer itself."),
+}
+PREFERENCE_OBJECTIVES = ("dpo", "orpo", "kto", "reward")
+# Soft prompts change the model before the first step, so the start is not the model the preferences compare against.
+PREFERENCE_METHODS = ("lora", "qlora", "full", "partial", "bitfit", "ia3")
+REWARD_METHODS = ("lora", "full")  # a new scoring head trains with either; the head is saved with the adapter
+DATA_SOURCES: dict[str, Msg] = {
+    "dataset": Msg("A dataset of the project."),
+    "feedback": Msg("The thumbs up and down given on the Chat page (KTO only)."),
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,18 @@ class TrainConfig:
     dataset: str = field(default="", metadata={"help": "Project dataset of training pairs or chats."})
     dataset_version: int | None = field(default=None, metadata={"help": "Snapshot used; none = the latest."})
     method: str = field(default="lora", metadata={"help": "Fine-tuning method (see METHODS)."})
+    objective: str = field(default="sft", metadata={"help": "What the run learns (OBJECTIVES): sft from training "
+                                                             "pairs or chats; dpo, orpo, kto or reward from "
+                                                             "preferences."})
+    data_source: str = field(default="dataset", metadata={"help": "dataset, or feedback: the Chat page's thumbs up "
+                                                                   "and down (KTO only; no dataset needed)."})
+    # Preference tuning
+    beta: float = field(default=0.1, metadata={"help": "DPO and KTO: how far the tuned model may move from the "
+                                                        "original (lower = further); ORPO: weight of the "
+                                                        "preference term."})
+    desirable_weight: float = field(default=1.0, metadata={"help": "KTO: weight of the good answers' loss (raise "
+                                                                    "it when they are the fewer)."})
+    undesirable_weight: float = field(default=1.0, metadata={"help": "KTO: weight of the bad answers' loss."})
     # LoRA / QLoRA
     lora_rank: int = field(default=16, metadata={"help": "Rank of the LoRA matrices."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (alpha / rank)."})
@@ -92,6 +123,7 @@ class TrainConfig:
             raise StudioError(Msg("Unknown passage setting '{value}'.", value=self.retrieval_context))
         if self.precision not in ("auto", "bf16", "fp32"):
             raise StudioError(Msg("Precision must be auto, bf16 or fp32."))
+        self._check_objective()
         checks = [
             (1 <= self.lora_rank <= 1024, Msg("The LoRA rank must be between 1 and 1024.")),
             (self.lora_alpha > 0, Msg("LoRA alpha must be positive.")),
@@ -114,9 +146,35 @@ class TrainConfig:
             if not ok:
                 raise StudioError(message)
 
+    def _check_objective(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise StudioError(Msg("Unknown training objective '{objective}'.", objective=self.objective))
+        if self.data_source not in DATA_SOURCES:
+            raise StudioError(Msg("Unknown data source '{source}'.", source=self.data_source))
+        if self.data_source == "feedback" and self.objective != "kto":
+            raise StudioError(Msg("Only KTO learns from the Chat page's thumbs up and down; pick KTO or a dataset."))
+        if self.objective == "sft":
+            return
+        if self.objective == "reward" and self.method not in REWARD_METHODS:
+            raise StudioError(Msg("A reward model trains with LoRA or full fine-tuning; pick one of them."))
+        if self.method not in PREFERENCE_METHODS:
+            raise StudioError(Msg("Preference tuning works with LoRA, QLoRA, IA3, full, partial or BitFit "
+                                  "fine-tuning; soft prompts start from a changed model, so pick another method."))
+        if self.retrieval_context != "none":
+            raise StudioError(Msg("Passages from the knowledge base can be added to training pairs only; turn them "
+                                  "off for preference tuning."))
+        if not 0 < self.beta <= 10:
+            raise StudioError(Msg("Beta must be above 0 and at most 10 (0.1 is usual)."))
+        if not (0 < self.desirable_weight <= 100 and 0 < self.undesirable_weight <= 100):
+            raise StudioError(Msg("The KTO weights must be above 0 and at most 100."))
+
     @property
     def is_peft(self) -> bool:
         return self.method in PEFT_METHODS
+
+    @property
+    def is_preference(self) -> bool:
+        return self.objective in PREFERENCE_OBJECTIVES
 
     def with_changes(self, **changes) -> "TrainConfig":
         return replace(self, **changes)

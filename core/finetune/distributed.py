@@ -132,6 +132,8 @@ def check_shardable(config) -> None:
     if config.method == "qlora":
         raise TrainingError(Msg("QLoRA cannot be sharded (FSDP does not split its 4-bit weights here); launch with "
                                 "--multi_gpu instead of --use_fsdp, or pick LoRA."))
+    if getattr(config, "objective", "sft") == "reward":
+        raise TrainingError(Msg("A reward model cannot be sharded; launch with --multi_gpu instead of --use_fsdp."))
 
 
 # -- sharded models (FSDP2) --------------------------------------------------------------------------------------

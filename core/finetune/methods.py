@@ -161,7 +161,9 @@ def _apply_peft(model, config: TrainConfig, tokenizer, base_folder):
 
     method = config.method
     if method in ("lora", "qlora"):
-        peft_config = peft.LoraConfig(task_type="CAUSAL_LM", r=config.lora_rank, lora_alpha=config.lora_alpha,
+        # A reward model's scoring head is new: SEQ_CLS makes PEFT train and save it whole beside the adapters.
+        task = "SEQ_CLS" if config.objective == "reward" else "CAUSAL_LM"
+        peft_config = peft.LoraConfig(task_type=task, r=config.lora_rank, lora_alpha=config.lora_alpha,
                                       lora_dropout=config.lora_dropout,
                                       target_modules=target_modules(model, config.target_preset),
                                       use_rslora=config.use_rslora, use_dora=config.use_dora)
@@ -308,7 +310,13 @@ def load_base_for_training(folder: str, config: TrainConfig, device: str):
         # Eager attention on CPU beats SDPA's CPU kernels up to ~512 tokens (bench/README.md), but it keeps every
         # [heads x length x length] score matrix for backward; longer examples (passages in the prompt) use SDPA.
         attention = "eager" if str(device) == "cpu" and config.max_length <= EAGER_ATTENTION_MAX_LENGTH else None
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation=attention)
+        if config.objective == "reward":  # the base with a new scoring head, seeded like the adapters
+            from core.finetune.reward import load_base
+
+            torch.manual_seed(config.seed)
+            model = load_base(folder, torch.float32, attention)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation=attention)
         model = model.to(device)
     model.config.use_cache = False  # the cache only costs memory while training
     return model

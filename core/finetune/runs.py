@@ -126,19 +126,30 @@ def create_run(project: Project, config: TrainConfig, recipe) -> Run:
     """A new run folder for `config`, trained in the prompt format of `recipe` on its model."""
     from core.data.store import DatasetStore
 
+    from core.finetune import preference_data
+
     store = DatasetStore(project)
-    if not config.dataset or not store.exists(config.dataset):
-        raise TrainingError(Msg("Pick a dataset of training pairs first (Datasets page)."))
-    kind = store.kind(config.dataset)
-    if kind not in DATA_KINDS:
-        raise TrainingError(wrong_kind(kind))
+    extra = {}
+    if config.is_preference:
+        version = preference_data.check_source(project, config)
+        if config.data_source == "feedback":  # a copy, so the run can be resumed and reproduced
+            from core.feedback import list_feedback
+
+            extra["feedback"] = list_feedback(project)
+    else:
+        if not config.dataset or not store.exists(config.dataset):
+            raise TrainingError(Msg("Pick a dataset of training pairs first (Datasets page)."))
+        kind = store.kind(config.dataset)
+        if kind not in DATA_KINDS:
+            raise TrainingError(wrong_kind(kind))
+        if config.retrieval_context != "none":
+            _check_retriever(project, recipe, kind)
+        version = config.dataset_version or store.latest_version(config.dataset)
     if not recipe.model.trainable:
         raise TrainingError(Msg("Models behind an endpoint cannot be fine-tuned here; pick the embedded model, a "
                                 "local folder, a GGUF file or a hub id on the Model page."))
-    if config.retrieval_context != "none":
-        _check_retriever(project, recipe, kind)
-    version = config.dataset_version or store.latest_version(config.dataset)
-    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.method.replace('_', '-')}-{uuid.uuid4().hex[:4]}"
+    name = config.method if not config.is_preference else f"{config.objective}-{config.method}"
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{name.replace('_', '-')}-{uuid.uuid4().hex[:4]}"
     folder = runs_folder(project) / run_id
     folder.mkdir(parents=True)
     atomic.write_json(folder / "run.json", {
@@ -146,7 +157,7 @@ def create_run(project: Project, config: TrainConfig, recipe) -> Run:
         "config": config.with_changes(dataset_version=version).to_dict(),
         "base_model": recipe.model.to_dict(), "prompt": recipe.prompt.to_dict(),
         "labels": {"user": recipe.labels.user, "assistant": recipe.labels.assistant},
-        "retriever": recipe.retriever.to_dict(),
+        "retriever": recipe.retriever.to_dict(), **extra,
     })
     return Run(folder)
 
@@ -175,7 +186,7 @@ def passage_lookup(project: Project, spec: dict):
 def wrong_kind(kind: str) -> Msg:
     if kind == "preference":
         return Msg("This is a preference dataset (chosen vs rejected); supervised fine-tuning needs training pairs "
-                   "or chats. Preference pairs are for preference tuning.")
+                   "or chats. Preference pairs are for preference tuning: pick DPO, ORPO, KTO or a reward model.")
     return Msg("This dataset is an evaluation set; fine-tuning needs training pairs or chats. Keep eval sets for "
                "measuring the result.")
 
@@ -205,6 +216,7 @@ class PreparedRun:
     report: object
     base_folder: Path
     device: str
+    objective: object = None  # the trainer's objective; None = supervised fine-tuning
 
     @property
     def pad_id(self) -> int:
@@ -224,6 +236,8 @@ def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit, devic
     from core.prompt import PromptSettings
 
     emit(progress=0.0, message=Msg("Reading the dataset"))
+    if config.is_preference:
+        return _prepare_preference(project, spec, config, emit, device)
     store = DatasetStore(project)
     if not store.exists(config.dataset):
         raise TrainingError(Msg("Dataset '{name}' no longer exists.", name=config.dataset))
@@ -260,6 +274,40 @@ def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit, devic
     return PreparedRun(model, tokenizer, train, evaluation, report, base_folder, device)
 
 
+def _prepare_preference(project: Project, spec: dict, config: TrainConfig, emit: Emit,
+                        device: str | None) -> PreparedRun:
+    """prepare() for DPO, ORPO, KTO and reward models: pairs or rated answers rendered as at inference."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from core.finetune import data, methods, preference_data
+    from core.finetune.adapters import source_folder
+    from core.finetune.preference import objective_for
+    from core.models.base import CompletionLabels
+    from core.models.source import ModelSource
+    from core.prompt import PromptSettings
+
+    records = preference_data.source_records(project, spec, config)
+    train_records, eval_records = data.split_records(records, config.eval_fraction, config.seed)
+    emit(progress=0.01, message=Msg("Loading the base model"))
+    base_folder = source_folder(ModelSource.from_dict(spec["base_model"]))
+    tokenizer = AutoTokenizer.from_pretrained(str(base_folder))
+    prompt, labels = PromptSettings.from_dict(spec["prompt"]), CompletionLabels(**spec["labels"])
+    train, report = preference_data.prepare_for(config, train_records, tokenizer, prompt, labels)
+    preference_data.check_size(len(train), config)
+    evaluation = []
+    if eval_records:
+        try:
+            evaluation, _ = preference_data.prepare_for(config, eval_records, tokenizer, prompt, labels)
+        except TrainingError:
+            evaluation = []  # an unusable eval split only costs the eval curve
+    emit(type="report", message=report.summary(), used=report.used, truncated=report.truncated,
+         dropped=report.dropped_too_long, invalid=report.skipped_invalid, eval_examples=len(evaluation))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = methods.model_for_training(str(base_folder), config, tokenizer, device)
+    return PreparedRun(model, tokenizer, train, evaluation, report, base_folder, device, objective_for(config))
+
+
 def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[], bool] = lambda: False,
             workers: Workers = Workers()) -> dict:
     """Train run `run_id` to the end (resuming from its checkpoint when there is one) and register the adapter.
@@ -282,7 +330,8 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
     emit(type="trainable", trainable=trainable["trainable"], total=trainable["total"], message=trainable.get("note"))
     pad_id = prepared.pad_id
     trainer = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, run.folder,
-                      emit=lambda event: emit(**event), should_stop=should_stop, workers=workers)
+                      emit=lambda event: emit(**event), should_stop=should_stop, workers=workers,
+                      objective=prepared.objective)
     if workers.parallel:
         emit(message=Msg("Sharded across {n} processes (FSDP)", n=workers.world) if workers.sharded
              else Msg("Data parallel across {n} processes", n=workers.world))
@@ -300,7 +349,7 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
                "eval_loss": result.state.best_eval, "first_eval_loss": evals[0]["eval_loss"] if evals else None,
                "tokens_per_s": steps[-1]["tokens_per_s"] if steps else None,
                "train_examples": len(prepared.train), "eval_examples": len(prepared.eval),
-               "stopped_early": result.state.stopped_early}
+               "stopped_early": result.state.stopped_early, **preference_metrics(trainer.history)}
     # Sharded: every process takes part in gathering the full trained tensors; the main one saves the adapter from
     # them, through the same code as always (full_parameters puts them in place of the shards while it runs).
     tensors = trainer.trainable_tensors() if workers.sharded else {}
@@ -311,7 +360,7 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
         emit(progress=0.99, message=Msg("Saving the adapter"))
         with distributed.full_parameters(prepared.model, tensors):
             info = AdapterRegistry(project).register(run.id, prepared.model, config, {
-                "name": f"{config.method} · {config.dataset} v{config.dataset_version}", "run": run.id,
+                "name": adapter_name(config, spec), "run": run.id,
                 "base_model": spec["base_model"], "base_fingerprint": folder_fingerprint(prepared.base_folder),
                 "dataset": config.dataset, "dataset_version": config.dataset_version, "prompt": spec["prompt"],
                 "labels": spec["labels"], "metrics": {k: v for k, v in metrics.items() if v is not None},
@@ -325,6 +374,24 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
 
 def _silent(**event) -> None:
     pass
+
+
+def adapter_name(config: TrainConfig, spec: dict) -> str:
+    """The registry's first name for a run's adapter, e.g. "lora · faq v3" or "dpo lora · prefs v2"."""
+    method = config.method if config.objective == "sft" else f"{config.objective} {config.method}"
+    if config.data_source == "feedback":
+        return f"{method} · chat feedback ({len(spec.get('feedback', []))})"
+    return f"{method} · {config.dataset} v{config.dataset_version}"
+
+
+def preference_metrics(history: list[dict]) -> dict:
+    """The last training and eval reward margin and accuracy, for the adapter's metrics ({} for supervised
+    fine-tuning)."""
+    names = ("reward_margin", "reward_accuracy", "eval_reward_margin", "eval_reward_accuracy")
+    found = {}
+    for event in history:  # later events win
+        found.update({k: v for k, v in event.items() if k in names})
+    return found
 
 
 def calibrate(project: Project, spec: dict, emit: Emit, steps: int = 3) -> dict:
@@ -341,8 +408,9 @@ def calibrate(project: Project, spec: dict, emit: Emit, steps: int = 3) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(prepared.model, config.with_changes(max_steps=steps + 1, save_every=10 ** 6,
                                                               eval_every=10 ** 6), prepared.train, [], pad_id,
-                          Path(scratch))
-        planned = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, Path(scratch)).total_steps()
+                          Path(scratch), objective=prepared.objective)
+        planned = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, Path(scratch),
+                          objective=prepared.objective).total_steps()
         timings = []
         trainer.emit = lambda event: timings.append((time.perf_counter(), event)) if event["type"] == "step" else None
         emit(progress=0.5, message=Msg("Timing a few training steps"))

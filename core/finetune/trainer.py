@@ -8,6 +8,9 @@ resumes exactly where it stopped after a cancel, a crash or `kill -9`.
 Across processes (distributed.py) each takes its share of every batch; sharded (FSDP), the trainer shards the model
 itself, runs the model's own forward (the fast output-head path would bypass the root's weight gathering) and
 gathers full tensors for checkpoints.
+
+What is minimised is an `Objective`: next-token cross-entropy on answers (TokenObjective, supervised fine-tuning)
+or a preference loss (preference.py, reward.py). The loop, checkpoints, cancel and events are the same for all.
 """
 
 from __future__ import annotations
@@ -111,6 +114,35 @@ def batch_loss(model, batch: dict, offset: int, autocast, head=None):
     return loss, int((picked != -100).sum())
 
 
+class TokenObjective:
+    """Supervised fine-tuning: cross-entropy summed over the labeled tokens, averaged over an update's labeled tokens.
+
+    An objective tells the loop how long an example is (for length-grouped batches), how many units an update's
+    loss is averaged over, and the summed loss of a batch; preference objectives (preference.py, reward.py) also
+    prepare what they need before the first step and report extra metrics as sums (`stat_keys`, `summary`)."""
+
+    stat_keys: tuple[str, ...] = ()
+
+    def length(self, example) -> int:
+        return len(example.input_ids)
+
+    def units(self, examples: list) -> int:
+        return sum(sum(1 for label in e.labels[1:] if label != -100) for e in examples)
+
+    def start(self, trainer: "Trainer") -> None:
+        """Called once per run() before the first step."""
+
+    def loss(self, trainer: "Trainer", examples: list) -> tuple:
+        """(summed loss tensor, tokens processed, {stat: sum}) for one batch of this process's examples."""
+        batch = trainer.to_device(finetune_data.collate(examples, trainer.pad_id))
+        loss, _ = batch_loss(trainer.model, batch, trainer.offset, trainer.autocast, trainer.head)
+        return loss, int(batch["attention_mask"].sum()), {}
+
+    def summary(self, sums: dict) -> dict:
+        """Metrics for the step and eval events from the summed stats."""
+        return {}
+
+
 def trainable_state(model) -> dict:
     return {name: p.detach().cpu().contiguous().clone() for name, p in model.named_parameters() if p.requires_grad}
 
@@ -127,7 +159,7 @@ def load_trainable_state(model, tensors: dict) -> None:
 class Trainer:
     def __init__(self, model, config: TrainConfig, train: list, eval_: list, pad_id: int, run_dir: Path,
                  emit: Emit = lambda event: None, should_stop: Callable[[], bool] = lambda: False,
-                 workers: Workers = Workers()):
+                 workers: Workers = Workers(), objective=None):
         import torch
 
         from core.finetune import speed
@@ -146,7 +178,8 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay,
                                            foreach=True)
-        self.lengths = [len(e.input_ids) for e in train]
+        self.objective = objective or TokenObjective()
+        self.lengths = [self.objective.length(e) for e in train]
         self.state = TrainState()
         self.history: list[dict] = []
 
@@ -237,14 +270,16 @@ class Trainer:
         return True
 
     # -- loop ------------------------------------------------------------------------------------------------
-    def evaluate(self) -> float | None:
+    def evaluate(self) -> tuple[float | None, dict]:
+        """(eval loss, the objective's eval metrics); (None, {}) without an eval set."""
         import torch
 
         if not self.eval_examples:
-            return None
+            return None, {}
         was_training = self.model.training
         self.model.eval()
-        total, tokens = 0.0, 0
+        keys = self.objective.stat_keys
+        total, units, stats = 0.0, 0, [0.0] * len(keys)
         size = self.config.batch_size
         with torch.no_grad():  # not inference_mode: bitsandbytes' CPU 4-bit kernels repack weights under it
             for start in range(0, len(self.eval_examples), size):
@@ -252,12 +287,12 @@ class Trainer:
                 mine, weight = self._my_rows(rows)
                 if not mine:
                     continue
-                batch = self._to_device(finetune_data.collate(mine, self.pad_id))
-                loss, n = batch_loss(self.model, batch, self.offset, self.autocast, self.head)
-                total, tokens = total + weight * float(loss), tokens + weight * n
-        total, tokens = self.workers.sum_numbers([total, tokens], self.device)
+                loss, _, sums = self.objective.loss(self, mine)
+                total, units = total + weight * float(loss), units + weight * self.objective.units(mine)
+                stats = [s + weight * sums[k] for s, k in zip(stats, keys)]
+        total, units, *stats = self.workers.sum_numbers([total, units, *stats], self.device)
         self.model.train(was_training)
-        return total / max(1, tokens)
+        return total / max(1, units), self.objective.summary(dict(zip(keys, stats)))
 
     def _my_rows(self, rows: list) -> tuple[list, int]:
         """(this process's rows of a batch, 1), or (one stand-in row, 0) when its share is empty but the model is
@@ -267,12 +302,13 @@ class Trainer:
             return rows[:1], 0
         return mine, 1
 
-    def _to_device(self, batch: dict) -> dict:
+    def to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    def _after_eval(self, eval_loss: float) -> None:
+    def _after_eval(self, result: tuple[float, dict]) -> None:
         from safetensors.torch import save_file
 
+        eval_loss, metrics = result
         state = self.state
         if state.best_eval is None or eval_loss < state.best_eval - 1e-4:
             state.best_eval, state.evals_without_improvement = eval_loss, 0
@@ -284,7 +320,8 @@ class Trainer:
             state.evals_without_improvement += 1
             patience = self.config.early_stopping_patience
             state.stopped_early = bool(patience and state.evals_without_improvement >= patience)
-        record = {"type": "eval", "step": state.step, "eval_loss": eval_loss, "best_eval": state.best_eval}
+        record = {"type": "eval", "step": state.step, "eval_loss": eval_loss, "best_eval": state.best_eval,
+                  **{f"eval_{name}": value for name, value in metrics.items()}}
         self.history.append(record)
         self.emit(record)
 
@@ -293,6 +330,7 @@ class Trainer:
         total = self.total_steps()
         self.model.train()
         self.tokens_seen, self.started, self.steps_at_start = 0, time.perf_counter(), state.step
+        self.objective.start(self)
         if state.step == 0 and self.eval_examples and not self.history:
             self._after_eval(self.evaluate())  # the starting point of the eval curve
         while state.epoch < config.epochs and state.step < total and not state.stopped_early:
@@ -321,34 +359,36 @@ class Trainer:
         config, state = self.config, self.state
         torch.manual_seed(config.seed * 100_003 + state.step)  # dropout repeats on resume
         examples = [[self.train_examples[i] for i in batch] for batch in group]
-        group_tokens = sum(sum(1 for label in e.labels[1:] if label != -100) for b in examples for e in b)
+        group_units = self.objective.units([e for b in examples for e in b])
         lr = learning_rate(config, state.step, total)
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = lr
-        loss_sum, tokens = 0.0, 0
+        keys = self.objective.stat_keys
+        loss_sum, tokens, stats = 0.0, 0, [0.0] * len(keys)
         for batch_examples in examples:
             mine, weight = self._my_rows(batch_examples)
             if not mine:
                 continue
-            batch = self._to_device(finetune_data.collate(mine, self.pad_id))
-            loss, _ = batch_loss(self.model, batch, self.offset, self.autocast, self.head)
-            (loss * weight / max(1, group_tokens)).backward()  # mean over the update's tokens, however it is split
+            loss, batch_tokens, sums = self.objective.loss(self, mine)
+            (loss * weight / max(1, group_units)).backward()  # mean over the update's units, however it is split
             loss_sum += weight * float(loss.detach())
-            tokens += weight * int(batch["attention_mask"].sum())
-        loss_sum, tokens = self.workers.sum_gradients(self.params, [loss_sum, tokens])
+            tokens += weight * batch_tokens
+            stats = [s + weight * sums[k] for s, k in zip(stats, keys)]
+        loss_sum, tokens, *stats = self.workers.sum_gradients(self.params, [loss_sum, tokens, *stats])
         self.tokens_seen += int(tokens)
         norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)  # sharded: DTensors, global norm
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.batches_done += len(group)
-        state.last_loss = loss_sum / max(1, group_tokens)
+        state.last_loss = loss_sum / max(1, group_units)
         elapsed = time.perf_counter() - self.started
         per_step = elapsed / (state.step - self.steps_at_start)
         record = {"type": "step", "step": state.step, "total_steps": total, "epoch": state.epoch + 1,
                   "loss": state.last_loss, "lr": lr, "grad_norm": float(getattr(norm, "full_tensor", lambda: norm)()),
                   "tokens_per_s": self.tokens_seen / elapsed,
-                  "eta_s": per_step * (total - state.step), "progress": state.step / total}
+                  "eta_s": per_step * (total - state.step), "progress": state.step / total,
+                  **self.objective.summary(dict(zip(keys, stats)))}
         self.history.append(record)
         self.emit(record)
         if self.eval_examples and (state.step % self.eval_interval() == 0 or state.step == total):

@@ -11,6 +11,7 @@ from core.errors import EndpointError
 from core.models.base import CompletionLabels, RenderedPrompt
 from core.models.generation import GenerationSettings, GenerationStream
 from core.models.source import ModelSource
+from core.secrets import redact
 from core.tools import normalize_tools, with_tools_block
 from core.i18n import Msg
 
@@ -84,8 +85,9 @@ class EndpointModel:
                                   headers=self._headers(), timeout=self.timeout) as response:
                     if response.status_code >= 400:
                         response.read()
+                        # detail redacted: a server may quote the key it refused
                         raise EndpointError(Msg("The endpoint answered HTTP {status}: {detail}",
-                                                status=response.status_code, detail=response.text[:200]))
+                                                status=response.status_code, detail=redact(response.text[:200])))
                     for line in response.iter_lines():
                         if cancel_event.is_set():
                             break

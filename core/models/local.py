@@ -32,6 +32,8 @@ class LocalModel:
         self.card: ModelCard = card_from_model(name, model, tokenizer, self.context_length, self.precision)
         # One generation at a time per loaded model: parallel CPU generations only slow each other down.
         self.lock = threading.Lock()
+        self._batcher = None
+        self._batcher_lock = threading.Lock()
 
     @property
     def has_chat_template(self) -> bool:
@@ -69,60 +71,26 @@ class LocalModel:
         return len(self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"])
 
     def stream(self, prompt: RenderedPrompt, settings: GenerationSettings) -> GenerationStream:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        """The answer as a stream. Concurrent streams on this model are generated together (core.models.batching)."""
+        from core.models.batching import stream_through
 
-        tokenizer, model = self.tokenizer, self.model
         # Stop strings are watched in the streamed text (GenerationStream), which cancels generation at once;
         # transformers' stop_strings would precompute tables over the whole vocabulary on every new stop set.
         stops = tuple(dict.fromkeys(prompt.stop + settings.stop))
+        input_ids = self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"]
+        return GenerationStream(stream_through(self.batcher, list(input_ids), settings, stops), stops)
 
-        class Cancelled(StoppingCriteria):
-            def __init__(self, event):
-                self.event = event
+    @property
+    def batcher(self):
+        from core.models.batching import MAX_BATCH, Batcher
 
-            def __call__(self, input_ids, scores, **kwargs):
-                return self.event.is_set()
-
-        def produce(emit, cancel_event):
-            inputs = tokenizer(prompt.text, return_tensors="pt", add_special_tokens=prompt.add_special_tokens)
-            inputs = {k: v.to(model.device) for k, v in inputs.items()}
-            prompt_len = inputs["input_ids"].shape[1]
-            streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-            kwargs = dict(
-                **inputs,
-                max_new_tokens=settings.max_new_tokens,
-                streamer=streamer,
-                stopping_criteria=StoppingCriteriaList([Cancelled(cancel_event)]),
-                repetition_penalty=settings.repetition_penalty,
-                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-            )
-            if settings.temperature > 0:
-                kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            result: dict = {}
-
-            def run_generate():
-                try:
-                    with self.lock, torch.inference_mode():
-                        result["ids"] = model.generate(**kwargs)
-                except BaseException as exc:
-                    result["error"] = exc
-                    streamer.end()
-
-            thread = threading.Thread(target=run_generate, daemon=True)
-            thread.start()
-            for piece in streamer:
-                emit(piece)
-            thread.join()
-            if "error" in result:
-                raise result["error"]
-            generated = result["ids"][0][prompt_len:]
-            return prompt_len, _count_until_stop(tokenizer, generated, stops)
-
-        return GenerationStream(produce, stops)
-
+        if self._batcher is None:
+            with self._batcher_lock:
+                if self._batcher is None:
+                    # Soft prompts (prompt/prefix tuning) sit before the padding, so such models answer one at a time.
+                    alone = bool(getattr(getattr(self.model, "active_peft_config", None), "is_prompt_learning", False))
+                    self._batcher = Batcher(self.model, self.tokenizer, self.lock, 1 if alone else MAX_BATCH)
+        return self._batcher
 
     def generate_batch(self, prompts: list[RenderedPrompt], settings: GenerationSettings) -> list[dict]:
         """Answers to several prompts in one batched `generate` (left-padded), for evaluation runs.
@@ -253,6 +221,8 @@ def resolve_hub_id(repo_id: str) -> Path:
     """A cached snapshot when there is one; otherwise download, but only after a quick reachability check."""
     from huggingface_hub import snapshot_download
 
+    from core.secrets import get_secret
+
     patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
@@ -262,7 +232,9 @@ def resolve_hub_id(repo_id: str) -> Path:
         raise ModelLoadError(Msg("'{repo}' is not downloaded and the model hub cannot be reached (offline); use the "
                                  "embedded model or a local folder.", repo=repo_id))
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=10))
+        # A gated or private model needs the token: $HF_TOKEN or a secrets.toml (None: huggingface_hub's own login).
+        token = get_secret("HF_TOKEN") or get_secret("HUGGING_FACE_HUB_TOKEN") or None
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=10, token=token))
     except Exception as exc:
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
         raise ModelLoadError(Msg("Could not download '{repo}' ({reason}); check the id and your access rights.",

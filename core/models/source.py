@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -47,7 +46,10 @@ class ModelSource:
         return json.dumps(asdict(self), sort_keys=True)
 
     def api_key(self) -> str:
-        return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        """The key itself, from the environment or a secrets file (core.secrets); only its NAME is saved."""
+        from core.secrets import get_secret
+
+        return get_secret(self.api_key_env)
 
     def describe(self) -> str:
         if self.kind == "embedded":

@@ -122,6 +122,19 @@ class KnowledgeStore:
     def exists(self, name: str) -> bool:
         return name in self.db.list_tables().tables
 
+    def export_table(self, name: str) -> pa.Table:
+        """Every column of every chunk, vectors included (what an assistant bundle carries)."""
+        return self.db.open_table(name).to_arrow()
+
+    def import_table(self, name: str, rows: pa.Table) -> int:
+        """A new table holding exported chunks, with the same indexes as an ingest builds. Returns the row count."""
+        if rows.num_rows == 0:
+            return 0
+        dim = rows.schema.field("vector").type.list_size
+        self.db.create_table(name, data=rows.select(schema(dim).names).cast(schema(dim)))
+        self.refresh(name)
+        return rows.num_rows
+
     def drop(self, name: str) -> None:
         if self.exists(name):
             self.db.drop_table(name)

@@ -27,10 +27,7 @@ def stats_caption(stats: dict, prepared: assistant.PreparedPrompt | None = None)
     return " · ".join(parts)
 
 
-def sources_of(prepared: assistant.PreparedPrompt) -> list[dict]:
-    """The passages of an answer as plain dicts (kept in chat history and feedback)."""
-    return [{"number": i, "source": h.source, "page": h.page, "heading": h.heading, "text": h.text,
-             "similarity": h.similarity} for i, h in enumerate(prepared.sources, start=1)]
+sources_of = assistant.source_dicts  # kept in chat history and feedback
 
 
 def show_sources(sources: list[dict]) -> None:
@@ -44,8 +41,10 @@ def show_sources(sources: list[dict]) -> None:
             st.caption(source["text"])
 
 
-def stream_answer(project: Project, recipe: Recipe, question: str, key: str) -> dict | None:
-    """Stream one answer into the page; returns {answer, stats, prepared} or None when it could not run."""
+def stream_answer(project: Project, recipe: Recipe, question: str, key: str, *, sources: bool = True,
+                  stats: bool = True) -> dict | None:
+    """Stream one answer into the page; returns {answer, stats, prepared} or None when it could not run.
+    `sources` and `stats` show the passages used and the token/timing line (the demo can hide them)."""
     backend = recipe_backend(project, recipe, key=key)
     if backend is None:
         return None
@@ -53,12 +52,14 @@ def stream_answer(project: Project, recipe: Recipe, question: str, key: str) -> 
         prepared, stream = assistant.answer(recipe, question, backend, assistant.example_pool(project, recipe), project)
         with st.chat_message("assistant"):
             st.write_stream(stream)
-            if prepared.nothing_found:
+            if prepared.nothing_found and stats:
                 st.caption(t("No passage in the knowledge base was relevant enough, so the model was not asked."))
-            show_sources(sources_of(prepared))
+            if sources:
+                show_sources(sources_of(prepared))
         result = {"answer": stream.text, "stats": stream.stats(), "prepared": prepared,
                   "sources": sources_of(prepared)}
-        st.caption(stats_caption(result["stats"], prepared))
+        if stats:
+            st.caption(stats_caption(result["stats"], prepared))
         return result
     except Exception as exc:
         show_error(exc)

@@ -1,0 +1,208 @@
+"""Concurrent chats share one loaded model: requests that wait together are answered in one batched `generate`.
+
+Every browser session, demo visitor and `studio serve` client calls `LocalModel.stream`; the request joins a queue
+and one worker thread per model takes all waiting requests with compatible sampling settings (up to MAX_BATCH),
+left-pads them and generates them together. Each row streams its own text, stops on its own (EOS, its stop
+strings, its own token limit, its own cancel) and the batch ends when every row is done. On a CPU a step for
+8 rows costs little more than a step for one (reading the weights dominates), so waiting chats share the work
+instead of queueing behind each other. Requests that arrive while a batch runs form the next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = int(os.environ.get("STUDIO_MAX_BATCH", "8"))  # 1 turns batching off (one request at a time)
+GATHER_S = 0.05  # how long the worker waits for companions once a request arrived (threads start staggered)
+
+
+@dataclass
+class Request:
+    input_ids: list[int]
+    settings: object            # GenerationSettings
+    stops: tuple[str, ...]
+    cancel: threading.Event
+    pieces: "queue.Queue" = field(default_factory=queue.Queue)  # text pieces, then a final (prompt, output) or error
+    generated: list[int] = field(default_factory=list)
+    emitted: str = ""
+    done: bool = False
+
+    @property
+    def sampling(self) -> tuple:
+        s = self.settings
+        sampled = s.temperature > 0
+        return (sampled, s.temperature if sampled else 0.0, s.top_p if sampled else 1.0, s.repetition_penalty)
+
+
+class Finished:
+    def __init__(self, prompt_tokens: int = 0, output_tokens: int = 0, error: BaseException | None = None):
+        self.prompt_tokens, self.output_tokens, self.error = prompt_tokens, output_tokens, error
+
+
+class Batcher:
+    """One per loaded model. `submit` returns a Request whose `pieces` queue the caller drains."""
+
+    def __init__(self, model, tokenizer, lock: threading.Lock, max_batch: int = MAX_BATCH):
+        self.model, self.tokenizer, self.lock = model, tokenizer, lock
+        self.max_batch = max(1, max_batch)
+        self.waiting: "queue.Queue[Request]" = queue.Queue()
+        self.held: list[Request] = []  # taken from the queue but incompatible with the batch being formed
+        self.submitted = 0
+        self.batches_run = 0
+        self.largest_batch = 0
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, request: Request) -> Request:
+        with self._start_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._loop, name="generation-batcher", daemon=True)
+                self._worker.start()
+            self.submitted += 1
+        self.waiting.put(request)
+        return request
+
+    def _next_batch(self) -> list[Request]:
+        first = self.held.pop(0) if self.held else self.waiting.get()
+        batch, later = [first], []
+        for request in self.held:
+            (batch if request.sampling == first.sampling and len(batch) < self.max_batch else later).append(request)
+        self.held = later
+        if len(batch) < self.max_batch:
+            try:
+                request = self.waiting.get(timeout=GATHER_S)
+                while True:
+                    if request.sampling == first.sampling and len(batch) < self.max_batch:
+                        batch.append(request)
+                    else:
+                        self.held.append(request)
+                    request = self.waiting.get_nowait()
+            except queue.Empty:
+                pass
+        return [r for r in batch if not _cancelled_before_start(r)]
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if not batch:
+                continue
+            try:
+                self._generate(batch)
+            except BaseException as exc:  # every row of a failed batch reports the error to its reader
+                log.exception("batched generation failed")
+                for request in batch:
+                    request.pieces.put(Finished(error=exc))
+            else:
+                for request in batch:
+                    request.pieces.put(Finished(len(request.input_ids), self._output_tokens(request)))
+
+    def _generate(self, batch: list[Request]) -> None:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers.generation.streamers import BaseStreamer
+
+        tokenizer, model = self.tokenizer, self.model
+        self.batches_run += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        eos_ids = _eos_ids(model, tokenizer)
+        width = max(len(r.input_ids) for r in batch)
+        input_ids = torch.tensor([[pad_id] * (width - len(r.input_ids)) + r.input_ids for r in batch],
+                                 device=model.device)
+        attention = torch.tensor([[0] * (width - len(r.input_ids)) + [1] * len(r.input_ids) for r in batch],
+                                 device=model.device)
+        batcher = self
+
+        class RowStreamer(BaseStreamer):
+            def __init__(self):
+                self.prompt_seen = False
+
+            def put(self, value):
+                if not self.prompt_seen:  # generate first hands over the prompt ids
+                    self.prompt_seen = True
+                    return
+                for request, token in zip(batch, value.reshape(len(batch), -1)[:, -1].tolist()):
+                    if request.done:
+                        continue
+                    if token in eos_ids:
+                        request.done = True
+                        continue
+                    request.generated.append(int(token))
+                    batcher._emit(request)
+
+            def end(self):
+                pass
+
+        class RowDone(StoppingCriteria):  # a row stops on its own limit, stop string or cancel
+            def __call__(self, ids, scores, **kwargs):
+                for request in batch:
+                    if not request.done and (request.cancel.is_set()
+                                             or len(request.generated) >= request.settings.max_new_tokens
+                                             or any(s in request.emitted for s in request.stops)):
+                        request.done = True
+                return torch.tensor([r.done for r in batch], device=ids.device)
+
+        first = batch[0].settings
+        kwargs = dict(input_ids=input_ids, attention_mask=attention, streamer=RowStreamer(),
+                      max_new_tokens=max(r.settings.max_new_tokens for r in batch),
+                      stopping_criteria=StoppingCriteriaList([RowDone()]),
+                      repetition_penalty=first.repetition_penalty, pad_token_id=pad_id)
+        if first.temperature > 0:
+            kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with self.lock, torch.inference_mode():
+            model.generate(**kwargs)
+        for request in batch:
+            request.done = True
+            self._emit(request, final=True)
+
+    def _emit(self, request: Request, final: bool = False) -> None:
+        text = self.tokenizer.decode(request.generated, skip_special_tokens=True)
+        if not final and text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+            return
+        if len(text) > len(request.emitted) and text.startswith(request.emitted):
+            request.pieces.put(text[len(request.emitted):])
+            request.emitted = text
+
+    def _output_tokens(self, request: Request) -> int:
+        from core.models.local import _count_until_stop
+
+        return _count_until_stop(self.tokenizer, request.generated, request.stops)
+
+
+def _cancelled_before_start(request: Request) -> bool:
+    if request.cancel.is_set():
+        request.pieces.put(Finished(len(request.input_ids), 0))
+        return True
+    return False
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if ids is None:
+        ids = tokenizer.eos_token_id
+    ids = ids if isinstance(ids, (list, tuple, set)) else [ids]
+    return {int(i) for i in ids if i is not None}
+
+
+def stream_through(batcher: Batcher, input_ids: list[int], settings, stops: tuple[str, ...]):
+    """The `produce` function of a GenerationStream that is answered by the batcher."""
+
+    def produce(emit, cancel_event):
+        request = batcher.submit(Request(input_ids, settings, stops, cancel_event))
+        while True:
+            item = request.pieces.get()
+            if isinstance(item, Finished):
+                if item.error is not None:
+                    raise item.error
+                return item.prompt_tokens, item.output_tokens
+            emit(item)
+
+    return produce
