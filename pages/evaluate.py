@@ -30,7 +30,8 @@ st.write(t("Ask every version of your assistant the same questions and compare t
            "expect. The scoreboard shows which step of the ladder pays off, what it costs, and what to try next."))
 
 store = DatasetStore(project)
-eval_sets = [d.name for d in store.list() if d.kind == "eval"]
+eval_sets = [d.name for d in store.list() if d.kind in runs.EVAL_KINDS]
+kinds = {d.name: d.kind for d in store.list()}
 all_runs = runs.list_eval_runs(project)
 statuses = {r.id: r.status() for r in all_runs}
 active = [r for r in all_runs if statuses[r.id].state == "running"]
@@ -55,7 +56,7 @@ def precision_support() -> dict[str, tuple[bool, Msg]]:
 
 # ---- 1 · the eval set -------------------------------------------------------------------------------------------
 
-def pick_eval_set() -> tuple[str, list[dict]] | None:
+def pick_eval_set() -> tuple[str, list[dict], set | None] | None:
     st.subheader(t("1 · Questions"))
     if not eval_sets:
         st.info(t("No evaluation set yet. An evaluation set is a list of questions, each with the answer you expect "
@@ -67,9 +68,16 @@ def pick_eval_set() -> tuple[str, list[dict]] | None:
         with right:
             st.page_link("../pages/labeling.py", label=t("Go to Labeling"), icon=":material/checklist:")
         return None
-    name = st.selectbox(t("Evaluation set"), eval_sets, key=K + "dataset")
-    records, version = store.load(name)
+    name = st.selectbox(t("Evaluation set"), eval_sets, key=K + "dataset",
+                        format_func=lambda n: n + (" · " + t("preference pairs") if kinds.get(n) == "preference" else ""))
+    records, version = runs.load_eval_records(project, name)
     usable = runs.usable_records(records)
+    if kinds.get(name) == "preference":
+        st.caption(t("Preference pairs: their prompts are asked and the chosen answer is the reference. Turn on the "
+                     "win rate under Options to see whether a preference-tuned recipe beats the one it started from."))
+        usable, only_ids = pick_heldout(name, usable)
+    else:
+        only_ids = None
     applicable = metrics.applicable_metrics(usable)
     scored = [m for m in applicable if metrics.METRICS[m].kind != "cost"]
     st.caption(t("Version {version} · {count} questions (rejected and empty ones are left out).", version=version,
@@ -85,7 +93,27 @@ def pick_eval_set() -> tuple[str, list[dict]] | None:
         st.warning(t("These questions have no reference answers and no expected tool calls, so only the time and "
                      "tokens each answer costs can be measured (and a judge's grade, if you turn the judge on under "
                      "Options). Add reference answers on the Labeling page to score correctness."))
-    return name, usable
+    return name, usable, only_ids
+
+
+def pick_heldout(dataset: str, usable: list[dict]) -> tuple[list[dict], set | None]:
+    """For a preference dataset: optionally only the prompts a preference-tuned adapter did not train on."""
+    from core.evaluate.win_rate import heldout_ids
+    from core.finetune.adapters import AdapterRegistry
+
+    tuned = [a for a in AdapterRegistry(project).list() if a.objective in variants.PREFERENCE_TUNED
+             and a.config.dataset == dataset]
+    if not tuned:
+        return usable, None
+    held = heldout_ids(project, tuned[0].id)
+    if held is None:
+        st.warning(t("Adapter {name} trained on every pair of this dataset, so its win rate here is measured on "
+                     "prompts it has seen.", name=tuned[0].label))
+        return usable, None
+    if st.toggle(t("Only the {count} prompts held out from training", count=len(held)), value=True,
+                 key=K + "heldout", help=t("Adapter {name} did not train on these.", name=tuned[0].label)):
+        return [r for r in usable if r["id"] in held], held
+    return usable, None
 
 
 # ---- 2 · variants -----------------------------------------------------------------------------------------------
@@ -170,7 +198,30 @@ def pick_precisions(ready: list[variants.Variant]) -> list[variants.Variant]:
 
 # ---- 3 · options ------------------------------------------------------------------------------------------------
 
-def pick_options(questions: int) -> runs.EvalOptions | None:
+def pick_win_rate(chosen_keys: dict[str, str], judge_on: bool) -> tuple[str, str]:
+    """('reward:<id>' | 'judge' | '', the compared variant's key)."""
+    from core.finetune.reward import reward_models
+
+    judges = {f"reward:{m.id}": t("reward model {name}", name=m.label) for m in reward_models(project)}
+    if judge_on:
+        judges["judge"] = t("the LLM judge")
+    if not st.toggle(t("Win rate"), key=K + "win", disabled=not judges or len(chosen_keys) < 2,
+                     help=t("For each question, which answer is better: each variant's or the compared variant's? "
+                            "Judged by a reward model (Fine-tune page, reward model objective) or the LLM judge.")):
+        return "", ""
+    cols = st.columns(2)
+    win_judge = cols[0].selectbox(t("Judged by"), list(judges), format_func=judges.get, key=K + "win_judge")
+    keys = list(chosen_keys)
+    parents = [k for k in (variants.RUNGS[1], variants.RUNGS[0]) if k in keys]  # few-shot, else prompt alone
+    default = keys.index(parents[0]) if variants.PREFERENCE_RUNG in keys and parents else 0
+    win_parent = cols[1].selectbox(t("Against"), keys, index=default, format_func=chosen_keys.get,
+                                   key=K + "win_parent",
+                                   help=t("The preference-tuned rung's parent is the few-shot rung (or the prompt "
+                                          "alone without examples): the same recipe without the adapter."))
+    return win_judge, win_parent
+
+
+def pick_options(questions: int, chosen_keys: dict[str, str]) -> runs.EvalOptions | None:
     with st.expander(t("Options"), icon=":material/tune:"):
         defaults = runs.EvalOptions()
         cols = st.columns(4)
@@ -208,9 +259,10 @@ def pick_options(questions: int) -> runs.EvalOptions | None:
             except StudioError as exc:
                 show_error(exc)
                 return None
+        win_judge, win_parent = pick_win_rate(chosen_keys, judge is not None)
         try:
             return runs.EvalOptions(semantic=semantic, k=int(k), limit=limit, judge_model=judge, judge_rubric=rubric,
-                                    batch_size=int(batch))
+                                    batch_size=int(batch), win_judge=win_judge, win_parent=win_parent)
         except StudioError as exc:
             show_error(exc)
             return None
@@ -218,13 +270,14 @@ def pick_options(questions: int) -> runs.EvalOptions | None:
 
 # ---- 4 · run ----------------------------------------------------------------------------------------------------
 
-def run_button(dataset: str, chosen: list[variants.Variant], options: runs.EvalOptions | None) -> None:
+def run_button(dataset: str, chosen: list[variants.Variant], options: runs.EvalOptions | None,
+               only_ids: set | None) -> None:
     ready = [v for v in chosen if v.ready]
     st.caption(t("{ready} of {count} variants are set up and will answer.", ready=len(ready), count=len(chosen)))
     if st.button(t("Run evaluation"), type="primary", icon=":material/play_arrow:", key=K + "start",
                  disabled=bool(active) or not ready or options is None):
         try:
-            run = runs.create_eval_run(project, dataset, chosen, options)
+            run = runs.create_eval_run(project, dataset, chosen, options, only_ids=only_ids)
             run.start()
             st.session_state[K + "run"] = run.id
             st.rerun()
@@ -236,10 +289,10 @@ def run_button(dataset: str, chosen: list[variants.Variant], options: runs.EvalO
 
 picked = pick_eval_set()
 if picked is not None:
-    dataset, usable = picked
+    dataset, usable, only_ids = picked
     chosen = pick_variants()
-    options = pick_options(len(usable))
-    run_button(dataset, chosen, options)
+    options = pick_options(len(usable), {v.key: board.variant_label(v) for v in chosen if v.ready})
+    run_button(dataset, chosen, options, only_ids)
 
 if not all_runs:
     st.caption(t("No evaluation yet: pick an evaluation set and what to compare, then press Run evaluation."))

@@ -125,7 +125,7 @@ methods, method_key = {"sft": (list(METHODS), K + "method"),
 st.subheader(t("Method"))
 available = estimate.available_memory("cpu")
 advice = recommend(len(usable), shape, available, gpu_present())
-if advice.method in methods:
+if objective == "sft" and advice.method in methods:  # its rates and epochs are for supervised training
     with st.container(border=True):
         st.markdown(t("**Suggested: {method}.** {reason}", method=t(METHODS[advice.method]).split(":")[0],
                       reason=t(advice.reason)))

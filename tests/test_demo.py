@@ -190,3 +190,35 @@ def test_cli_demo_refuses_the_network_without_password_and_passes_only_the_hash(
     served = json.loads(env[demo.DEMO_ENV])
     assert served["project"] == shop.slug and demo.check_password("a long secret", served["password_hash"])
     assert demo.PASSWORD_ENV not in env and "a long secret" not in json.dumps(env)
+
+
+def test_demo_server_starts_serves_and_stops(shop):
+    import socket
+    import time
+    import urllib.request
+
+    from tests.apptest_helpers import APP as app_path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StudioError, match="Set a password"):
+        demo.start_server(shop, app_path, "0.0.0.0", port)
+    info = demo.start_server(shop, app_path, "127.0.0.1", port)
+    try:
+        assert demo.running_server(shop)["pid"] == info["pid"]
+        with pytest.raises(StudioError, match="already running"):
+            demo.start_server(shop, app_path, "127.0.0.1", port + 1)
+        deadline, healthy = time.time() + 60, False
+        while time.time() < deadline and not healthy:
+            try:
+                healthy = urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok"
+            except OSError:
+                time.sleep(0.5)
+        assert healthy, (demo.demo_folder(shop) / "server.log").read_text()[-2000:]
+    finally:
+        demo.stop_server(shop)
+    deadline = time.time() + 20
+    while demo.running_server(shop) and time.time() < deadline:
+        time.sleep(0.2)
+    assert demo.running_server(shop) is None

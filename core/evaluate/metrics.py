@@ -275,7 +275,9 @@ class Metric:
     name: str
     label: str
     help: str
-    needs: str  # "reference" | "expected_call" | "gold_ids" | "judge" (only when a judge is set) | "nothing"
+    # "reference" | "expected_call" | "gold_ids" | "judge" / "win" (only when the run's options set that judge) |
+    # "nothing"
+    needs: str
     higher_is_better: bool = True
     kind: str = "answer"  # "answer" | "retrieval" | "cost"
 
@@ -303,6 +305,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            "0.5 when second."), "gold_ids", kind="retrieval"),
     Metric("judge", Msg("Judge grade"), Msg("Grade an LLM judge gave with your rubric, from 1 (wrong) to 5 "
            "(correct and complete), shown from 0 to 1."), "judge"),
+    Metric("win_rate", Msg("Win rate"), Msg("Share of questions on which this variant's answer beats the compared "
+           "variant's, as a reward model or the LLM judge sees it (ties count half; the compared variant shows "
+           "0.5)."), "win"),
     Metric("latency_s", Msg("Latency (s)"), Msg("Seconds from sending the question to the end of the "
            "answer."), "nothing", higher_is_better=False, kind="cost"),
     Metric("prompt_tokens", Msg("Prompt tokens"), Msg("Tokens the model reads per question, including "
@@ -325,7 +330,7 @@ def _applies(metric: Metric, record: dict) -> bool:
         return bool(_reference(record))
     if metric.needs == "nothing":
         return True
-    if metric.needs == "judge":
+    if metric.needs in ("judge", "win"):
         return False  # offered by the run's options, not by the records
     return bool(record.get(metric.needs))
 

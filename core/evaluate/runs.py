@@ -40,8 +40,13 @@ class EvalOptions:
     batch_size: int = field(default=8, metadata={"help": "Questions a local model answers at once."})
     judge_model: dict | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint that judges."})
     judge_rubric: str = ""
+    win_judge: str = field(default="", metadata={"help": "Win rate judge: '' (off), 'reward:<adapter id>' or 'judge'."})
+    win_parent: str = field(default="", metadata={"help": "Variant key the win rate compares every variant with."})
 
     def __post_init__(self):
+        from core.evaluate.win_rate import check_win_options
+
+        check_win_options(self.win_judge, self.win_parent, self.judge_model)
         if self.k < 1:
             raise StudioError(Msg("k must be at least 1."))
         if self.limit is not None and self.limit < 1:
@@ -239,17 +244,20 @@ class EvalRun:
 
 
 def create_eval_run(project: Project, dataset: str, variants: list[Variant], options: EvalOptions = EvalOptions(),
-                    version: int | None = None) -> EvalRun:
+                    version: int | None = None, only_ids: set[str] | None = None) -> EvalRun:
+    """A new run over an eval set or a preference dataset; `only_ids` keeps those records (held-out prompts)."""
     from core.data.store import DatasetStore
 
     store = DatasetStore(project)
     if not store.exists(dataset):
         raise StudioError(Msg("Dataset '{name}' does not exist.", name=dataset))
-    if store.kind(dataset) != "eval":
+    if store.kind(dataset) not in EVAL_KINDS:
         raise StudioError(Msg("'{name}' is not an evaluation set; pick a dataset of questions with references.",
                               name=dataset))
-    records, version = store.load(dataset, version)
+    records, version = load_eval_records(project, dataset, version)
     records = usable_records(records)
+    if only_ids is not None:
+        records = [r for r in records if r["id"] in only_ids]
     if not records:
         raise StudioError(Msg("The evaluation set has no usable questions (rejected or empty ones are skipped)."))
     if not any(v.ready for v in variants):
@@ -267,6 +275,20 @@ def create_eval_run(project: Project, dataset: str, variants: list[Variant], opt
         "metrics": metrics.applicable_metrics(records),
     })
     return EvalRun(folder)
+
+
+EVAL_KINDS = ("eval", "preference")
+
+
+def load_eval_records(project: Project, dataset: str, version: int | None = None) -> tuple[list[dict], int]:
+    """An eval set's records; a preference dataset's pairs as questions whose reference is the chosen answer."""
+    from core.data.store import DatasetStore
+
+    store = DatasetStore(project)
+    records, version = store.load(dataset, version)
+    if store.kind(dataset) == "preference":
+        records = [{**r, "question": r.get("prompt", ""), "reference": r.get("chosen", "")} for r in records]
+    return records, version
 
 
 def usable_records(records: list[dict]) -> list[dict]:
@@ -354,11 +376,10 @@ def _score(record: dict, answered: dict, k: int) -> dict:
 def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[], bool] = lambda: False) -> dict:
     """Answer every missing (variant, question) of run `run_id`, scoring as it goes; resumable at any point."""
     from core import assistant
-    from core.data.store import DatasetStore
 
     run = get_eval_run(project, run_id)
     spec, options = run.spec, run.options
-    records_by_id = {r["id"]: r for r in DatasetStore(project).load(spec["dataset"], spec["dataset_version"])[0]}
+    records_by_id = {r["id"]: r for r in load_eval_records(project, spec["dataset"], spec["dataset_version"])[0]}
     records = [records_by_id[i] for i in spec["record_ids"] if i in records_by_id]
     done = {(r["variant"], r["record_id"]) for r in run.results()}
     cache = AnswerCache(project)
@@ -440,6 +461,10 @@ def _finish_scores(project: Project, run: EvalRun, records: list[dict], options:
         from core.evaluate.judge import judge_rows
 
         changed = judge_rows(rows, by_id, options) or changed
+    if options.win_judge:
+        from core.evaluate.win_rate import win_rows
+
+        changed = win_rows(project, rows, options) or changed
     if changed:
         atomic.write_text(run.folder / "results.jsonl",
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -21,7 +21,10 @@ RUNG_LABELS = {
     "retriever": Msg("+ retriever"),
     "adapter": Msg("+ adapter"),
     "adapter_retriever": Msg("+ adapter + retriever"),
+    "preference": Msg("+ preference tuning"),
 }
+PREFERENCE_RUNG = "preference"  # shown only when a preference-tuned adapter exists; its parent is "fewshot"
+PREFERENCE_TUNED = ("dpo", "orpo", "kto")
 SETUP_PAGES = {"fewshot": "fewshot", "retriever": "retriever", "adapter": "finetune"}
 
 
@@ -65,15 +68,16 @@ def _retriever_ready(project: Project, recipe: Recipe) -> Msg | None:
     return Msg("Knowledge base '{name}' has no indexed documents yet.", name=recipe.retriever.knowledge_base)
 
 
-def ladder_adapter(project: Project, recipe: Recipe) -> str | None:
-    """The recipe's adapter, else the newest adapter trained on the recipe's model."""
+def ladder_adapter(project: Project, recipe: Recipe, objectives: tuple[str, ...] = ("sft",)) -> str | None:
+    """The recipe's adapter, else the newest adapter trained on the recipe's model, among adapters trained with
+    `objectives` (supervised by default; a reward model scores answers and never writes them)."""
     from core.finetune.adapters import AdapterRegistry
 
     registry = AdapterRegistry(project)
-    if recipe.adapter and registry.exists(recipe.adapter):
+    if recipe.adapter and registry.exists(recipe.adapter) and registry.get(recipe.adapter).objective in objectives:
         return recipe.adapter
     same_model = [a for a in registry.list() if a.manifest.get("base_model") == recipe.model.to_dict()
-                  and not a.is_reward]  # a reward model scores answers; it does not write them
+                  and a.objective in objectives]
     return same_model[0].id if same_model else None
 
 
@@ -103,6 +107,10 @@ def ladder(project: Project, recipe: Recipe) -> list[Variant]:
             page = SETUP_PAGES["adapter" if rung.startswith("adapter") and adapter_missing else
                                "retriever" if "retriever" in rung else "fewshot"]
         variants.append(Variant(rung, str(RUNG_LABELS[rung]), None if missing else candidate, missing, page))
+    preference = ladder_adapter(project, recipe, PREFERENCE_TUNED)
+    if preference:
+        variants.append(Variant(PREFERENCE_RUNG, str(RUNG_LABELS[PREFERENCE_RUNG]),
+                                with_examples.with_changes(adapter=preference)))
     return variants
 
 

@@ -180,13 +180,14 @@ def prepare_examples(records: list[dict], kind: str, tokenizer, prompt: PromptSe
         examples.append(Example(ids, targets, str(record.get("id") or n)))
     report = PreparationReport(len(records), len(examples), truncated, dropped, invalid, target_tokens, max_length)
     if not examples:
-        raise TrainingError(_why_empty(report, first_problem))
+        raise TrainingError(why_empty(report, first_problem))
     return examples, report
 
 
-def _why_empty(report: PreparationReport, first_problem: str | None) -> Msg:
+def why_empty(report: PreparationReport, first_problem: str | None, nothing: Msg | None = None) -> Msg:
+    """Why no example is left; `nothing` is the sentence for data with no records at all."""
     if report.total == 0:
-        return Msg("The dataset has no records; add training examples first.")
+        return nothing or Msg("The dataset has no records; add training examples first.")
     if report.dropped_too_long and not report.skipped_invalid:
         return Msg("All {n} examples are too long: the prompt alone fills the max length of {max_length} tokens. Raise "
                    "the max length or shorten the prompts (system prompt, context).", n=report.dropped_too_long,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from core.data.records import problems
 from core.errors import StudioError, TrainingError
-from core.finetune.data import IGNORE, Example, PreparationReport, encode_record
+from core.finetune.data import IGNORE, Example, PreparationReport, encode_record, why_empty
 from core.i18n import Msg
 
 
@@ -198,14 +198,8 @@ def _prompt_length(example: Example) -> int:
 
 
 def _why_empty(report: PreparationReport, first_problem) -> Msg:
-    if report.total == 0:
-        return Msg("There is no preference data yet; label pairs (Labeling page) or rate answers on the Chat page.")
-    if report.dropped_too_long and not report.skipped_invalid:
-        return Msg("All {n} examples are too long: the prompt alone fills the max length of {max_length} tokens. Raise "
-                   "the max length or shorten the prompts (system prompt, context).", n=report.dropped_too_long,
-                   max_length=report.max_length)
-    return Msg("None of the {n} records can be used: each is rejected, invalid or has no answer (first problem: "
-               "{problem}). Fix the records on the Data page.", n=report.total, problem=first_problem or "?")
+    return why_empty(report, first_problem, Msg(
+        "There is no preference data yet; label pairs (Labeling page) or rate answers on the Chat page."))
 
 
 # -- where a run's preference data comes from -------------------------------------------------------------------

@@ -225,11 +225,10 @@ class PreparedRun:
 
 
 def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit, device: str | None = None) -> PreparedRun:
-    import torch
     from transformers import AutoTokenizer
 
     from core.data.store import DatasetStore
-    from core.finetune import data, methods
+    from core.finetune import data
     from core.finetune.adapters import source_folder
     from core.models.base import CompletionLabels
     from core.models.source import ModelSource
@@ -260,27 +259,35 @@ def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit, devic
     train, report = data.prepare_examples(train_records, kind, tokenizer, prompt, labels, config.max_length,
                                           config.completion_only)
     data.check_size(len(train))
-    evaluation = []
-    if eval_records:
-        try:
-            evaluation, _ = data.prepare_examples(eval_records, kind, tokenizer, prompt, labels, config.max_length,
-                                                  config.completion_only)
-        except TrainingError:
-            evaluation = []  # an unusable eval split only costs the eval curve
+    return _with_model(config, base_folder, tokenizer, train, report, emit, device, lambda: data.prepare_examples(
+        eval_records, kind, tokenizer, prompt, labels, config.max_length, config.completion_only)[0]
+        if eval_records else [])
+
+
+def _with_model(config: TrainConfig, base_folder, tokenizer, train: list, report, emit: Emit, device: str | None,
+                encode_eval, objective=None) -> PreparedRun:
+    """The end every preparation shares: the eval split encoded, the data report, the model for training."""
+    import torch
+
+    from core.finetune import methods
+
+    try:
+        evaluation = encode_eval()
+    except TrainingError:
+        evaluation = []  # an unusable eval split only costs the eval curve
     emit(type="report", message=report.summary(), used=report.used, truncated=report.truncated,
          dropped=report.dropped_too_long, invalid=report.skipped_invalid, eval_examples=len(evaluation))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = methods.model_for_training(str(base_folder), config, tokenizer, device)
-    return PreparedRun(model, tokenizer, train, evaluation, report, base_folder, device)
+    return PreparedRun(model, tokenizer, train, evaluation, report, base_folder, device, objective)
 
 
 def _prepare_preference(project: Project, spec: dict, config: TrainConfig, emit: Emit,
                         device: str | None) -> PreparedRun:
     """prepare() for DPO, ORPO, KTO and reward models: pairs or rated answers rendered as at inference."""
-    import torch
     from transformers import AutoTokenizer
 
-    from core.finetune import data, methods, preference_data
+    from core.finetune import data, preference_data
     from core.finetune.adapters import source_folder
     from core.finetune.preference import objective_for
     from core.models.base import CompletionLabels
@@ -295,17 +302,8 @@ def _prepare_preference(project: Project, spec: dict, config: TrainConfig, emit:
     prompt, labels = PromptSettings.from_dict(spec["prompt"]), CompletionLabels(**spec["labels"])
     train, report = preference_data.prepare_for(config, train_records, tokenizer, prompt, labels)
     preference_data.check_size(len(train), config)
-    evaluation = []
-    if eval_records:
-        try:
-            evaluation, _ = preference_data.prepare_for(config, eval_records, tokenizer, prompt, labels)
-        except TrainingError:
-            evaluation = []  # an unusable eval split only costs the eval curve
-    emit(type="report", message=report.summary(), used=report.used, truncated=report.truncated,
-         dropped=report.dropped_too_long, invalid=report.skipped_invalid, eval_examples=len(evaluation))
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = methods.model_for_training(str(base_folder), config, tokenizer, device)
-    return PreparedRun(model, tokenizer, train, evaluation, report, base_folder, device, objective_for(config))
+    return _with_model(config, base_folder, tokenizer, train, report, emit, device, lambda: preference_data.prepare_for(
+        config, eval_records, tokenizer, prompt, labels)[0] if eval_records else [], objective_for(config))
 
 
 def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[], bool] = lambda: False,
