@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/demo_load.py
 
 # After adding or changing UI text: refresh the catalog template and merge it into each language's .po file,
 # then translate the new entries (the i18n tests fail until every message has a translation).

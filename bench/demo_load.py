@@ -16,6 +16,8 @@ What it does, on one machine:
    (a second copy would add at least that much).
 5. Baseline (unless --no-baseline): the same load with STUDIO_MAX_BATCH=1, i.e. chats queued one at a time on
    the same shared model. Ratios: batched vs queued throughput and p95 time to first token.
+6. The engine alone (unless --no-baseline): in this process, N chats asked at once on the loaded model, batched
+   vs one at a time, without browser or Streamlit: what batching itself buys.
 
 Chromium shares the CPUs with the server, so absolute times are pessimistic on a small machine; both runs pay it.
 The last line printed is one JSON object with every figure.
@@ -219,6 +221,51 @@ def model_mb() -> float:
     return sum(p.stat().st_size for p in embedded_folder().glob("*.safetensors")) / 2 ** 20
 
 
+def engine_run(sessions: int, max_new_tokens: int, repeats: int = 3) -> dict:
+    """The generation engine alone, in this process: `sessions` chats asked at the same moment on one loaded model,
+    batched (the studio) vs one at a time (max_batch=1); no browser, no Streamlit. Median of `repeats` rounds."""
+    import threading
+
+    from core.models.base import CompletionLabels
+    from core.models.batching import Batcher
+    from core.models.generation import GenerationSettings
+    from core.models.local import LocalModel
+    from core.models.registry import get_backend
+    from core.models.source import ModelSource
+
+    shared = get_backend(ModelSource())
+    settings = GenerationSettings(max_new_tokens=max_new_tokens)
+    prompts = [shared.render([{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}], CompletionLabels())
+               for i in range(sessions)]
+
+    def round_of(model: LocalModel) -> dict:
+        streams = [model.stream(prompt, settings) for prompt in prompts]
+        started = time.perf_counter()
+        threads = [threading.Thread(target=s.run_to_end) for s in streams]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - started
+        return {"tokens_per_s": sum(s.output_tokens for s in streams) / wall,
+                "ttft_p95_s": percentile([s.first_token_s or wall for s in streams], 0.95)}
+
+    results = {}
+    for name, max_batch in (("batched", MAX_SESSIONS_BATCH), ("one_at_a_time", 1)):
+        model = LocalModel(shared.name, shared.model, shared.tokenizer)
+        model._batcher = Batcher(model.model, model.tokenizer, model.lock, max_batch)
+        round_of(model)  # warm-up
+        rounds = [round_of(model) for _ in range(repeats)]
+        results[name] = {key: round(statistics.median(r[key] for r in rounds), 3) for key in rounds[0]}
+    results["throughput_ratio"] = round(results["batched"]["tokens_per_s"] / results["one_at_a_time"]["tokens_per_s"],
+                                        2)
+    results["ttft_p95_ratio"] = round(results["one_at_a_time"]["ttft_p95_s"] / results["batched"]["ttft_p95_s"], 2)
+    return results
+
+
+MAX_SESSIONS_BATCH = 8
+
+
 def load_run(home: Path, slug: str, sessions: int, seconds: float, max_batch: int | None) -> dict:
     server, url = start_demo(home, slug, max_batch)
     try:
@@ -252,6 +299,7 @@ def main(argv=None) -> dict:
     os.environ["STUDIO_HOME"] = str(REPO_ROOT / ".studio-home")  # this process reads the converted model there
     try:
         weights = model_mb()
+        engine = None if args.no_baseline else engine_run(args.sessions, args.max_new_tokens)
         batched = load_run(home, slug, args.sessions, args.seconds, None)
         baseline = None if args.no_baseline else load_run(home, slug, args.sessions, args.seconds, 1)
     finally:
@@ -268,6 +316,7 @@ def main(argv=None) -> dict:
         **{k: v for k, v in batched.items()},
         "rss_growth_under_load_mb": round(growth, 1), "one_model_in_memory": growth < weights,
         "baseline_one_at_a_time": baseline,
+        "engine_only": engine,
     }
     if baseline:
         result["throughput_ratio"] = round(batched["tokens_per_s"] / max(baseline["tokens_per_s"], 1e-9), 2)
@@ -276,6 +325,10 @@ def main(argv=None) -> dict:
         if run:
             print(f"{label:>14}: {run['answers']} answers, {run['errors']} errors, TTFT p50 {run['ttft_p50_s']} s "
                   f"p95 {run['ttft_p95_s']} s, {run['tokens_per_s']} tok/s")
+    if engine:
+        print(f"engine alone: {engine['batched']['tokens_per_s']} vs {engine['one_at_a_time']['tokens_per_s']} tok/s "
+              f"({engine['throughput_ratio']}x), p95 first token {engine['batched']['ttft_p95_s']} vs "
+              f"{engine['one_at_a_time']['ttft_p95_s']} s")
     print(json.dumps(result))
     return result
 

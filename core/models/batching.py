@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -74,17 +75,13 @@ class Batcher:
         for request in self.held:
             (batch if request.sampling == first.sampling and len(batch) < self.max_batch else later).append(request)
         self.held = later
-        if len(batch) < self.max_batch:
+        deadline = time.monotonic() + GATHER_S
+        while len(batch) < self.max_batch and (left := deadline - time.monotonic()) > 0:
             try:
-                request = self.waiting.get(timeout=GATHER_S)
-                while True:
-                    if request.sampling == first.sampling and len(batch) < self.max_batch:
-                        batch.append(request)
-                    else:
-                        self.held.append(request)
-                    request = self.waiting.get_nowait()
+                request = self.waiting.get(timeout=left)
             except queue.Empty:
-                pass
+                break
+            (batch if request.sampling == first.sampling else self.held).append(request)
         return [r for r in batch if not _cancelled_before_start(r)]
 
     def _loop(self) -> None:
