@@ -63,6 +63,11 @@ def demo(project: str = typer.Argument(..., help="Project name or folder name.")
             settings = settings.with_changes(password_hash=demo_module.hash_password(secret))
         demo_module.check_host(host, settings.protected)
         recipe_obj, number = demo_module.resolve_recipe(target, settings)
+        from core.models import registry
+
+        if registry.needs_conversion(recipe_obj.model):  # once, here, so no visitor meets the preparation step
+            registry.model_folder(recipe_obj.model, lambda fraction, message: typer.echo(
+                f"[{fraction:4.0%}] {message}", err=True))
     except StudioError as exc:
         _fail(str(exc))
     shown = "localhost" if is_loopback(host) else host

@@ -194,8 +194,14 @@ def start_server(project: Project, app_path: Path, host: str, port: int) -> dict
     import socket
     import subprocess
 
+    from core.models import registry
+
     settings = load_settings(project)
     check_host(host, settings.protected)
+    recipe, _ = resolve_recipe(project, settings)
+    if registry.needs_conversion(recipe.model):
+        raise StudioError(Msg("Prepare the model first (Model page): visitors should not wait for its one-time "
+                              "conversion."))
     if running_server(project):
         raise StudioError(Msg("The demo server is already running; stop it first."))
     with socket.socket() as probe:

@@ -144,3 +144,27 @@ def test_a_failing_batch_reports_to_every_reader(tiny_backend, monkeypatch):
             stream.run_to_end()
     monkeypatch.undo()
     assert backend.stream(prompts[0], GREEDY).run_to_end() is not None  # the worker survived
+
+
+def test_an_idle_worker_ends_so_a_dropped_model_can_be_freed(tiny_backend, monkeypatch):
+    import gc
+    import weakref
+
+    from core.models import batching
+
+    monkeypatch.setattr(batching, "IDLE_S", 0.2)
+    backend = fresh(tiny_backend)
+    prompt = render(backend, QUESTIONS[0])
+    first = backend.stream(prompt, GREEDY).run_to_end()
+    deadline = time.time() + 10
+    while backend.batcher._worker is not None and time.time() < deadline:
+        time.sleep(0.05)
+    assert backend.batcher._worker is None
+    assert backend.stream(prompt, GREEDY).run_to_end() == first  # a new worker starts on demand
+    worker = weakref.ref(backend.batcher)
+    del backend
+    deadline = time.time() + 10
+    while worker() is not None and time.time() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    assert worker() is None

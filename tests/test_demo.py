@@ -222,3 +222,31 @@ def test_demo_server_starts_serves_and_stops(shop):
     while demo.running_server(shop) and time.time() < deadline:
         time.sleep(0.2)
     assert demo.running_server(shop) is None
+
+
+def test_demo_speaks_vietnamese(shop, monkeypatch):
+    demo.save_settings(shop, demo.DemoSettings(sample_questions=("Mấy giờ mở cửa?",)))
+    serve_demo(monkeypatch, shop)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["language"] = "vi"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(c.value == "Thử một trong các câu sau:" for c in at.caption)
+    assert at.chat_input[0].placeholder == "Hỏi trợ lý"
+    assert button(at, "Cuộc trò chuyện mới") is not None
+
+
+def test_the_model_is_prepared_before_any_visitor_comes(shop, monkeypatch):
+    from core import cli
+    from core.models import registry
+    from tests.apptest_helpers import APP as app_path
+
+    monkeypatch.setattr(registry, "needs_conversion", lambda source: True)
+    with pytest.raises(StudioError, match="Prepare the model first"):
+        demo.start_server(shop, app_path, "127.0.0.1", 8599)
+    converted, launched = [], []
+    monkeypatch.setattr(registry, "model_folder", lambda source, progress=None: converted.append(source))
+    monkeypatch.setattr(cli.subprocess, "call", lambda command, env: launched.append(command) or 0)
+    result = CliRunner().invoke(cli.app, ["demo", shop.slug])
+    assert result.exit_code == 0, result.output
+    assert converted == [RecipeStore(shop).load().model] and launched  # converted first, then served

@@ -278,11 +278,11 @@ def test_semantic_similarity_embeds_once_and_clips():
 
 def test_registry():
     assert list(METRICS) == ["exact_match", "token_f1", "rouge_l", "semantic_similarity", "contains_reference",
-                             "valid_json", "tool_name", "tool_args", "hit_at_k", "mrr", "judge", "latency_s",
+                             "valid_json", "tool_name", "tool_args", "hit_at_k", "mrr", "judge", "win_rate", "latency_s",
                              "prompt_tokens", "output_tokens", "weights_mb"]
     for name, metric in METRICS.items():
         assert metric.name == name and metric.label and metric.help.endswith(".")
-        assert metric.needs in ("reference", "expected_call", "gold_ids", "judge", "nothing")
+        assert metric.needs in ("reference", "expected_call", "gold_ids", "judge", "win", "nothing")
         assert metric.kind in ("answer", "retrieval", "cost")
         assert metric.higher_is_better is (metric.kind != "cost")
     assert {n for n, m in METRICS.items() if m.kind == "retrieval"} == {"hit_at_k", "mrr"}

@@ -19,7 +19,7 @@ from core.i18n import LOCALES, Msg, catalog, language_from_locale, translate
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "studio" / "app.py")
 PAGES = ["projects", "model", "prompt", "fewshot", "retriever", "retrieval_test", "datasets", "labeling", "feedback", "chat", "finetune",
-         "retrieval_opt", "evaluate"]
+         "retrieval_opt", "evaluate", "share"]
 SOURCE_DIRS = ("core", "studio", "pages")
 
 

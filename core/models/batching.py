@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 MAX_BATCH = int(os.environ.get("STUDIO_MAX_BATCH", "8"))  # 1 turns batching off (one request at a time)
+IDLE_S = 30.0  # an idle worker ends after this long; the next request starts a new one
 GATHER_S = 0.05  # how long the worker waits for companions once a request arrived (threads start staggered)
 
 
@@ -62,15 +63,26 @@ class Batcher:
 
     def submit(self, request: Request) -> Request:
         with self._start_lock:
-            if self._worker is None or not self._worker.is_alive():
+            self.submitted += 1
+            self.waiting.put(request)
+            if self._worker is None:
                 self._worker = threading.Thread(target=self._loop, name="generation-batcher", daemon=True)
                 self._worker.start()
-            self.submitted += 1
-        self.waiting.put(request)
         return request
 
-    def _next_batch(self) -> list[Request]:
-        first = self.held.pop(0) if self.held else self.waiting.get()
+    def _next_batch(self) -> list[Request] | None:
+        """The next batch; None once idle for IDLE_S (the worker ends, so a model the registry dropped is freed)."""
+        if self.held:
+            first = self.held.pop(0)
+        else:
+            try:
+                first = self.waiting.get(timeout=IDLE_S)
+            except queue.Empty:
+                with self._start_lock:
+                    if self.waiting.empty():
+                        self._worker = None  # the next submit starts a new worker
+                        return None
+                first = self.waiting.get()
         batch, later = [first], []
         for request in self.held:
             (batch if request.sampling == first.sampling and len(batch) < self.max_batch else later).append(request)
@@ -87,6 +99,8 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             batch = self._next_batch()
+            if batch is None:
+                return
             if not batch:
                 continue
             try:
