@@ -180,3 +180,14 @@ class HashEmbedder:
 @pytest.fixture
 def hash_embedder():
     return HashEmbedder()
+
+
+@pytest.fixture
+def fake_embedder(monkeypatch):
+    """Knowledge bases embed with a 384-dimension HashEmbedder and count words as tokens (no model loads)."""
+    from core.rag import kb as kb_module
+
+    embedder = HashEmbedder(dims=384)
+    monkeypatch.setattr(kb_module, "_embed", embedder)
+    monkeypatch.setattr(kb_module, "_count_tokens", lambda: (lambda text: len(text.split())))
+    return embedder

@@ -24,7 +24,6 @@ from core.finetune.adapters import AdapterRegistry, check_base
 from core.finetune.config import TrainConfig
 from core.models.generation import GenerationSettings
 from core.models.source import ModelSource
-from core.rag import kb as kb_module
 from core.rag.kb import KnowledgeBase
 from core.rag.retriever import RetrieverSettings
 from core.recipe import Recipe, RecipeStore
@@ -45,16 +44,6 @@ PAIRS = [("When do orders ship?", "Within two business days."), ("How do I reset
          ("When are refunds processed?", "Within five days."), ("Thủ đô của Việt Nam là gì?", "Hà Nội."),
          ("Where do fish swim?", "In the river."), ("What do birds do?", "They sing in the morning.")]
 QUESTIONS = ["When does the shop open?", "How long is the frame warranty?", "Can I return a bike?"]
-
-
-@pytest.fixture
-def fake_embedder(monkeypatch):
-    from tests.conftest import HashEmbedder
-
-    embedder = HashEmbedder(dims=384)
-    monkeypatch.setattr(kb_module, "_embed", embedder)
-    monkeypatch.setattr(kb_module, "_count_tokens", lambda: (lambda text: len(text.split())))
-    return embedder
 
 
 def simple_project(project, folder, **recipe_changes) -> Recipe:

@@ -27,16 +27,6 @@ Frames have a ten-year warranty against defects.
 
 
 @pytest.fixture
-def fake_embedder(monkeypatch, hash_embedder):
-    from tests.conftest import HashEmbedder
-
-    embedder = HashEmbedder(dims=384)
-    monkeypatch.setattr(kb_module, "_embed", embedder)
-    monkeypatch.setattr(kb_module, "_count_tokens", lambda: (lambda text: len(text.split())))
-    return embedder
-
-
-@pytest.fixture
 def kb(project, fake_embedder):
     return KnowledgeBase(project, "docs")
 

@@ -29,15 +29,6 @@ K = f"retrieval_opt.{SLUG}."
 
 
 @pytest.fixture
-def fake_embedder(monkeypatch):
-    from core.rag import kb as kb_module
-    from tests.conftest import HashEmbedder
-
-    monkeypatch.setattr(kb_module, "_embed", HashEmbedder(dims=384))
-    monkeypatch.setattr(kb_module, "_count_tokens", lambda: (lambda text: len(text.split())))
-
-
-@pytest.fixture
 def shop(workspace, tiny_model_dir, fake_embedder):
     """An open project: a tiny local model, the parts corpus indexed, no labeled questions yet."""
     project = workspace.create("Sweep shop")

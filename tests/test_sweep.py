@@ -11,7 +11,6 @@ import pytest
 from core.data.records import new_record, problems
 from core.data.store import DatasetStore
 from core.errors import StudioError
-from core.rag import kb as kb_module
 from core.rag import queries as Q
 from core.rag.chunking import ChunkingConfig
 from core.rag.embedders import EmbedderSpec, EmbeddingCache, register_embedder, unregister_embedder
@@ -25,16 +24,6 @@ CODES = ["QZ7781", "KP2290", "MX4410", "TR5521", "BV8834"]
 TOPICS = ["fits the rear derailleur of city bikes", "is the battery charger for cargo models",
           "replaces the front brake pads on road frames", "is the kickstand for folding wheels",
           "adjusts the saddle clamp height"]
-
-
-@pytest.fixture
-def fake_embedder(monkeypatch):
-    from tests.conftest import HashEmbedder
-
-    embedder = HashEmbedder(dims=384)
-    monkeypatch.setattr(kb_module, "_embed", embedder)
-    monkeypatch.setattr(kb_module, "_count_tokens", lambda: (lambda text: len(text.split())))
-    return embedder
 
 
 def make_kb(project, documents: dict[str, str], chunking: ChunkingConfig | None = None) -> KnowledgeBase:
