@@ -70,7 +70,9 @@ def demo(project: str = typer.Argument(..., help="Project name or folder name.")
                 f"[{fraction:4.0%}] {message}", err=True))
     except StudioError as exc:
         _fail(str(exc))
-    shown = "localhost" if is_loopback(host) else host
+    import socket
+
+    shown = "localhost" if is_loopback(host) else socket.gethostname() if host in ("0.0.0.0", "::") else host
     typer.echo(f"Demo of '{target.name}', recipe {recipe_obj.name} v{number}: http://{shown}:{port}"
                + ("  (password protected)" if settings.protected else ""))
     environment = {**os.environ, **demo_module.server_environment(target, settings)}

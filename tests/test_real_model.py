@@ -84,6 +84,27 @@ def test_short_greedy_answer(gemma):
     assert again.run_to_end() == text  # greedy is repeatable
 
 
+def test_concurrent_chats_are_batched_and_answer_as_alone(gemma):
+    import threading
+
+    from core.models.local import LocalModel
+
+    backend = LocalModel(gemma.name, gemma.model, gemma.tokenizer)  # its own batcher, the same weights
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=24)
+    questions = ["What is the capital of France?", "Name a colour of the sky.", "Bạn có sửa xe đạp không?",
+                 "How many days are in a week?"]
+    prompts = [backend.render([{"role": "user", "content": q}], CompletionLabels()) for q in questions]
+    alone = [backend.stream(p, settings).run_to_end() for p in prompts]
+    streams = [backend.stream(p, settings) for p in prompts]
+    threads = [threading.Thread(target=s.run_to_end) for s in streams]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert [s.text for s in streams] == alone
+    assert backend.batcher.largest_batch >= 2  # answered together (all four, unless a thread started late)
+
+
 def test_embedder_returns_unit_vectors_and_ranks_paraphrases():
     from core.models.embedder import embed
 
