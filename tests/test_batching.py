@@ -168,3 +168,42 @@ def test_an_idle_worker_ends_so_a_dropped_model_can_be_freed(tiny_backend, monke
         gc.collect()
         time.sleep(0.05)
     assert worker() is None
+
+
+@pytest.mark.parametrize("arch,chat", [("llama", False), ("gemma3", True)])
+def test_long_answers_go_on_in_chunks_and_newcomers_join(tiny_backend, monkeypatch, arch, chat):
+    from core.models import batching
+
+    backend = fresh(tiny_backend, arch, chat)
+    prompt, other = render(backend, QUESTIONS[0]), render(backend, QUESTIONS[4])
+    settings = GenerationSettings(max_new_tokens=30)
+    whole = backend.stream(prompt, settings)
+    reference = whole.run_to_end()
+    assert whole.output_tokens >= 12, "the tiny model should write a long answer"
+    alone_other = backend.stream(other, GenerationSettings(max_new_tokens=6)).run_to_end()
+
+    monkeypatch.setattr(batching, "CHUNK_STEPS", 4)
+    before = backend.batcher.batches_run
+    chunked = backend.stream(prompt, settings)
+    assert chunked.run_to_end() == reference and chunked.output_tokens == whole.output_tokens
+    assert backend.batcher.batches_run - before >= whole.output_tokens // 4  # it went on chunk after chunk
+
+    long = backend.stream(prompt, settings)
+    reader = threading.Thread(target=long.run_to_end)
+    reader.start()
+    deadline = time.time() + 30
+    while long.first_token_s is None and time.time() < deadline:
+        time.sleep(0.005)
+    with backend.lock:  # the long answer waits before its next chunk; the newcomer arrives meanwhile
+        submitted = backend.batcher.submitted
+        newcomer = backend.stream(other, GenerationSettings(max_new_tokens=6))
+        answer = []
+        asking = threading.Thread(target=lambda: answer.append(newcomer.run_to_end()))
+        asking.start()
+        while backend.batcher.submitted == submitted and time.time() < deadline:
+            time.sleep(0.005)
+    asking.join(timeout=60)
+    assert answer == [alone_other]
+    reader.join(timeout=60)
+    assert long.text == reference
+    assert backend.batcher.largest_batch == 2  # the newcomer joined the long answer between chunks

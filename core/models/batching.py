@@ -3,9 +3,11 @@
 Every browser session, demo visitor and `studio serve` client calls `LocalModel.stream`; the request joins a queue
 and one worker thread per model takes all waiting requests with compatible sampling settings (up to MAX_BATCH),
 left-pads them and generates them together. Each row streams its own text, stops on its own (EOS, its stop
-strings, its own token limit, its own cancel) and the batch ends when every row is done. On a CPU a step for
-8 rows costs little more than a step for one (reading the weights dominates), so waiting chats share the work
-instead of queueing behind each other. Requests that arrive while a batch runs form the next batch.
+strings, its own token limit, its own cancel) and the batch ends when every row is done or after CHUNK_STEPS
+steps: rows still writing then go on in the next batch (from their prompt and what they wrote so far), together
+with the requests that arrived meanwhile, so a new chat waits at most one chunk. On a CPU a step for 8 rows costs
+little more than a step for one (reading the weights dominates), so waiting chats share the work instead of
+queueing behind each other.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 MAX_BATCH = int(os.environ.get("STUDIO_MAX_BATCH", "8"))  # 1 turns batching off (one request at a time)
+CHUNK_STEPS = 32  # a batch runs at most this many steps; then newcomers join the rows still writing
 IDLE_S = 30.0  # an idle worker ends after this long; the next request starts a new one
 GATHER_S = 0.05  # how long the worker waits for companions once a request arrived (threads start staggered)
 
@@ -72,7 +75,8 @@ class Batcher:
 
     def _next_batch(self) -> list[Request] | None:
         """The next batch; None once idle for IDLE_S (the worker ends, so a model the registry dropped is freed)."""
-        if self.held:
+        continuing = bool(self.held)
+        if continuing:
             first = self.held.pop(0)
         else:
             try:
@@ -87,14 +91,14 @@ class Batcher:
         for request in self.held:
             (batch if request.sampling == first.sampling and len(batch) < self.max_batch else later).append(request)
         self.held = later
-        deadline = time.monotonic() + GATHER_S
-        while len(batch) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+        deadline = time.monotonic() + (0.0 if continuing else GATHER_S)  # rows mid-answer do not wait
+        while len(batch) < self.max_batch:
             try:
-                request = self.waiting.get(timeout=left)
+                request = self.waiting.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             (batch if request.sampling == first.sampling else self.held).append(request)
-        return [r for r in batch if not _cancelled_before_start(r)]
+        return [r for r in batch if not self._cancelled_before_start(r)]
 
     def _loop(self) -> None:
         while True:
@@ -109,8 +113,11 @@ class Batcher:
                 log.exception("batched generation failed")
                 for request in batch:
                     request.pieces.put(Finished(error=exc))
-            else:
-                for request in batch:
+                continue
+            continuing = [r for r in batch if not r.done]
+            self.held[:0] = continuing  # first in line for the next batch, with whoever arrived meanwhile
+            for request in batch:
+                if request.done:
                     request.pieces.put(Finished(len(request.input_ids), self._output_tokens(request)))
 
     def _generate(self, batch: list[Request]) -> None:
@@ -123,11 +130,10 @@ class Batcher:
         self.largest_batch = max(self.largest_batch, len(batch))
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         eos_ids = _eos_ids(model, tokenizer)
-        width = max(len(r.input_ids) for r in batch)
-        input_ids = torch.tensor([[pad_id] * (width - len(r.input_ids)) + r.input_ids for r in batch],
-                                 device=model.device)
-        attention = torch.tensor([[0] * (width - len(r.input_ids)) + [1] * len(r.input_ids) for r in batch],
-                                 device=model.device)
+        rows = [r.input_ids + r.generated for r in batch]  # a continuing row goes on from what it has written
+        width = max(len(row) for row in rows)
+        input_ids = torch.tensor([[pad_id] * (width - len(row)) + row for row in rows], device=model.device)
+        attention = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=model.device)
         batcher = self
 
         class RowStreamer(BaseStreamer):
@@ -161,7 +167,7 @@ class Batcher:
 
         first = batch[0].settings
         kwargs = dict(input_ids=input_ids, attention_mask=attention, streamer=RowStreamer(),
-                      max_new_tokens=max(r.settings.max_new_tokens for r in batch),
+                      max_new_tokens=min(CHUNK_STEPS, max(r.settings.max_new_tokens - len(r.generated) for r in batch)),
                       stopping_criteria=StoppingCriteriaList([RowDone()]),
                       repetition_penalty=first.repetition_penalty, pad_token_id=pad_id)
         if first.temperature > 0:
@@ -171,8 +177,11 @@ class Batcher:
         with self.lock, torch.inference_mode():
             model.generate(**kwargs)
         for request in batch:
-            request.done = True
-            self._emit(request, final=True)
+            if (len(request.generated) >= request.settings.max_new_tokens or request.cancel.is_set()
+                    or any(stop in request.emitted for stop in request.stops)):
+                request.done = True
+            if request.done:
+                self._emit(request, final=True)
 
     def _emit(self, request: Request, final: bool = False) -> None:
         text = self.tokenizer.decode(request.generated, skip_special_tokens=True)
@@ -182,17 +191,19 @@ class Batcher:
             request.pieces.put(text[len(request.emitted):])
             request.emitted = text
 
+    def _cancelled_before_start(self, request: Request) -> bool:
+        """A chat left before its (next) batch: it ends with what it wrote so far."""
+        if request.cancel.is_set():
+            request.done = True
+            self._emit(request, final=True)
+            request.pieces.put(Finished(len(request.input_ids), self._output_tokens(request)))
+            return True
+        return False
+
     def _output_tokens(self, request: Request) -> int:
         from core.models.local import _count_until_stop
 
         return _count_until_stop(self.tokenizer, request.generated, request.stops)
-
-
-def _cancelled_before_start(request: Request) -> bool:
-    if request.cancel.is_set():
-        request.pieces.put(Finished(len(request.input_ids), 0))
-        return True
-    return False
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
