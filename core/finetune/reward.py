@@ -100,6 +100,7 @@ def score_answers(project: Project, reward_model_id: str, prompt: str, answers: 
     import torch
 
     from core.finetune.data import encode_record
+    from core.models.batching import padding_id
 
     if not answers:
         return []
@@ -109,7 +110,7 @@ def score_answers(project: Project, reward_model_id: str, prompt: str, answers: 
         ids, labels = encode_record({"prompt": prompt, "response": str(answer or "")}, "sft", tokenizer,
                                     spec["prompt"], spec["labels"])
         examples.append(finetune_data.Example(ids[:spec["max_length"]], labels[:spec["max_length"]], ""))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = padding_id(tokenizer)
     device = next(model.parameters()).device
     with torch.no_grad():
         batch = {k: v.to(device) for k, v in finetune_data.collate(examples, pad).items()}

@@ -39,6 +39,12 @@ class Request:
     done: bool = False
 
     @property
+    def should_end(self) -> bool:
+        """Its reader left, it reached its own token limit, or its text shows one of its stop strings."""
+        return (self.cancel.is_set() or len(self.generated) >= self.settings.max_new_tokens
+                or any(stop in self.emitted for stop in self.stops))
+
+    @property
     def sampling(self) -> tuple:
         s = self.settings
         sampled = s.temperature > 0
@@ -128,12 +134,10 @@ class Batcher:
         tokenizer, model = self.tokenizer, self.model
         self.batches_run += 1
         self.largest_batch = max(self.largest_batch, len(batch))
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad_id = padding_id(tokenizer)
         eos_ids = _eos_ids(model, tokenizer)
-        rows = [r.input_ids + r.generated for r in batch]  # a continuing row goes on from what it has written
-        width = max(len(row) for row in rows)
-        input_ids = torch.tensor([[pad_id] * (width - len(row)) + row for row in rows], device=model.device)
-        attention = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=model.device)
+        # A continuing row goes on from what it has written.
+        input_ids, attention = left_padded([r.input_ids + r.generated for r in batch], pad_id, model.device)
         batcher = self
 
         class RowStreamer(BaseStreamer):
@@ -159,27 +163,16 @@ class Batcher:
         class RowDone(StoppingCriteria):  # a row stops on its own limit, stop string or cancel
             def __call__(self, ids, scores, **kwargs):
                 for request in batch:
-                    if not request.done and (request.cancel.is_set()
-                                             or len(request.generated) >= request.settings.max_new_tokens
-                                             or any(s in request.emitted for s in request.stops)):
-                        request.done = True
+                    request.done = request.done or request.should_end
                 return torch.tensor([r.done for r in batch], device=ids.device)
 
-        first = batch[0].settings
-        kwargs = dict(input_ids=input_ids, attention_mask=attention, streamer=RowStreamer(),
-                      max_new_tokens=min(CHUNK_STEPS, max(r.settings.max_new_tokens - len(r.generated) for r in batch)),
-                      stopping_criteria=StoppingCriteriaList([RowDone()]),
-                      repetition_penalty=first.repetition_penalty, pad_token_id=pad_id)
-        if first.temperature > 0:
-            kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        steps = min(CHUNK_STEPS, max(r.settings.max_new_tokens - len(r.generated) for r in batch))
         with self.lock, torch.inference_mode():
-            model.generate(**kwargs)
+            model.generate(input_ids=input_ids, attention_mask=attention, streamer=RowStreamer(),
+                           max_new_tokens=steps, stopping_criteria=StoppingCriteriaList([RowDone()]),
+                           **generation_kwargs(batch[0].settings, pad_id))
         for request in batch:
-            if (len(request.generated) >= request.settings.max_new_tokens or request.cancel.is_set()
-                    or any(stop in request.emitted for stop in request.stops)):
-                request.done = True
+            request.done = request.done or request.should_end
             if request.done:
                 self._emit(request, final=True)
 
@@ -204,6 +197,30 @@ class Batcher:
         from core.models.local import _count_until_stop
 
         return _count_until_stop(self.tokenizer, request.generated, request.stops)
+
+
+def padding_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def left_padded(rows: list[list[int]], pad_id: int, device):
+    """(input_ids, attention_mask) for rows of different lengths, padded on the left as generate expects."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    input_ids = torch.tensor([[pad_id] * (width - len(row)) + row for row in rows], device=device)
+    attention = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
+    return input_ids, attention
+
+
+def generation_kwargs(settings, pad_id: int) -> dict:
+    """The `generate` arguments a GenerationSettings stands for (greedy at temperature 0)."""
+    kwargs = dict(repetition_penalty=settings.repetition_penalty, pad_token_id=pad_id)
+    if settings.temperature > 0:
+        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    return kwargs
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

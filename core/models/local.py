@@ -103,12 +103,13 @@ class LocalModel:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
+        from core.models.batching import generation_kwargs, left_padded, padding_id
+
         tokenizer, model = self.tokenizer, self.model
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad_id = padding_id(tokenizer)
         encoded = [tokenizer(p.text, add_special_tokens=p.add_special_tokens)["input_ids"] for p in prompts]
         width = max(len(ids) for ids in encoded)
-        input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded], device=model.device)
-        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=model.device)
+        input_ids, attention = left_padded(encoded, pad_id, model.device)
         stops = [tuple(dict.fromkeys(p.stop + settings.stop)) for p in prompts]
 
         class StopStrings(StoppingCriteria):  # per row: done once its new text shows one of its stop strings
@@ -117,16 +118,12 @@ class LocalModel:
                 return torch.tensor([any(s in tail for s in row_stops) for tail, row_stops in zip(tails, stops)],
                                     device=ids.device)
 
-        kwargs = dict(input_ids=input_ids, attention_mask=attention, max_new_tokens=settings.max_new_tokens,
-                      repetition_penalty=settings.repetition_penalty, pad_token_id=pad_id,
-                      stopping_criteria=StoppingCriteriaList([StopStrings()]) if any(stops) else None)
-        if settings.temperature > 0:
-            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         started = time.perf_counter()
         with self.lock, torch.inference_mode():
-            output = model.generate(**kwargs)
+            output = model.generate(input_ids=input_ids, attention_mask=attention,
+                                    max_new_tokens=settings.max_new_tokens,
+                                    stopping_criteria=StoppingCriteriaList([StopStrings()]) if any(stops) else None,
+                                    **generation_kwargs(settings, pad_id))
         share = (time.perf_counter() - started) / len(prompts)
         results = []
         for row, row_stops in enumerate(stops):
