@@ -1,20 +1,24 @@
-# `make run` and `make test` do all set-up: they create .venv, install torch first, then the studio.
+# `make run` and `make test` do all set-up: they create .venv, install torch first, then the studio with every
+# dependency at the version pinned in requirements.lock (refreshed on purpose with `make lock`).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PORT ?= 8501
+LOCK := requirements.lock
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PROJECT := llm-customization-studio
+SHELL := /bin/bash
 
-.PHONY: run test install bench i18n clean-venv
+.PHONY: run test install lock test-latest bench i18n clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstalls only when pyproject.toml changed since the last install (second run installs nothing).
-$(STAMP): pyproject.toml | $(BIN)/python
+# Reinstalls only when pyproject.toml or the lock changed since the last install (a second run installs nothing).
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,6 +28,29 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Resolve every dependency afresh (newest releases pyproject.toml allows) in a throw-away venv and pin them all.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	.venv-lock/bin/python -m pip install --quiet ".[dev]"
+	{ echo "# Every dependency of the studio, transitive ones included, pinned. Written by \`make lock\`; do not edit."; \
+	  echo "# Installed as constraints: pip install -c $(LOCK) -e \".[dev]\" (after $(TORCH_SPEC))."; \
+	  .venv-lock/bin/python -m pip freeze --exclude $(PROJECT) \
+	    | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	rm -rf .venv-lock
+
+# The newest releases pyproject.toml allows, in a separate venv, on the fast suite: an upstream break shows here first.
+test-latest:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	.venv-latest/bin/python -m pip install --quiet --upgrade -e ".[dev]"
+	.venv-latest/bin/python -m pip freeze --exclude-editable > .venv-latest/versions.txt
+	-diff <(grep -v '^#' $(LOCK) | sort) <(sort .venv-latest/versions.txt) | grep '^[<>]' || true
+	.venv-latest/bin/python -m pytest -q -m "not real_model and not browser"
 
 bench: $(STAMP)
 	$(BIN)/python bench/generate.py

@@ -84,13 +84,13 @@ def main(argv=None) -> dict:
     import numpy as np
     import torch
 
+    from core.evaluate import sweep_exec
+    from core.evaluate.sweep import SweepGrid, create_sweep
     from core.models import embedder as embedder_module
     from core.rag import kb as kb_module
-    from core.rag import sweep_exec
     from core.rag.chunking import ChunkingConfig
     from core.rag.embedders import EmbedStats
     from core.rag.kb import KnowledgeBase
-    from core.rag.sweep import SweepGrid, create_sweep
     from core.workspace import Workspace
 
     home = tempfile.mkdtemp(prefix="bench-sweep-")

@@ -47,7 +47,7 @@ def adapter_folder(project: Project | None, recipe: Recipe):
     """The folder of the recipe's attached adapter, or None when it has none."""
     if not recipe.adapter or project is None:
         return None
-    from core.finetune.adapters import AdapterRegistry
+    from core.models.adapters import AdapterRegistry
 
     return AdapterRegistry(project).get(recipe.adapter).folder
 
@@ -110,20 +110,47 @@ def prepare(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dic
     return PreparedPrompt(rendered, kept, budget, sources, recipe.retriever.enabled and project is not None)
 
 
-def answer(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict],
-           project: Project | None = None, *, tools: list | None = None) -> tuple[PreparedPrompt, GenerationStream]:
-    """The prepared prompt and the answer stream. With retrieval on and no relevant passage, the stream says
-    the recipe's "not found" sentence instead of letting the model invent an answer, unless the model was offered
-    tools: a question for a tool (a repair status, a booking) rarely matches a document."""
+def plan(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict], project: Project | None = None, *,
+         tools: list | None = None) -> tuple[PreparedPrompt, str | None]:
+    """The one place a question becomes what the model is asked, for chat, the CLI, the API server and evaluation:
+    the prepared prompt, and the recipe's "not found" sentence when the model must not be asked at all."""
     from core.errors import StudioError
 
     if not question.strip():
         raise StudioError(Msg("Type a question first."))
     prepared = prepare(recipe, question, backend, pool, project, tools=tools)
-    canned = canned_answer(recipe, prepared)
+    return prepared, canned_answer(recipe, prepared)
+
+
+def answer(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict],
+           project: Project | None = None, *, tools: list | None = None) -> tuple[PreparedPrompt, GenerationStream]:
+    """The prepared prompt and the answer stream. With retrieval on and no relevant passage, the stream says
+    the recipe's "not found" sentence instead of letting the model invent an answer, unless the model was offered
+    tools: a question for a tool (a repair status, a booking) rarely matches a document."""
+    prepared, canned = plan(recipe, question, backend, pool, project, tools=tools)
     if canned is not None:
         return prepared, fixed_answer(canned, backend.count_tokens(prepared.prompt))
     return prepared, backend.stream(prepared.prompt, recipe.generation)
+
+
+def answer_batch(recipe: Recipe, questions: list[str], backend: ModelBackend, pool: list[dict],
+                 project: Project | None = None, *, tools: list | None = None) -> list[tuple[PreparedPrompt, dict]]:
+    """`answer` for several questions in one batched generation (evaluation): the same prompts, the same "not found"
+    rule. Each result has the text, latency_s, prompt_tokens and output_tokens. `tools`: one list per question."""
+    planned = [plan(recipe, question, backend, pool, project, tools=question_tools)
+               for question, question_tools in zip(questions, tools or [None] * len(questions))]
+    to_generate = [prepared.prompt for prepared, canned in planned if canned is None]
+    generated = iter(backend.generate_batch(to_generate, recipe.generation) if to_generate else [])
+    results = []
+    for prepared, canned in planned:
+        if canned is None:
+            out = next(generated)
+            result = {key: out[key] for key in ("text", "latency_s", "prompt_tokens", "output_tokens")}
+        else:
+            result = {"text": canned, "latency_s": 0.0, "prompt_tokens": backend.count_tokens(prepared.prompt),
+                      "output_tokens": 0}
+        results.append((prepared, result))
+    return results
 
 
 def canned_answer(recipe: Recipe, prepared: PreparedPrompt) -> str | None:
@@ -141,3 +168,14 @@ def fixed_answer(text: str, prompt_tokens: int) -> GenerationStream:
     stream = GenerationStream(produce)
     stream.stopped_by = "not found"
     return stream
+
+
+def draft_answer(recipe: Recipe, backend: ModelBackend, question: str, pool: list[dict],
+                 temperature: float | None = None, project: Project | None = None) -> str:
+    """The recipe's answer to a question, as a labeling draft (a suggestion until a person accepts it)."""
+    from dataclasses import replace
+
+    if temperature is not None:
+        recipe = recipe.with_changes(generation=replace(recipe.generation, temperature=temperature))
+    _, stream = answer(recipe, question, backend, pool, project)
+    return stream.run_to_end()

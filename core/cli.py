@@ -388,8 +388,8 @@ def kb_sweep(project: str, queries: str = typer.Option(..., help="Eval dataset o
     """Try retrieval settings on labeled queries, in this process, and rank them (best first)."""
     from core.rag.chunking import ChunkingConfig
     from core.rag.kb import KnowledgeBase
-    from core.rag.sweep import SweepGrid, create_sweep
-    from core.rag.sweep_exec import execute
+    from core.evaluate.sweep import SweepGrid, create_sweep
+    from core.evaluate.sweep_exec import execute
 
     def show(**event) -> None:
         if event.get("message") and not as_json:

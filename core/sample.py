@@ -73,7 +73,7 @@ def ladder_ready_project(emit=lambda **event: None) -> Project:
     Each step is skipped when already done, so running it again costs only what is missing.
     """
     from core.finetune import runs as finetune_runs
-    from core.finetune.adapters import AdapterRegistry
+    from core.models.adapters import AdapterRegistry
     from core.finetune.config import TrainConfig
     from core.i18n import Msg
     from core.rag.kb import KnowledgeBase

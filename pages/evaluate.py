@@ -99,10 +99,11 @@ def pick_eval_set() -> tuple[str, list[dict], set | None] | None:
 def pick_heldout(dataset: str, usable: list[dict]) -> tuple[list[dict], set | None]:
     """For a preference dataset: optionally only the prompts a preference-tuned adapter did not train on."""
     from core.evaluate.win_rate import heldout_ids
-    from core.finetune.adapters import AdapterRegistry
+    from core.finetune.adapters import train_config
+    from core.models.adapters import AdapterRegistry
 
     tuned = [a for a in AdapterRegistry(project).list() if a.objective in variants.PREFERENCE_TUNED
-             and a.config.dataset == dataset]
+             and train_config(a).dataset == dataset]
     if not tuned:
         return usable, None
     held = heldout_ids(project, tuned[0].id)

@@ -1,59 +1,64 @@
 """Rung 4 · Fine-tune: pick data and a method, see memory and time before starting, follow the run live, then
-keep, compare, attach and export the adapters it produces."""
+keep, compare, attach and export the adapters it produces.
+
+One function per section of the page, each handing plain values or a config to the next; `main()` at the end
+reads as the page's flow, top to bottom."""
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from core.data.preference_checks import blocks_training, check_feedback, check_pairs
+from core.data.rated import rated_from_feedback
 from core.data.records import KIND_LABELS
 from core.data.store import DatasetStore
 from core.errors import StudioError
 from core.feedback import list_feedback
 from core.finetune import estimate, runs
-from core.finetune.adapters import AdapterRegistry
 from core.finetune.config import (DATA_KINDS, METHODS, OBJECTIVES, PREFERENCE_METHODS, RETRIEVAL_CONTEXTS,
                                    REWARD_METHODS, TARGET_PRESETS, TrainConfig)
 from core.finetune.distributed import gpu_count, launch_command
-from core.finetune.preference_data import rated_from_feedback
 from core.finetune.recommend import recommend
 from core.i18n import Msg
-from core.jobs import Job, event_message
+from core.jobs import Job, JobStatus, event_message
+from core.models.adapters import AdapterInfo, AdapterRegistry
+from core.recipe import Recipe
+from core.workspace import Project
 from studio.ui import preference as preference_ui
 from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready
 from studio.ui.state import draft, require_project, save_draft, saved_recipe, show_error
 
 project = require_project()
-K = f"finetune.{project.slug}."
+K = f"finetune.{project.slug}."  # the prefix of every widget key on this page, per project
 STATES = {"new": Msg("not started"), "running": Msg("training"), "done": Msg("finished"),
           "cancelled": Msg("cancelled"), "failed": Msg("stopped with an error")}
-
-st.title(t("4 · Fine-tune"))
-st.write(t("When prompting, examples and documents are not enough, teach the model from your training pairs. "
-           "Training runs in the background: you can leave this page and come back."))
-
-recipe = draft(project)
-saved, _ = saved_recipe(project)
-if not recipe.model.trainable:
-    st.error(t("Models behind an endpoint cannot be fine-tuned here; pick the embedded model, a local folder, a "
-               "GGUF file or a hub id on the Model page."))
-    st.page_link("../pages/model.py", label=t("Open the Model page"), icon=":material/memory:")
-    st.stop()
-if not model_ready(recipe.model, key=K + "model"):
-    st.stop()
+TIMING_FRAGMENT = "finetune.timing"  # the key of the fragment that polls the timing job
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """What the Dataset picker chose: a dataset's records, or the Chat page's ratings (`name` "")."""
+
+    name: str
+    source: str  # sft | chat | preference | feedback
+    version: int | None
+    records: list[dict]
+    usable: list[dict]  # without the rejected records (or the dismissed ratings)
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False)
 def model_shape(folder: str) -> estimate.ModelShape:
     return estimate.ModelShape.from_config(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
 
 
-def base_folder() -> Path | None:
-    from core.finetune.adapters import source_folder
+def base_folder(recipe: Recipe) -> Path | None:
+    from core.models.adapters import source_folder
 
     try:
         return source_folder(recipe.model)
@@ -80,52 +85,92 @@ def loss_chart(events: list[dict]) -> go.Figure:
     return figure
 
 
+def run_spec(recipe: Recipe, config: TrainConfig) -> dict:
+    return {"config": config.to_dict(), "base_model": recipe.model.to_dict(), "prompt": recipe.prompt.to_dict(),
+            "labels": {"user": recipe.labels.user, "assistant": recipe.labels.assistant}}
+
+
+# ---- intro and model --------------------------------------------------------------------------------------------
+def intro() -> None:
+    st.title(t("4 · Fine-tune"))
+    st.write(t("When prompting, examples and documents are not enough, teach the model from your training pairs. "
+               "Training runs in the background: you can leave this page and come back."))
+
+
+def trainable_recipe(project: Project) -> tuple[Recipe, Recipe]:
+    """The draft recipe and the saved one; stops the page when the draft's model cannot be trained here."""
+    recipe = draft(project)
+    saved, _ = saved_recipe(project)
+    if not recipe.model.trainable:
+        st.error(t("Models behind an endpoint cannot be fine-tuned here; pick the embedded model, a local folder, a "
+                   "GGUF file or a hub id on the Model page."))
+        st.page_link("../pages/model.py", label=t("Open the Model page"), icon=":material/memory:")
+        st.stop()
+    if not model_ready(recipe.model, key=K + "model"):
+        st.stop()
+    return recipe, saved
+
+
 # ---- data -------------------------------------------------------------------------------------------------------
-st.subheader(t("Training data"))
-store = DatasetStore(project)
-kinds = {d.name: d.kind for d in store.list() if d.kind in DATA_KINDS or d.kind == "preference"}
-feedback = list_feedback(project)
-rated = rated_from_feedback(feedback)
-options = list(kinds) + ([""] if rated else [])  # "": the Chat page's thumbs up and down (KTO)
-if not options:
-    st.info(t("No training pairs yet. Import or label pairs (prompt → response) on the Datasets page."))
-    st.page_link("../pages/datasets.py", label=t("Open the Datasets page"), icon=":material/dataset:")
-    st.stop()
+def pick_training_data(project: Project) -> TrainingData:
+    """The Dataset picker (pairs, chats, preferences or the Chat page's ratings); stops the page without any."""
+    st.subheader(t("Training data"))
+    store = DatasetStore(project)
+    kinds = {d.name: d.kind for d in store.list() if d.kind in DATA_KINDS or d.kind == "preference"}
+    feedback = list_feedback(project)
+    rated = rated_from_feedback(feedback)
+    options = list(kinds) + ([""] if rated else [])  # "": the Chat page's thumbs up and down (KTO)
+    if not options:
+        st.info(t("No training pairs yet. Import or label pairs (prompt → response) on the Datasets page."))
+        st.page_link("../pages/datasets.py", label=t("Open the Datasets page"), icon=":material/dataset:")
+        st.stop()
 
+    def dataset_label(name: str) -> str:
+        if not name:
+            return t("Chat feedback: {count} rated answers (thumbs up and down)", count=len(rated))
+        return f"{name} · {t(KIND_LABELS[kinds[name]])}"
 
-def dataset_label(name: str) -> str:
-    if not name:
-        return t("Chat feedback: {count} rated answers (thumbs up and down)", count=len(rated))
-    return f"{name} · {t(KIND_LABELS[kinds[name]])}"
-
-
-dataset = st.selectbox(t("Dataset"), options, key=K + "dataset", format_func=dataset_label)
-source = kinds.get(dataset, "feedback")  # sft | chat | preference | feedback
-if dataset:
-    records, version = store.load(dataset)
-    usable = [r for r in records if r.get("status") != "rejected"]
-    st.caption(t("Version {version} · {count} usable records (rejected ones are left out).", version=version,
-                 count=len(usable)))
-else:
-    records, version, usable = feedback, None, rated
+    dataset = st.selectbox(t("Dataset"), options, key=K + "dataset", format_func=dataset_label)
+    source = kinds.get(dataset, "feedback")  # sft | chat | preference | feedback
+    if dataset:
+        records, version = store.load(dataset)
+        usable = [r for r in records if r.get("status") != "rejected"]
+        st.caption(t("Version {version} · {count} usable records (rejected ones are left out).", version=version,
+                     count=len(usable)))
+        return TrainingData(dataset, source, version, records, usable)
     st.caption(t("{count} answers rated on the Chat page (dismissed ones are left out); thumbs down with a "
                  "correction also give the correction as a good answer.", count=len(rated)))
+    return TrainingData(dataset, source, None, feedback, rated)
 
-folder = base_folder()
-if folder is None:
-    st.stop()
-shape = model_shape(str(folder))
 
 # ---- method -----------------------------------------------------------------------------------------------------
-objective = "sft" if source in DATA_KINDS else preference_ui.pick_objective(source, K)
-# Each family of methods keeps its own choice: the lists differ.
-methods, method_key = {"sft": (list(METHODS), K + "method"),
-                       "reward": (list(REWARD_METHODS), K + "reward_method")}.get(
-    objective, (list(PREFERENCE_METHODS), K + "preference_method"))
-st.subheader(t("Method"))
-available = estimate.available_memory("cpu")
-advice = recommend(len(usable), shape, available, gpu_present())
-if objective == "sft" and advice.method in methods:  # its rates and epochs are for supervised training
+def pick_method(data: TrainingData, shape: estimate.ModelShape) -> tuple[str, str, bool]:
+    """The objective (for preference data), the suggestion and the method; returns (objective, method, whether
+    the method can run here: QLoRA needs a CUDA GPU and bitsandbytes)."""
+    objective = "sft" if data.source in DATA_KINDS else preference_ui.pick_objective(data.source, K)
+    # Each family of methods keeps its own choice: the lists differ.
+    methods, method_key = {"sft": (list(METHODS), K + "method"),
+                           "reward": (list(REWARD_METHODS), K + "reward_method")}.get(
+        objective, (list(PREFERENCE_METHODS), K + "preference_method"))
+    st.subheader(t("Method"))
+    suggestion(data, shape, objective, methods, method_key)
+    method = st.radio(t("Method"), methods, key=method_key, format_func=lambda m: t(METHODS[m]),
+                      label_visibility="collapsed")
+    qlora_ok = True
+    if method == "qlora":
+        from core.finetune.methods import qlora_support
+
+        qlora_ok, qlora_message = qlora_support()
+        (st.success if qlora_ok else st.warning)(t(qlora_message))
+    return objective, method, qlora_ok
+
+
+def suggestion(data: TrainingData, shape: estimate.ModelShape, objective: str, methods: list[str],
+               method_key: str) -> None:
+    """The method suggested for this much data on this machine, with a button that applies it and its settings."""
+    advice = recommend(len(data.usable), shape, estimate.available_memory("cpu"), gpu_present())
+    if objective != "sft" or advice.method not in methods:  # its rates and epochs are for supervised training
+        return
     with st.container(border=True):
         st.markdown(t("**Suggested: {method}.** {reason}", method=t(METHODS[advice.method]).split(":")[0],
                       reason=t(advice.reason)))
@@ -134,245 +179,289 @@ if objective == "sft" and advice.method in methods:  # its rates and epochs are 
             for field, value in advice.changes.items():
                 st.session_state[K + field] = value
             st.rerun()
-method = st.radio(t("Method"), methods, key=method_key, format_func=lambda m: t(METHODS[m]),
-                  label_visibility="collapsed")
-qlora_ok = True
-if method == "qlora":
-    from core.finetune.methods import qlora_support
-
-    qlora_ok, qlora_message = qlora_support()
-    (st.success if qlora_ok else st.warning)(t(qlora_message))
-
-defaults = TrainConfig()
-settings: dict = {"dataset": dataset, "dataset_version": version, "method": method, "objective": objective,
-                  "data_source": "feedback" if source == "feedback" else "dataset"}
-if objective != "sft":
-    settings.update(preference_ui.settings(objective, K))
-if method in ("lora", "qlora"):
-    cols = st.columns(4)
-    settings["lora_rank"] = cols[0].number_input(t("Rank"), 1, 256, defaults.lora_rank, key=K + "lora_rank")
-    settings["lora_alpha"] = cols[1].number_input(t("Alpha"), 1, 512, defaults.lora_alpha, key=K + "lora_alpha")
-    settings["lora_dropout"] = cols[2].number_input(t("Dropout"), 0.0, 0.9, defaults.lora_dropout, 0.05,
-                                                    key=K + "lora_dropout")
-    settings["target_preset"] = cols[3].selectbox(t("Layers"), list(TARGET_PRESETS), key=K + "target_preset",
-                                                  index=list(TARGET_PRESETS).index(defaults.target_preset),
-                                                  format_func=lambda p: t(TARGET_PRESETS[p]))
-    cols = st.columns(2)
-    settings["use_rslora"] = cols[0].toggle(t("rsLoRA (stable scaling for high ranks)"), key=K + "use_rslora")
-    settings["use_dora"] = cols[1].toggle(t("DoRA (weight-decomposed LoRA, slower, sometimes better)"),
-                                          key=K + "use_dora")
-elif method == "partial":
-    settings["trainable_blocks"] = st.number_input(t("Blocks to train (counted from the top of {layers})",
-                                                     layers=shape.layers), 1, shape.layers,
-                                                   min(defaults.trainable_blocks, shape.layers),
-                                                   key=K + "trainable_blocks")
-elif method in ("prompt_tuning", "prefix_tuning"):
-    settings["virtual_tokens"] = st.number_input(t("Soft-prompt length (tokens)"), 1, 512, defaults.virtual_tokens,
-                                                 key=K + "virtual_tokens")
-    if method == "prompt_tuning":
-        settings["prompt_init_text"] = st.text_input(
-            t("Start from this text (empty = random)"), key=K + "prompt_init_text",
-            placeholder=t("Answer questions about our products briefly."))
-
-with st.expander(t("Training settings"), icon=":material/tune:"):
-    cols = st.columns(4)
-    settings["epochs"] = cols[0].number_input(t("Epochs"), 1, 100, defaults.epochs, key=K + "epochs")
-    settings["learning_rate"] = cols[1].number_input(t("Learning rate"), 1e-6, 0.5, defaults.learning_rate,
-                                                     format="%.0e", key=K + "learning_rate")
-    settings["batch_size"] = cols[2].number_input(t("Batch size"), 1, 256, defaults.batch_size, key=K + "batch_size")
-    settings["grad_accum"] = cols[3].number_input(t("Gradient accumulation"), 1, 256, defaults.grad_accum,
-                                                  key=K + "grad_accum")
-    cols = st.columns(4)
-    settings["max_length"] = cols[0].number_input(t("Max length (tokens)"), 16, 32768, defaults.max_length,
-                                                  key=K + "max_length")
-    settings["eval_fraction"] = cols[1].number_input(t("Eval share"), 0.0, 0.5, defaults.eval_fraction, 0.05,
-                                                     key=K + "eval_fraction",
-                                                     help=t("Used when the dataset has no train/eval split."))
-    settings["early_stopping_patience"] = cols[2].number_input(
-        t("Early stopping patience"), 0, 100, defaults.early_stopping_patience, key=K + "early_stopping_patience",
-        help=t("Stop after this many evaluations without a lower eval loss; 0 = off."))
-    settings["seed"] = cols[3].number_input(t("Seed"), 0, 2**31 - 1, defaults.seed, key=K + "seed")
-    cols = st.columns(4)
-    settings["eval_every"] = cols[0].number_input(t("Eval every (steps, 0 = each epoch)"), 0, 100000,
-                                                  defaults.eval_every, key=K + "eval_every")
-    if objective == "sft":  # preference losses always compare whole answers
-        settings["completion_only"] = cols[1].toggle(t("Loss on answers only"), defaults.completion_only,
-                                                     key=K + "completion_only")
-    settings["group_by_length"] = cols[2].toggle(t("Group similar lengths"), defaults.group_by_length,
-                                                 key=K + "group_by_length")
-    settings["precision"] = cols[3].selectbox(t("Precision"), ["auto", "bf16", "fp32"], key=K + "precision")
-    if objective == "sft":
-        settings["retrieval_context"] = st.radio(
-            t("Passages from the knowledge base"), list(RETRIEVAL_CONTEXTS), key=K + "retrieval_context",
-            format_func=lambda value: t(RETRIEVAL_CONTEXTS[value]), horizontal=False,
-            help=t("For a recipe that retrieves: train on the prompts the assistant will really see, with the "
-                   "passages its retriever finds for each question (training pairs only; needs indexed documents). "
-                   "Longer prompts make training slower; raise the max length to fit them."))
-
-try:
-    config = TrainConfig.from_dict(settings)
-except StudioError as exc:
-    show_error(exc)
-    st.stop()
-
-# ---- estimates --------------------------------------------------------------------------------------------------
-st.subheader(t("Before you start"))
-checks_block = False
-if config.is_preference:
-    findings = check_feedback(feedback) if source == "feedback" else check_pairs(records)
-    preference_ui.show_checks(findings)
-    checks_block = blocks_training(findings)
-# A pair's two answers go through the model together: the batch holds twice the sequences.
-pairwise = config.objective in ("dpo", "orpo", "reward")
-memory = estimate.estimate_memory(shape, config.with_changes(batch_size=config.batch_size * (2 if pairwise else 1)),
-                                  config.max_length, "cuda" if gpu_present() else "cpu")
-items = len(usable) * (2 if config.objective == "kto" and source == "preference" else 1)  # KTO splits each pair
-train_count = max(1, round(items * (1 - config.eval_fraction)))
-steps = estimate.planned_steps(train_count, config)
-cols = st.columns(4)
-cols[0].metric(t("Memory needed"), estimate.format_bytes(memory.total))
-cols[1].metric(t("Memory free"), estimate.format_bytes(memory.available) if memory.available else "?")
-cols[2].metric(t("Trainable weights"), f"{estimate.trainable_parameters(shape, config):,}")
-cols[3].metric(t("Updates"), f"{steps:,}")
-parts = {t("Weights"): memory.weights, t("Gradients"): memory.gradients, t("Optimizer"): memory.optimizer,
-         t("Activations"): memory.activations}
-bar = go.Figure([go.Bar(y=[t("Memory")], x=[size / 2**30], name=name, orientation="h")
-                 for name, size in parts.items()])
-if memory.available:
-    bar.add_vline(x=memory.available / 2**30, line_dash="dash", annotation_text=t("free"))
-bar.update_layout(barmode="stack", height=140, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="GB",
-                  legend=dict(orientation="h", y=-0.6))
-st.plotly_chart(bar, key=K + "memory_chart")
-if memory.warning():
-    st.warning(t(memory.warning()))
-
-calibration_dir = runs.runs_folder(project) / "_timing"
 
 
-def latest_calibration() -> Job | None:
-    jobs = sorted(p for p in (calibration_dir / "jobs").glob("*") if p.is_dir())
-    return Job(jobs[-1]) if jobs else None
-
-
-def run_spec(config: TrainConfig) -> dict:
-    return {"config": config.to_dict(), "base_model": recipe.model.to_dict(), "prompt": recipe.prompt.to_dict(),
-            "labels": {"user": recipe.labels.user, "assistant": recipe.labels.assistant}}
-
-
-timing = latest_calibration()
-cols = st.columns([1, 3], vertical_alignment="center")
-if cols[0].button(t("Measure the time"), key=K + "calibrate", icon=":material/timer:",
-                  help=t("Runs a few real training steps (about a minute) to time this machine.")):
-    calibration_dir.mkdir(parents=True, exist_ok=True)
-    spec_file = calibration_dir / "spec.json"
-    spec_file.write_text(json.dumps(run_spec(config)), encoding="utf-8")
-    timing = Job.start(calibration_dir / "jobs", ["-m", "core.finetune.job", "calibrate", str(project.path),
-                                                 str(spec_file)], label="Timing")
-if timing is not None:
-    status = timing.status()
-    done = next((e for e in timing.events() if e.get("type") == "calibration"), None)
-    if status.state == "running":
-        cols[1].caption(t("Timing a few training steps…"))
-    elif done:
-        total = done["seconds_per_step"] * steps
-        cols[1].info(t("About {duration} for {steps} updates ({seconds} s each, {speed} tokens/s).",
-                       duration=estimate.format_duration(total), steps=steps,
-                       seconds=f"{done['seconds_per_step']:.1f}", speed=f"{done['tokens_per_s']:.0f}"))
-    elif status.state == "failed":
-        cols[1].error(t(status.error))
-
-# ---- start ------------------------------------------------------------------------------------------------------
-with st.expander(t("Run it from a terminal"), icon=":material/terminal:"):
-    st.caption(t("Save this config as run.json; the same run then trains headless, for example on a server."))
-    st.code(json.dumps(config.to_dict(), indent=2), language="json")
-    st.download_button(t("Download run.json"), json.dumps(config.to_dict(), indent=2), file_name="run.json",
-                       mime="application/json", key=K + "download_config")
-    st.code(runs.headless_command(project, "run.json"), language="bash")
-    gpus = gpu_count()
-    st.caption(t("On a machine with several GPUs, the same config trains on all of them at once (data parallel: "
-                 "each GPU takes a share of every batch, so the result matches a one-GPU run):")
-               + ("" if gpus > 1 else " " + t("set --num_processes to the number of GPUs.")))
-    st.code(launch_command(project.name, "run.json", max(gpus, 2)), language="bash")
-    st.caption(t("For a model too large for one GPU, shard it across them instead (FSDP: each GPU holds a share of the "
-                 "weights, gradients and optimizer state, and the result is the same; not for QLoRA):"))
-    st.code(launch_command(project.name, "run.json", max(gpus, 2), sharded=True), language="bash")
-
-active = [r for r in runs.list_runs(project) if r.status().state == "running"]
-start_disabled = bool(active) or (method == "qlora" and not qlora_ok) or checks_block
-if st.button(t("Start training"), type="primary", icon=":material/play_arrow:", disabled=start_disabled,
-             key=K + "start"):
+# ---- settings ---------------------------------------------------------------------------------------------------
+def training_settings(data: TrainingData, objective: str, method: str, shape: estimate.ModelShape) -> TrainConfig:
+    """The method's own settings and the Training settings expander, as a validated config."""
+    settings = method_settings(data, objective, method, shape)
+    settings.update(optimisation_settings(objective))
     try:
-        run = runs.create_run(project, config, recipe)
-        run.start()
-        st.session_state[K + "run"] = run.id
-        st.rerun()
+        return TrainConfig.from_dict(settings)
     except StudioError as exc:
         show_error(exc)
-if active:
-    st.caption(t("One run trains at a time; this machine is busy with {run}.", run=active[0].id))
+        st.stop()
 
-# ---- runs -------------------------------------------------------------------------------------------------------
-all_runs = runs.list_runs(project)
-if all_runs:
+
+def method_settings(data: TrainingData, objective: str, method: str, shape: estimate.ModelShape) -> dict:
+    defaults = TrainConfig()
+    settings: dict = {"dataset": data.name, "dataset_version": data.version, "method": method,
+                      "objective": objective, "data_source": "feedback" if data.source == "feedback" else "dataset"}
+    if objective != "sft":
+        settings.update(preference_ui.settings(objective, K))
+    if method in ("lora", "qlora"):
+        cols = st.columns(4)
+        settings["lora_rank"] = cols[0].number_input(t("Rank"), 1, 256, defaults.lora_rank, key=K + "lora_rank")
+        settings["lora_alpha"] = cols[1].number_input(t("Alpha"), 1, 512, defaults.lora_alpha, key=K + "lora_alpha")
+        settings["lora_dropout"] = cols[2].number_input(t("Dropout"), 0.0, 0.9, defaults.lora_dropout, 0.05,
+                                                        key=K + "lora_dropout")
+        settings["target_preset"] = cols[3].selectbox(t("Layers"), list(TARGET_PRESETS), key=K + "target_preset",
+                                                      index=list(TARGET_PRESETS).index(defaults.target_preset),
+                                                      format_func=lambda p: t(TARGET_PRESETS[p]))
+        cols = st.columns(2)
+        settings["use_rslora"] = cols[0].toggle(t("rsLoRA (stable scaling for high ranks)"), key=K + "use_rslora")
+        settings["use_dora"] = cols[1].toggle(t("DoRA (weight-decomposed LoRA, slower, sometimes better)"),
+                                              key=K + "use_dora")
+    elif method == "partial":
+        settings["trainable_blocks"] = st.number_input(t("Blocks to train (counted from the top of {layers})",
+                                                         layers=shape.layers), 1, shape.layers,
+                                                       min(defaults.trainable_blocks, shape.layers),
+                                                       key=K + "trainable_blocks")
+    elif method in ("prompt_tuning", "prefix_tuning"):
+        settings["virtual_tokens"] = st.number_input(t("Soft-prompt length (tokens)"), 1, 512,
+                                                     defaults.virtual_tokens, key=K + "virtual_tokens")
+        if method == "prompt_tuning":
+            settings["prompt_init_text"] = st.text_input(
+                t("Start from this text (empty = random)"), key=K + "prompt_init_text",
+                placeholder=t("Answer questions about our products briefly."))
+    return settings
+
+
+def optimisation_settings(objective: str) -> dict:
+    """The Training settings expander: epochs, rates, lengths, evaluation and precision."""
+    defaults = TrainConfig()
+    settings: dict = {}
+    with st.expander(t("Training settings"), icon=":material/tune:"):
+        cols = st.columns(4)
+        settings["epochs"] = cols[0].number_input(t("Epochs"), 1, 100, defaults.epochs, key=K + "epochs")
+        settings["learning_rate"] = cols[1].number_input(t("Learning rate"), 1e-6, 0.5, defaults.learning_rate,
+                                                         format="%.0e", key=K + "learning_rate")
+        settings["batch_size"] = cols[2].number_input(t("Batch size"), 1, 256, defaults.batch_size,
+                                                      key=K + "batch_size")
+        settings["grad_accum"] = cols[3].number_input(t("Gradient accumulation"), 1, 256, defaults.grad_accum,
+                                                      key=K + "grad_accum")
+        cols = st.columns(4)
+        settings["max_length"] = cols[0].number_input(t("Max length (tokens)"), 16, 32768, defaults.max_length,
+                                                      key=K + "max_length")
+        settings["eval_fraction"] = cols[1].number_input(t("Eval share"), 0.0, 0.5, defaults.eval_fraction, 0.05,
+                                                         key=K + "eval_fraction",
+                                                         help=t("Used when the dataset has no train/eval split."))
+        settings["early_stopping_patience"] = cols[2].number_input(
+            t("Early stopping patience"), 0, 100, defaults.early_stopping_patience, key=K + "early_stopping_patience",
+            help=t("Stop after this many evaluations without a lower eval loss; 0 = off."))
+        settings["seed"] = cols[3].number_input(t("Seed"), 0, 2**31 - 1, defaults.seed, key=K + "seed")
+        cols = st.columns(4)
+        settings["eval_every"] = cols[0].number_input(t("Eval every (steps, 0 = each epoch)"), 0, 100000,
+                                                      defaults.eval_every, key=K + "eval_every")
+        if objective == "sft":  # preference losses always compare whole answers
+            settings["completion_only"] = cols[1].toggle(t("Loss on answers only"), defaults.completion_only,
+                                                         key=K + "completion_only")
+        settings["group_by_length"] = cols[2].toggle(t("Group similar lengths"), defaults.group_by_length,
+                                                     key=K + "group_by_length")
+        settings["precision"] = cols[3].selectbox(t("Precision"), ["auto", "bf16", "fp32"], key=K + "precision")
+        if objective == "sft":
+            settings["retrieval_context"] = st.radio(
+                t("Passages from the knowledge base"), list(RETRIEVAL_CONTEXTS), key=K + "retrieval_context",
+                format_func=lambda value: t(RETRIEVAL_CONTEXTS[value]), horizontal=False,
+                help=t("For a recipe that retrieves: train on the prompts the assistant will really see, with the "
+                       "passages its retriever finds for each question (training pairs only; needs indexed "
+                       "documents). Longer prompts make training slower; raise the max length to fit them."))
+    return settings
+
+
+# ---- before you start -------------------------------------------------------------------------------------------
+def before_you_start(project: Project, recipe: Recipe, data: TrainingData, config: TrainConfig,
+                     shape: estimate.ModelShape) -> bool:
+    """Checks of preference data, the memory estimate and the timing; returns whether the checks block the start."""
+    st.subheader(t("Before you start"))
+    checks_block = False
+    if config.is_preference:
+        findings = check_feedback(data.records) if data.source == "feedback" else check_pairs(data.records)
+        preference_ui.show_checks(findings)
+        checks_block = blocks_training(findings)
+    steps = memory_estimate(data, config, shape)
+    timing_estimate(project, recipe, config, steps)
+    return checks_block
+
+
+def memory_estimate(data: TrainingData, config: TrainConfig, shape: estimate.ModelShape) -> int:
+    """The memory metrics and chart; returns the number of planned updates."""
+    # A pair's two answers go through the model together: the batch holds twice the sequences.
+    pairwise = config.objective in ("dpo", "orpo", "reward")
+    memory = estimate.estimate_memory(shape, config.with_changes(batch_size=config.batch_size * (2 if pairwise else 1)),
+                                      config.max_length, "cuda" if gpu_present() else "cpu")
+    kto_split = config.objective == "kto" and data.source == "preference"  # KTO splits each pair
+    items = len(data.usable) * (2 if kto_split else 1)
+    train_count = max(1, round(items * (1 - config.eval_fraction)))
+    steps = estimate.planned_steps(train_count, config)
+    cols = st.columns(4)
+    cols[0].metric(t("Memory needed"), estimate.format_bytes(memory.total))
+    cols[1].metric(t("Memory free"), estimate.format_bytes(memory.available) if memory.available else "?")
+    cols[2].metric(t("Trainable weights"), f"{estimate.trainable_parameters(shape, config):,}")
+    cols[3].metric(t("Updates"), f"{steps:,}")
+    parts = {t("Weights"): memory.weights, t("Gradients"): memory.gradients, t("Optimizer"): memory.optimizer,
+             t("Activations"): memory.activations}
+    bar = go.Figure([go.Bar(y=[t("Memory")], x=[size / 2**30], name=name, orientation="h")
+                     for name, size in parts.items()])
+    if memory.available:
+        bar.add_vline(x=memory.available / 2**30, line_dash="dash", annotation_text=t("free"))
+    bar.update_layout(barmode="stack", height=140, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="GB",
+                      legend=dict(orientation="h", y=-0.6))
+    st.plotly_chart(bar, key=K + "memory_chart")
+    if memory.warning():
+        st.warning(t(memory.warning()))
+    return steps
+
+
+def timing_estimate(project: Project, recipe: Recipe, config: TrainConfig, steps: int) -> None:
+    """Measure the time: a background job times a few real steps; its result gives the run's duration."""
+    calibration_dir = runs.runs_folder(project) / "_timing"
+    jobs = sorted(p for p in (calibration_dir / "jobs").glob("*") if p.is_dir())
+    timing = Job(jobs[-1]) if jobs else None
+    cols = st.columns([1, 3], vertical_alignment="center")
+    if cols[0].button(t("Measure the time"), key=K + "calibrate", icon=":material/timer:",
+                      help=t("Runs a few real training steps (about a minute) to time this machine.")):
+        calibration_dir.mkdir(parents=True, exist_ok=True)
+        spec_file = calibration_dir / "spec.json"
+        spec_file.write_text(json.dumps(run_spec(recipe, config)), encoding="utf-8")
+        timing = Job.start(calibration_dir / "jobs", ["-m", "core.finetune.job", "calibrate", str(project.path),
+                                                     str(spec_file)], label="Timing")
+    if timing is None:
+        return
+    status = timing.status()
+    with cols[1]:
+        if status.state == "running":
+            timing_wait(timing)
+        else:
+            timing_result(timing, status, steps)
+
+
+@st.fragment(run_every=1.0, key=TIMING_FRAGMENT)
+def timing_wait(job: Job) -> None:
+    """Polls the timing job while it runs; once it ends, the whole page reruns and shows the estimate."""
+    if job.status().state != "running":
+        st.rerun(scope="app")
+    st.caption(t("Timing a few training steps…"))
+
+
+def timing_result(job: Job, status: JobStatus, steps: int) -> None:
+    done = next((e for e in job.events() if e.get("type") == "calibration"), None)
+    if done:
+        total = done["seconds_per_step"] * steps
+        st.info(t("About {duration} for {steps} updates ({seconds} s each, {speed} tokens/s).",
+                  duration=estimate.format_duration(total), steps=steps,
+                  seconds=f"{done['seconds_per_step']:.1f}", speed=f"{done['tokens_per_s']:.0f}"))
+    elif status.state == "failed":
+        st.error(t(status.error))
+
+
+# ---- terminal ---------------------------------------------------------------------------------------------------
+def terminal_commands(project: Project, config: TrainConfig) -> None:
+    with st.expander(t("Run it from a terminal"), icon=":material/terminal:"):
+        st.caption(t("Save this config as run.json; the same run then trains headless, for example on a server."))
+        st.code(json.dumps(config.to_dict(), indent=2), language="json")
+        st.download_button(t("Download run.json"), json.dumps(config.to_dict(), indent=2), file_name="run.json",
+                           mime="application/json", key=K + "download_config")
+        st.code(runs.headless_command(project, "run.json"), language="bash")
+        gpus = gpu_count()
+        st.caption(t("On a machine with several GPUs, the same config trains on all of them at once (data parallel: "
+                     "each GPU takes a share of every batch, so the result matches a one-GPU run):")
+                   + ("" if gpus > 1 else " " + t("set --num_processes to the number of GPUs.")))
+        st.code(launch_command(project.name, "run.json", max(gpus, 2)), language="bash")
+        st.caption(t("For a model too large for one GPU, shard it across them instead (FSDP: each GPU holds a share of "
+                     "the weights, gradients and optimizer state, and the result is the same; not for QLoRA):"))
+        st.code(launch_command(project.name, "run.json", max(gpus, 2), sharded=True), language="bash")
+
+
+# ---- start and runs ---------------------------------------------------------------------------------------------
+def start_and_runs(project: Project, recipe: Recipe, config: TrainConfig, blocked: bool) -> None:
+    """Start training (one run at a time), then the run list with the chosen run's live panel."""
+    active = [r for r in runs.list_runs(project) if r.status().state == "running"]
+    if st.button(t("Start training"), type="primary", icon=":material/play_arrow:",
+                 disabled=bool(active) or blocked, key=K + "start"):
+        try:
+            run = runs.create_run(project, config, recipe)
+            run.start()
+            st.session_state[K + "run"] = run.id
+            st.rerun()
+        except StudioError as exc:
+            show_error(exc)
+    if active:
+        st.caption(t("One run trains at a time; this machine is busy with {run}.", run=active[0].id))
+    all_runs = runs.list_runs(project)
+    if not all_runs:
+        return
     st.subheader(t("Runs"))
     ids = [r.id for r in all_runs]
     if st.session_state.get(K + "run") not in ids:
         st.session_state[K + "run"] = ids[0]
     chosen = runs.get_run(project, st.selectbox(t("Run"), ids, key=K + "run"))
-    chosen_config = chosen.config
-    st.caption((t(OBJECTIVES[chosen_config.objective]).split(":")[0] + " · " if chosen_config.is_preference else "")
-               + t("{method} on {dataset} v{version} · {epochs} epochs · learning rate {lr}",
-                   method=t(METHODS[chosen_config.method]).split(":")[0],
-                   dataset=chosen_config.dataset or t("chat feedback"), version=chosen_config.dataset_version or "–",
-                   epochs=chosen_config.epochs, lr=chosen_config.learning_rate))
+    st.caption(run_summary(chosen.config))
+    run_panel(chosen)
+    run_actions(chosen, busy=bool(active))
 
-    @st.fragment(run_every=2.0)
-    def run_panel() -> None:
-        status = chosen.status()
-        events = chosen.events()
-        if status.state == "running":
-            st.progress(min(1.0, status.step / status.total) if status.total else 0.0,
-                        text=t(status.message) if status.message else t("Starting"))
-        else:
-            st.markdown(t("Status: **{state}** · step {step} of {total}", state=t(STATES[status.state]),
-                          step=status.step, total=status.total or "?"))
-        steps_seen = [e for e in events if e.get("type") == "step"]
-        evals = [e for e in events if e.get("type") == "eval"]
-        if steps_seen:
-            last = steps_seen[-1]
-            cols = st.columns(4)
-            cols[0].metric(t("Training loss"), f"{last['loss']:.3f}")
-            cols[1].metric(t("Eval loss"), f"{evals[-1]['eval_loss']:.3f}" if evals else "–",
-                           delta=f"{evals[-1]['eval_loss'] - evals[0]['eval_loss']:+.3f}" if len(evals) > 1 else None,
-                           delta_color="inverse")
-            cols[2].metric(t("Tokens/s"), f"{last['tokens_per_s']:.0f}")
-            cols[3].metric(t("Time left"), estimate.format_duration(last["eta_s"]) if status.state == "running"
-                           else "–")
-            st.plotly_chart(loss_chart(events), key=K + "loss_chart")
-            if preference_ui.has_rewards(events):
-                preference_ui.metrics(steps_seen, evals)
-                st.plotly_chart(preference_ui.reward_chart(events), key=K + "reward_chart")
-        for event in chosen.messages()[-3:]:
-            if event.get("type") == "report" or event.get("type") == "trainable":
-                st.caption(t(event_message(event, "message")))
-        if status.state == "failed" and status.error:
-            st.error(t(status.error))
-        if status.state == "running":
-            if st.button(t("Cancel"), key=K + "cancel", icon=":material/stop:",
-                         help=t("Saves a checkpoint and stops; Resume continues from it.")):
-                chosen.cancel()
-                st.rerun()
-        elif status.state != "running" and st.session_state.get(K + "was_running") == chosen.id:
-            st.session_state.pop(K + "was_running")
-            st.rerun()  # refresh the adapters list and buttons once the run ends
-        if status.state == "running":
-            st.session_state[K + "was_running"] = chosen.id
 
-    run_panel()
+def run_summary(config: TrainConfig) -> str:
+    return ((t(OBJECTIVES[config.objective]).split(":")[0] + " · " if config.is_preference else "")
+            + t("{method} on {dataset} v{version} · {epochs} epochs · learning rate {lr}",
+                method=t(METHODS[config.method]).split(":")[0], dataset=config.dataset or t("chat feedback"),
+                version=config.dataset_version or "–", epochs=config.epochs, lr=config.learning_rate))
+
+
+@st.fragment(run_every=2.0)
+def run_panel(chosen: runs.Run) -> None:
+    """The chosen run's status, metrics and curves, redrawn every two seconds; Cancel while it trains."""
+    status = chosen.status()
+    events = chosen.events()
+    if status.state == "running":
+        st.progress(min(1.0, status.step / status.total) if status.total else 0.0,
+                    text=t(status.message) if status.message else t("Starting"))
+    else:
+        st.markdown(t("Status: **{state}** · step {step} of {total}", state=t(STATES[status.state]),
+                      step=status.step, total=status.total or "?"))
+    run_metrics(status, events)
+    for event in chosen.messages()[-3:]:
+        if event.get("type") == "report" or event.get("type") == "trainable":
+            st.caption(t(event_message(event, "message")))
+    if status.state == "failed" and status.error:
+        st.error(t(status.error))
+    if status.state == "running":
+        if st.button(t("Cancel"), key=K + "cancel", icon=":material/stop:",
+                     help=t("Saves a checkpoint and stops; Resume continues from it.")):
+            chosen.cancel()
+            st.rerun()
+    elif st.session_state.get(K + "was_running") == chosen.id:
+        st.session_state.pop(K + "was_running")
+        st.rerun()  # refresh the adapters list and buttons once the run ends
+    if status.state == "running":
+        st.session_state[K + "was_running"] = chosen.id
+
+
+def run_metrics(status: runs.RunStatus, events: list[dict]) -> None:
+    steps_seen = [e for e in events if e.get("type") == "step"]
+    evals = [e for e in events if e.get("type") == "eval"]
+    if not steps_seen:
+        return
+    last = steps_seen[-1]
+    cols = st.columns(4)
+    cols[0].metric(t("Training loss"), f"{last['loss']:.3f}")
+    cols[1].metric(t("Eval loss"), f"{evals[-1]['eval_loss']:.3f}" if evals else "–",
+                   delta=f"{evals[-1]['eval_loss'] - evals[0]['eval_loss']:+.3f}" if len(evals) > 1 else None,
+                   delta_color="inverse")
+    cols[2].metric(t("Tokens/s"), f"{last['tokens_per_s']:.0f}")
+    cols[3].metric(t("Time left"), estimate.format_duration(last["eta_s"]) if status.state == "running" else "–")
+    st.plotly_chart(loss_chart(events), key=K + "loss_chart")
+    if preference_ui.has_rewards(events):
+        preference_ui.metrics(steps_seen, evals)
+        st.plotly_chart(preference_ui.reward_chart(events), key=K + "reward_chart")
+
+
+def run_actions(chosen: runs.Run, busy: bool) -> None:
+    """Resume (or start again) a stopped run; add epochs to a finished one."""
     status = chosen.status()
     if status.state in ("cancelled", "failed"):
         if st.button(t("Resume") if status.resumable else t("Start again"), icon=":material/play_arrow:",
-                     key=K + "resume", disabled=bool(active)):
+                     key=K + "resume", disabled=busy):
             try:
                 chosen.start()
                 st.rerun()
@@ -381,48 +470,73 @@ if all_runs:
     if status.state == "done" and status.resumable:
         cols = st.columns([1, 1, 2], vertical_alignment="bottom")
         extra = cols[0].number_input(t("More epochs"), 1, 100, 1, key=K + "extra_epochs")
-        if cols[1].button(t("Add epochs"), icon=":material/add:", key=K + "add_epochs", disabled=bool(active)):
+        if cols[1].button(t("Add epochs"), icon=":material/add:", key=K + "add_epochs", disabled=busy):
             try:
                 chosen.add_epochs(int(extra))
                 st.rerun()
             except StudioError as exc:
                 show_error(exc)
 
-# ---- adapters ---------------------------------------------------------------------------------------------------
-registry = AdapterRegistry(project)
-adapters = registry.list()
-st.subheader(t("Adapters"))
-if not adapters:
-    st.caption(t("Each finished run leaves an adapter here. Attach one to the recipe to use it in Chat and "
-                 "evaluation."))
-    st.stop()
-rows = [{t("Adapter"): a.label, t("Method"): t(METHODS[a.method]).split(":")[0],
-         t("Objective"): t(OBJECTIVES[a.objective]).split(":")[0], t("Eval loss"): a.metrics.get("eval_loss"),
-         t("Steps"): a.metrics.get("steps"),
-         t("Size"): estimate.format_bytes(a.manifest.get("size_bytes", 0)),
-         t("Attached"): "✓" if saved.adapter == a.id else ""} for a in adapters]
-st.dataframe(rows, hide_index=True, key=K + "adapters_table")
-picked = st.selectbox(t("Adapter"), [a.id for a in adapters], key=K + "adapter",
-                      format_func=lambda i: registry.get(i).label)
-info = registry.get(picked)
-cols = st.columns(4)
-if info.is_reward:
-    cols[0].caption(t("A reward model scores answers instead of writing them: use it on the Labeling page (Rank "
-                      "with reward model)."))
-elif saved.adapter == info.id:
-    if cols[0].button(t("Detach from the recipe"), icon=":material/link_off:", key=K + "detach"):
-        save_draft(project, recipe.with_changes(adapter=None), note=t("Detached adapter {name}", name=info.label))
-        st.rerun()
-elif cols[0].button(t("Attach to the recipe"), type="primary", icon=":material/link:", key=K + "attach"):
-    from core.finetune.adapters import check_base
 
-    try:
-        check_base(info, folder)
-        save_draft(project, recipe.with_changes(adapter=info.id), note=t("Attached adapter {name}", name=info.label))
+# ---- adapters ---------------------------------------------------------------------------------------------------
+def pick_adapter(project: Project, recipe: Recipe, saved: Recipe, folder: Path) -> AdapterInfo:
+    """The adapters table and the chosen adapter's actions; stops the page while there is none."""
+    registry = AdapterRegistry(project)
+    adapters = registry.list()
+    st.subheader(t("Adapters"))
+    if not adapters:
+        st.caption(t("Each finished run leaves an adapter here. Attach one to the recipe to use it in Chat and "
+                     "evaluation."))
+        st.stop()
+    rows = [{t("Adapter"): a.label, t("Method"): t(METHODS[a.method]).split(":")[0],
+             t("Objective"): t(OBJECTIVES[a.objective]).split(":")[0], t("Eval loss"): a.metrics.get("eval_loss"),
+             t("Steps"): a.metrics.get("steps"),
+             t("Size"): estimate.format_bytes(a.manifest.get("size_bytes", 0)),
+             t("Attached"): "✓" if saved.adapter == a.id else ""} for a in adapters]
+    st.dataframe(rows, hide_index=True, key=K + "adapters_table")
+    picked = st.selectbox(t("Adapter"), [a.id for a in adapters], key=K + "adapter",
+                          format_func=lambda i: registry.get(i).label)
+    info = registry.get(picked)
+    cols = st.columns(4)
+    with cols[0]:
+        attach_button(project, recipe, saved, info, folder)
+    with cols[1].popover(t("Export"), icon=":material/download:"):
+        export_adapter(project, info, folder)
+    new_name = cols[2].text_input(t("Name"), info.label, key=K + f"name.{info.id}", label_visibility="collapsed")
+    if new_name.strip() and new_name != info.label:
+        registry.rename(info.id, new_name)
         st.rerun()
-    except StudioError as exc:
-        show_error(exc)
-with cols[1].popover(t("Export"), icon=":material/download:"):
+    with cols[3].popover(t("Delete"), icon=":material/delete:"):
+        st.write(t("Delete adapter {name}? Recipes that use it will stop working until another is attached.",
+                   name=info.label))
+        if st.button(t("Delete for good"), type="primary", key=K + "delete"):
+            registry.delete(info.id)
+            st.rerun()
+    return info
+
+
+def attach_button(project: Project, recipe: Recipe, saved: Recipe, info: AdapterInfo, folder: Path) -> None:
+    if info.is_reward:
+        st.caption(t("A reward model scores answers instead of writing them: use it on the Labeling page (Rank "
+                     "with reward model)."))
+    elif saved.adapter == info.id:
+        if st.button(t("Detach from the recipe"), icon=":material/link_off:", key=K + "detach"):
+            save_draft(project, recipe.with_changes(adapter=None), note=t("Detached adapter {name}", name=info.label))
+            st.rerun()
+    elif st.button(t("Attach to the recipe"), type="primary", icon=":material/link:", key=K + "attach"):
+        from core.models.adapters import check_base
+
+        try:
+            check_base(info, folder)
+            save_draft(project, recipe.with_changes(adapter=info.id),
+                       note=t("Attached adapter {name}", name=info.label))
+            st.rerun()
+        except StudioError as exc:
+            show_error(exc)
+
+
+def export_adapter(project: Project, info: AdapterInfo, folder: Path) -> None:
+    """The Export popover: the adapter as a zip, or merged into the base model as a standalone folder."""
     from core.finetune.adapters import export_adapter_zip, merge_and_export
 
     exports = project.subdir("exports")
@@ -441,30 +555,44 @@ with cols[1].popover(t("Export"), icon=":material/download:"):
                 st.success(t("Saved a standalone model folder: {path}", path=str(target)))
             except StudioError as exc:
                 show_error(exc)
-new_name = cols[2].text_input(t("Name"), info.label, key=K + f"name.{info.id}", label_visibility="collapsed")
-if new_name.strip() and new_name != info.label:
-    registry.rename(info.id, new_name)
-    st.rerun()
-with cols[3].popover(t("Delete"), icon=":material/delete:"):
-    st.write(t("Delete adapter {name}? Recipes that use it will stop working until another is attached.",
-               name=info.label))
-    if st.button(t("Delete for good"), type="primary", key=K + "delete"):
-        registry.delete(info.id)
-        st.rerun()
+
 
 # ---- base vs tuned ----------------------------------------------------------------------------------------------
-if info.is_reward:
-    st.stop()
-st.markdown("#### " + t("Base vs tuned"))
-question = st.text_input(t("Ask both models the same question"), key=K + "compare_question",
-                         placeholder=t("Type a question from your domain"))
-if st.button(t("Compare"), icon=":material/compare_arrows:", key=K + "compare", disabled=not question.strip()):
-    from studio.ui.trial import stream_answer
+def base_vs_tuned(project: Project, recipe: Recipe, info: AdapterInfo) -> None:
+    """One question to the base model and to the tuned one, side by side (not for a reward model)."""
+    if info.is_reward:
+        return
+    st.markdown("#### " + t("Base vs tuned"))
+    question = st.text_input(t("Ask both models the same question"), key=K + "compare_question",
+                             placeholder=t("Type a question from your domain"))
+    if st.button(t("Compare"), icon=":material/compare_arrows:", key=K + "compare", disabled=not question.strip()):
+        from studio.ui.trial import stream_answer
 
-    left, right = st.columns(2)
-    with left:
-        st.caption(t("Base model"))
-        stream_answer(project, recipe.with_changes(adapter=None), question, key=K + "base_answer")
-    with right:
-        st.caption(t("With {name}", name=info.label))
-        stream_answer(project, recipe.with_changes(adapter=info.id), question, key=K + "tuned_answer")
+        left, right = st.columns(2)
+        with left:
+            st.caption(t("Base model"))
+            stream_answer(project, recipe.with_changes(adapter=None), question, key=K + "base_answer")
+        with right:
+            st.caption(t("With {name}", name=info.label))
+            stream_answer(project, recipe.with_changes(adapter=info.id), question, key=K + "tuned_answer")
+
+
+# ---- the page ---------------------------------------------------------------------------------------------------
+def main() -> None:
+    intro()
+    recipe, saved = trainable_recipe(project)
+    data = pick_training_data(project)
+    folder = base_folder(recipe)
+    if folder is None:
+        st.stop()
+    shape = model_shape(str(folder))
+    objective, method, qlora_ok = pick_method(data, shape)
+    config = training_settings(data, objective, method, shape)
+    checks_block = before_you_start(project, recipe, data, config, shape)
+    terminal_commands(project, config)
+    start_and_runs(project, recipe, config, blocked=(method == "qlora" and not qlora_ok) or checks_block)
+    adapter = pick_adapter(project, recipe, saved, folder)
+    base_vs_tuned(project, recipe, adapter)
+
+
+main()

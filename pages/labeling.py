@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.assistant import example_pool
+from core.assistant import draft_answer, example_pool
 from core.data import labeling
 from core.data.records import FIELDS, STATUSES, new_record, problems
 from core.data.store import DatasetStore
@@ -226,8 +226,8 @@ with drafts_tab:
                 bar = st.progress(0.0)
                 for i, record in enumerate(missing, start=1):
                     try:
-                        drafted[record["id"]] = labeling.draft_answer(recipe, backend, record[question_field],
-                                                                      pool, project=project)
+                        drafted[record["id"]] = draft_answer(recipe, backend, record[question_field], pool,
+                                                             project=project)
                     except Exception as exc:
                         show_error(exc)
                         break
@@ -248,7 +248,7 @@ with drafts_tab:
                     prompt = candidates[chosen_prompt]["prompt"]
                     pool = example_pool(project, recipe)
                     st.session_state[K + "pair"] = {"prompt": prompt, "drafts": [
-                        labeling.draft_answer(recipe, backend, prompt, pool, temperature=0.9, project=project)
+                        draft_answer(recipe, backend, prompt, pool, temperature=0.9, project=project)
                         for _ in range(2)]}
             pair = st.session_state.get(K + "pair")
             if pair:

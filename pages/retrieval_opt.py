@@ -7,13 +7,13 @@ import streamlit as st
 
 from core.data.store import DatasetStore
 from core.errors import StudioError
+from core.evaluate.sweep import DEFAULT_METRIC, METRICS, SweepGrid, SweepRun, create_sweep, get_sweep, list_sweeps
 from core.i18n import Msg
 from core.rag import queries
 from core.rag.chunking import STRATEGIES, ChunkingConfig
 from core.rag.embedders import available_embedders
 from core.rag.kb import DEFAULT_KB, KnowledgeBase, list_knowledge_bases
 from core.rag.retriever import MODES
-from core.rag.sweep import DEFAULT_METRIC, METRICS, SweepGrid, SweepRun, create_sweep, get_sweep, list_sweeps
 from studio.ui import sweep_apply
 from studio.ui.run_panel import background_run_panel
 from studio.ui import sweep_view as view

@@ -20,8 +20,8 @@ from core.data.store import DatasetStore
 from core.errors import StudioError
 from core.fewshot import FewShotSettings
 from core.finetune import runs
-from core.finetune.adapters import AdapterRegistry, check_base
 from core.finetune.config import TrainConfig
+from core.models.adapters import AdapterRegistry, check_base
 from core.models.generation import GenerationSettings
 from core.models.source import ModelSource
 from core.rag.kb import KnowledgeBase
@@ -116,7 +116,7 @@ def test_round_trip_keeps_recipe_adapter_knowledge_base_and_examples(full_projec
 
 
 def test_the_manifest_lists_every_file_with_checksum_and_the_model_fingerprint(full_project, tmp_path):
-    from core.finetune.adapters import folder_fingerprint
+    from core.models.adapters import folder_fingerprint
 
     archive = export_bundle(full_project, destination=tmp_path / "b.zip")
     with zipfile.ZipFile(archive) as zf:

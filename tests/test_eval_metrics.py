@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from core.evaluate.metrics import (
-    METRICS, aggregate, applicable_metrics, contains_reference, exact_match, hit_at_k, ndcg_at_k,
-    normalize_answer, parse_tool_calls, recall_at_k, reciprocal_rank, rouge_l, same_arguments, score_answer,
-    semantic_similarity, token_f1, tool_call_scores, valid_json,
+    METRICS, aggregate, applicable_metrics, contains_reference, exact_match, normalize_answer, parse_tool_calls,
+    rouge_l, same_arguments, score_answer, semantic_similarity, token_f1, tool_call_scores, valid_json,
 )
+from core.rag.metrics import hit_at_k, ndcg_at_k, recall_at_k, reciprocal_rank
 
 SHOP_OPENS = "Cửa hàng mở cửa lúc 9 giờ."
 

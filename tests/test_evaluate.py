@@ -170,7 +170,8 @@ def test_cli_eval_ladder_json(eval_project):
 
 def test_export_parity_scores_the_merged_folder_like_base_plus_adapter(eval_project, tiny_model_dir):
     from core.finetune import runs as finetune_runs
-    from core.finetune.adapters import AdapterRegistry, merge_and_export
+    from core.finetune.adapters import merge_and_export
+    from core.models.adapters import AdapterRegistry
     from core.finetune.config import TrainConfig
 
     DatasetStore(eval_project).create("pairs", "sft", [new_record("sft", prompt=f"Question {i}?", response=f"Answer {i}.")
@@ -256,3 +257,27 @@ def test_a_command_line_run_shows_on_the_page_as_a_job(eval_project):
     [job] = run.jobs()
     assert job.status().state == "done" and run.status().state == "done"
     assert any("answered" in str(e.get("message", "")) for e in job.events())
+
+
+def test_evaluation_asks_the_model_exactly_what_chat_asks(eval_project, tiny_model_dir, monkeypatch):
+    """The scoreboard measures what chat answers: both paths hand the model the same rendered prompts."""
+    from core import assistant
+
+    recipe = RecipeStore(eval_project).load().with_changes(
+        model=ModelSource(kind="local", location=str(tiny_model_dir("llama"))),
+        generation=GenerationSettings(temperature=0.0, max_new_tokens=3))
+    backend = assistant.recipe_backend(eval_project, recipe)
+    pool = [{"id": "a", "prompt": "When do you open?", "response": "At nine."},
+            {"id": "b", "prompt": "Where are you?", "response": "Main St."}]
+    recipe = recipe.with_changes(fewshot=FewShotSettings(enabled=True, k=2, strategy="fixed"))
+    asked: dict[str, list] = {"chat": [], "eval": []}
+    real_stream, real_batch = backend.stream, backend.generate_batch
+    monkeypatch.setattr(backend, "stream", lambda prompt, settings: asked["chat"].append(prompt) or
+                        real_stream(prompt, settings))
+    monkeypatch.setattr(backend, "generate_batch", lambda prompts, settings: asked["eval"].extend(prompts) or
+                        real_batch(prompts, settings))
+    records = [{"question": q} for q, _ in QUESTIONS]
+    for record in records:
+        assistant.answer(recipe, record["question"], backend, pool, eval_project)[1].run_to_end()
+    runs._ask_batch(eval_project, Variant("v", "v", recipe), records, backend, pool)
+    assert asked["chat"] and asked["chat"] == asked["eval"]

@@ -8,8 +8,8 @@ import random
 import pytest
 
 from conftest import TINY_CHAT_TEMPLATE, build_tokenizer
+from core.data.split import MIN_EXAMPLES
 from core.errors import TemplateError, TrainingError
-from core.finetune.config import MIN_EXAMPLES
 from core.finetune.data import (Example, PreparationReport, batch_order, check_size, collate, encode_record,
                                 padding_fraction, prepare_examples, split_records, training_messages)
 from core.i18n import Msg

@@ -20,8 +20,8 @@ import pytest
 
 from core.errors import TrainingError
 from core.finetune import distributed, runs
-from core.finetune.adapters import AdapterRegistry
 from core.finetune.distributed import Workers, launch_command
+from core.models.adapters import AdapterRegistry
 
 from test_finetune_runs import make_project, quick
 

@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 from core.errors import TrainingError  # noqa: E402
 from core.finetune import methods  # noqa: E402
 from core.finetune.config import TrainConfig  # noqa: E402
+from core.models.adapters import apply_saved_weights  # noqa: E402
 
 STEPS = 8
 TEXTS = ["The capital of France is Paris. How many days are in a week? Seven days.",
@@ -220,7 +221,7 @@ def test_saved_weights_round_trip(tiny_model_dir, tokenizer, batch, tmp_path, ar
     tensors = methods.adapter_tensors(model, config)
     assert set(tensors) == {n for n, p in model.named_parameters() if p.requires_grad}
     save_file(tensors, tmp_path / "weights.safetensors")  # tied weights (Gemma) must not appear twice
-    restored = methods.apply_saved_weights(_load(folder, config), load_file(tmp_path / "weights.safetensors"))
+    restored = apply_saved_weights(_load(folder, config), load_file(tmp_path / "weights.safetensors"))
     fresh = _logits(_load(folder, config), batch)
     assert torch.allclose(_logits(restored, batch), _logits(model, batch), atol=1e-6)
     assert not torch.allclose(fresh, _logits(model, batch), atol=1e-4)
@@ -229,9 +230,9 @@ def test_saved_weights_round_trip(tiny_model_dir, tokenizer, batch, tmp_path, ar
 def test_saved_weights_must_match_the_model(tiny_model_dir):
     model = _load(tiny_model_dir("llama"), _config("full"))
     with pytest.raises(TrainingError, match="does not match"):
-        methods.apply_saved_weights(model, {"model.layers.9.mlp.up_proj.weight": torch.zeros(1)})
+        apply_saved_weights(model, {"model.layers.9.mlp.up_proj.weight": torch.zeros(1)})
     with pytest.raises(TrainingError, match="does not match"):
-        methods.apply_saved_weights(model, {"model.norm.weight": torch.zeros(3)})
+        apply_saved_weights(model, {"model.norm.weight": torch.zeros(3)})
 
 
 @pytest.mark.parametrize("arch,method", [("llama", "lora"), ("gemma3", "lora"), ("phi", "lora"),
@@ -330,3 +331,18 @@ def test_qlora_on_cuda(tiny_model_dir, tokenizer, batch):
 def test_cpu_attention_follows_the_example_length(tiny_model_dir, max_length, expected):
     model = methods.load_base_for_training(str(tiny_model_dir("llama")), _config("lora", max_length=max_length), "cpu")
     assert model.config._attn_implementation == expected
+
+
+def test_prefix_tuning_refused_when_the_forward_ignores_the_cache(tiny_model_dir, monkeypatch):
+    """A model whose forward drops the cache PEFT passes (e.g. an argument renamed upstream) would train nothing:
+    the behavioural check refuses it before training starts."""
+    model = _load(tiny_model_dir("llama"), _config("prefix_tuning"))
+    original = type(model).forward
+
+    def forward_without_cache(self, *args, past_key_values=None, **kwargs):
+        kwargs.pop("cache", None)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "forward", forward_without_cache)
+    with pytest.raises(TrainingError, match="Prefix tuning does not work"):
+        methods.apply_method(model, _config("prefix_tuning"))

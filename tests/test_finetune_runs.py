@@ -14,8 +14,9 @@ from core.data.records import new_record
 from core.data.store import DatasetStore
 from core.errors import TrainingError
 from core.finetune import runs
-from core.finetune.adapters import AdapterRegistry, export_adapter_zip, merge_and_export
+from core.finetune.adapters import export_adapter_zip, merge_and_export
 from core.finetune.config import TrainConfig
+from core.models.adapters import AdapterRegistry
 from core.models.source import ModelSource
 from core.recipe import Recipe, RecipeStore
 
@@ -202,23 +203,17 @@ def test_cancel_then_add_epochs(project, tiny_model_dir):
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("bitsandbytes") is None, reason="needs bitsandbytes")
-def test_qlora_on_cpu_is_refused_because_4bit_eval_fails(tiny_model_dir):
-    """bitsandbytes 0.50 trains 4-bit LoRA on a CPU, but a 4-bit layer in eval mode fails in its CPU kernel.
-    While that holds, QLoRA is offered only with CUDA; when a release fixes it, this test says so."""
+def test_qlora_is_offered_only_with_cuda():
+    """QLoRA is verified on CUDA only. bitsandbytes 0.50.2 now also runs a 4-bit layer in eval mode on a CPU (older
+    releases failed in the CPU kernel), but 4-bit on a CPU is slower than bf16 LoRA and untested end to end here."""
     import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     from core.finetune.methods import qlora_support
 
     if torch.cuda.is_available():
         pytest.skip("CUDA machine")
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                      bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir("llama")), quantization_config=quantization,
-                                                 device_map={"": "cpu"}).eval()
-    with pytest.raises(RuntimeError), torch.no_grad():
-        model(torch.tensor([[1, 5, 9, 30]]))
-    assert qlora_support()[0] is False
+    works, reason = qlora_support()
+    assert works is False and "CUDA" in str(reason)
 
 
 def test_a_command_line_run_shows_on_the_page_as_a_job(project, tiny_model_dir, tmp_path):

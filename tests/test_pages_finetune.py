@@ -1,19 +1,23 @@
-"""The Fine-tune page with streamlit's AppTest: settings and estimates, a running (fake) job with live curves
-and cancel, and the adapter list with attach."""
+"""The Fine-tune page with streamlit's AppTest: settings and estimates, the timing estimate appearing once its
+job ends, a running (fake) job with live curves and cancel, and the adapter list with attach."""
 
 from __future__ import annotations
 
 import json
 import time
+from functools import partial
+from unittest import mock
 
 import pytest
+from streamlit.runtime.scriptrunner import RerunData
+from streamlit.testing.v1 import local_script_runner
 
 from apptest_helpers import button, open_page
 from core.data.records import new_record
 from core.data.store import DatasetStore
 from core.finetune import runs
-from core.finetune.adapters import AdapterRegistry
 from core.finetune.config import TrainConfig
+from core.models.adapters import AdapterRegistry
 from core.models.source import ModelSource
 from core.recipe import Recipe, RecipeStore
 
@@ -61,6 +65,42 @@ def test_page_shows_method_choice_recommendation_and_estimates(tuning_project):
     assert any("Blocks to train" in n.label for n in at.number_input)
     at.radio[0].set_value("bitfit").run()
     assert not at.exception
+
+
+def rerun_fragment(at, key: str):
+    """What the browser does on a fragment's `run_every` tick: rerun that fragment alone, not the page. AppTest
+    has no call for it, so its next run asks for a fragment-scoped rerun of the fragments with that key."""
+    ids = list(at._fragment_storage._ids_by_target_key.get(key, {}))
+    assert ids, f"no fragment with key {key} on the page"
+    scoped = partial(RerunData, fragment_id_queue=ids, is_fragment_scoped_rerun=True)
+    with mock.patch.object(local_script_runner, "RerunData", scoped):
+        return at.run()
+
+
+def test_timing_estimate_shows_by_itself_once_the_timing_job_ends(tuning_project, tmp_path):
+    """The polling fragment notices the timing job ended and reruns the page: no other control is touched."""
+    from core.jobs import Job
+
+    gate = tmp_path / "finish"
+    event = {"type": "calibration", "seconds_per_step": 0.5, "tokens_per_s": 800.0, "progress": 1.0}
+    script = (f"import json,os,time\nprint(json.dumps({event!r}), flush=True)\n"
+              f"while not os.path.exists({str(gate)!r}): time.sleep(0.05)\n")
+    job = Job.start(runs.runs_folder(tuning_project) / "_timing" / "jobs", ["-c", script], label="Timing")
+    at = open_page("finetune")
+    assert any(c.value == "Timing a few training steps…" for c in at.caption)
+    assert not any(i.value.startswith("About ") for i in at.info)
+    rerun_fragment(at, "finetune.timing")  # still running: the fragment keeps waiting
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(c.value == "Timing a few training steps…" for c in at.caption)
+    gate.write_text("go")
+    deadline = time.time() + 30
+    while job.status().state == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    assert job.status().state == "done"
+    rerun_fragment(at, "finetune.timing")
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any(c.value == "Timing a few training steps…" for c in at.caption)
+    assert any(i.value.startswith("About ") and "0.5 s each, 800 tokens/s" in i.value for i in at.info)
 
 
 def test_running_job_shows_progress_curve_and_cancel(tuning_project):

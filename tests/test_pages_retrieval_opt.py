@@ -13,13 +13,13 @@ import pytest
 from core.data.records import new_record
 from core.data.store import DatasetStore
 from core.evaluate import runs
+from core.evaluate.sweep import SweepGrid, create_sweep
+from core.evaluate.sweep_exec import execute
 from core.jobs import Job
 from core.models.source import ModelSource
 from core.rag import queries as Q
 from core.rag.chunking import ChunkingConfig
 from core.rag.retriever import RetrieverSettings
-from core.rag.sweep import SweepGrid, create_sweep
-from core.rag.sweep_exec import execute
 from core.recipe import Recipe, RecipeStore
 from tests.apptest_helpers import button, open_page
 from tests.test_sweep import CODES, COMMON, FakeBackend, make_kb, parts_corpus

@@ -12,8 +12,8 @@ from core.data.records import new_record
 from core.data.store import DatasetStore
 from core.errors import StudioError, TrainingError
 from core.finetune import runs
-from core.finetune.adapters import AdapterRegistry
 from core.finetune.config import TrainConfig
+from core.models.adapters import AdapterRegistry
 from core.models.source import ModelSource
 from core.recipe import Recipe, RecipeStore
 
@@ -66,8 +66,8 @@ def mean_margin(model, pairs) -> float:
 def test_dpo_raises_the_chosen_over_rejected_margin(project, tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.finetune.adapters import apply_adapter
     from core.finetune.preference_data import prepare_pairs
+    from core.models.adapters import apply_adapter
     from core.models.base import CompletionLabels
     from core.prompt import PromptSettings
 
@@ -128,7 +128,8 @@ def test_reward_model_ranks_a_better_answer_above_a_worse_one(project, tiny_mode
 
     from core.data.labeling import rank_by_score
     from core.evaluate.variants import ladder_adapter
-    from core.finetune.adapters import apply_adapter, merge_and_export
+    from core.finetune.adapters import merge_and_export
+    from core.models.adapters import apply_adapter
     from core.finetune.reward import reward_models, score_answers
 
     folder = tiny_model_dir("gemma3")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -260,7 +261,7 @@ def make_lora_adapter(base_folder, destination, name="tiny lora"):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from core.finetune.adapters import folder_fingerprint
+    from core.models.adapters import folder_fingerprint
 
     model = AutoModelForCausalLM.from_pretrained(str(base_folder), dtype=torch.float32)
     torch.manual_seed(3)
@@ -401,3 +402,27 @@ def test_nf4_on_cuda(linear_heavy_dir, tiny_model_dir, lora_dir):
     tuned_nf4 = _logits(quantize.load_at_precision(folder, "nf4", lora_dir, device="cuda"), _ids(folder))
     base_nf4 = _logits(quantize.load_at_precision(folder, "nf4", device="cuda"), _ids(folder))
     assert closeness(tuned_nf4, tuned_fp32)[0] > closeness(base_nf4, tuned_fp32)[0]
+
+
+def test_cpu_features_come_from_torch_not_from_proc(monkeypatch):
+    """macOS has no /proc/cpuinfo: features are read from PyTorch's own detection."""
+    import platform
+
+    from core.finetune.trainer import bf16_supported
+
+    real_read_text = Path.read_text
+
+    def no_proc(self, *args, **kwargs):
+        if str(self).startswith("/proc"):
+            raise OSError("no /proc here")
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", no_proc)
+    flags = quantize._cpu_flags()
+    assert flags is not None
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert "sse2" in flags
+    capabilities = torch.cpu.get_capabilities()
+    native = bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    assert quantize.cpu_has_native_bf16() is native
+    assert bf16_supported("cpu") is native

@@ -154,7 +154,7 @@ def test_short_lora_run_on_the_embedded_model_lowers_eval_loss(gemma, tmp_path, 
     from core.data.records import new_record
     from core.data.store import DatasetStore
     from core.finetune import runs
-    from core.finetune.adapters import AdapterRegistry
+    from core.models.adapters import AdapterRegistry
     from core.finetune.config import TrainConfig
     from core.recipe import Recipe
     from core.sample import SAMPLE_DIR

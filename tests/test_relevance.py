@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.evaluate import metrics as M
+from core.rag import metrics as M
 from core.rag import ranking
 from core.rag.relevance import GoldUnit, first_relevant_rank, gold_units, judge, labels, matches, overlap
 from core.rag.store import Hit, chunk_id

@@ -140,10 +140,11 @@ def test_feedback_becomes_training_and_preference_pairs():
 
 
 def test_drafted_answers_stay_suggestions_until_accepted(tiny_backend):
+    from core.assistant import draft_answer
     from core.recipe import Recipe
 
     record = new_record("sft", prompt="Do you ship?")
-    text = labeling.draft_answer(Recipe(), tiny_backend("llama"), "Do you ship?", [])
+    text = draft_answer(Recipe(), tiny_backend("llama"), "Do you ship?", [])
     drafted = labeling.with_suggestion(record, "response", text or "…")
     assert drafted["suggestion"] is True and drafted["status"] == "unlabeled"
     accepted = labeling.apply([drafted], drafted["id"], "accepted", "lan")[0]

@@ -11,12 +11,12 @@ import pytest
 from core.data.records import new_record, problems
 from core.data.store import DatasetStore
 from core.errors import StudioError
+from core.evaluate.sweep import SweepConfig, SweepGrid, apply_best, create_sweep, get_sweep, list_sweeps, reindex_needed
+from core.evaluate.sweep_exec import execute
 from core.rag import queries as Q
 from core.rag.chunking import ChunkingConfig
 from core.rag.embedders import EmbedderSpec, EmbeddingCache, register_embedder, unregister_embedder
 from core.rag.kb import KnowledgeBase
-from core.rag.sweep import SweepConfig, SweepGrid, apply_best, create_sweep, get_sweep, list_sweeps, reindex_needed
-from core.rag.sweep_exec import execute
 from core.recipe import RecipeStore
 
 COMMON = "shop bike customer service"
@@ -337,7 +337,7 @@ def test_a_stopped_sweep_resumes_where_it_stopped(project, parts):
 
 
 def test_the_job_entry_point_runs_the_sweep(project, parts, capsys):
-    from core.rag import sweep_job
+    from core.evaluate import sweep_job
 
     run = create_sweep(project, "queries", SweepGrid(modes=("fts",), ks=(1,)))
     assert sweep_job.main([str(project.path), run.id]) == 0

@@ -63,7 +63,7 @@ def sample_questions(project: Project, limit: int = layout.SAMPLE_LIMIT) -> list
 def _adapter_entries(project: Project, recipe: Recipe) -> tuple[list[tuple[str, Source]], dict | None]:
     if not recipe.adapter:
         return [], None
-    from core.finetune.adapters import AdapterRegistry
+    from core.models.adapters import AdapterRegistry
 
     info = AdapterRegistry(project).get(recipe.adapter)  # a clear error when it was deleted
     files = sorted(f for f in info.folder.rglob("*") if f.is_file() and not f.is_symlink())

@@ -164,7 +164,7 @@ def _place_recipe(project: Project, unpacked: Path, manifest: dict, origin: str)
 
 
 def _place_adapter(project: Project, unpacked: Path, adapter_id: str) -> None:
-    from core.finetune.adapters import MANIFEST
+    from core.models.adapters import MANIFEST
 
     if not isinstance(adapter_id, str) or not _ADAPTER_ID.fullmatch(adapter_id):
         raise _refuse(Msg("its adapter has an unusable name."))

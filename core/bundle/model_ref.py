@@ -37,8 +37,8 @@ def local_folder(source: ModelSource) -> Path | None:
 
 
 def fingerprint(source: ModelSource) -> str | None:
-    """core.finetune.adapters.folder_fingerprint of the base weights, when they are on this machine."""
-    from core.finetune.adapters import folder_fingerprint
+    """core.models.adapters.folder_fingerprint of the base weights, when they are on this machine."""
+    from core.models.adapters import folder_fingerprint
 
     folder = local_folder(source)
     try:

@@ -88,20 +88,7 @@ def feedback_to_preference(entry: dict) -> dict | None:
     return record
 
 
-# ---- drafts from the current recipe ---------------------------------------------------------------------------
-
-def draft_answer(recipe, backend, question: str, pool: list[dict], temperature: float | None = None,
-                 project=None) -> str:
-    """The recipe's answer to a question (a suggestion until a person accepts it)."""
-    from dataclasses import replace
-
-    from core import assistant
-
-    if temperature is not None:
-        recipe = recipe.with_changes(generation=replace(recipe.generation, temperature=temperature))
-    _, stream = assistant.answer(recipe, question, backend, pool, project)
-    return stream.run_to_end()
-
+# ---- drafts from the current recipe (written by core.assistant.draft_answer) -----------------------------------
 
 def with_suggestion(record: dict, field: str, text: str) -> dict:
     return {**record, field: text, "suggestion": True, "status": "unlabeled", "labeled_at": None,

@@ -13,8 +13,9 @@ page's thumbs up and down (KTO), check_feedback counts the rated answers and war
 from __future__ import annotations
 
 from core.data.checks import Finding, normalize_text, record_id
+from core.data.rated import rated_from_feedback
 from core.data.records import problems
-from core.finetune.config import MIN_EXAMPLES
+from core.data.split import MIN_EXAMPLES
 from core.i18n import Msg
 
 MIN_PAIRS = MIN_EXAMPLES       # training refuses fewer (preference_data.check_size)
@@ -85,8 +86,6 @@ def _too_few(count: int, unit: Msg) -> list[Finding]:
 
 def check_feedback(entries: list[dict]) -> list[Finding]:
     """Findings for KTO on the Chat page's ratings: too few rated answers, or only one kind of rating."""
-    from core.finetune.preference_data import rated_from_feedback
-
     rated = rated_from_feedback(entries)
     found = _too_few(len(rated), Msg("rated answers"))
     good = sum(r.desirable for r in rated)

@@ -14,6 +14,7 @@ from core.i18n import Msg
 
 SPLITS = ("train", "eval")
 MAX_EVAL_FRACTION = 0.9
+MIN_EXAMPLES = 8  # below this an eval split and a measurable loss curve are not possible; training refuses fewer
 
 
 def split_records(records: list[dict], eval_fraction: float, seed: int, stratify: bool = False,

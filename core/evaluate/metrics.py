@@ -2,8 +2,8 @@
 
 Every score is a float in [0, 1] except the cost metrics (measured elsewhere). Text metrics compare normalized
 text (SQuAD style, but Unicode-aware so Vietnamese diacritics are kept); tool-call metrics parse what a small
-model writes; retrieval metrics take ranked lists of ids. Nothing here loads a model: semantic similarity is
-given an `embed` function.
+model writes; retrieval metrics (core.rag.metrics) take ranked lists of ids. Nothing here loads a model: semantic
+similarity is given an `embed` function.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 from core.i18n import Msg
+from core.rag.metrics import Retrieved, hit_at_k, reciprocal_rank
 
 ARTICLES = frozenset({"a", "an", "the"})
 
@@ -196,53 +197,6 @@ def tool_call_scores(prediction: str, expected_call: dict) -> dict[str, float]:
         return {"tool_name": 0.0, "tool_args": 0.0}
     arguments_match = same_arguments(calls[0]["arguments"], expected_call.get("arguments") or {})
     return {"tool_name": 1.0, "tool_args": float(arguments_match)}
-
-
-# ---- retrieval ----
-# A retrieved item is a str or a collection of strs (its chunk id and its document name); gold ids may name
-# either. Each gold id is credited once, to the first item that matches it.
-
-Retrieved = Sequence["str | Iterable[str]"]
-
-
-def _item_ids(item) -> set[str]:
-    return {item} if isinstance(item, str) else set(item)
-
-
-def _new_hits(retrieved: Retrieved, gold: Iterable[str], k: int | None = None) -> list[int]:
-    """How many not-yet-credited gold ids each of the top k items matches."""
-    if k is not None and k < 1:
-        raise ValueError(f"k must be at least 1, not {k}")
-    remaining = set(gold)
-    hits = []
-    for item in list(retrieved)[:k]:
-        matched = _item_ids(item) & remaining
-        remaining -= matched
-        hits.append(len(matched))
-    return hits
-
-
-def hit_at_k(retrieved: Retrieved, gold: Iterable[str], k: int) -> float:
-    return float(any(_new_hits(retrieved, gold, k)))
-
-
-def recall_at_k(retrieved: Retrieved, gold: Iterable[str], k: int) -> float:
-    gold = set(gold)
-    return sum(_new_hits(retrieved, gold, k)) / len(gold) if gold else 0.0
-
-
-def reciprocal_rank(retrieved: Retrieved, gold: Iterable[str]) -> float:
-    hits = _new_hits(retrieved, gold)
-    return next((1.0 / rank for rank, hit in enumerate(hits, start=1) if hit), 0.0)
-
-
-def ndcg_at_k(retrieved: Retrieved, gold: Iterable[str], k: int) -> float:
-    """Binary gain for an item that credits a new gold id (so 3 chunks of one gold document count once)."""
-    gold = set(gold)
-    hits = _new_hits(retrieved, gold, k)
-    dcg = sum(1.0 / math.log2(rank + 1) for rank, hit in enumerate(hits, start=1) if hit)
-    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(len(gold), k) + 1))
-    return dcg / ideal if ideal else 0.0
 
 
 # ---- meaning ----

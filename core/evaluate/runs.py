@@ -70,7 +70,7 @@ def _model_identity(project: Project, variant: Variant) -> dict:
     identity = {"model": recipe.model.to_dict(), "precision": variant.precision,
                 "weights": _weights_fingerprint(recipe.model)}
     if recipe.adapter:
-        from core.finetune.adapters import AdapterRegistry
+        from core.models.adapters import AdapterRegistry
 
         manifest = AdapterRegistry(project).get(recipe.adapter).manifest
         identity["adapter"] = {"id": recipe.adapter, "created": manifest.get("created"),
@@ -80,7 +80,7 @@ def _model_identity(project: Project, variant: Variant) -> dict:
 
 def _weights_fingerprint(source) -> str | None:
     """The weights behind a local source, so answers are not reused after a folder's model changed."""
-    from core.finetune.adapters import folder_fingerprint, source_folder
+    from core.models.adapters import folder_fingerprint, source_folder
 
     try:
         if source.kind in ("embedded", "local"):
@@ -336,26 +336,15 @@ def _ask(project: Project, variant: Variant, record: dict, backend, pool: list[d
 
 
 def _ask_batch(project: Project, variant: Variant, records: list[dict], backend, pool: list[dict]) -> list[dict]:
-    """Answers to several questions in one batched generation; "not found" answers skip the model."""
+    """Answers to several questions in one batched generation, prompted exactly as chat prompts them."""
     from core import assistant
 
-    prepared = [assistant.prepare(variant.recipe, r["question"], backend, pool, project, tools=r.get("tools"))
-                for r in records]
-    canned = [assistant.canned_answer(variant.recipe, p) for p in prepared]
-    to_generate = [p.prompt for p, text in zip(prepared, canned) if text is None]
-    generated = iter(backend.generate_batch(to_generate, variant.recipe.generation) if to_generate else [])
-    answers = []
-    for prompt, text in zip(prepared, canned):
-        if text is None:
-            out = next(generated)
-            answer = {"answer": out["text"].strip(), "latency_s": out["latency_s"],
-                      "prompt_tokens": out["prompt_tokens"], "output_tokens": out["output_tokens"]}
-        else:
-            answer = {"answer": text, "latency_s": 0.0, "prompt_tokens": backend.count_tokens(prompt.prompt),
-                      "output_tokens": 0}
-        answers.append({**answer, "retrieved": [[hit.chunk_id, hit.source] for hit in prompt.sources],
-                        "batched": True})
-    return answers
+    answered = assistant.answer_batch(variant.recipe, [r["question"] for r in records], backend, pool, project,
+                                      tools=[r.get("tools") for r in records])
+    return [{"answer": out["text"].strip(), "latency_s": out["latency_s"], "prompt_tokens": out["prompt_tokens"],
+             "output_tokens": out["output_tokens"],
+             "retrieved": [[hit.chunk_id, hit.source] for hit in prepared.sources], "batched": True}
+            for prepared, out in answered]
 
 
 def _answer(project: Project, variant: Variant, records: list[dict], backend, pool: list[dict]) -> list[dict]:

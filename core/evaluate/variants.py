@@ -71,7 +71,7 @@ def _retriever_ready(project: Project, recipe: Recipe) -> Msg | None:
 def ladder_adapter(project: Project, recipe: Recipe, objectives: tuple[str, ...] = ("sft",)) -> str | None:
     """The recipe's adapter, else the newest adapter trained on the recipe's model, among adapters trained with
     `objectives` (supervised by default; a reward model scores answers and never writes them)."""
-    from core.finetune.adapters import AdapterRegistry
+    from core.models.adapters import AdapterRegistry
 
     registry = AdapterRegistry(project)
     if recipe.adapter and registry.exists(recipe.adapter) and registry.get(recipe.adapter).objective in objectives:

@@ -37,10 +37,11 @@ def heldout_ids(project: Project, adapter_id: str) -> set[str] | None:
     """Ids of the preference records the adapter's run held out from training (its eval split); None when the
     run trained on everything or did not learn from a dataset."""
     from core.data.store import DatasetStore
-    from core.finetune.adapters import AdapterRegistry
+    from core.finetune.adapters import train_config
     from core.finetune.data import split_records
+    from core.models.adapters import AdapterRegistry
 
-    config = AdapterRegistry(project).get(adapter_id).config
+    config = train_config(AdapterRegistry(project).get(adapter_id))
     store = DatasetStore(project)
     if config.data_source != "dataset" or not config.dataset or not store.exists(config.dataset):
         return None

@@ -38,7 +38,6 @@ RETRIEVAL_CONTEXTS: dict[str, Msg] = {
     "mixed": Msg("With and without passages: each pair twice, so the adapter works with or without the retriever."),
     "always": Msg("With passages: the adapter learns to answer from what the retriever finds."),
 }
-MIN_EXAMPLES = 8  # below this an eval split and a measurable loss curve are not possible
 # What a run learns. One line each, shown on the Fine-tune page; all but "sft" learn from preferences.
 OBJECTIVES: dict[str, Msg] = {
     "sft": Msg("Supervised fine-tuning: learns to write the answers of training pairs or chats."),

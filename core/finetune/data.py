@@ -12,9 +12,10 @@ import random
 from dataclasses import dataclass, replace
 
 from core.data.records import KIND_LABELS, problems
+from core.data.split import MIN_EXAMPLES
 from core.data.split import split_records as assign_splits
 from core.errors import StudioError, TrainingError
-from core.finetune.config import DATA_KINDS, MIN_EXAMPLES
+from core.finetune.config import DATA_KINDS
 from core.i18n import Msg
 from core.models.base import CompletionLabels, render_completion
 from core.prompt import PromptSettings, build_messages, fill

@@ -6,10 +6,13 @@ torch, peft and transformers are imported inside functions so `core.finetune` st
 
 from __future__ import annotations
 
+import logging
+
 from core.errors import TrainingError
 from core.finetune.config import PEFT_METHODS, TrainConfig
 from core.i18n import Msg
 
+log = logging.getLogger(__name__)
 _NOTE_ATTR = "studio_method_note"  # set on the model by apply_method, read by describe_trainable
 EAGER_ATTENTION_MAX_LENGTH = 512
 _ATTENTION_WORDS = ("attn", "attention")
@@ -184,7 +187,7 @@ def _apply_peft(model, config: TrainConfig, tokenizer, base_folder):
             peft_config = peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=config.virtual_tokens,
                                                   prompt_tuning_init=peft.PromptTuningInit.RANDOM)
     elif method == "prefix_tuning":
-        _check_prefix_support(model)
+        _refuse_stateful_for_prefix(model)
         peft_config = peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=config.virtual_tokens)
     else:  # pragma: no cover
         raise TrainingError(Msg("Unknown fine-tuning method '{method}'.", method=method))
@@ -195,6 +198,11 @@ def _apply_peft(model, config: TrainConfig, tokenizer, base_folder):
                                 arch=architecture(model), reason=str(exc).splitlines()[0])) from exc
     if method == "prompt_tuning" and config.prompt_init_text.strip() and not base_folder:
         _init_prompt_from_text(wrapped, tokenizer, config.prompt_init_text.strip())
+    if method == "prefix_tuning":
+        from core.models.peft_compat import bridge_prefix_generation
+
+        _check_prefix_is_used(wrapped)
+        bridge_prefix_generation(wrapped)
     return wrapped
 
 
@@ -212,16 +220,36 @@ def _init_prompt_from_text(model, tokenizer, text: str) -> None:
         encoder.embedding.weight.copy_(vectors.to(encoder.embedding.weight.dtype))
 
 
-def _check_prefix_support(model) -> None:
-    """Prefix tuning writes its vectors into the key/value cache; refuse models without a plain one up front,
-    rather than failing at the first step: recurrent and hybrid models (Mamba, Jamba, Qwen3-Next: transformers
-    marks them stateful) and encoder-decoders."""
-    import inspect
+def _prefix_refusal(model) -> TrainingError:
+    return TrainingError(Msg("Prefix tuning does not work with this {arch} model because it has no standard "
+                             "attention cache; use prompt tuning or LoRA instead.", arch=architecture(model)))
 
-    takes_cache = "past_key_values" in inspect.signature(model.forward).parameters
-    if getattr(model, "_is_stateful", False) or getattr(model.config, "is_encoder_decoder", False) or not takes_cache:
-        raise TrainingError(Msg("Prefix tuning does not work with this {arch} model because it has no standard "
-                                "attention cache; use prompt tuning or LoRA instead.", arch=architecture(model)))
+
+def _refuse_stateful_for_prefix(model) -> None:
+    """Prefix tuning writes its vectors into the key/value cache: recurrent and hybrid models (Mamba, Jamba,
+    Qwen3-Next: transformers marks them stateful) and encoder-decoders have none to write into."""
+    if getattr(model, "_is_stateful", False) or getattr(model.config, "is_encoder_decoder", False):
+        raise _prefix_refusal(model)
+
+
+def _check_prefix_is_used(wrapped) -> None:
+    """A one-token forward with and without the (randomly started) prefix must differ; otherwise this model's
+    forward ignores the cache PEFT hands it and training would silently learn nothing. Checked by behaviour, not by
+    reading `forward`'s signature, whose argument names change between transformers releases."""
+    import torch
+
+    device = next(wrapped.parameters()).device
+    token = torch.ones((1, 1), dtype=torch.long, device=device)
+    try:
+        with torch.no_grad():
+            prefixed = wrapped(input_ids=token, attention_mask=torch.ones_like(token)).logits
+            with wrapped.disable_adapter():
+                plain = wrapped(input_ids=token, attention_mask=torch.ones_like(token)).logits
+    except Exception as exc:  # any failure of the cache path means the method cannot train here
+        log.info("prefix tuning forward failed: %s", exc)
+        raise _prefix_refusal(wrapped.get_base_model()) from exc
+    if torch.allclose(prefixed.float(), plain.float(), atol=1e-6):
+        raise _prefix_refusal(wrapped.get_base_model())
 
 
 def describe_trainable(model) -> dict:
@@ -238,7 +266,7 @@ def describe_trainable(model) -> dict:
 
 
 def adapter_tensors(model, config: TrainConfig) -> dict:
-    """What must be saved to rebuild the tuned model on top of its base.
+    """What must be saved to rebuild the tuned model on top of its base (core.models.adapters loads it back).
 
     PEFT methods: the adapter's state dict. full / partial / bitfit: the trained parameters under their names in
     the plain model (detached live tensors: save them right away).
@@ -248,25 +276,6 @@ def adapter_tensors(model, config: TrainConfig) -> dict:
 
         return get_peft_model_state_dict(model)
     return {name: param.detach() for name, param in model.named_parameters() if param.requires_grad}
-
-
-def apply_saved_weights(base_model, tensors: dict):
-    """Load full / partial / BitFit weights saved by adapter_tensors into a plain base model."""
-    import torch
-
-    params = dict(base_model.named_parameters(remove_duplicate=False))
-    unknown = sorted(name for name in tensors if name not in params)
-    if unknown:
-        raise TrainingError(Msg("This adapter does not match this model (unknown weight '{name}'); load it on the "
-                                "base model it was trained from.", name=unknown[0]))
-    for name, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(params[name].shape):
-            raise TrainingError(Msg("This adapter does not match this model (weight '{name}' has another shape); "
-                                    "load it on the base model it was trained from.", name=name))
-    with torch.no_grad():
-        for name, tensor in tensors.items():
-            params[name].copy_(tensor.to(device=params[name].device, dtype=params[name].dtype))
-    return base_model
 
 
 def qlora_support() -> tuple[bool, Msg]:

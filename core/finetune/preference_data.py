@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.data.rated import Rated, rated_from_feedback, rated_from_pairs, same_text
 from core.data.records import problems
+from core.data.split import MIN_EXAMPLES
 from core.errors import StudioError, TrainingError
 from core.finetune.data import IGNORE, Example, PreparationReport, encode_record, why_empty
 from core.i18n import Msg
@@ -39,21 +41,8 @@ class UnpairedExample:
     reference: tuple[float, ...] = ()  # the starting model's log-probabilities of example and mismatched
 
 
-@dataclass(frozen=True)
-class Rated:
-    """One answer to a prompt, marked good (desirable) or bad."""
-    prompt: str
-    answer: str
-    desirable: bool
-    id: str
-
-
 class _TooLong(Exception):
     """The prompt alone fills max_length."""
-
-
-def same_text(a: str, b: str) -> bool:
-    return " ".join(str(a or "").split()).casefold() == " ".join(str(b or "").split()).casefold()
 
 
 def encode_answer(prompt_text: str, answer: str, tokenizer, prompt, labels, max_length: int,
@@ -130,36 +119,6 @@ def prepare_pairs(records: list[dict], tokenizer, prompt, labels, max_length: in
     if not pairs:
         raise TrainingError(_why_empty(result, report.first_problem))
     return pairs, result
-
-
-def rated_from_pairs(records: list[dict]) -> list[Rated]:
-    """Preference records as unpaired answers: the chosen side good, the rejected side bad."""
-    rated = []
-    for n, record in enumerate(records):
-        if record.get("status") == "rejected" or problems("preference", record) \
-                or same_text(record["chosen"], record["rejected"]):
-            continue
-        record_id = str(record.get("id") or n)
-        rated += [Rated(record["prompt"], record["chosen"], True, record_id + ":chosen"),
-                  Rated(record["prompt"], record["rejected"], False, record_id + ":rejected")]
-    return rated
-
-
-def rated_from_feedback(entries: list[dict]) -> list[Rated]:
-    """The Chat page's ratings as unpaired answers: thumbs up good, thumbs down bad, a correction good. Dismissed
-    entries are left out."""
-    rated = []
-    for entry in entries:
-        question, answer = str(entry.get("question") or "").strip(), str(entry.get("answer") or "").strip()
-        if entry.get("status") == "dismissed" or not question or entry.get("rating") not in (1, -1):
-            continue
-        entry_id = str(entry.get("id") or len(rated))
-        if answer:
-            rated.append(Rated(question, answer, entry["rating"] > 0, entry_id))
-        correction = str(entry.get("correction") or "").strip()
-        if correction and entry["rating"] < 0 and not same_text(correction, answer):
-            rated.append(Rated(question, correction, True, entry_id + ":correction"))
-    return rated
 
 
 def prepare_unpaired(rated: list[Rated], tokenizer, prompt, labels, max_length: int) -> tuple[list[UnpairedExample],
@@ -249,8 +208,6 @@ def prepare_for(config, records: list[dict], tokenizer, prompt, labels):
 
 
 def check_size(n_train: int, config) -> None:
-    from core.finetune.config import MIN_EXAMPLES
-
     if n_train < MIN_EXAMPLES:
         unit = Msg("rated answers") if config.objective == "kto" else Msg("pairs")
         raise TrainingError(Msg("Preference tuning needs at least {minimum} {unit} to train on, and there are {n}. "

@@ -90,7 +90,7 @@ def load_base(folder: str, dtype, attention: str | None = None):
 
 def reward_models(project: Project) -> list:
     """The project's reward models (AdapterInfo), newest first."""
-    from core.finetune.adapters import AdapterRegistry
+    from core.models.adapters import AdapterRegistry
 
     return [a for a in AdapterRegistry(project).list() if a.is_reward]
 
@@ -118,7 +118,7 @@ def score_answers(project: Project, reward_model_id: str, prompt: str, answers: 
 
 
 def _scorer(project: Project, reward_model_id: str):
-    from core.finetune.adapters import AdapterRegistry
+    from core.models.adapters import AdapterRegistry
 
     info = AdapterRegistry(project).get(reward_model_id)
     if not info.is_reward:
@@ -136,7 +136,8 @@ def _load(info):
     import torch
     from transformers import AutoTokenizer
 
-    from core.finetune.adapters import WEIGHTS, check_base, source_folder
+    from core.finetune.adapters import train_config
+    from core.models.adapters import WEIGHTS, apply_saved_weights, check_base, source_folder
     from core.models.base import CompletionLabels
     from core.prompt import PromptSettings
 
@@ -150,10 +151,8 @@ def _load(info):
     else:
         from safetensors.torch import load_file
 
-        from core.finetune.methods import apply_saved_weights
-
         model = apply_saved_weights(model, load_file(str(info.folder / WEIGHTS)))
     model = model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     spec = {"prompt": PromptSettings.from_dict(info.manifest["prompt"]),
-            "labels": CompletionLabels(**info.manifest["labels"]), "max_length": info.config.max_length}
+            "labels": CompletionLabels(**info.manifest["labels"]), "max_length": train_config(info).max_length}
     return model, AutoTokenizer.from_pretrained(str(folder)), spec

@@ -229,7 +229,7 @@ def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit, devic
 
     from core.data.store import DatasetStore
     from core.finetune import data
-    from core.finetune.adapters import source_folder
+    from core.models.adapters import source_folder
     from core.models.base import CompletionLabels
     from core.models.source import ModelSource
     from core.prompt import PromptSettings
@@ -288,7 +288,7 @@ def _prepare_preference(project: Project, spec: dict, config: TrainConfig, emit:
     from transformers import AutoTokenizer
 
     from core.finetune import data, preference_data
-    from core.finetune.adapters import source_folder
+    from core.models.adapters import source_folder
     from core.finetune.preference import objective_for
     from core.models.base import CompletionLabels
     from core.models.source import ModelSource
@@ -313,9 +313,10 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
     Under `accelerate launch`, every process calls this with its `workers`; only the main one speaks and saves.
     """
     from core.finetune import distributed
-    from core.finetune.adapters import AdapterRegistry, folder_fingerprint
+    from core.finetune.adapters import register
     from core.finetune.methods import describe_trainable
     from core.finetune.trainer import Trainer
+    from core.models.adapters import folder_fingerprint
 
     if not workers.is_main:
         emit = _silent
@@ -357,7 +358,7 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
     try:
         emit(progress=0.99, message=Msg("Saving the adapter"))
         with distributed.full_parameters(prepared.model, tensors):
-            info = AdapterRegistry(project).register(run.id, prepared.model, config, {
+            info = register(project, run.id, prepared.model, config, {
                 "name": adapter_name(config, spec), "run": run.id,
                 "base_model": spec["base_model"], "base_fingerprint": folder_fingerprint(prepared.base_folder),
                 "dataset": config.dataset, "dataset_version": config.dataset_version, "prompt": spec["prompt"],

@@ -58,12 +58,9 @@ def bf16_supported(device: str) -> bool:
 
     if device.startswith("cuda"):
         return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    # Without avx512_bf16 / AMX, CPU bf16 matmuls are emulated and slower than fp32.
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    from core.models.quantize import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
 
 
 def use_bf16(config: TrainConfig, device: str) -> bool:

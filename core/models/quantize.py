@@ -71,11 +71,19 @@ def default_precision(device: str) -> str:
 # --- what works here -------------------------------------------------------------------------------------------
 
 def _cpu_flags() -> set[str] | None:
+    """The CPU features PyTorch itself detected (x86 and Arm, any OS); None when this build cannot tell."""
+    import torch
+
     try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None  # not Linux: cannot tell
-    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+        capabilities = torch.cpu.get_capabilities()
+    except (AttributeError, RuntimeError):
+        return None
+    return {name for name, present in capabilities.items() if present is True}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Without native bf16 (avx512_bf16 / AMX on x86), CPU bf16 matmuls are emulated and slower than fp32."""
+    return bool((_cpu_flags() or set()) & set(BF16_CPU_FLAGS))
 
 
 def _int8_engine() -> str | None:
@@ -211,11 +219,9 @@ def quantize_model(model, precision: str):
 # --- loading from a folder ------------------------------------------------------------------------------------
 
 def _adapter_info(adapter_folder: Path, base_folder: Path):
-    from core import atomic
-    from core.finetune.adapters import MANIFEST, AdapterInfo, check_base
+    from core.models.adapters import check_base, read_adapter
 
-    adapter_folder = Path(adapter_folder)
-    info = AdapterInfo(adapter_folder.name, adapter_folder, atomic.read_json(adapter_folder / MANIFEST))
+    info = read_adapter(adapter_folder)
     check_base(info, base_folder)
     return info
 
@@ -224,7 +230,7 @@ def _load_nf4(folder: Path, device: str, info=None):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from core.finetune.adapters import apply_adapter
+    from core.models.adapters import apply_adapter
 
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                       bnb_4bit_compute_dtype=torch.bfloat16,
@@ -254,7 +260,7 @@ def load_at_precision(folder: Path, precision: str, adapter_folder: Path | None 
     import torch
     from transformers import AutoModelForCausalLM
 
-    from core.finetune.adapters import apply_adapter
+    from core.models.adapters import apply_adapter
 
     folder = Path(folder).expanduser()
     check_precision(precision)

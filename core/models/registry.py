@@ -151,11 +151,10 @@ def open_tuned(source: ModelSource, adapter: Path) -> ModelBackend:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.finetune.adapters import AdapterInfo, apply_adapter, check_base, source_folder
+    from core.models.adapters import apply_adapter, check_base, read_adapter, source_folder
     from core.models.local import LocalModel
-    from core import atomic
 
-    info = AdapterInfo(Path(adapter).name, Path(adapter), atomic.read_json(Path(adapter) / "adapter.json"))
+    info = read_adapter(Path(adapter))
     folder = source_folder(source)
     check_base(info, folder)
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -12,9 +12,9 @@ import streamlit as st
 from core.data.store import DatasetStore
 from core.errors import StudioError
 from core.evaluate import runs, variants
+from core.evaluate.sweep import SweepResult, SweepRun, apply_best, reindex_needed, start_reindex
 from core.jobs import Job
 from core.rag.kb import KnowledgeBase
-from core.rag.sweep import SweepResult, SweepRun, apply_best, reindex_needed, start_reindex
 from core.recipe import RecipeStore
 from core.workspace import Project
 from studio.ui.i18n import t

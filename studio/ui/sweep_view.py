@@ -8,10 +8,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.evaluate.sweep import METRICS
 from core.i18n import Msg
 from core.rag.ranking import RERANKERS
 from core.rag.retriever import MODES
-from core.rag.sweep import METRICS
 from studio.ui.i18n import t
 
 STRATEGY_LABELS = {"recursive": Msg("By structure"), "fixed": Msg("Fixed token windows")}

@@ -1,6 +1,6 @@
-"""Running a retrieval sweep (core.rag.sweep): for each chunking × embedder × rewriting group, the knowledge base's
-stored documents are cut again into a temporary LanceDB table (indexes/sweep-tmp/, dropped when the group is
-done), then every setting of the group is scored on every query.
+"""Running a retrieval sweep (core.evaluate.sweep): for each chunking × embedder × rewriting group, the knowledge
+base's stored documents are cut again into a temporary LanceDB table (indexes/sweep-tmp/, dropped when the group
+is done), then every setting of the group is scored (core.rag.metrics) on every query.
 
 * Embeddings: through the project's `EmbeddingCache`, seeded with the vectors already stored in the knowledge
   base, so a chunk text is embedded at most once per embedder, across groups, sweeps and restarts. What each
@@ -18,13 +18,13 @@ import time
 from typing import Callable
 
 from core.errors import StudioError
-from core.evaluate import metrics as M
+from core.evaluate.sweep import SweepConfig, SweepRun, documents_fingerprint, get_sweep
 from core.i18n import Msg
+from core.rag import metrics as M
 from core.rag import ranking, relevance
 from core.rag.embedders import EmbeddingCache, EmbedStats, Stopped, get_embedder
 from core.rag.ranking import Scorer
 from core.rag.store import chunk_id
-from core.rag.sweep import SweepConfig, SweepRun, documents_fingerprint, get_sweep
 from core.workspace import Project
 
 Emit = Callable[..., None]

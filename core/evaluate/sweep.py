@@ -1,8 +1,9 @@
-"""Retrieval sweeps: which retrieval settings find the gold passages of a project's labeled queries best.
+"""Retrieval sweeps: which retrieval settings find the gold passages of a project's labeled queries best. They
+sit above core.rag (they read and write recipes and load the recipe's model), so they live with the evaluation.
 
 A sweep tries every setting of a `SweepGrid` (chunking, embedder, query rewriting, search mode, k, RRF constant,
 reranker) on one knowledge base and one set of retrieval queries (core.rag.queries), and scores each with hit@k,
-recall@k, MRR and nDCG@k (core.evaluate.metrics; relevance judged by text, core.rag.relevance).
+recall@k, MRR and nDCG@k (core.rag.metrics; relevance judged by text, core.rag.relevance).
 
 A sweep lives in runs/sweep/<id>/:
 
@@ -12,9 +13,9 @@ results.jsonl   one line per finished setting: its config, metrics and per-query
                 finish, so a cancelled or crashed sweep keeps them and starting again skips them
 finished        written when every setting is done
 applied.json    what `apply_best` last made of it
-jobs/           the background job's events (python -m core.rag.sweep_job PROJECT_DIR SWEEP_ID)
+jobs/           the background job's events (python -m core.evaluate.sweep_job PROJECT_DIR SWEEP_ID)
 
-Running it (core.rag.sweep_exec.execute) re-chunks the stored documents into temporary LanceDB tables and
+Running it (core.evaluate.sweep_exec.execute) re-chunks the stored documents into temporary LanceDB tables and
 reuses embeddings through the project's embedding cache (core.rag.embedders).
 """
 
@@ -278,7 +279,7 @@ class SweepRun:
         jobs = self.jobs()
         if jobs and jobs[-1].status().state == "running":
             raise StudioError(Msg("This sweep is already running."))
-        return Job.start(self.folder / "jobs", ["-m", "core.rag.sweep_job", str(self.project_dir), self.id],
+        return Job.start(self.folder / "jobs", ["-m", "core.evaluate.sweep_job", str(self.project_dir), self.id],
                          label=f"sweep {self.id}")
 
     def cancel(self) -> None:
@@ -327,7 +328,7 @@ def create_sweep(project: Project, queries: str, grid: SweepGrid | None = None, 
     """A new sweep of knowledge base `kb` on the retrieval queries of eval dataset `queries` (its `version`, the
     latest by default); `recipe` names the recipe whose model reranks or rewrites (when the grid asks for it) and
     whose minimum similarity filters passages unless the grid sets one (spec["min_similarity"]). Nothing runs yet: `SweepRun.start()` (a job) or
-    core.rag.sweep_exec.execute (in this process)."""
+    core.evaluate.sweep_exec.execute (in this process)."""
     from core.rag import relevance
     from core.rag.kb import KnowledgeBase
     from core.rag.queries import load_queries

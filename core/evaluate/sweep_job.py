@@ -1,5 +1,5 @@
-"""A retrieval sweep as a job: `python -m core.rag.sweep_job PROJECT_DIR SWEEP_ID` prints one JSON event per step
-(progress, one `type: config` event per scored setting); SIGTERM stops after the current setting or embedding
+"""A retrieval sweep as a job: `python -m core.evaluate.sweep_job PROJECT_DIR SWEEP_ID` prints one JSON event per
+step (progress, one `type: config` event per scored setting); SIGTERM stops after the current setting or embedding
 batch, keeping every finished setting (start again to finish)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def failure(reason: str) -> Msg:
 
 
 def main(argv: list[str]) -> int:
-    from core.rag.sweep_exec import execute
+    from core.evaluate.sweep_exec import execute
 
     return run_resumable(argv, execute, failure, "retrieval sweep")
 
