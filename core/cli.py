@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,6 +15,17 @@ from typing import Optional
 import typer
 
 from core.errors import StudioError
+
+# Library chatter a user cannot act on: download/loading progress bars and bitsandbytes' optional-kernel notice.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+class _DropOptionalKernelNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "kernels-community" not in record.getMessage()
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropOptionalKernelNotice())
 
 app = typer.Typer(help="LLM Customization Studio: customize a language model step by step.", no_args_is_help=True)
 project_app = typer.Typer(help="Create and list projects.", no_args_is_help=True)
@@ -25,6 +38,33 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+def _usage(message: str) -> None:
+    """A mistake in the command's own words (an option's value, a config file): one sentence, exit 2 like Typer."""
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _run_child(command: list[str], env: dict | None = None) -> int:
+    """Run a server child; Ctrl-C or SIGTERM on this command stops the child too, then this command."""
+    child = subprocess.Popen(command, env=env)
+
+    def forward(signum, _frame):
+        child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
 @app.command()
 def run(port: int = typer.Option(8501, help="Port to serve on."),
         host: str = typer.Option("127.0.0.1", help="Address to bind; 127.0.0.1 keeps the studio on this machine."),
@@ -35,7 +75,7 @@ def run(port: int = typer.Option(8501, help="Port to serve on."),
     command = [sys.executable, "-m", "streamlit", "run", str(APP_PATH), "--server.address", host,
                "--server.port", str(port), "--server.headless", str(not open_browser).lower(), "--server.maxUploadSize", "256",
                "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
-    raise typer.Exit(subprocess.call(command))
+    raise typer.Exit(_run_child(command))
 
 
 @app.command()
@@ -77,7 +117,7 @@ def demo(project: str = typer.Argument(..., help="Project name or folder name.")
                + ("  (password protected)" if settings.protected else ""))
     environment = {**os.environ, **demo_module.server_environment(target, settings)}
     environment.pop(demo_module.PASSWORD_ENV, None)  # only the hash travels on
-    raise typer.Exit(subprocess.call(demo_module.streamlit_command(APP_PATH, host, port, settings), env=environment))
+    raise typer.Exit(_run_child(demo_module.streamlit_command(APP_PATH, host, port, settings), env=environment))
 
 
 @project_app.command("create")
@@ -212,6 +252,13 @@ def data_import(project: str, path: Path = typer.Argument(..., help="File or dat
     from core.data import formats
     from core.data.store import DatasetStore
 
+    from core.data.records import KINDS
+
+    if kind is not None and kind not in KINDS:
+        _usage(f"--kind must be one of {', '.join(KINDS)}, not '{kind}'.")
+    bad_maps = [item for item in mapping if "=" not in item or not item.split("=", 1)[0].strip()]
+    if bad_maps:
+        _usage(f"--map takes field=column (for example --map prompt=question), not '{bad_maps[0]}'.")
     proj = _project(project)
     try:
         source = formats.read_source(path, path.name)
@@ -343,7 +390,8 @@ def kb_ingest(project: str, files: list[Path] = typer.Argument(..., help="Files 
 
 @kb_app.command("search")
 def kb_search(project: str, query: str, kb: str = typer.Option("docs"),
-              mode: str = typer.Option("hybrid", help="vector, fts or hybrid."), k: int = typer.Option(5),
+              mode: str = typer.Option("hybrid", help="vector, fts or hybrid."),
+              k: int = typer.Option(5, "-k", "--k", help="How many passages."),
               as_json: bool = typer.Option(False, "--json")) -> None:
     """Search a knowledge base the way the assistant does."""
     from core.rag.kb import KnowledgeBase
@@ -523,9 +571,15 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
             if config is None:
                 _fail("Give --config run.json or --resume RUN_ID.")
             try:
-                settings = TrainConfig.from_dict(json.loads(config.read_text(encoding="utf-8")))
-            except (OSError, ValueError, TypeError) as exc:
-                _fail(f"Could not read {config}: {exc}")
+                data = json.loads(config.read_text(encoding="utf-8"))
+            except OSError as exc:
+                _usage(f"Could not read {config}: {exc.strerror or exc}.")
+            except ValueError as exc:
+                _usage(f"{config} is not valid JSON ({exc}).")
+            try:
+                settings = TrainConfig.from_dict(data, strict=True)
+            except (ValueError, TypeError) as exc:
+                _usage(f"{config}: {exc}")
             run_id = runs.create_run(target, settings, RecipeStore(target, recipe).load()).id \
                 if workers.is_main else None
             run = runs.get_run(target, workers.broadcast(run_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from core import cli
@@ -56,7 +57,7 @@ def test_generate_errors_are_one_clear_line(workspace, tmp_path):
 
 def test_run_binds_localhost_by_default(monkeypatch):
     calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(cli, "_run_child", lambda argv, env=None: calls.append(argv) or 0)
     result = runner.invoke(cli.app, ["run", "--port", "8600"])
     assert result.exit_code == 0
     argv = calls[0]
@@ -126,7 +127,99 @@ def test_kb_ingest_search_delete(workspace, tmp_path, monkeypatch):
     assert "error     empty.txt" in result.stdout
     hits = json.loads(runner.invoke(cli.app, ["kb", "search", "Docs", "mở cửa", "--mode", "fts", "--json"]).stdout)
     assert [h["source"] for h in hits] == ["giờ.txt"]
+    short = runner.invoke(cli.app, ["kb", "search", "Docs", "open", "--mode", "fts", "-k", "1", "--json"])
+    assert short.exit_code == 0, short.output and len(json.loads(short.stdout)) == 1  # -k as the README shows
     assert runner.invoke(cli.app, ["kb", "delete", "Docs", "giờ.txt"]).exit_code == 0
     hits = json.loads(runner.invoke(cli.app, ["kb", "search", "Docs", "mở cửa", "--mode", "fts", "--json"]).stdout)
     assert hits == []
     assert runner.invoke(cli.app, ["kb", "delete", "Docs", "nope.md"]).exit_code == 1
+
+
+def _config_file(tmp_path, text: str):
+    path = tmp_path / "run.json"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("make_args, fragment", [
+    (lambda tmp: ["data", "import", "Shop", _config_file(tmp, "{}"), "--map", "prompt"], "--map takes field=column"),
+    (lambda tmp: ["data", "import", "Shop", _config_file(tmp, "{}"), "--map", "=question"], "--map takes"),
+    (lambda tmp: ["data", "import", "Shop", _config_file(tmp, "{}"), "--kind", "bogus"], "--kind must be one of"),
+    (lambda tmp: ["train", "Shop", "--config", _config_file(tmp, '{"epochs": "3"}')], "'epochs' must be a whole"),
+    (lambda tmp: ["train", "Shop", "--config", _config_file(tmp, '{"epochs": 2, "lr": 1}')], "unknown setting"),
+    (lambda tmp: ["train", "Shop", "--config", _config_file(tmp, '{"epochs": 2,')], "is not valid JSON"),
+    (lambda tmp: ["train", "Shop", "--config", _config_file(tmp, '[1, 2]')], "JSON object"),
+    (lambda tmp: ["train", "Shop", "--config", str(tmp / "missing.json")], "Could not read"),
+    (lambda tmp: ["kb", "search", "Shop", "q", "-k", "many"], ""),
+])
+def test_usage_errors_are_one_sentence_and_exit_2(workspace, tmp_path, make_args, fragment):
+    workspace.create("Shop")
+    result = runner.invoke(cli.app, make_args(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_stopping_studio_run_stops_its_streamlit_child(tmp_path):
+    """SIGTERM (or Ctrl-C) on `studio run` ends the server it started, not only itself."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    parent = subprocess.Popen([sys.executable, "-m", "core.cli", "run", "--port", str(port)],
+                              env={**os.environ, "STUDIO_HOME": str(tmp_path)}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline, children = time.time() + 60, []
+        while time.time() < deadline and not children:
+            children = psutil.Process(parent.pid).children(recursive=True)
+            time.sleep(0.2)
+        assert children, "studio run started no server"
+        time.sleep(1)
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=30)
+        gone, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == [], f"still running after SIGTERM: {alive}"
+    finally:
+        for proc in psutil.Process().children(recursive=True):
+            proc.kill()
+
+
+def test_commands_print_no_library_noise_and_kb_search_loads_no_llm(tmp_path):
+    """A command's output is the command's own: no optional-kernel notice, no loading bars; searching documents
+    imports neither the LLM backends nor peft."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\n"
+        "from core import cli\n"
+        "try:\n"
+        "    cli.app(['kb', 'search', 'Shop', 'when do you open', '--json'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import logging, torch, peft, bitsandbytes\n"
+        # bitsandbytes logs this on CPUs with avx512_bf16 when the optional `kernels` package is missing
+        "logging.getLogger('bitsandbytes.backends.cpu.ops').warning("
+        "'Failed to load CPU gemm_4bit_forward from kernels-community: %s.', 'No module named kernels')\n"
+        "from transformers.utils import logging as transformers_logging\n"
+        "assert not transformers_logging.is_progress_bar_enabled(), 'loading bars are on'\n"
+        "print(json.dumps(sorted(m for m in ('core.models.local', 'core.models.registry') if m in sys.modules)))\n"
+    )
+    env = {**os.environ, "STUDIO_HOME": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", "core.cli", "project", "create", "Shop"], env=env, check=True,
+                   capture_output=True)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "kernels-community" not in output and "Loading weights" not in output and "it/s]" not in output
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

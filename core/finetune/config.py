@@ -182,6 +182,36 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "TrainConfig":
+    def from_dict(cls, data: dict | None, strict: bool = False) -> "TrainConfig":
+        """`strict` (a config a person wrote): unknown keys and values of the wrong type are refused by name."""
         data = data or {}
+        if strict:
+            if not isinstance(data, dict):
+                raise ValueError("a run config is a JSON object of settings.")
+            known = {f.name: f for f in fields(cls)}
+            unknown = sorted(set(data) - set(known))
+            if unknown:
+                raise ValueError(f"unknown setting(s): {', '.join(unknown)}.")
+            for name, value in data.items():
+                _check_type(name, value, getattr(cls(), name))
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+def _check_type(name: str, value, default) -> None:
+    """Refuse "3" for a number (JSON written by hand); None is allowed where the default is None."""
+    if default is None or value is None and default is None:
+        return
+    if isinstance(default, bool):
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(default, float):
+        ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, wanted = isinstance(value, str), "a text"
+    elif isinstance(default, (list, tuple)):
+        ok, wanted = isinstance(value, (list, tuple)), "a list"
+    else:
+        return
+    if not ok:
+        raise ValueError(f"'{name}' must be {wanted}, not {value!r}.")
