@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from core import cli
+from core.cli import common
 from core.data.pairs import save_pairs
 from core.models.source import ModelSource
 from core.recipe import Recipe, RecipeStore
@@ -57,7 +58,7 @@ def test_generate_errors_are_one_clear_line(workspace, tmp_path):
 
 def test_run_binds_localhost_by_default(monkeypatch):
     calls = []
-    monkeypatch.setattr(cli, "_run_child", lambda argv, env=None: calls.append(argv) or 0)
+    monkeypatch.setattr(common, "run_child", lambda argv, env=None: calls.append(argv) or 0)
     result = runner.invoke(cli.app, ["run", "--port", "8600"])
     assert result.exit_code == 0
     argv = calls[0]
@@ -127,99 +128,124 @@ def test_kb_ingest_search_delete(workspace, tmp_path, monkeypatch):
     assert "error     empty.txt" in result.stdout
     hits = json.loads(runner.invoke(cli.app, ["kb", "search", "Docs", "mở cửa", "--mode", "fts", "--json"]).stdout)
     assert [h["source"] for h in hits] == ["giờ.txt"]
-    short = runner.invoke(cli.app, ["kb", "search", "Docs", "open", "--mode", "fts", "-k", "1", "--json"])
-    assert short.exit_code == 0, short.output and len(json.loads(short.stdout)) == 1  # -k as the README shows
+    for flag in ("-k", "--k"):  # -k as the README shows it, --k as before
+        short = runner.invoke(cli.app, ["kb", "search", "Docs", "open", "--mode", "fts", flag, "1", "--json"])
+        assert short.exit_code == 0, short.output
+        assert len(json.loads(short.stdout)) == 1
     assert runner.invoke(cli.app, ["kb", "delete", "Docs", "giờ.txt"]).exit_code == 0
     hits = json.loads(runner.invoke(cli.app, ["kb", "search", "Docs", "mở cửa", "--mode", "fts", "--json"]).stdout)
     assert hits == []
     assert runner.invoke(cli.app, ["kb", "delete", "Docs", "nope.md"]).exit_code == 1
 
 
-def _config_file(tmp_path, text: str):
-    path = tmp_path / "run.json"
+def _file(tmp_path, text: str, name: str = "run.json") -> str:
+    path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return str(path)
 
 
-@pytest.mark.parametrize("make_args, fragment", [
-    (lambda tmp: ["data", "import", "Shop", _config_file(tmp, "{}"), "--map", "prompt"], "--map takes field=column"),
-    (lambda tmp: ["data", "import", "Shop", _config_file(tmp, "{}"), "--map", "=question"], "--map takes"),
-    (lambda tmp: ["data", "import", "Shop", _config_file(tmp, "{}"), "--kind", "bogus"], "--kind must be one of"),
-    (lambda tmp: ["train", "Shop", "--config", _config_file(tmp, '{"epochs": "3"}')], "'epochs' must be a whole"),
-    (lambda tmp: ["train", "Shop", "--config", _config_file(tmp, '{"epochs": 2, "lr": 1}')], "unknown setting"),
-    (lambda tmp: ["train", "Shop", "--config", _config_file(tmp, '{"epochs": 2,')], "is not valid JSON"),
-    (lambda tmp: ["train", "Shop", "--config", _config_file(tmp, '[1, 2]')], "JSON object"),
-    (lambda tmp: ["train", "Shop", "--config", str(tmp / "missing.json")], "Could not read"),
-    (lambda tmp: ["kb", "search", "Shop", "q", "-k", "many"], ""),
-])
+def _pairs(tmp_path) -> str:
+    return _file(tmp_path, json.dumps({"prompt": "Hi?", "response": "Hello."}) + "\n", "pairs.jsonl")
+
+
+def _not_utf8(tmp_path) -> str:
+    (tmp_path / "run.json").write_bytes(b'{"epochs": "\xff"}')
+    return str(tmp_path / "run.json")
+
+
+# (arguments, a fragment of the one sentence): mistakes in the command's own words, found before any work starts
+USAGE_ERRORS = {
+    "map without =": (lambda tmp: ["data", "import", "Shop", _pairs(tmp), "--map", "prompt"],
+                      "--map takes field=column"),
+    "map without field": (lambda tmp: ["data", "import", "Shop", _pairs(tmp), "--map", "=question"], "--map takes"),
+    "map unknown field": (lambda tmp: ["data", "import", "Shop", _pairs(tmp), "--map", "answer=response"],
+                          "sft records have no field 'answer'"),
+    "unknown kind": (lambda tmp: ["data", "import", "Shop", _pairs(tmp), "--kind", "bogus"],
+                     "--kind must be one of sft, chat, preference, eval"),
+    "unknown purpose": (lambda tmp: ["data", "check", "Shop", "faq", "--purpose", "bogus"], "--purpose must be"),
+    "eval fraction": (lambda tmp: ["data", "split", "Shop", "faq", "--eval-fraction", "2"], "--eval-fraction must"),
+    "unknown format": (lambda tmp: ["data", "export", "Shop", "faq", "--format", "bogus", "--out", str(tmp / "x")],
+                       "--format must be one of"),
+    "unknown mode": (lambda tmp: ["kb", "search", "Shop", "q", "--mode", "bogus"], "--mode must be one of"),
+    "k below 1": (lambda tmp: ["kb", "search", "Shop", "q", "-k", "0"], "-k must be at least 1"),
+    "unknown strategy": (lambda tmp: ["kb", "ingest", "Shop", _pairs(tmp), "--strategy", "bogus"],
+                         "--strategy must be one of recursive, fixed"),
+    "sizes not numbers": (lambda tmp: ["kb", "sweep", "Shop", "--queries", "q", "--chunk-sizes", "100,abc"],
+                          "--chunk-sizes takes whole numbers"),
+    "unknown sweep mode": (lambda tmp: ["kb", "sweep", "Shop", "--queries", "q", "--modes", "fts,bogus"],
+                           "--modes must be one of"),
+    "unknown metric": (lambda tmp: ["kb", "sweep", "Shop", "--queries", "q", "--metric", "bogus"],
+                       "--metric must be one of"),
+    "eval limit": (lambda tmp: ["eval", "Shop", "--limit", "0"], "--limit must be at least 1"),
+    "train without config": (lambda tmp: ["train", "Shop"], "Give --config"),
+    "config string for int": (lambda tmp: ["train", "Shop", "--config", _file(tmp, '{"epochs": "3"}')],
+                              "'epochs' must be a whole number"),
+    "config unknown key": (lambda tmp: ["train", "Shop", "--config", _file(tmp, '{"epochs": 2, "lr": 1}')],
+                           "unknown setting(s): lr"),
+    "config out of range": (lambda tmp: ["train", "Shop", "--config", _file(tmp, '{"epochs": 0}')],
+                            "Epochs must be between"),
+    "config bad JSON": (lambda tmp: ["train", "Shop", "--config", _file(tmp, '{"epochs": 2,')], "is not valid JSON"),
+    "config not an object": (lambda tmp: ["train", "Shop", "--config", _file(tmp, "[1, 2]")], "JSON object"),
+    "config missing": (lambda tmp: ["train", "Shop", "--config", str(tmp / "missing.json")], "Could not read"),
+    "config a folder": (lambda tmp: ["train", "Shop", "--config", str(tmp)], "Could not read"),
+    "config not UTF-8": (lambda tmp: ["train", "Shop", "--config", _not_utf8(tmp)], "not a UTF-8 text file"),
+}
+
+
+def _one_sentence(result) -> str:
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and not result.stdout.strip(), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("make_args, fragment", USAGE_ERRORS.values(), ids=USAGE_ERRORS.keys())
 def test_usage_errors_are_one_sentence_and_exit_2(workspace, tmp_path, make_args, fragment):
     workspace.create("Shop")
     result = runner.invoke(cli.app, make_args(tmp_path))
     assert result.exit_code == 2, result.output
-    assert fragment in result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert fragment in _one_sentence(result)
 
 
-def test_stopping_studio_run_stops_its_streamlit_child(tmp_path):
-    """SIGTERM (or Ctrl-C) on `studio run` ends the server it started, not only itself."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import psutil
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    parent = subprocess.Popen([sys.executable, "-m", "core.cli", "run", "--port", str(port)],
-                              env={**os.environ, "STUDIO_HOME": str(tmp_path)}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        deadline, children = time.time() + 60, []
-        while time.time() < deadline and not children:
-            children = psutil.Process(parent.pid).children(recursive=True)
-            time.sleep(0.2)
-        assert children, "studio run started no server"
-        time.sleep(1)
-        parent.send_signal(signal.SIGTERM)
-        parent.wait(timeout=30)
-        gone, alive = psutil.wait_procs(children, timeout=30)
-        assert alive == [], f"still running after SIGTERM: {alive}"
-    finally:
-        for proc in psutil.Process().children(recursive=True):
-            proc.kill()
+def test_typer_own_usage_errors_exit_2_without_traceback(workspace):
+    workspace.create("Shop")
+    for args in (["kb", "search", "Shop", "q", "-k", "many"], ["data", "list"], ["kb", "search", "Shop", "q", "--x"]):
+        result = runner.invoke(cli.app, args)
+        assert result.exit_code == 2 and "Traceback" not in result.output, (args, result.output)
 
 
-def test_commands_print_no_library_noise_and_kb_search_loads_no_llm(tmp_path):
-    """A command's output is the command's own: no optional-kernel notice, no loading bars; searching documents
-    imports neither the LLM backends nor peft."""
-    import os
-    import subprocess
-    import sys
+@pytest.mark.parametrize("args, fragment", [
+    (["data", "list", "Nope"], "no project called 'Nope'"),
+    (["train", "Nope", "--config", "{config}"], "no project called 'Nope'"),
+    (["kb", "delete", "Shop", "x.md", "--kb", "bad name"], "knowledge-base name"),
+    (["data", "check", "Shop", "nope"], "no dataset called 'nope'"),
+])
+def test_other_mistakes_are_one_sentence_and_exit_1(workspace, tmp_path, args, fragment):
+    workspace.create("Shop")
+    config = _file(tmp_path, '{"epochs": 1}')
+    result = runner.invoke(cli.app, [a.replace("{config}", config) for a in args])
+    assert result.exit_code == 1, result.output
+    assert fragment in _one_sentence(result)
 
-    code = (
-        "import sys, json\n"
-        "from core import cli\n"
-        "try:\n"
-        "    cli.app(['kb', 'search', 'Shop', 'when do you open', '--json'])\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "import logging, torch, peft, bitsandbytes\n"
-        # bitsandbytes logs this on CPUs with avx512_bf16 when the optional `kernels` package is missing
-        "logging.getLogger('bitsandbytes.backends.cpu.ops').warning("
-        "'Failed to load CPU gemm_4bit_forward from kernels-community: %s.', 'No module named kernels')\n"
-        "from transformers.utils import logging as transformers_logging\n"
-        "assert not transformers_logging.is_progress_bar_enabled(), 'loading bars are on'\n"
-        "print(json.dumps(sorted(m for m in ('core.models.local', 'core.models.registry') if m in sys.modules)))\n"
-    )
-    env = {**os.environ, "STUDIO_HOME": str(tmp_path)}
-    subprocess.run([sys.executable, "-m", "core.cli", "project", "create", "Shop"], env=env, check=True,
-                   capture_output=True)
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert "kernels-community" not in output and "Loading weights" not in output and "it/s]" not in output
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+def test_a_studio_error_no_command_caught_is_still_one_sentence(workspace, monkeypatch):
+    from core.errors import StudioError
+    from core.workspace import Workspace
+
+    def broken(self):
+        raise StudioError("The projects folder is locked; close the other studio.")
+
+    monkeypatch.setattr(Workspace, "list_projects", broken)
+    result = runner.invoke(cli.app, ["project", "list"])
+    assert result.exit_code == 1
+    assert _one_sentence(result) == "The projects folder is locked; close the other studio."
+
+
+def test_export_defaults_to_a_format_the_kind_has(workspace, tmp_path):
+    assert runner.invoke(cli.app, ["project", "create", "Data"]).exit_code == 0
+    assert runner.invoke(cli.app, ["data", "import", "Data", _pairs(tmp_path), "--name", "faq"]).exit_code == 0
+    out = tmp_path / "faq.jsonl"
+    result = runner.invoke(cli.app, ["data", "export", "Data", "faq", "--out", str(out)])  # sft has no plain jsonl
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text(encoding="utf-8").splitlines()[0])["messages"][0]["content"] == "Hi?"

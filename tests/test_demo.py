@@ -177,9 +177,10 @@ def test_share_page_saves_settings_and_password_hash(shop):
 
 def test_cli_demo_refuses_the_network_without_password_and_passes_only_the_hash(shop, monkeypatch):
     from core import cli
+    from core.cli import common
 
     calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda command, env: calls.append((command, env)) or 0)
+    monkeypatch.setattr(common, "run_child", lambda command, env: calls.append((command, env)) or 0)
     runner = CliRunner()
     refused = runner.invoke(cli.app, ["demo", shop.slug, "--host", "0.0.0.0"])
     assert refused.exit_code == 1 and "password" in refused.output and not calls
@@ -239,6 +240,7 @@ def test_demo_speaks_vietnamese(shop, monkeypatch):
 
 def test_the_model_is_prepared_before_any_visitor_comes(shop, monkeypatch):
     from core import cli
+    from core.cli import common
     from core.models import registry
     from tests.apptest_helpers import APP as app_path
 
@@ -247,7 +249,7 @@ def test_the_model_is_prepared_before_any_visitor_comes(shop, monkeypatch):
         demo.start_server(shop, app_path, "127.0.0.1", 8599)
     converted, launched = [], []
     monkeypatch.setattr(registry, "model_folder", lambda source, progress=None: converted.append(source))
-    monkeypatch.setattr(cli.subprocess, "call", lambda command, env: launched.append(command) or 0)
+    monkeypatch.setattr(common, "run_child", lambda command, env: launched.append(command) or 0)
     result = CliRunner().invoke(cli.app, ["demo", shop.slug])
     assert result.exit_code == 0, result.output
     assert converted == [RecipeStore(shop).load().model] and launched  # converted first, then served

@@ -1,0 +1,108 @@
+"""`studio train`: a fine-tuning run headless, also under `accelerate launch`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from core.cli import common
+from core.errors import StudioError
+
+
+def read_config(path: Path):
+    """The run config a person wrote or downloaded; every mistake in it is a usage error naming the file."""
+    from core.finetune.config import TrainConfig
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        common.usage(f"{path} is not a UTF-8 text file; give the run config JSON.")
+    except OSError as exc:
+        common.usage(f"Could not read {path}: {exc.strerror or exc}.")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        common.usage(f"{path} is not valid JSON ({exc}).")
+    try:
+        return TrainConfig.from_dict(data, strict=True)
+    except (ValueError, TypeError, StudioError) as exc:  # wrong type or unknown key; StudioError: a value's range
+        common.usage(f"{path}: {exc}")
+
+
+def train(project: str = typer.Argument(..., help="Project name or folder name."),
+          config: Optional[Path] = typer.Option(None, "--config", help="Run config JSON (the Fine-tune page shows "
+                                                                       "and downloads it)."),
+          recipe: str = typer.Option("assistant", help="Recipe whose model and prompt format to train."),
+          resume: Optional[str] = typer.Option(None, help="Continue this run id from its checkpoint."),
+          add_epochs: int = typer.Option(0, help="With --resume: train this many more epochs.")) -> None:
+    """Fine-tune headless: the same run the Fine-tune page starts, in this process.
+
+    Under `accelerate launch` (several GPUs), every process runs this; the first creates the run and speaks.
+    """
+    settings = None
+    if not resume:
+        if config is None:
+            common.usage("Give --config run.json or --resume RUN_ID.")
+        settings = read_config(config)  # before torch loads, so a typo is reported at once
+    import signal
+
+    from core.finetune import runs
+    from core.finetune.distributed import current_workers
+    from core.recipe import RecipeStore
+
+    workers = current_workers()
+    target = common.open_project(project)
+    stop = {"requested": False}
+    signal.signal(signal.SIGINT, lambda *_: stop.update(requested=True))
+
+    def show(**event) -> None:
+        if not workers.is_main:
+            return
+        # Preference runs (DPO, ORPO, KTO, reward model) also report the reward margin and accuracy.
+        if event.get("type") == "step":
+            typer.echo(f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
+                       f"{event['tokens_per_s']:.0f} tok/s  eta {event['eta_s']:.0f}s" + _rewards(event, ""))
+        elif event.get("type") == "eval":
+            typer.echo(f"eval loss {event['eval_loss']:.4f} (best {event['best_eval']:.4f})" + _rewards(event, "eval_"))
+        elif event.get("message"):
+            typer.echo(str(event["message"]))
+
+    try:
+        if resume:
+            run = runs.get_run(target, resume)
+            if add_epochs and workers.is_main:
+                run.update_config(epochs=run.config.epochs + add_epochs, max_steps=0)
+            workers.barrier()
+        else:
+            run_id = runs.create_run(target, settings, RecipeStore(target, recipe).load()).id \
+                if workers.is_main else None
+            run = runs.get_run(target, workers.broadcast(run_id))
+            show(message=f"run {run.id}")
+        if workers.is_main:  # recorded as a job of the run, so the Fine-tune page shows it and can cancel it
+            result = common.attached(run.folder / "jobs", f"finetune {run.id}", show,
+                                     lambda emit, should_stop: runs.execute(target, run.id, emit,
+                                                                            should_stop=should_stop, workers=workers))
+        else:
+            result = runs.execute(target, run.id, show, should_stop=lambda: stop["requested"], workers=workers)
+    except StudioError as exc:
+        common.fail(str(exc))
+    workers.close()
+    if workers.is_main:
+        typer.echo(json.dumps(result, default=str))
+    if workers.sharded:
+        # FSDP keeps the process group's threads alive past close(); ending here skips the interpreter teardown, in
+        # which they can abort the process ("terminate called without an active exception") after a good run.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _rewards(event: dict, prefix: str) -> str:
+    margin, accuracy = event.get(prefix + "reward_margin"), event.get(prefix + "reward_accuracy")
+    return (f"  margin {margin:+.3f}" if margin is not None else "") + \
+        (f"  accuracy {accuracy:.0%}" if accuracy is not None else "")
