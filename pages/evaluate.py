@@ -15,7 +15,7 @@ from core.i18n import Msg
 from core.models.source import ModelSource
 from core.recipe import RecipeStore, list_recipes
 from studio.ui import scoreboard as board
-from studio.ui.run_panel import background_run_panel
+from studio.ui.run_panel import background_run_panel, start_button
 from studio.ui.i18n import t
 from studio.ui.state import require_project, saved_recipe, show_error
 
@@ -275,15 +275,8 @@ def run_button(dataset: str, chosen: list[variants.Variant], options: runs.EvalO
                only_ids: set | None) -> None:
     ready = [v for v in chosen if v.ready]
     st.caption(t("{ready} of {count} variants are set up and will answer.", ready=len(ready), count=len(chosen)))
-    if st.button(t("Run evaluation"), type="primary", icon=":material/play_arrow:", key=K + "start",
-                 disabled=bool(active) or not ready or options is None):
-        try:
-            run = runs.create_eval_run(project, dataset, chosen, options, only_ids=only_ids)
-            run.start()
-            st.session_state[K + "run"] = run.id
-            st.rerun()
-        except StudioError as exc:
-            show_error(exc)
+    start_button(t("Run evaluation"), K + "start", bool(active) or not ready or options is None,
+                 lambda: runs.create_eval_run(project, dataset, chosen, options, only_ids=only_ids), K + "run")
     if active:
         st.caption(t("One evaluation runs at a time; {run} is answering now.", run=active[0].id))
 

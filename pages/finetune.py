@@ -31,6 +31,7 @@ from core.workspace import Project
 from studio.ui import preference as preference_ui
 from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready
+from studio.ui.run_panel import start_button
 from studio.ui.state import draft, require_project, save_draft, saved_recipe, show_error
 
 project = require_project()
@@ -377,15 +378,8 @@ def terminal_commands(project: Project, config: TrainConfig) -> None:
 def start_and_runs(project: Project, recipe: Recipe, config: TrainConfig, blocked: bool) -> None:
     """Start training (one run at a time), then the run list with the chosen run's live panel."""
     active = [r for r in runs.list_runs(project) if r.status().state == "running"]
-    if st.button(t("Start training"), type="primary", icon=":material/play_arrow:",
-                 disabled=bool(active) or blocked, key=K + "start"):
-        try:
-            run = runs.create_run(project, config, recipe)
-            run.start()
-            st.session_state[K + "run"] = run.id
-            st.rerun()
-        except StudioError as exc:
-            show_error(exc)
+    start_button(t("Start training"), K + "start", bool(active) or blocked,
+                 lambda: runs.create_run(project, config, recipe), K + "run")
     if active:
         st.caption(t("One run trains at a time; this machine is busy with {run}.", run=active[0].id))
     all_runs = runs.list_runs(project)

@@ -15,7 +15,7 @@ from core.rag.embedders import available_embedders
 from core.rag.kb import DEFAULT_KB, KnowledgeBase, list_knowledge_bases
 from core.rag.retriever import MODES
 from studio.ui import sweep_apply
-from studio.ui.run_panel import background_run_panel
+from studio.ui.run_panel import background_run_panel, start_button
 from studio.ui import sweep_view as view
 from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready, recipe_backend
@@ -243,15 +243,8 @@ def start_panel(picked: tuple[str, int] | None, grid: SweepGrid | None) -> None:
         if count > LARGE_GRID or (grid.needs_model and count > LARGE_MODEL_GRID):
             st.warning(t("This is a large sweep: it can take a long time, especially when the model reranks or "
                          "rewrites. Pick fewer values, or start it and come back later: it runs in the background."))
-    if st.button(t("Start the sweep"), type="primary", icon=":material/play_arrow:", key=K + "start",
-                 disabled=bool(active) or grid is None or picked is None):
-        try:
-            run = create_sweep(project, picked[0], grid, kb=kb_name)
-            run.start()
-            st.session_state[K + "sweep"] = run.id
-            st.rerun()
-        except StudioError as exc:
-            show_error(exc)
+    start_button(t("Start the sweep"), K + "start", bool(active) or grid is None or picked is None,
+                 lambda: create_sweep(project, picked[0], grid, kb=kb_name), K + "sweep")
     if active:
         st.caption(t("One sweep runs at a time; {sweep} is running now.", sweep=active[0].id))
 

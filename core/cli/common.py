@@ -17,16 +17,19 @@ APP_PATH = Path(__file__).resolve().parents[2] / "studio" / "app.py"
 STOP_GRACE_S = 10  # a server child gets this long to stop after Ctrl-C or SIGTERM, then it is killed
 
 
+def _say_and_exit(message: str, code: int) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=code)
+
+
 def fail(message: str) -> None:
     """Something the user can fix that is not the command's wording (a missing project or dataset): exit 1."""
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=1)
+    _say_and_exit(message, 1)
 
 
 def usage(message: str) -> None:
     """A mistake in the command's own words (an option's value, a config file): one sentence, exit 2 like Typer."""
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+    _say_and_exit(message, 2)
 
 
 def one_of(option: str, value: Optional[str], allowed: Iterable[str]) -> None:

@@ -279,9 +279,9 @@ def adapter_tensors(model, config: TrainConfig) -> dict:
 
 
 def qlora_support() -> tuple[bool, Msg]:
-    """Whether QLoRA can run here: it needs a CUDA GPU and bitsandbytes. On a CPU, bitsandbytes 0.50 does train
-    LoRA on a 4-bit base, but its CPU kernels fail once the model is in eval mode (eval loss, generation), so the
-    studio does not offer it there (tests/test_finetune_runs.py records this)."""
+    """Whether QLoRA can run here: it needs a CUDA GPU and bitsandbytes. bitsandbytes 0.50.2 also runs 4-bit layers
+    on a CPU (0.50.0 failed in eval mode), but a 4-bit base on a CPU is slower than LoRA on bf16 weights and is not
+    verified end to end here, so the studio offers QLoRA with CUDA only."""
     import torch
 
     if not torch.cuda.is_available():

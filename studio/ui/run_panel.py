@@ -53,3 +53,16 @@ def background_run_panel(run, key: str, state: str, done: int, total: int, progr
                 st.rerun()
             except StudioError as exc:
                 show_error(exc)
+
+
+def start_button(label: str, key: str, disabled: bool, create, remember_key: str) -> None:
+    """A primary Start button for one background run: `create()` makes the run, which starts, is remembered under
+    `remember_key` for the page's run panel, and the page reruns to show it. `label` is already translated."""
+    if st.button(label, type="primary", icon=":material/play_arrow:", key=key, disabled=disabled):
+        try:
+            run = create()
+            run.start()
+            st.session_state[remember_key] = run.id
+            st.rerun()
+        except StudioError as exc:
+            show_error(exc)
