@@ -134,13 +134,16 @@ def answer(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict
 
 
 def answer_batch(recipe: Recipe, questions: list[str], backend: ModelBackend, pool: list[dict],
-                 project: Project | None = None, *, tools: list | None = None) -> list[tuple[PreparedPrompt, dict]]:
+                 project: Project | None = None, *, tools: list | None = None,
+                 should_stop=None) -> list[tuple[PreparedPrompt, dict]]:
     """`answer` for several questions in one batched generation (evaluation): the same prompts, the same "not found"
-    rule. Each result has the text, latency_s, prompt_tokens and output_tokens. `tools`: one list per question."""
+    rule. Each result has the text, latency_s, prompt_tokens and output_tokens. `tools`: one list per question.
+    `should_stop()` true ends the generation early (its answers are cut: the caller drops them)."""
     planned = [plan(recipe, question, backend, pool, project, tools=question_tools)
                for question, question_tools in zip(questions, tools or [None] * len(questions))]
     to_generate = [prepared.prompt for prepared, canned in planned if canned is None]
-    generated = iter(backend.generate_batch(to_generate, recipe.generation) if to_generate else [])
+    stop = {"should_stop": should_stop} if should_stop is not None else {}
+    generated = iter(backend.generate_batch(to_generate, recipe.generation, **stop) if to_generate else [])
     results = []
     for prepared, canned in planned:
         if canned is None:

@@ -24,6 +24,37 @@ def write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def write_bytes_new(path: Path, data: bytes) -> None:
+    """Like write_bytes, but only when `path` does not exist yet: FileExistsError otherwise, even when another
+    process creates it at the same moment (the temp file is hard-linked onto the name, which never replaces a
+    file). On a file system without hard links, the file is created with O_EXCL and written in place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+            return
+        except FileExistsError:
+            raise
+        except OSError:
+            pass  # no hard links here (some network or FAT file systems)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_json_new(path: Path, obj: Any) -> None:
+    write_bytes_new(path, (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+
+
 def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 

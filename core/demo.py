@@ -2,7 +2,8 @@
 
 Settings live in <project>/demo/demo.json. A password is kept only as a salted scrypt hash. The demo runs either in
 the presenter's own tab (the studio switches that session to the demo page) or as its own server (`studio demo`),
-which binds 127.0.0.1 unless a password protects it.
+which binds 127.0.0.1 unless a password protects it. Wrong passwords are counted per client address across all
+browser sessions of the server (`login_throttle`): too many lock that address out for a while.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 import secrets
+import threading
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from core import atomic
 from core.errors import StudioError
-from core.hosts import is_loopback
+from core.hosts import is_loopback, streamlit_flags
 from core.i18n import Msg
 from core.recipe import DEFAULT_RECIPE, RecipeStore
 from core.workspace import Project
@@ -29,6 +33,8 @@ LOGO_TYPES = ("png", "jpg", "jpeg", "gif", "webp")
 MAX_LOGO_BYTES = 2 * 1024 * 1024
 MAX_SAMPLE_QUESTIONS = 6
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
+MAX_FAILED_LOGINS = 5  # wrong demo passwords one client address may enter within LOCKOUT_S ...
+LOCKOUT_S = 15 * 60    # ... before it must wait this long after the last one
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,68 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(digest.hex(), expected)
 
 
+class LoginThrottle:
+    """Failed demo passwords counted per client address across all browser sessions of this process: after
+    `limit` failures within `window_s` seconds, that address may not try again until `window_s` seconds after
+    its last failure. A right password clears the address's count. `clock` is injectable for tests."""
+
+    def __init__(self, limit: int = MAX_FAILED_LOGINS, window_s: float = LOCKOUT_S, clock=time.monotonic,
+                 max_clients: int = 10_000):
+        if limit < 1 or window_s <= 0:
+            raise ValueError("LoginThrottle needs limit >= 1 and window_s > 0.")
+        self.limit, self.window_s, self.clock, self.max_clients = limit, window_s, clock, max_clients
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(client, ()) if now - t < self.window_s]
+        if times:
+            self._failures[client] = times
+        else:
+            self._failures.pop(client, None)
+        return times
+
+    def retry_after(self, client: str | None) -> float:
+        """Seconds until `client` may try a password again; 0 when it may now."""
+        with self._lock:
+            now = self.clock()
+            times = self._recent(_client_key(client), now)
+            return max(0.0, times[-1] + self.window_s - now) if len(times) >= self.limit else 0.0
+
+    def failed(self, client: str | None) -> None:
+        with self._lock:
+            now, key = self.clock(), _client_key(client)
+            times = self._recent(key, now)
+            if key not in self._failures and len(self._failures) >= self.max_clients:
+                for stale in [k for k, v in self._failures.items() if now - v[-1] >= self.window_s]:
+                    del self._failures[stale]
+                if len(self._failures) >= self.max_clients:  # still full: forget the longest-quiet address
+                    del self._failures[min(self._failures, key=lambda k: self._failures[k][-1])]
+            self._failures[key] = [*times, now][-self.limit:]
+
+    def succeeded(self, client: str | None) -> None:
+        with self._lock:
+            self._failures.pop(_client_key(client), None)
+
+
+def _client_key(client: str | None) -> str:
+    """One spelling per address; this machine's own browser (Streamlit gives it no address) is "local"."""
+    return (client.strip().lower() if isinstance(client, str) else "") or "local"
+
+
+_THROTTLE = LoginThrottle()
+
+
+def login_throttle() -> LoginThrottle:
+    """The process-wide throttle every session of a demo server shares."""
+    return _THROTTLE
+
+
+def locked_out_message(seconds: float) -> Msg:
+    return Msg("Too many wrong passwords from your address; try again in {minutes} min.",
+               minutes=max(1, math.ceil(seconds / 60)))
+
+
 def resolve_recipe(project: Project, settings: DemoSettings):
     """(recipe, version number) the demo answers with; the latest version when none is pinned."""
     store = RecipeStore(project, settings.recipe)
@@ -182,7 +250,8 @@ def streamlit_command(app_path: Path, host: str, port: int, settings: DemoSettin
 
     return [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", host, "--server.port",
             str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--client.toolbarMode", "viewer", "--theme.primaryColor", settings.primary_color]
+            "--client.toolbarMode", "viewer", "--theme.primaryColor", settings.primary_color,
+            *streamlit_flags(host)]
 
 
 def _server_file(project: Project) -> Path:

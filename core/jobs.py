@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -113,23 +114,35 @@ class Job:
         progress = max((e["progress"] for e in events if "progress" in e), default=0.0)
         message = next((event_message(e, "message") for e in reversed(events) if "message" in e), Msg("Starting"))
         error = next((event_message(e, "error") for e in reversed(events) if e.get("error")), "")
-        if (self.folder / "cancelled").exists():
-            return JobStatus("cancelled", progress, Msg("Cancelled"))
         code = self._returncode()
-        if code is None:
-            return JobStatus("running", progress, message)
+        cancelled = (self.folder / "cancelled").exists()
+        if code is None:  # a cancelled job stays "running" until it has saved its work and ended
+            return JobStatus("running", progress, Msg("Stopping…") if cancelled else message)
+        if cancelled:
+            return JobStatus("cancelled", progress, Msg("Cancelled"))
         if code == 0:
             return JobStatus("done", 1.0, message)
+        if not error and not (self.folder / "exit").exists():
+            # Its process is gone without an exit code (kill -9, a closed terminal): what it saved is kept.
+            return JobStatus("cancelled", progress, Msg("Stopped before it finished (its process ended); "
+                                                        "continue to resume from what was saved."))
         if not error:
-            tail = (self.folder / "stderr.log").read_text(errors="replace").strip().splitlines()[-1:] or ["unknown"]
-            error = Msg("The job stopped unexpectedly ({reason}); see {log}.", reason=tail[0][:200],
-                        log=str(self.folder / "stderr.log"))
+            log = self.folder / "stderr.log"
+            lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+            error = Msg("The job stopped unexpectedly ({reason}); see {log}.", reason=(lines[-1:] or ["unknown"])[0][:200],
+                        log=str(log))
         return JobStatus("failed", progress, message, error)
 
     def cancel(self, grace: float = 10.0) -> None:
+        """Ask the job to stop and return at once; a job still running after `grace` seconds is killed."""
         if self._returncode() is not None:
             return  # finished already: its pid may belong to another process by now
         (self.folder / "cancelled").write_text(str(time.time()))
+        self.signal_stop(kill_after=grace)
+
+    def signal_stop(self, kill_after: float | None = 10.0) -> None:
+        """SIGTERM, the job's stop request (it saves what it can first). A job this process started is killed
+        after `kill_after` seconds by a background thread, so the caller (a page) never waits."""
         record = atomic.read_json(self.folder / "job.json")
         pid = record["pid"]
         try:
@@ -138,14 +151,22 @@ class Job:
                 return
             os.killpg(pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
-            pass
+            return
         process = _processes.get(self.id)
-        if process is not None:
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(pid, signal.SIGKILL)
-                process.wait()
+        if process is not None and kill_after is not None:
+            threading.Thread(target=_kill_after, args=(process, kill_after), daemon=True,
+                             name=f"kill-{self.id}").start()
+
+
+def _kill_after(process: subprocess.Popen, grace: float) -> None:
+    try:
+        process.wait(timeout=grace)  # also reaps it, so the process group id cannot be reused before the kill
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
 
 
 def event_line(**fields) -> str:

@@ -25,6 +25,8 @@ from core.i18n import Msg
 
 SCHEMA_VERSION = 1
 DEFAULT_RECIPE = "assistant"
+RECIPE = Msg("recipe")
+SAVE_ATTEMPTS = 100  # versions another session may save between our read of the latest and our write
 
 
 @dataclass(frozen=True)
@@ -99,10 +101,11 @@ class RecipeStore:
     def __init__(self, project: Project, name: str = DEFAULT_RECIPE):
         self.project = project
         self.name = name
+        project.child("recipes", name, RECIPE)  # a name like '../x' is refused at once
 
     @property
     def folder(self):
-        return self.project.subdir("recipes") / self.name
+        return self.project.child("recipes", self.name, RECIPE)
 
     def versions(self) -> list[RecipeVersion]:
         if not self.folder.exists():
@@ -133,13 +136,15 @@ class RecipeStore:
         latest = self.latest()
         if latest is not None and latest.recipe.to_dict() == recipe.to_dict():
             return latest.number  # nothing changed: no empty version
+        payload = {"saved_at": time.time(), "author": author or _user(), "note": note, "recipe": recipe.to_dict()}
         number = (latest.number if latest else 0) + 1
-        path = self.folder / f"v{number:04d}.json"
-        if path.exists():
-            raise StudioError(Msg("Someone saved this recipe at the same moment; reload the page and save again."))
-        atomic.write_json(path, {"saved_at": time.time(), "author": author or _user(), "note": note,
-                                 "recipe": recipe.to_dict()})
-        return number
+        for _ in range(SAVE_ATTEMPTS):
+            try:  # created exclusively: a version saved by another session at the same moment is never replaced
+                atomic.write_json_new(self.folder / f"v{number:04d}.json", payload)
+                return number
+            except FileExistsError:
+                number += 1  # that number was just taken: ours becomes the next one
+        raise StudioError(Msg("Someone saved this recipe at the same moment; reload the page and save again."))
 
 
 def list_recipes(project: Project) -> list[str]:

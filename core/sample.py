@@ -43,7 +43,9 @@ def sample_records(kind: str, rows: list[dict]) -> list[dict]:
     return [new_record(kind, **row) for row in rows]
 
 
-def create_sample_project(ws: Workspace, name: str = SAMPLE_NAME) -> Project:
+def create_sample_project(ws: Workspace, name: str = SAMPLE_NAME, index: bool = False) -> Project:
+    """The sample project. With `index`, its documents start indexing in a background job at once, so its
+    retriever rungs are ready by the time the analyst reaches them."""
     existing = {p.name for p in ws.list_projects()}
     final_name, n = name, 2
     while final_name in existing:
@@ -56,6 +58,11 @@ def create_sample_project(ws: Workspace, name: str = SAMPLE_NAME) -> Project:
         store.create(dataset, kind, sample_records(kind, _jsonl(SAMPLE_DIR / filename)), note=note)
     # Markdown, PDF, DOCX and CSV documents, waiting to be indexed into the knowledge base.
     shutil.copytree(SAMPLE_DIR / "docs", project.subdir("documents") / KNOWLEDGE_BASE, dirs_exist_ok=True)
+    if index:
+        from core.rag import ingest_job
+        from core.rag.kb import KnowledgeBase
+
+        ingest_job.start(project, KNOWLEDGE_BASE, KnowledgeBase(project, KNOWLEDGE_BASE).pending())
     return project
 
 
@@ -72,6 +79,7 @@ def ladder_ready_project(emit=lambda **event: None) -> Project:
 
     Each step is skipped when already done, so running it again costs only what is missing.
     """
+    from core import runlock
     from core.finetune import runs as finetune_runs
     from core.models.adapters import AdapterRegistry
     from core.finetune.config import TrainConfig
@@ -89,5 +97,6 @@ def ladder_ready_project(emit=lambda **event: None) -> Project:
         recipe = RecipeStore(project).load()
         config = TrainConfig(dataset_version=DatasetStore(project).latest_version("examples"), **SAMPLE_TRAINING)
         run = finetune_runs.create_run(project, config, recipe)
-        finetune_runs.execute(project, run.id, emit)
+        with runlock.holding(project.path, finetune_runs.RUNS, run.id):  # one training run at a time per project
+            finetune_runs.execute(project, run.id, emit)
     return project

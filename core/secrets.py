@@ -3,7 +3,8 @@
 `get_secret(NAME)` looks in `os.environ`, then in the top-level keys of `.streamlit/secrets.toml` in the current
 folder, then of `$STUDIO_HOME/secrets.toml` (read with tomllib; streamlit is not imported). Recipes, bundles and
 run files store only the variable's NAME. `install_log_redaction()` replaces every known secret value in log
-records with `***`, whichever logger or handler writes them.
+records with `***`, whichever logger or handler writes them; `install_access_log_redaction()` also hides the
+values of key-like query parameters (?api_key=...) in an HTTP server's access log.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def _redact_record(record: logging.LogRecord) -> None:
         return
     message = record.getMessage()
     cleaned = redact(message, values)
-    if cleaned != message:
+    if cleaned != message and not _redact_args(record, values):
         record.msg, record.args = cleaned, None
     if record.exc_info and not record.exc_text:
         record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -120,6 +121,67 @@ def _redact_record(record: logging.LogRecord) -> None:
         record.exc_text = redact(record.exc_text, values)
     if record.stack_info:
         record.stack_info = redact(record.stack_info, values)
+
+
+def _redact_args(record: logging.LogRecord, values: list[str]) -> bool:
+    """Redact a record's tuple arguments one by one, keeping their number and order: formatters such as
+    uvicorn's access log unpack record.args, and fail ("--- Logging error ---") when it is no longer the tuple
+    the format string expects. False when the secret is not (only) in the arguments."""
+    if not isinstance(record.args, tuple) or not record.args:
+        return False
+    args = tuple(redact(a, values) if isinstance(a, str) else a for a in record.args)
+    try:
+        message = str(record.msg) % args
+    except (TypeError, ValueError):
+        return False
+    if redact(message, values) != message:
+        return False
+    record.args = args
+    return True
+
+
+# Query parameters whose values are keys, tokens or passwords however a client names them (?api_key=, ?token=).
+SECRET_QUERY_NAME = re.compile(r"key|token|secret|passw|pwd|auth|credential|signature|^sig$|session", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """A path with its query string, the values of secret-looking parameters replaced by ***."""
+    from urllib.parse import unquote_plus
+
+    path, mark, query = url.partition("?")
+    if not mark:
+        return url
+    parts = []
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        secret = equals and value and SECRET_QUERY_NAME.search(unquote_plus(name))
+        parts.append(f"{name}={REDACTED}" if secret else part)
+    return f"{path}?{'&'.join(parts)}"
+
+
+class RedactAccessLog(logging.Filter):
+    """For uvicorn's access logger: its records carry (client_addr, method, full_path, http_version,
+    status_code); secret query values and known secrets in the path become ***, and the arguments stay that
+    5-tuple, which uvicorn's AccessFormatter unpacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            try:
+                record.args = (args[0], args[1], redact(redact_url(args[2])), args[3], args[4])
+            except Exception:  # logging must go on
+                pass
+        return True
+
+
+ACCESS_LOGGER = "uvicorn.access"
+
+
+def install_access_log_redaction(name: str = ACCESS_LOGGER) -> None:
+    """Redact request paths in an HTTP server's access log (call after the server configured its logging)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RedactAccessLog) for f in logger.filters):
+        logger.addFilter(RedactAccessLog())
 
 
 class RedactSecrets(logging.Filter):

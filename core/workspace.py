@@ -18,6 +18,39 @@ from core.i18n import Msg
 PROJECT_FILE = "project.json"
 # Sub-folders every project has; later features fill them.
 PROJECT_DIRS = ("recipes", "datasets", "indexes", "runs", "adapters", "feedback")
+MAX_NAME_LENGTH = 100
+# Characters no stored name may hold: controls (NUL, newline, ...), invisible format marks (bidirectional overrides),
+# line and paragraph separators, surrogates and private-use characters.
+_HIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Zl", "Zp"}
+
+
+class UnsafeNameError(StudioError):
+    """A dataset, knowledge base, adapter, recipe, run or export name that cannot be a folder inside the project."""
+
+
+def check_name(kind: str, name: str) -> str:
+    """`name` when it is one plain folder or file name, else UnsafeNameError. `kind` (a Msg such as Msg("dataset"))
+    names what it is in the message. Every name that becomes a path in a project goes through here (see
+    Project.child), for every operation (create, load, exists, delete, versions), so no name reaches outside its
+    folder: no empty name, '.', '..', '/' or '\\', no control character, no leading dot (the studio's own staging
+    and trash folders start with one), at most MAX_NAME_LENGTH characters."""
+    if not isinstance(name, str) or not name.strip():
+        raise UnsafeNameError(Msg("Give the {kind} a name.", kind=kind))
+    hidden = any(unicodedata.category(ch) in _HIDDEN_CATEGORIES for ch in name)
+    shown = name.encode("unicode_escape").decode("ascii") if hidden else name  # shows a NUL as \\x00
+    shown = shown if len(shown) <= 120 else shown[:120] + "…"
+    if name in (".", "..") or "/" in name or "\\" in name:
+        raise UnsafeNameError(Msg("'{name}' cannot be a {kind} name: use a plain name, without '/', '\\' or '..'.",
+                                  name=shown, kind=kind))
+    if hidden:
+        raise UnsafeNameError(Msg("'{name}' cannot be a {kind} name: it contains a control or invisible character.",
+                                  name=shown, kind=kind))
+    if name.startswith("."):
+        raise UnsafeNameError(Msg("'{name}' cannot be a {kind} name: it must not start with a dot.", name=shown,
+                                  kind=kind))
+    if len(name) > MAX_NAME_LENGTH:
+        raise UnsafeNameError(Msg("A {kind} name has at most {limit} characters.", kind=kind, limit=MAX_NAME_LENGTH))
+    return name
 
 
 def studio_home() -> Path:
@@ -34,6 +67,16 @@ def slugify(name: str) -> str:
     return slug[:60] or "project"
 
 
+# Direction overrides and isolates reorder how a name reads (a bundle called "\u202egpj.exe" shows as "exe.jpg").
+_BIDI_CONTROLS = dict.fromkeys(map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+
+
+def display_name(name: str) -> str:
+    """A name as people type and see it: without direction overrides or control characters, spaces collapsed."""
+    cleaned = "".join(" " if unicodedata.category(c) == "Cc" else c for c in (name or "").translate(_BIDI_CONTROLS))
+    return " ".join(cleaned.split())
+
+
 @dataclass(frozen=True)
 class Project:
     path: Path
@@ -48,6 +91,18 @@ class Project:
         folder = self.path / name
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    def child(self, subdir: str, name: str, kind: str, suffix: str = "") -> Path:
+        """The path of item `name` (a dataset, knowledge base, adapter, recipe, run, export) in the project's
+        `subdir` ("datasets", "runs/eval", ...), plus `suffix` (".json"). The one way a name becomes a path: the name
+        passes check_name and the resolved path must stay inside the project folder (a link planted in the project
+        cannot lead out of it either). Raises UnsafeNameError."""
+        check_name(kind, name)
+        path = self.subdir(subdir) / (name + suffix)
+        if not path.resolve().is_relative_to(self.path.resolve()):
+            raise UnsafeNameError(Msg("'{name}' cannot be a {kind} name: it leads outside the project folder.",
+                                      name=name, kind=kind))
+        return path
 
     def exists(self) -> bool:
         return (self.path / PROJECT_FILE).is_file()
@@ -90,7 +145,7 @@ class Workspace:
         raise ProjectNotFoundError(Msg("There is no project called '{name}'; create it first.", name=slug_or_name))
 
     def _check_name(self, name: str, renaming: Project | None = None) -> str:
-        name = (name or "").strip()
+        name = display_name(name)
         if not name:
             raise StudioError(Msg("Give the project a name."))
         others = [p for p in self.list_projects() if renaming is None or p.path != renaming.path]
@@ -147,22 +202,8 @@ class Workspace:
         os.replace(staging, folder)
         return Project(folder, new_name, created)
 
-    @property
-    def _last_file(self) -> Path:
-        return self.root / "last_project.txt"
-
-    def remember_last(self, project: Project | None) -> None:
-        """A new browser session (refresh, new tab) reopens the project used last."""
-        if project is None:
-            self._last_file.unlink(missing_ok=True)
-        else:
-            atomic.write_text(self._last_file, project.slug)
-
-    def last_opened(self) -> Project | None:
-        try:
-            return self.get(self._last_file.read_text(encoding="utf-8").strip())
-        except (OSError, ProjectNotFoundError):
-            return None
+    # Which project a browser session has open is that session's own (studio.ui.state: session state and the
+    # ?project= address), never a file shared by every user of the server.
 
     def delete(self, project: Project, confirm_name: str) -> None:
         """Deletes only when the user typed the project's name, so a stray click loses nothing."""

@@ -1,5 +1,6 @@
 """Datasets: import with a column-mapping step, versions and restore, pre-flight checks, split and export."""
 
+import hashlib
 import time
 
 import pandas as pd
@@ -11,6 +12,7 @@ from core.data.records import KIND_LABELS, KINDS, content
 from core.data.store import DatasetStore
 from core.errors import StudioError
 from core.i18n import Msg
+from core.rag.folders import allowed_path
 from studio.ui.datasets import drop_working_copy, pick_dataset
 from studio.ui.i18n import t
 from studio.ui.state import require_project, saved_recipe, show_error
@@ -50,8 +52,10 @@ with st.expander(t("Import a file"), icon=":material/upload_file:", expanded=not
         try:
             from pathlib import Path
 
-            data, filename = (upload.getvalue(), upload.name) if upload is not None else \
-                (Path(folder.strip()).expanduser(), Path(folder.strip()).name)
+            if upload is not None:
+                data, filename = upload.getvalue(), upload.name
+            else:  # typed in a web page: only inside the folders the studio may read (core/rag/folders.py)
+                data, filename = allowed_path(folder)[0], Path(folder.strip()).name
             source = formats.read_source(data, filename, progress=lambda f: bar.progress(min(f, 1.0)))
             source_name = Path(filename).stem or "imported"
             bar.empty()
@@ -59,10 +63,14 @@ with st.expander(t("Import a file"), icon=":material/upload_file:", expanded=not
             bar.empty()
             show_error(exc)
     if source is not None:
+        # Widgets keyed by the file: a new file gets its own detected kind, mapping and name, never the choices
+        # left from the previous (perhaps broken) one.
+        signature = f"{filename}|{len(source.rows)}|{source.columns}".encode()
+        F = K + "file." + hashlib.sha1(signature).hexdigest()[:10] + "."
         st.caption(t("{rows} rows · format {format} · layout {layout} · encoding {encoding}", rows=len(source.rows),
                      format=source.format, layout=source.layout, encoding=source.encoding))
         kind = st.selectbox(t("Dataset kind"), KINDS, index=KINDS.index(formats.detect_kind(source)),
-                            format_func=lambda k: t(KIND_LABELS[k]), key=K + "kind")
+                            format_func=lambda k: t(KIND_LABELS[k]), key=F + "kind")
         proposal = formats.propose_mapping(source, kind)
         st.markdown("**" + t("Column mapping") + "**")
         fields = formats.MAPPING_FIELDS[kind]
@@ -72,7 +80,7 @@ with st.expander(t("Import a file"), icon=":material/upload_file:", expanded=not
         for slot, field in zip(columns, fields):
             default = proposal.get(field) or ""
             mapping[field] = slot.selectbox(field, options, index=options.index(default) if default in options else 0,
-                                            format_func=lambda c: c or "—", key=K + "map." + field) or None
+                                            format_func=lambda c: c or "—", key=F + "map." + field) or None
         try:
             result = formats.apply_mapping(source, kind, mapping)
         except StudioError as exc:
@@ -87,13 +95,13 @@ with st.expander(t("Import a file"), icon=":material/upload_file:", expanded=not
         st.dataframe(pd.DataFrame([content(kind, r) for r in result.records[:20]]), hide_index=True, width="stretch")
         same_kind = [d.name for d in infos if d.kind == kind]
         target_cols = st.columns(2)
-        mode = target_cols[0].radio(t("Import into"), ["new", "existing"], horizontal=True, key=K + "mode",
+        mode = target_cols[0].radio(t("Import into"), ["new", "existing"], horizontal=True, key=F + "mode",
                                     format_func=lambda m: t("a new dataset") if m == "new" else t("an existing dataset"),
                                     disabled=not same_kind)
         if mode == "new" or not same_kind:
-            target = target_cols[1].text_input(t("New dataset name"), value=source_name, key=K + "target")
+            target = target_cols[1].text_input(t("New dataset name"), value=source_name, key=F + "target")
         else:
-            target = target_cols[1].selectbox(t("Dataset"), same_kind, key=K + "target_existing")
+            target = target_cols[1].selectbox(t("Dataset"), same_kind, key=F + "target_existing")
         if st.button(t("Import {count} records", count=len(result.records)), type="primary",
                      disabled=not result.records, icon=":material/download_done:"):
             try:
@@ -228,7 +236,7 @@ with export_tab:
     chosen_records = [r for r in records if r.get("status") == "accepted"] if only_accepted else \
         [r for r in records if r.get("status") != "rejected"]
     if fmt == "hf_folder":
-        target = project.subdir("exports") / f"{name}-v{version}"
+        target = formats.export_folder(project, name, version)
         if st.button(t("Write the datasets folder"), icon=":material/folder:"):
             try:
                 formats.export_records(chosen_records, kind, fmt, target)

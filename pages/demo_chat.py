@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from core.demo import check_password, load_settings, logo_path, resolve_recipe
+from core.demo import check_password, load_settings, locked_out_message, login_throttle, logo_path, resolve_recipe
 from core.errors import ProjectNotFoundError, StudioError
 from studio.ui.chat_view import clear_history, conversation, history_key
 from studio.ui.demo_state import active_demo, stop_presenting
@@ -31,14 +31,21 @@ title_column, action_column = st.columns([5, 1], vertical_alignment="bottom")
 title_column.title(settings.title or project.name)
 
 if password_hash and not st.session_state.get("demo.unlocked"):
+    throttle, client = login_throttle(), st.context.ip_address  # counted per address, across browser sessions
     with st.form("demo.login"):
         password = st.text_input(t("Password"), type="password")
         if st.form_submit_button(t("Enter"), type="primary"):
-            if check_password(password, password_hash):
+            wait = throttle.retry_after(client)
+            if wait:
+                st.error(t(locked_out_message(wait)))
+            elif check_password(password, password_hash):
+                throttle.succeeded(client)
                 st.session_state["demo.unlocked"] = True
                 st.rerun()
-            time.sleep(1.0)  # slows guessing
-            st.error(t("Wrong password."))
+            else:
+                throttle.failed(client)
+                time.sleep(1.0)  # slows guessing
+                st.error(t("Wrong password."))
     st.stop()
 
 if settings.welcome:

@@ -15,6 +15,7 @@ from core.i18n import Msg
 from core.models.source import ModelSource
 from core.recipe import RecipeStore, list_recipes
 from studio.ui import scoreboard as board
+from studio.ui.report_panel import report_buttons
 from studio.ui.run_panel import background_run_panel, start_button
 from studio.ui.i18n import t
 from studio.ui.state import require_project, saved_recipe, show_error
@@ -353,6 +354,7 @@ board.missing_setup_links(run_variants)
 mismatch = advising.language_mismatch(rows)
 if mismatch is not None:
     st.warning(t(mismatch))
+report_buttons(project, chosen_run, *saved_recipe(project), K, metric=st.session_state.get(K + "metric"))
 
 # ---- advice -----------------------------------------------------------------------------------------------------
 st.markdown("#### " + t("Which variant is enough?"))
@@ -396,6 +398,8 @@ st.caption(t("{failed} of {count} questions score below {target} on {metric} for
              metric=board.metric_label(metric), variant=board.variant_label(by_key[failing_key]))
            if failing_key else "")
 st.dataframe(examples, hide_index=True, column_config=example_config, row_height=72, key=K + "examples")
+board.one_question_in_full(rows, answered, [i for i in spec["record_ids"] if only is None or i in only], metric,
+                           key=K + "in_full")
 
 cols = st.columns(3)
 if cols[0].button(t("Send failures to labeling"), icon=":material/checklist:", key=K + "send", disabled=not failed,

@@ -13,7 +13,8 @@ from core.models import registry
 from studio.ui.budget import budget_bar
 from studio.ui.i18n import t
 from studio.ui.model_panel import ensure_backend, model_ready
-from studio.ui.state import draft, recipe_save_bar, require_project, saved_recipe, set_draft, show_error
+from studio.ui.state import (draft, recipe_save_bar, require_project, saved_recipe, set_draft, show_error,
+                             widget_prefix)
 from studio.ui.trial import stream_answer
 
 project = require_project()
@@ -21,7 +22,7 @@ slug = project.slug
 recipe = draft(project)
 saved, version = saved_recipe(project)
 settings = recipe.fewshot
-K = f"fewshot.{slug}."
+K = widget_prefix(f"fewshot.{slug}.")
 STRATEGY_LABELS = {"fixed": Msg("Fixed"), "random": Msg("Random"), "semantic": Msg("Semantic"), "mmr": Msg("MMR")}
 
 st.title(t("2 · Few-shot"))

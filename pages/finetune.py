@@ -169,7 +169,7 @@ def pick_method(data: TrainingData, shape: estimate.ModelShape) -> tuple[str, st
 def suggestion(data: TrainingData, shape: estimate.ModelShape, objective: str, methods: list[str],
                method_key: str) -> None:
     """The method suggested for this much data on this machine, with a button that applies it and its settings."""
-    advice = recommend(len(data.usable), shape, estimate.available_memory("cpu"), gpu_present())
+    advice = advice_for(data, shape)
     if objective != "sft" or advice.method not in methods:  # its rates and epochs are for supervised training
         return
     with st.container(border=True):
@@ -182,11 +182,25 @@ def suggestion(data: TrainingData, shape: estimate.ModelShape, objective: str, m
             st.rerun()
 
 
+def advice_for(data: TrainingData, shape: estimate.ModelShape):
+    return recommend(len(data.usable), shape, estimate.available_memory("cpu"), gpu_present())
+
+
 # ---- settings ---------------------------------------------------------------------------------------------------
+def form_defaults(data: TrainingData, shape: estimate.ModelShape, objective: str, method: str) -> TrainConfig:
+    """What the form starts with: the suggestion's settings when the suggested method is picked, so the numbers
+    the suggestion names (a LoRA rank, epochs) are the ones in the form."""
+    advice = advice_for(data, shape)
+    if objective == "sft" and method == advice.method:
+        return TrainConfig().with_changes(**advice.changes)
+    return TrainConfig()
+
+
 def training_settings(data: TrainingData, objective: str, method: str, shape: estimate.ModelShape) -> TrainConfig:
     """The method's own settings and the Training settings expander, as a validated config."""
-    settings = method_settings(data, objective, method, shape)
-    settings.update(optimisation_settings(objective))
+    defaults = form_defaults(data, shape, objective, method)
+    settings = method_settings(data, objective, method, shape, defaults)
+    settings.update(optimisation_settings(objective, defaults))
     try:
         return TrainConfig.from_dict(settings)
     except StudioError as exc:
@@ -194,8 +208,8 @@ def training_settings(data: TrainingData, objective: str, method: str, shape: es
         st.stop()
 
 
-def method_settings(data: TrainingData, objective: str, method: str, shape: estimate.ModelShape) -> dict:
-    defaults = TrainConfig()
+def method_settings(data: TrainingData, objective: str, method: str, shape: estimate.ModelShape,
+                    defaults: TrainConfig) -> dict:
     settings: dict = {"dataset": data.name, "dataset_version": data.version, "method": method,
                       "objective": objective, "data_source": "feedback" if data.source == "feedback" else "dataset"}
     if objective != "sft":
@@ -228,9 +242,8 @@ def method_settings(data: TrainingData, objective: str, method: str, shape: esti
     return settings
 
 
-def optimisation_settings(objective: str) -> dict:
+def optimisation_settings(objective: str, defaults: TrainConfig) -> dict:
     """The Training settings expander: epochs, rates, lengths, evaluation and precision."""
-    defaults = TrainConfig()
     settings: dict = {}
     with st.expander(t("Training settings"), icon=":material/tune:"):
         cols = st.columns(4)
@@ -420,9 +433,20 @@ def run_panel(chosen: runs.Run) -> None:
     if status.state == "failed" and status.error:
         st.error(t(status.error))
     if status.state == "running":
-        if st.button(t("Cancel"), key=K + "cancel", icon=":material/stop:",
-                     help=t("Saves a checkpoint and stops; Resume continues from it.")):
+        cols = st.columns([1, 2, 3])
+        if cols[0].button(t("Cancel"), key=K + "cancel", icon=":material/stop:",
+                          help=t("Saves a checkpoint and stops; Resume continues from it.")):
             chosen.cancel()
+            st.rerun()
+        if chosen.keep_requested:
+            cols[1].caption(t("Stopping at the next step to save the best adapter so far…"))
+        elif cols[1].button(t("Stop and keep the adapter"), key=K + "keep", icon=":material/save:",
+                            help=t("Stops at the next step and saves the best adapter so far, as if training had "
+                                   "ended there.")):
+            try:
+                chosen.stop_and_keep()
+            except StudioError as exc:
+                show_error(exc)
             st.rerun()
     elif st.session_state.get(K + "was_running") == chosen.id:
         st.session_state.pop(K + "was_running")
@@ -454,10 +478,19 @@ def run_actions(chosen: runs.Run, busy: bool) -> None:
     """Resume (or start again) a stopped run; add epochs to a finished one."""
     status = chosen.status()
     if status.state in ("cancelled", "failed"):
-        if st.button(t("Resume") if status.resumable else t("Start again"), icon=":material/play_arrow:",
-                     key=K + "resume", disabled=busy):
+        cols = st.columns([1, 2, 3])
+        if cols[0].button(t("Resume") if status.resumable else t("Start again"), icon=":material/play_arrow:",
+                          key=K + "resume", disabled=busy):
             try:
                 chosen.start()
+                st.rerun()
+            except StudioError as exc:
+                show_error(exc)
+        if status.resumable and cols[1].button(
+                t("Keep the adapter as it is"), icon=":material/save:", key=K + "keep_stopped", disabled=busy,
+                help=t("Saves the best adapter from the checkpoint without training further.")):
+            try:
+                chosen.stop_and_keep()
                 st.rerun()
             except StudioError as exc:
                 show_error(exc)

@@ -40,9 +40,9 @@ with left.form("create_project", clear_on_submit=True):
 with right.container(border=True):
     st.subheader(t("Sample project"))
     st.write(t("A small made-up bike shop with a prompt, few-shot examples, documents and an eval set: "
-               "the quickest way to see each step pay off."))
+               "the quickest way to see each step pay off. Its documents are indexed as it is created."))
     if st.button(t("Create the sample project"), icon=":material/auto_awesome:"):
-        create_and_open(lambda: sample.create_sample_project(ws))
+        create_and_open(lambda: sample.create_sample_project(ws, index=True))
 import_panel(ws)
 
 projects = ws.list_projects()

@@ -11,14 +11,14 @@ from core.recipe import RecipeStore
 from core.tools import parse_tools_json, tool_names, tools_json
 from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready
-from studio.ui.state import draft, recipe_save_bar, require_project, saved_recipe, set_draft
+from studio.ui.state import draft, recipe_save_bar, require_project, saved_recipe, set_draft, widget_prefix
 from studio.ui.trial import run_table, show_table, stream_answer
 
 project = require_project()
 slug = project.slug
 recipe = draft(project)
 saved, version = saved_recipe(project)
-K = f"prompt.{slug}."  # widget keys of this page, per project
+K = widget_prefix(f"prompt.{slug}.")  # widget keys of this page, per project
 TOOLS_PLACEHOLDER = ('[{"type": "function", "function": {"name": "check_order", "description": "…",\n'
                      '  "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},\n'
                      '  "required": ["order_id"]}}}]')
@@ -40,8 +40,9 @@ with edit:
             [{"variable": k, "value": v} for k, v in recipe.prompt.variables.items()] or [{"variable": "", "value": ""}])
     edited = st.data_editor(st.session_state[base_key], num_rows="dynamic", hide_index=True, width="stretch",
                             key=K + "variables", column_config={
-                                "variable": st.column_config.TextColumn(t("Variable"), help=t("Name used as {name}")),
-                                "value": st.column_config.TextColumn(t("Value"), width="large")})
+                                "variable": st.column_config.TextColumn(t("Variable"), help=t("Name used as {name}"),
+                                                                         width="small", pinned=True),
+                                "value": st.column_config.TextColumn(t("Value"), width="medium")})
     variables = {str(r["variable"]).strip(): str(r["value"] if r["value"] is not None else "")
                  for r in edited.to_dict("records") if r.get("variable") and str(r["variable"]).strip()}
 

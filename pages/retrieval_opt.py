@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.data.store import DatasetStore
 from core.errors import StudioError
+from core.evaluate.ranks import tied_ranks, tied_with_best
 from core.evaluate.sweep import DEFAULT_METRIC, METRICS, SweepGrid, SweepRun, create_sweep, get_sweep, list_sweeps
 from core.i18n import Msg
 from core.rag import queries
@@ -310,9 +311,20 @@ several_embedders = view.varies(rows, "embedder")
 
 # ---- the winner ---------------------------------------------------------------------------------------------------
 best = rows[0]
+scores = [row[metric] for row in rows]
+ranks, tied = tied_ranks(scores), tied_with_best(scores)
 st.markdown("#### " + t("Best setting"))
-st.success(t("**{setting}** finds the answer best: {metric} {value}.", metric=view.metric_label(metric),
-             setting=view.setting_label(best, several_embedders), value=f"{best[metric]:.2f}"))
+if tied == len(rows) > 1:
+    st.info(t("All {count} settings score {value} on {metric}: these questions are too easy to tell the settings "
+              "apart. Label harder questions (ones answered by one specific passage) or rank by another measure.",
+              count=len(rows), value=f"{best[metric]:.2f}", metric=view.metric_label(metric)))
+elif tied > 1:
+    st.success(t("{count} settings tie for the best {metric} ({value}); the first of them, **{setting}**, is "
+                 "shown.", count=tied, metric=view.metric_label(metric), value=f"{best[metric]:.2f}",
+                 setting=view.setting_label(best, several_embedders)))
+else:
+    st.success(t("**{setting}** finds the answer best: {metric} {value}.", metric=view.metric_label(metric),
+                 setting=view.setting_label(best, several_embedders), value=f"{best[metric]:.2f}"))
 cols = st.columns([1, 2])
 cols[0].markdown(view.settings_markdown(best))
 with cols[1]:
@@ -323,12 +335,16 @@ same = next((r for r in rows if (r["mode"], r["k"], r["reranker"], r["query_rewr
              and (r["rrf_k"] == current.rrf_k or view.ordering(r) != "rrf")
              and {k: r[k] for k in ("strategy", "chunk_tokens", "overlap_tokens")} == spec["kb"]["chunking"]), None)
 if same is not None:
+    rank = ranks[rows.index(same)]
+    sharing = sum(1 for r in ranks if r == rank)
     st.caption(t("The recipe's current settings score {value} (rank {rank} of {count}).",
-                 value=f"{same[metric]:.2f}", rank=rows.index(same) + 1, count=len(rows)))
+                 value=f"{same[metric]:.2f}", rank=rank, count=len(rows)) if sharing == 1 else
+               t("The recipe's current settings score {value} (rank {rank} of {count}, tied with {others} other "
+                 "setting(s)).", value=f"{same[metric]:.2f}", rank=rank, count=len(rows), others=sharing - 1))
 
 # ---- table and charts ---------------------------------------------------------------------------------------------
 st.markdown("#### " + t("Every setting, best first"))
-frame, config = view.ranked_table(rows, metric)
+frame, config = view.ranked_table(rows, metric, ranks)
 st.dataframe(frame, hide_index=True, column_config=config, key=K + "table")
 heat = view.heatmap(rows, metric)
 if heat is not None:

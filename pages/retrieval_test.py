@@ -8,10 +8,11 @@ import streamlit as st
 from core.data.store import DatasetStore
 from core.errors import StudioError
 from core.rag import queries
-from core.rag.highlight import match_spans
+from core.rag.highlight import highlight_html
 from core.rag.kb import DEFAULT_KB, KnowledgeBase, list_knowledge_bases
 from core.rag.retriever import MODES
 from studio.ui.i18n import t
+from studio.ui.text import escape_markdown
 from studio.ui.state import draft, require_project, show_error
 
 project = require_project()
@@ -38,18 +39,6 @@ if not question.strip():
     st.stop()
 
 
-def escape(text: str) -> str:
-    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>$~" else c for c in text)
-
-
-def highlighted(text: str) -> str:
-    out, last = [], 0
-    for start, end in match_spans(text, question):
-        out += [escape(text[last:start]), ":orange-background[", escape(text[start:end]), "]"]
-        last = end
-    return "".join(out + [escape(text[last:])])
-
-
 where = "source IN (" + ", ".join("'" + s.replace("'", "''") + "'" for s in only) + ")" if only else None
 found: dict[str, object] = {}   # chunk id -> hit, over the three searches
 ticked: set[str] = set()
@@ -70,8 +59,8 @@ for column, mode in zip(columns, MODES):
             with st.container(border=True):
                 where_from = " · ".join(x for x in [hit.source, t("page {page}", page=hit.page) if hit.page else "",
                                                     hit.heading] if x)
-                st.caption(f"**{rank}.** {escape(where_from)}")
-                st.markdown(highlighted(hit.text))
+                st.caption(f"**{rank}.** {escape_markdown(where_from)}")
+                st.html(highlight_html(hit.text, question))
                 st.caption(t("score {score} · similarity {similarity}", score=f"{hit.score:.3f}",
                              similarity=f"{hit.similarity:.2f}" if hit.similarity is not None else "—"))
                 found.setdefault(hit.chunk_id, hit)

@@ -1,6 +1,5 @@
 """Rung 3 · Retriever: company documents in a knowledge base; answers quote numbered passages and cite them."""
 
-import json
 from dataclasses import replace
 
 import pandas as pd
@@ -9,19 +8,21 @@ import streamlit as st
 from core.errors import StudioError
 from core.i18n import Msg
 from core.jobs import Job, event_message
+from core.rag import ingest_job
 from core.rag.chunking import STRATEGIES, ChunkingConfig
-from core.rag.kb import DEFAULT_KB, KnowledgeBase, list_knowledge_bases
+from core.rag.kb import DEFAULT_KB, KnowledgeBase, failure_reason, list_knowledge_bases
 from core.rag.parse import SUPPORTED
 from core.rag.ranking import RERANKERS
 from core.rag.retriever import MODES
 from studio.ui.i18n import t
 from studio.ui.run_panel import job_progress
-from studio.ui.state import draft, recipe_save_bar, require_project, saved_recipe, set_draft, show_error
+from studio.ui.state import (draft, recipe_save_bar, require_project, saved_recipe, set_draft, show_error,
+                             widget_prefix)
 
 project = require_project()
 slug = project.slug
-K = f"retriever.{slug}."
-STATUS = {"indexed": Msg("indexed"), "unchanged": Msg("unchanged"), "error": Msg("skipped")}
+K = widget_prefix(f"retriever.{slug}.")
+STATUS = {"indexed": Msg("indexed"), "unchanged": Msg("unchanged"), "error": Msg("failed"), "refused": Msg("refused")}
 STRATEGY_LABELS = {"recursive": Msg("By structure: headings, paragraphs, sentences"),
                    "fixed": Msg("Fixed token windows")}
 
@@ -48,17 +49,14 @@ with top[1].popover(t("New knowledge base"), icon=":material/add:"):
         except StudioError as exc:
             show_error(exc)
 kb = KnowledgeBase(project, kb_name)
-jobs_dir = project.subdir("runs") / "ingest" / kb_name
 
 
 def latest_job() -> Job | None:
-    runs = sorted(p for p in jobs_dir.glob("*") if p.is_dir()) if jobs_dir.exists() else []
-    return Job(runs[-1]) if runs else None
+    return ingest_job.latest_job(project, kb_name)
 
 
 def start_ingest(paths, chunking: ChunkingConfig | None) -> None:
-    Job.start(jobs_dir, ["-m", "core.rag.ingest_job", str(project.path), kb_name,
-                         json.dumps(chunking.to_dict()) if chunking else "", *map(str, paths)], label="Ingest")
+    ingest_job.start(project, kb_name, paths, chunking)
 
 
 # ---- documents ---------------------------------------------------------------------------------------------------
@@ -70,12 +68,17 @@ uploads = st.file_uploader(t("Add documents"), accept_multiple_files=True, key=K
                            type=sorted(ext.lstrip(".") for ext in SUPPORTED))
 st.caption(t("PDF (text layer), Word, HTML, Markdown, text, CSV and Excel. Files are kept in the project; a file "
              "that did not change is not indexed twice, and an edited one replaces its old passages."))
-folder = st.text_input(t("…or a folder on this machine"), key=K + "folder", placeholder="/data/handbook",
-                       help=t("Every supported file in the folder and its sub-folders is copied into the project."))
+folder = st.text_input(t("…or a folder on this machine"), key=K + "folder", placeholder="~/handbook",
+                       help=t("Every supported file in the folder and its sub-folders is copied into the project, "
+                              "under its path in the folder. Only folders in your home folder or the studio's "
+                              "folder can be read (the STUDIO_ALLOWED_FOLDERS setting changes which)."))
 if folder.strip() and st.button(t("Add the folder's documents"), disabled=running, icon=":material/folder_open:"):
     try:
         added = kb.add_folder(folder.strip())
         st.toast(t("{count} file(s) added; index them below.", count=len(added)), icon=":material/check:")
+        if added.skipped_links:
+            st.warning(t("{count} link(s) that lead outside the allowed folders were left out: {names}.",
+                         count=len(added.skipped_links), names=", ".join(added.skipped_links)))
     except Exception as exc:
         show_error(exc)
 pending = kb.pending()
@@ -85,7 +88,8 @@ if uploads or pending:
     if st.button(label, type="primary", disabled=running, icon=":material/upload:"):
         try:
             paths = kb.add_files([(u.name, u.getvalue()) for u in uploads or []]) + pending
-            start_ingest(list(dict.fromkeys(paths)), None)
+            if paths:  # refused uploads are not copied: they are listed with the failed files below
+                start_ingest(list(dict.fromkeys(paths)), None)
             st.session_state[K + "upload_round"] = st.session_state.get(K + "upload_round", 0) + 1
             st.rerun()
         except Exception as exc:
@@ -108,6 +112,23 @@ elif job is not None:
                 (st.error if result["status"] == "error" else st.markdown)(
                     line + (f": {t(problem)}" if problem else ""))
 
+failed = kb.failed()
+if failed and not running:
+    with st.expander(t("{count} file(s) could not be added or read", count=len(failed)), expanded=True,
+                     icon=":material/error:"):
+        for source, entry in sorted(failed.items()):
+            st.error(f"**{source}** — {t(STATUS['refused' if entry.get('refused') else 'error'])}: "
+                     f"{t(failure_reason(entry))}")
+        st.caption(t("They are not indexed again on their own: fix a file and add it again, or remove them."))
+        if st.button(t("Remove failed files"), key=K + "clear_failed", icon=":material/delete_sweep:",
+                     help=t("Deletes their copies from the project. A failed file that replaced an indexed document "
+                            "of the same name removes that document too.")):
+            try:
+                kb.clear_failed()
+                st.rerun()
+            except Exception as exc:
+                show_error(exc)
+
 documents = kb.documents()
 if documents:
     st.dataframe(pd.DataFrame([{"source": s, "chunks": d["chunks"], "pages": str(d.get("pages") or ""),
@@ -121,7 +142,7 @@ if documents:
     if remove and st.button(t("Remove '{name}' from the knowledge base", name=remove), icon=":material/delete:"):
         kb.delete_document(remove)
         st.rerun()
-elif not pending and not running:
+elif not pending and not running and not failed:
     st.info(t("No documents yet. Add some above."))
 
 # ---- chunking ---------------------------------------------------------------------------------------------------
@@ -139,7 +160,7 @@ with st.expander(t("How documents are cut into passages"), icon=":material/conte
     except StudioError as exc:
         show_error(exc)
         chosen = current
-    sources = sorted(p.name for p in kb.documents_dir.glob("*") if p.is_file())
+    sources = kb.stored()
     preview_of = st.selectbox(t("Preview a document"), [""] + sources, format_func=lambda s: s or "—",
                               key=K + "preview")
     if preview_of:
@@ -147,7 +168,7 @@ with st.expander(t("How documents are cut into passages"), icon=":material/conte
             from core.rag.chunking import chunk_sections, embedder_token_counter
             from core.rag.parse import parse_document
 
-            parsed = parse_document((kb.documents_dir / preview_of).read_bytes(), preview_of)
+            parsed = parse_document(kb.path_of(preview_of).read_bytes(), preview_of, source=preview_of)
             chunks = chunk_sections(parsed.sections, chosen, embedder_token_counter())
             st.caption(t("{count} passages", count=len(chunks)))
             for chunk in chunks[:8]:
@@ -159,7 +180,7 @@ with st.expander(t("How documents are cut into passages"), icon=":material/conte
     if chosen != current and documents:
         st.warning(t("Changing how documents are cut re-indexes all {count} documents.", count=len(documents)))
         if st.button(t("Re-index with these settings"), disabled=running):
-            start_ingest([kb.documents_dir / s for s in documents], chosen)
+            start_ingest([kb.path_of(s) for s in documents], chosen)
             st.rerun()
     elif chosen != current:
         kb.set_chunking(chosen)

@@ -9,8 +9,10 @@ from core import demo
 from core.errors import StudioError
 from core.hosts import is_loopback
 from core.recipe import RecipeStore, list_recipes
+from core.report import latest_finished_run
 from studio.ui.demo_state import start_presenting
 from studio.ui.i18n import t
+from studio.ui.report_panel import report_buttons
 from studio.ui.state import require_project, show_error
 
 APP_PATH = Path(__file__).resolve().parent.parent / "studio" / "app.py"
@@ -72,6 +74,15 @@ with demo_tab:
         if st.button(t("Present in this tab"), icon=":material/co_present:", disabled=not versions):
             start_presenting(slug)
             st.rerun()
+
+        st.subheader(t("Report for stakeholders"))
+        report_run = latest_finished_run(project)
+        st.caption(t("The chosen recipe, with the scoreboard of the latest finished evaluation ({run}).",
+                     run=report_run.id) if report_run else
+                   t("The chosen recipe; finish an evaluation on the Evaluation page to add its scoreboard."))
+        report_version = version or (versions[0] if versions else None)
+        report_buttons(project, report_run, RecipeStore(project, recipe_name).load(report_version), report_version,
+                       f"share.{slug}.")
 
         st.subheader(t("Password"))
         if settings.protected:

@@ -10,8 +10,11 @@ if str(ROOT) not in sys.path:  # `streamlit run studio/app.py` puts only studio/
 import streamlit as st  # noqa: E402
 
 from studio.ui.demo_state import active_demo, returning_from_demo  # noqa: E402
+from studio.ui.host_guard import guard_host  # noqa: E402
 from studio.ui.i18n import t  # noqa: E402
 from studio.ui.sidebar import render_sidebar  # noqa: E402
+
+guard_host()  # before anything renders: a page reached through another host name (DNS rebinding) gets nothing
 
 if active_demo() is not None:
     # Demo mode: the chat alone; no build pages, no sidebar, no settings.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+import unicodedata
 import warnings
 import zipfile
 from pathlib import Path
@@ -296,3 +297,38 @@ def test_an_import_tells_when_the_model_is_not_on_this_machine(project, workspac
     [warning] = model_warnings(imported)
     assert "model-on-the-other-machine is not on this machine" in warning
     assert RecipeStore(imported).load().model.location == str(tmp_path / "model-on-the-other-machine")
+
+
+@pytest.mark.parametrize("shown", ["\u202egpj.exe", "Shop\u2066\u2067 FAQ", "a\x00b\tc", "\u200fSupport\u200e"])
+def test_a_bundle_name_loses_direction_overrides_and_control_characters(shown, bundle, workspace, tmp_path):
+    """A name like "\u202egpj.exe" reads "exe.jpg": the imported project's name must read as it is."""
+    from core.workspace import display_name
+
+    named = rewrite(bundle, tmp_path / "named.zip", manifest_change=lambda m: m.update(project=shown))
+    project = import_bundle(named, workspace)
+    assert project.name == display_name(shown)
+    assert not any(unicodedata.category(c) in ("Cc", "Cf") for c in project.name)
+    assert project.name.replace(" ", "") in {"gpj.exe", "ShopFAQ", "abc", "Support"}
+
+
+def test_documents_in_sub_folders_travel_under_their_own_names(project, tiny_model_dir, fake_embedder, workspace,
+                                                                 tmp_path, monkeypatch):
+    """sub1/policy.txt and sub2/policy.txt are two documents: a bundle must not flatten them into one."""
+    folder = tmp_path / "handbook"
+    for sub, text in (("sub1", "Returns are accepted within thirty days."), ("sub2", "Deposits are refunded.")):
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / "policy.txt").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("STUDIO_ALLOWED_FOLDERS", str(tmp_path))
+    recipe = simple_project(project, tiny_model_dir("llama"))
+    kb = KnowledgeBase(project, "docs")
+    kb.ingest(kb.add_folder(folder))
+    RecipeStore(project).save(recipe.with_changes(retriever=RetrieverSettings(enabled=True, knowledge_base="docs")))
+    archive = export_bundle(project, destination=tmp_path / "sub.zip")
+    with zipfile.ZipFile(archive) as zf:
+        names = set(zf.namelist())
+    assert {layout.KB_DOCUMENTS + "sub1/policy.txt", layout.KB_DOCUMENTS + "sub2/policy.txt"} <= names
+    imported = import_bundle(archive, Workspace(tmp_path / "elsewhere"))
+    copied = KnowledgeBase(imported, "docs")
+    assert set(copied.documents()) == {"sub1/policy.txt", "sub2/policy.txt"}
+    assert (copied.documents_dir / "sub1" / "policy.txt").read_text(encoding="utf-8").startswith("Returns")
+    assert (copied.documents_dir / "sub2" / "policy.txt").read_text(encoding="utf-8").startswith("Deposits")

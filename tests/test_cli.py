@@ -117,6 +117,7 @@ def test_kb_ingest_search_delete(workspace, tmp_path, monkeypatch):
     monkeypatch.setattr(kb_module, "_embed", HashEmbedder(dims=384))
     monkeypatch.setattr(kb_module, "_count_tokens", lambda: (lambda text: len(text.split())))
     workspace.create("Docs")
+    monkeypatch.setenv("STUDIO_ALLOWED_FOLDERS", str(tmp_path))  # folders are read only inside the allowed ones
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "hours.md").write_text("# Hours\n\nWe open at nine and close at six.", encoding="utf-8")
@@ -125,7 +126,7 @@ def test_kb_ingest_search_delete(workspace, tmp_path, monkeypatch):
     result = runner.invoke(cli.app, ["kb", "ingest", "Docs", str(folder)])
     assert result.exit_code == 2  # one bad file: reported, the others indexed
     assert "indexed   hours.md" in result.stdout and "indexed   giờ.txt" in result.stdout
-    assert "error     empty.txt" in result.stdout
+    assert "refused   empty.txt" in result.stdout  # refused before it is copied
     hits = json.loads(runner.invoke(cli.app, ["kb", "search", "Docs", "mở cửa", "--mode", "fts", "--json"]).stdout)
     assert [h["source"] for h in hits] == ["giờ.txt"]
     for flag in ("-k", "--k"):  # -k as the README shows it, --k as before
@@ -249,3 +250,16 @@ def test_export_defaults_to_a_format_the_kind_has(workspace, tmp_path):
     result = runner.invoke(cli.app, ["data", "export", "Data", "faq", "--out", str(out)])  # sft has no plain jsonl
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text(encoding="utf-8").splitlines()[0])["messages"][0]["content"] == "Hi?"
+
+
+def test_data_check_says_which_records_a_finding_is_about(workspace, tmp_path):
+    workspace.create("Data")
+    source = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": f"Question {i}?", "response": f"Answer {i}."} for i in range(6)]
+    rows.insert(4, dict(rows[1]))  # row 5 repeats row 2
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert runner.invoke(cli.app, ["data", "import", "Data", str(source), "--name", "faq"]).exit_code == 0
+    checked = runner.invoke(cli.app, ["data", "check", "Data", "faq"])
+    lines = checked.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "same input and output" in line)
+    assert lines[at + 1].strip().startswith("records: row 2 (id ") and ", row 5 (id " in lines[at + 1]

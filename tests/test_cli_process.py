@@ -59,7 +59,8 @@ codes = {"ingest": studio("kb", "ingest", "Shop", sys.argv[1]),
          "search": studio("kb", "search", "Shop", "When do you open?", "-k", "1", "--json")}
 llm = sorted(m for m in sys.modules if m in LLM_MODULES
              or re.match(r"transformers\.models\.(llama|gemma3?|phi3?|qwen\d*|mistral)\.modeling_", m))
-embedder = "sentence_transformers" in sys.modules and "torch" in sys.modules
+embedder = "transformers.models.bert.modeling_bert" in sys.modules and "torch" in sys.modules
+training_stack = sorted(m for m in ("sentence_transformers", "peft", "trl") if m in sys.modules)
 codes["generate"] = studio("generate", "Shop", "Hello?", "--max-new-tokens", "3")
 import bitsandbytes  # noqa: F401  (loaded by peft already; its CPU backend logs the notice at import)
 notice = logging.getLogger("bitsandbytes.backends.cpu.ops")
@@ -67,12 +68,12 @@ notice = logging.getLogger("bitsandbytes.backends.cpu.ops")
 notice.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you already "
                "`pip install kernels` and the kernels >= 0.11.1", "No module named 'kernels'")
 notice.warning("A warning a user can act on.")
-print(json.dumps({"codes": codes, "llm_after_kb": llm, "embedder": embedder}))
+print(json.dumps({"codes": codes, "llm_after_kb": llm, "embedder": embedder, "training_after_kb": training_stack}))
 """
 
 
 def test_commands_print_only_their_own_output_and_kb_never_loads_the_llm(workspace, tiny_model_dir, tmp_path):
-    """`kb ingest` and `kb search` load torch and the embedder (sentence-transformers) but not the LLM; `generate`
+    """`kb ingest` and `kb search` load torch and the embedder (MiniLM through transformers) but not the LLM; `generate`
     loads a model. None of them prints loading bars or bitsandbytes' optional-kernel notice; other warnings show."""
     from core.models.source import ModelSource
     from core.recipe import Recipe, RecipeStore
@@ -89,6 +90,7 @@ def test_commands_print_only_their_own_output_and_kb_never_loads_the_llm(workspa
     assert report["codes"] == {"ingest": 0, "search": 0, "generate": 0}, result.stderr[-3000:]
     assert report["embedder"]  # the real embedder ran: these commands did load torch
     assert report["llm_after_kb"] == []
+    assert report["training_after_kb"] == []  # the embedder needs transformers alone
     assert '"source": "hours.md"' in result.stdout
     for noise in ("kernels-community", "pip install kernels", "Loading weights", "it/s]", "%|"):
         assert noise not in result.stdout + result.stderr, f"{noise!r} in the output:\n{result.stderr[-3000:]}"

@@ -25,7 +25,6 @@ def shop(workspace, tiny_model_dir):
     recipe = Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("llama"))),
                     generation=GenerationSettings(max_new_tokens=6))
     RecipeStore(project).save(recipe, note="v1")
-    workspace.remember_last(project)
     return project
 
 

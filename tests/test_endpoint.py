@@ -168,7 +168,7 @@ def test_stream_text_and_usage(server):
     assert "".join(pieces) == "Hello world"
     assert stream.text == "Hello world"
     assert (stream.prompt_tokens, stream.output_tokens) == (12, 4)
-    assert stream.stopped_by == "length"
+    assert stream.stopped_by == "end"  # 4 tokens of 50: the model finished, it was not cut
     body = server.requests[-1]["body"]
     assert body["model"] == "llama3.2"
     assert body["messages"] == MESSAGES

@@ -109,6 +109,32 @@ def test_a_stopped_run_keeps_its_answers_and_finishes_later(eval_project):
     assert sorted(r["record_id"] for r in run.results()) == sorted(run.spec["record_ids"])
 
 
+def test_a_stop_request_ends_a_batch_mid_generation_and_keeps_none_of_its_cut_answers(eval_project, tiny_model_dir):
+    """SIGTERM or Ctrl-C on `studio eval` must not wait for a whole batch of long answers."""
+    from core import assistant
+
+    recipe = RecipeStore(eval_project).load().with_changes(
+        generation=GenerationSettings(temperature=0.0, max_new_tokens=150, stop=()))
+    RecipeStore(eval_project).save(recipe)
+    backend = assistant.recipe_backend(eval_project, recipe)
+    tokens = {"seen": 0}
+
+    def stop_after_five_tokens() -> bool:
+        tokens["seen"] += 1
+        return tokens["seen"] > 5
+
+    prompts = [assistant.plan(recipe, q, backend, [], eval_project)[0].prompt for q, _ in QUESTIONS]
+    cut = backend.generate_batch(prompts, recipe.generation, should_stop=stop_after_five_tokens)
+    assert max(out["output_tokens"] for out in cut) <= 6
+
+    run = runs.create_eval_run(eval_project, "eval", [variants.saved_recipe(eval_project, "assistant")],
+                               runs.EvalOptions(batch_size=8))
+    tokens["seen"] = 0
+    result = runs.execute(eval_project, run.id, lambda **e: None, should_stop=stop_after_five_tokens)
+    assert not result["finished"] and run.results() == []
+    assert runs.AnswerCache(eval_project).load() == {}  # cut answers are not cached either
+
+
 def test_bad_runs_are_refused_with_a_sentence(eval_project):
     with pytest.raises(StudioError, match="does not exist"):
         runs.create_eval_run(eval_project, "nope", [])
@@ -274,8 +300,8 @@ def test_evaluation_asks_the_model_exactly_what_chat_asks(eval_project, tiny_mod
     real_stream, real_batch = backend.stream, backend.generate_batch
     monkeypatch.setattr(backend, "stream", lambda prompt, settings: asked["chat"].append(prompt) or
                         real_stream(prompt, settings))
-    monkeypatch.setattr(backend, "generate_batch", lambda prompts, settings: asked["eval"].extend(prompts) or
-                        real_batch(prompts, settings))
+    monkeypatch.setattr(backend, "generate_batch", lambda prompts, settings, **kw: asked["eval"].extend(prompts) or
+                        real_batch(prompts, settings, **kw))
     records = [{"question": q} for q, _ in QUESTIONS]
     for record in records:
         assistant.answer(recipe, record["question"], backend, pool, eval_project)[1].run_to_end()

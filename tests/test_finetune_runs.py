@@ -170,7 +170,7 @@ def test_kill_9_then_resume_continues_from_the_checkpoint(project, tiny_model_di
     wait_for(lambda: any(e.get("type") == "checkpoint" and e["step"] >= 4 for e in job.events()))
     pid = json.loads((job.folder / "job.json").read_text())["pid"]
     os.killpg(pid, signal.SIGKILL)
-    wait_for(lambda: run.status().state == "failed")
+    wait_for(lambda: run.status().state == "cancelled")  # stopped, not a crash: it can resume
     assert run.status().resumable
     saved_step = json.loads((run.folder / "checkpoint" / "state.json").read_text())["state"]["step"]
     job = run.start()
@@ -190,6 +190,7 @@ def test_cancel_then_add_epochs(project, tiny_model_dir):
     job = run.start()
     wait_for(lambda: any(e.get("type") == "step" and e["step"] >= 3 for e in job.events()))
     run.cancel()
+    wait_for(lambda: run.status().state != "running")
     assert run.status().state == "cancelled" and run.status().resumable
     job = run.start()
     wait_for(lambda: run.status().state in ("done", "failed"), timeout=240)
@@ -200,6 +201,46 @@ def test_cancel_then_add_epochs(project, tiny_model_dir):
     assert run.status().state == "done"
     assert run.status().step > steps_before
     assert AdapterRegistry(project).get(run.id).metrics["steps"] == run.status().step
+
+
+def test_stop_and_keep_saves_the_best_adapter_so_far_and_ends_the_run(project, tiny_model_dir):
+    recipe = make_project(project, tiny_model_dir("llama"), n_copies=4)
+    run = runs.create_run(project, quick(epochs=3, batch_size=2, eval_every=2), recipe)
+    with pytest.raises(TrainingError, match="nothing learned"):
+        run.request_keep()  # not started: no checkpoint to keep
+
+    def keep_at_step_three(**event) -> None:
+        if event.get("type") == "step" and event["step"] == 3:
+            assert run.request_keep() is False  # nothing runs as a job: this process is the one training
+
+    result = runs.execute(project, run.id, keep_at_step_three)
+    assert result["finished"] and result["stopped_by_user"] and result["steps"] == 3
+    info = AdapterRegistry(project).get(run.id)
+    assert info.metrics["stopped_by_user"] is True and info.metrics["steps"] == 3
+    assert (info.folder / "adapter_config.json").exists()
+
+
+def test_a_stopped_run_is_finished_from_its_checkpoint_on_the_command_line(project, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from core import cli
+
+    recipe = make_project(project, tiny_model_dir("llama"), n_copies=4)
+    run = runs.create_run(project, quick(epochs=3, batch_size=2, save_every=1000, eval_every=1000), recipe)
+    steps = []
+    stopped = runs.execute(project, run.id, lambda **e: steps.append(e) if e.get("type") == "step" else None,
+                           should_stop=lambda: len(steps) >= 2)
+    assert not stopped["finished"] and stopped["step"] == 2 and run.has_checkpoint
+    result = CliRunner().invoke(cli.app, ["train", project.name, "--finish", run.id])
+    assert result.exit_code == 0, result.output
+    info = AdapterRegistry(project).get(run.id)
+    assert info.metrics["stopped_by_user"] is True and info.metrics["steps"] == 2  # nothing trained further
+    again = CliRunner().invoke(cli.app, ["train", project.name, "--finish", run.id])
+    assert again.exit_code == 1 and "finished" in again.output
+    assert run.keep_requested
+    (run.folder / "jobs").mkdir(exist_ok=True)
+    run.start().cancel()  # a plain resume drops the request, so it would train to the end
+    assert not run.keep_requested
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("bitsandbytes") is None, reason="needs bitsandbytes")

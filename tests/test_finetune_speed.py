@@ -139,7 +139,7 @@ def _train_bf16(folder, tokenizer, run_dir, store_in_bf16: bool):
     examples = [Example(i, [-100] * 3 + i[3:], str(n)) for n, i in enumerate(ids)]
     losses = []
     trainer = Trainer(model, config, examples, [], tokenizer.pad_token_id, run_dir,
-                      emit=lambda e: losses.append(e["loss"]) if e["type"] == "step" else None)
+                      emit=lambda e: losses.append(e["loss"]) if e.get("type") == "step" else None)
     assert trainer.bf16 and trainer.head is not None
     trainer.run()
     after = dict(model.named_parameters())

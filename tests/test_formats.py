@@ -164,11 +164,14 @@ MAPPING_CASES = [
     (["Query", "Completion", "System Prompt"], "sft",
      {"prompt": "Query", "response": "Completion", "system": "System Prompt", "context": None}),
     (["question", "answer"], "eval",
-     {"question": "question", "reference": "answer", "gold_ids": None, "tools": None, "expected_call": None,
-      "gold_passages": None}),
+     {"question": "question", "reference": "answer", "references": None, "gold_ids": None, "tools": None,
+      "expected_call": None, "gold_passages": None}),
     (["Câu hỏi", "Đáp án đúng", "Mã tài liệu", "Công cụ", "Lệnh gọi mong đợi", "Gold passages"], "eval",
-     {"question": "Câu hỏi", "reference": "Đáp án đúng", "gold_ids": "Mã tài liệu", "tools": "Công cụ",
-      "expected_call": "Lệnh gọi mong đợi", "gold_passages": "Gold passages"}),
+     {"question": "Câu hỏi", "reference": "Đáp án đúng", "references": None, "gold_ids": "Mã tài liệu",
+      "tools": "Công cụ", "expected_call": "Lệnh gọi mong đợi", "gold_passages": "Gold passages"}),
+    (["question", "answers", "context"], "eval",  # SQuAD: the answers column holds several accepted answers
+     {"question": "question", "reference": None, "references": "answers", "gold_ids": None, "tools": None,
+      "expected_call": None, "gold_passages": None}),
     (["prompt", "chosen", "rejected"], "preference", {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}),
     (["Yêu cầu", "Câu trả lời tốt", "Câu trả lời tệ"], "preference",
      {"prompt": "Yêu cầu", "chosen": "Câu trả lời tốt", "rejected": "Câu trả lời tệ"}),
@@ -500,6 +503,9 @@ def sample_records(kind: str) -> list[dict]:
     rows = [new_record("eval", question=text, reference=NASTY[-1 - i]) for i, text in enumerate(NASTY)]
     rows += [new_record("eval", question="Thời tiết Hà Nội?", expected_call=CALL, tools=TOOLS),
              new_record("eval", question="Q gold", reference="=A", gold_ids=["doc-1", "tài-liệu 2"]),
+             # several accepted answers, with and without a reference
+             new_record("eval", question="Q answers", reference="Paris", references=["=Paris", "a | b", VI]),
+             new_record("eval", question="Q answers only", references=["Hà Nội", "thủ đô"]),
              new_record("eval", question="Q ints", reference="R", gold_ids=[1, 2, "3"], tools=TOOLS,
                         expected_call={"name": "f", "arguments": "{\"raw\": \"json text\"}"}),
              # a retrieval query: gold passages and no reference

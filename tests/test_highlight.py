@@ -1,6 +1,8 @@
+import re
+
 import pytest
 
-from core.rag.highlight import match_spans
+from core.rag.highlight import highlight_html, match_spans
 
 
 @pytest.mark.parametrize("text, query, marked", [
@@ -12,3 +14,20 @@ from core.rag.highlight import match_spans
 ])
 def test_match_spans(text, query, marked):
     assert [text[a:b] for a, b in match_spans(text, query)] == marked
+
+
+@pytest.mark.parametrize("text", [
+    "See [the httpx docs](https://www.python-httpx.org/) for httpx.",
+    "Install with `pip install httpx` first.",
+    "Example:\n\n    import httpx\n    httpx.get(url)\n",
+    "Visit https://httpx.example/httpx now",
+    "<script>alert('httpx')</script> *httpx* (httpx)",
+])
+def test_highlighted_passages_show_the_document_as_written_with_no_markup_leaking(text):
+    import html
+
+    shown = highlight_html(text, "httpx")
+    assert ":orange-background" not in shown and "<script>" not in shown
+    assert shown.count("<mark") == text.count("httpx")
+    plain = re.sub(r"<[^>]+>", "", shown)
+    assert html.unescape(plain) == text

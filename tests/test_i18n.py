@@ -141,7 +141,6 @@ def open_project(workspace, tiny_model_dir):
     RecipeStore(project).save(Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("llama")))))
     save_pairs(project, "examples", [{"prompt": "Mấy giờ mở cửa?", "response": "Từ 8 giờ đến 18 giờ."}])
     record_feedback(project, question="Có giao hàng không?", answer="Có.", rating=-1, correction="Có, trong 20 km.")
-    workspace.remember_last(project)
     return project
 
 

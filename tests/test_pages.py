@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import subprocess
 import sys
 import textwrap
@@ -44,7 +45,6 @@ def tiny_project(workspace, tiny_model_dir):
     recipe = recipe.with_changes(generation=recipe.generation.__class__(max_new_tokens=8))
     RecipeStore(project).save(recipe, note="tiny")
     save_pairs(project, "examples", EXAMPLES)
-    workspace.remember_last(project)
     return project
 
 
@@ -82,6 +82,18 @@ def test_sample_project_from_the_ui(workspace):
     project = workspace.list_projects()[0]
     assert len(load_pairs(project, "examples")) >= 10
     assert RecipeStore(project).latest().recipe.prompt.variables["company"] == "Lumen Bikes"
+    # It arrives ready for the retriever rungs: its documents index in the background at once.
+    from core.rag import ingest_job
+    from core.rag.kb import KnowledgeBase
+
+    job = ingest_job.latest_job(project, "docs")
+    assert job is not None
+    deadline = time.time() + 300
+    while job.status().state == "running" and time.time() < deadline:
+        time.sleep(0.5)
+    assert job.status().state == "done", job.status()
+    base = KnowledgeBase(project, "docs")
+    assert base.documents() and not base.pending()
 
 
 def test_delete_needs_the_typed_name(workspace, tiny_project):
@@ -230,7 +242,7 @@ def test_pages_do_not_import_torch_at_load(tmp_path):
         os.environ["STUDIO_HOME"] = {str(tmp_path)!r}
         from core.workspace import Workspace
         from core.recipe import Recipe, RecipeStore
-        ws = Workspace(); project = ws.create("P"); RecipeStore(project).save(Recipe()); ws.remember_last(project)
+        ws = Workspace(); project = ws.create("P"); RecipeStore(project).save(Recipe())  # the only project opens
         from streamlit.testing.v1 import AppTest
         seen = {{}}
         for page in {PAGES!r}:
@@ -244,3 +256,20 @@ def test_pages_do_not_import_torch_at_load(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen == {page: [] for page in PAGES}
+
+
+def test_fewshot_discard_changes_puts_every_control_back(tiny_project):
+    """The toggle, strategy and count stayed as edited while the budget bar showed the saved recipe."""
+    saved = RecipeStore(tiny_project).load().fewshot
+    at = run_page("fewshot")
+    key = f"fewshot.{tiny_project.slug}."
+    at.toggle(key=key + "enabled").set_value(not saved.enabled).run()
+    at.radio(key=key + "strategy").set_value("mmr" if saved.strategy != "mmr" else "fixed").run()
+    at.slider(key=key + "k").set_value(saved.k + 3).run()
+    next(b for b in at.button if b.label == "Discard changes").click().run()
+    assert_clean(at)
+    assert at.toggle[0].value == saved.enabled
+    assert next(r for r in at.radio if r.label == "Strategy").value == saved.strategy
+    assert next(s for s in at.slider if s.label == "Examples per question").value == saved.k
+    assert next(b for b in at.button if b.label == "Discard changes").disabled
+    assert all(w.key is None or not w.key.startswith(key + "enabled") for w in at.toggle)  # new widgets, new keys

@@ -11,10 +11,14 @@ from tests.apptest_helpers import button, open_page
 
 
 @pytest.fixture
-def opened(workspace):
+def opened(workspace, tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_ALLOWED_FOLDERS", str(tmp_path))  # the files these tests type in live here
     project = workspace.create("Labels")
-    workspace.remember_last(project)
     return project
+
+
+def mapping(at, field: str):
+    return next(s for s in at.selectbox if s.label == field)
 
 
 @pytest.fixture
@@ -31,8 +35,8 @@ def test_import_a_csv_with_the_mapping_step(opened, tmp_path):
     at = open_page("datasets")
     at.text_input(key=f"datasets.{opened.slug}.folder").set_value(str(path)).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.selectbox(key=f"datasets.{opened.slug}.map.prompt").value == "câu hỏi"
-    assert at.selectbox(key=f"datasets.{opened.slug}.map.response").value == "trả lời"
+    assert mapping(at, "prompt").value == "câu hỏi"
+    assert mapping(at, "response").value == "trả lời"
     button(at, "Import 2 records").click().run()
     store = DatasetStore(opened)
     records, version = store.load("hỏi đáp")
@@ -46,6 +50,32 @@ def test_a_broken_file_shows_a_message_and_saves_nothing(opened, tmp_path):
     at.text_input(key=f"datasets.{opened.slug}.folder").set_value(str(path)).run()
     assert not at.exception
     assert at.error and DatasetStore(opened).names() == []
+
+
+def test_a_good_file_after_a_bad_one_gets_its_own_column_mapping(opened, tmp_path):
+    """The mapping stayed empty ("No column is chosen for 'prompt'") until a reload."""
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("title,body\nA,B\n", encoding="utf-8")
+    good = tmp_path / "good.csv"
+    good.write_text("question,answer\nWhen do you open?,At nine.\nDo you ship?,Yes.\n", encoding="utf-8")
+    at = open_page("datasets")
+    at.text_input(key=f"datasets.{opened.slug}.folder").set_value(str(wrong)).run()
+    assert mapping(at, "prompt").value in (None, "")
+    at.text_input(key=f"datasets.{opened.slug}.folder").set_value(str(good)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert (mapping(at, "prompt").value, mapping(at, "response").value) == ("question", "answer")
+    assert not any("No column is chosen" in e.value for e in at.error)
+    assert button(at, "Import 2 records")
+    assert next(i for i in at.text_input if i.label == "New dataset name").value == "good"
+
+
+@pytest.mark.parametrize("typed", ["/etc/passwd", "/proc/self/environ"])
+def test_a_typed_path_outside_the_allowed_folders_is_not_read(opened, typed):
+    at = open_page("datasets")
+    at.text_input(key=f"datasets.{opened.slug}.folder").set_value(typed).run()
+    assert not at.exception
+    assert any("system folder" in e.value or "outside the folders" in e.value for e in at.error)
+    assert not any(s.label == "prompt" for s in at.selectbox)
 
 
 def test_checks_split_and_restore(faq, opened):

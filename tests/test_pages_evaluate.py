@@ -34,7 +34,6 @@ def eval_project(workspace, tiny_model_dir):
                                      fewshot=FewShotSettings(enabled=False, dataset="examples")))
     save_pairs(project, "examples", [{"prompt": "Do you repair bikes?", "response": "Yes, in two days."}])
     DatasetStore(project).create("faq", "eval", [new_record("eval", question=q, reference=a) for q, a in QUESTIONS])
-    workspace.remember_last(project)
     return project
 
 
@@ -132,7 +131,11 @@ def test_running_evaluation_shows_progress_and_cancel(eval_project):
     assert any("+ few-shot: answering" in c.value for c in at.caption)
     assert button(at, "Run evaluation").disabled  # one evaluation at a time
     button(at, "Cancel").click().run()
+    deadline = time.time() + 30
+    while run.status().state == "running" and time.time() < deadline:  # Cancel returns at once; the job ends soon
+        time.sleep(0.1)
     assert run.status().state == "cancelled"
+    at.run()
     assert button(at, "Continue")
 
 
@@ -153,7 +156,6 @@ def test_failed_evaluation_shows_the_error_and_continue(eval_project):
 
 def test_project_without_an_eval_set_says_how_to_make_one(workspace):
     project = workspace.create("Empty shop")
-    workspace.remember_last(project)
     at = open_page("evaluate")
     assert any("No evaluation set yet" in i.value for i in at.info)
     assert {"Go to Datasets", "Go to Labeling"} <= set(page_links(at))
@@ -189,3 +191,16 @@ def test_merged_exports_can_be_compared_with_base_plus_adapter(eval_project, mon
     assert picker.options == ["run1-merged (from adapter run1)"]
     picker.set_value([picker.options[0]]).run()
     assert any("4 of 7 variants" in c.value for c in at.caption)  # the pair joins the ladder's ready rungs
+
+
+def test_one_question_can_be_read_in_full_for_every_rung(finished_run):
+    """The side-by-side table cuts long answers; the view below it shows each rung's whole answer, wrapped."""
+    at = open_page("evaluate")
+    pick = next(s for s in at.selectbox if s.label == "Read one question's answers in full")
+    pick.set_value(finished_run.spec["record_ids"][1]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = " ".join(m.value for m in at.markdown)
+    question, _ = QUESTIONS[1]
+    assert question.replace("?", "") in shown.replace("\\", "")
+    for key in ("prompt", "fewshot"):
+        assert ANSWERS[key][1].replace(".", "") in shown.replace("\\", "")

@@ -30,7 +30,6 @@ def tuning_project(workspace, tiny_model_dir):
     project = workspace.create("Tuning shop")
     RecipeStore(project).save(Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("llama")))))
     DatasetStore(project).create("pairs", "sft", [new_record("sft", prompt=q, response=a) for q, a in PAIRS])
-    workspace.remember_last(project)
     return project
 
 
@@ -111,7 +110,44 @@ def test_running_job_shows_progress_curve_and_cancel(tuning_project):
     assert any(m.label == "Eval loss" and m.value == "2.500" for m in at.metric)
     assert button(at, "Start training").disabled  # one run at a time
     button(at, "Cancel").click().run()
+    deadline = time.time() + 30
+    while run.status().state == "running" and time.time() < deadline:
+        time.sleep(0.1)
     assert run.status().state == "cancelled"
+
+
+def test_stop_and_keep_asks_the_running_job_to_save_its_adapter(tuning_project):
+    run = fake_running_run(tuning_project)
+    try:
+        at = open_page("finetune")
+        button(at, "Stop and keep the adapter").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert run.keep_requested and run.status().state == "running"  # the job sees it at its next step
+        assert any("save the best adapter" in c.value for c in at.caption)
+    finally:
+        run.cancel()
+
+
+def test_a_killed_command_line_run_shows_as_stopped_with_resume_and_keep(tuning_project):
+    """kill -9 of `studio train`: an attached job without exit code or stderr.log (it used to crash the page)."""
+    import subprocess
+    import sys
+
+    run = runs.create_run(tuning_project, TrainConfig(dataset="pairs", epochs=1), RecipeStore(tuning_project).load())
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    folder = run.folder / "jobs" / "20260101-000000-abcdef"
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text(json.dumps({"pid": gone.pid, "argv": [], "label": "x", "attached": True}))
+    (folder / "events.jsonl").write_text(json.dumps({"type": "step", "step": 2, "total_steps": 10, "epoch": 1,
+                                                     "loss": 2.0, "lr": 1e-4, "tokens_per_s": 10.0, "eta_s": 9.0,
+                                                     "progress": 0.2}) + "\n")
+    (run.folder / "checkpoint").mkdir()
+    (run.folder / "checkpoint" / "state.json").write_text("{}")
+    at = open_page("finetune")
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("cancelled" in m.value and "step 2 of 10" in m.value for m in at.markdown)
+    assert button(at, "Resume") and button(at, "Keep the adapter as it is")
 
 
 def test_finished_run_adapter_can_be_attached(tuning_project):
@@ -133,7 +169,6 @@ def test_endpoint_model_gets_a_clear_message(workspace):
     project = workspace.create("Endpoint shop")
     RecipeStore(project).save(Recipe(model=ModelSource(kind="openai", location="http://127.0.0.1:9/v1",
                                                        model_name="m")))
-    workspace.remember_last(project)
     at = open_page("finetune")
     assert any("cannot be fine-tuned" in e.value for e in at.error)
 
@@ -208,3 +243,18 @@ def test_a_finished_dpo_run_shows_reward_curves_and_its_adapter(tuning_project):
     assert not at.exception, [e.value for e in at.exception]
     assert not any(b.label == "Attach to the recipe" for b in at.button)  # a reward model scores, it does not answer
     assert any("Rank with reward model" in c.value for c in at.caption)
+
+
+def test_the_form_starts_with_the_settings_the_suggestion_names(workspace, tiny_model_dir):
+    """The suggestion said "LoRA (rank 8)" while the form held 16: the numbers must agree."""
+    project = workspace.create("Many pairs")
+    RecipeStore(project).save(Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("llama")))))
+    pairs = [new_record("sft", prompt=f"Question number {i}?", response=f"Answer {i}.") for i in range(300)]
+    DatasetStore(project).create("pairs", "sft", pairs)
+    at = open_page("finetune")
+    suggested = next(m.value for m in at.markdown if "Suggested" in m.value)
+    assert "rank 8" in suggested
+    assert at.radio[0].value == "lora"
+    assert next(n for n in at.number_input if n.label == "Rank").value == 8
+    assert next(n for n in at.number_input if n.label == "Alpha").value == 16
+    assert next(n for n in at.number_input if n.label == "Epochs").value == 5

@@ -199,16 +199,16 @@ def test_saved_file_is_readable_json(project):
     assert "Công ty ABC" in (store.folder / "v0001.json").read_text(encoding="utf-8")
 
 
-def test_save_refuses_to_overwrite_an_existing_version_file(project, monkeypatch):
+def test_save_never_overwrites_a_version_saved_in_between(project, monkeypatch):
     store = RecipeStore(project)
     store.save(Recipe())
     stale_latest = store.latest()
     # another session saves v0002 between this session's read of the latest version and its write
     RecipeStore(project).save(Recipe().with_changes(adapter="theirs"), note="theirs")
     monkeypatch.setattr(store, "latest", lambda: stale_latest)
-    with pytest.raises(StudioError, match="same moment"):
-        store.save(Recipe().with_changes(adapter="mine"))
+    assert store.save(Recipe().with_changes(adapter="mine")) == 3  # the next free number
     assert RecipeStore(project).load(2).adapter == "theirs"  # their version was not overwritten
+    assert RecipeStore(project).load(3).adapter == "mine"
 
 
 def test_recipes_are_listed_per_name(project):

@@ -180,7 +180,8 @@ def test_bad_values_raise_the_clients_bad_request_error(serve):
     with pytest.raises(openai.BadRequestError) as caught:
         client(url).chat.completions.create(model=MODEL_ID, messages=ask(), temperature=3)
     assert caught.value.status_code == 400 and "Temperature must be between 0 and 2" in caught.value.message
-    response = httpx.post(f"{url}/chat/completions", content=b"{not json", timeout=60)
+    response = httpx.post(f"{url}/chat/completions", content=b"{not json", timeout=60,
+                          headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
 
 
@@ -209,7 +210,7 @@ def test_models_lists_the_served_version(serve, served_project):
 
 
 def test_api_key_is_required_when_configured(serve):
-    url = serve(api_key="s3cret-key")
+    url = serve(api_key="s3cret-key-0123456789")
     with pytest.raises(openai.AuthenticationError) as caught:
         client(url, "wrong").chat.completions.create(model=MODEL_ID, messages=ask())
     assert caught.value.status_code == 401 and caught.value.body["code"] == "invalid_api_key"
@@ -218,7 +219,7 @@ def test_api_key_is_required_when_configured(serve):
     response = httpx.get(f"{url}/models", timeout=60)  # no Authorization header at all
     assert response.status_code == 401 and response.json()["error"]["type"] == "invalid_request_error"
     assert "s3cret" not in response.text
-    good = client(url, "s3cret-key")
+    good = client(url, "s3cret-key-0123456789")
     assert [m.id for m in good.models.list()] == [MODEL_ID]
     assert good.chat.completions.create(model=MODEL_ID, messages=ask()).choices[0].message.content
 
@@ -325,14 +326,14 @@ def test_cli_refuses_a_public_host_without_a_key_before_loading(served_project, 
 def test_cli_loads_the_model_then_serves_with_the_key_from_the_environment(served_project, monkeypatch):
     calls = []
     monkeypatch.setattr(openai_api, "serve", lambda app, host, port: calls.append((app, host, port)))
-    monkeypatch.setenv("STUDIO_TEST_KEY", "from-env")
+    monkeypatch.setenv("STUDIO_TEST_KEY", "from-env-0123456789abc")
     result = CliRunner().invoke(cli.app, ["serve", "test-project", "--port", "8123", "--host", "0.0.0.0",
                                           "--api-key-env", "STUDIO_TEST_KEY"])
     assert result.exit_code == 0, result.output
     assert "http://127.0.0.1:8123/v1" in result.output and MODEL_ID in result.output
-    assert "from-env" not in result.output
+    assert "from-env-0123456789abc" not in result.output
     app, host, port = calls[0]
     assert (host, port) == ("0.0.0.0", 8123) and app.state.served.backend is not None
     with running(app) as url:
         assert httpx.get(f"{url}/models", timeout=60).status_code == 401
-        assert client(url, "from-env").models.list().data[0].id == MODEL_ID
+        assert client(url, "from-env-0123456789abc").models.list().data[0].id == MODEL_ID

@@ -132,7 +132,6 @@ def test_win_options_are_checked(options, message):
 def test_evaluation_page_offers_held_out_prompts_and_the_win_rate(project, tuned, workspace):
     from tests.apptest_helpers import button, open_page
 
-    workspace.remember_last(project)
     at = open_page("evaluate")
     at.selectbox(key=f"evaluate.{project.slug}.dataset").set_value("prefs").run()
     assert not at.exception, [e.value for e in at.exception]

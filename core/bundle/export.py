@@ -85,9 +85,10 @@ def _knowledge_entries(project: Project, recipe: Recipe, scratch: Path) -> list[
     index = {**kb.manifest(), "name": kb.name, "uri": None}  # where it lived stays here: it lands in the project
     passages = scratch / "passages.parquet"
     pq.write_table(store.export_table(kb.name), passages)
-    documents = [kb.documents_dir / source for source in index["documents"]]
+    # Under their names in the knowledge base, sub-folders included ("sub1/policy.txt" and "sub2/policy.txt").
+    documents = [(source, kb.documents_dir / source) for source in index["documents"]]
     return ([(layout.KB_INDEX, _json(index)), (layout.KB_PASSAGES, passages)] +
-            [(layout.KB_DOCUMENTS + p.name, p) for p in documents if p.is_file()])
+            [(layout.KB_DOCUMENTS + source, path) for source, path in documents if path.is_file()])
 
 
 def _fewshot_entries(project: Project, recipe: Recipe) -> tuple[list[tuple[str, Source]], str | None]:
@@ -105,7 +106,7 @@ def _fewshot_entries(project: Project, recipe: Recipe) -> tuple[list[tuple[str, 
 def _destination(project: Project, recipe: Recipe, number: int, destination: Path | str | None) -> Path:
     filename = f"{project.slug}-{recipe.name}-v{number}.zip"
     if destination is None:
-        return project.subdir("exports") / filename
+        return project.child("exports", filename, Msg("export"))
     destination = Path(destination).expanduser()
     return destination / filename if destination.is_dir() else destination
 

@@ -19,7 +19,7 @@ from core import atomic
 from core.bundle import layout, model_ref
 from core.errors import StudioError
 from core.i18n import Msg
-from core.workspace import Project, Workspace
+from core.workspace import Project, Workspace, display_name
 
 Progress = Callable[[float, Msg], None]
 ORIGIN = "bundle.json"  # in the imported project: where it came from (the bundle's manifest without its file list)
@@ -164,21 +164,21 @@ def _place_recipe(project: Project, unpacked: Path, manifest: dict, origin: str)
 
 
 def _place_adapter(project: Project, unpacked: Path, adapter_id: str) -> None:
-    from core.models.adapters import MANIFEST
+    from core.models.adapters import MANIFEST, AdapterRegistry
 
     if not isinstance(adapter_id, str) or not _ADAPTER_ID.fullmatch(adapter_id):
         raise _refuse(Msg("its adapter has an unusable name."))
     source = unpacked / layout.ADAPTER_DIR
     if not (source / MANIFEST).is_file() or not isinstance(_read_json(source, MANIFEST), dict):
         raise _refuse(Msg("its adapter has no adapter.json."))
-    os.replace(source, project.subdir("adapters") / adapter_id)
+    os.replace(source, AdapterRegistry(project).path(adapter_id))
 
 
 def _place_knowledge(project: Project, unpacked: Path, name: str) -> None:
     import pyarrow.parquet as pq
 
     from core.rag.kb import KnowledgeBase
-    from core.rag.parse import safe_name
+    from core.rag.parse import safe_relative_name
 
     kb = KnowledgeBase(project, name)  # refuses a name that is not a plain one
     index = _read_json(unpacked, layout.KB_INDEX)
@@ -186,10 +186,13 @@ def _place_knowledge(project: Project, unpacked: Path, name: str) -> None:
         raise _refuse(Msg("'{name}' is not a knowledge-base index.", name=layout.KB_INDEX))
     documents = unpacked / layout.KB_DOCUMENTS
     kb.documents_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted(documents.iterdir()) if documents.is_dir() else []:
-        if path.is_dir() or safe_name(path.name) != path.name:
-            raise _refuse(Msg("'{name}' is not a plain document name.", name=layout.KB_DOCUMENTS + path.name))
-        os.replace(path, kb.documents_dir / path.name)
+    for path in sorted(p for p in documents.rglob("*") if p.is_file()) if documents.is_dir() else []:
+        name = path.relative_to(documents).as_posix()  # a document's name keeps its sub-folders
+        if safe_relative_name(name) != name:
+            raise _refuse(Msg("'{name}' is not a plain document name.", name=layout.KB_DOCUMENTS + name))
+        target = kb.documents_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
     try:
         rows = pq.read_table(unpacked / layout.KB_PASSAGES)
         kb.store().import_table(kb.name, rows)
@@ -259,8 +262,9 @@ def import_bundle(archive: Path | str | BinaryIO, workspace: Workspace, name: st
             atomic.write_json(project.path / ORIGIN, {"imported_at": time.time(), "file": origin,
                                                       "manifest": {k: v for k, v in manifest.items() if k != "files"}})
 
-        project = workspace.create(name.strip() if name and name.strip() else
-                                   _free_name(workspace, str(manifest.get("project") or "Imported assistant")), fill)
+        chosen = display_name(name or "") or _free_name(
+            workspace, display_name(str(manifest.get("project") or "")) or "Imported assistant")
+        project = workspace.create(chosen, fill)
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)
     progress(1.0, Msg("Done"))

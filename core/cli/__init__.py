@@ -11,7 +11,7 @@ from core.cli import quiet  # noqa: F401  first: its settings must precede every
 import typer
 from typer.core import TyperGroup
 
-from core.cli import bundle, data, evaluate, kb, project, studio_cmds, train
+from core.cli import bundle, data, evaluate, kb, project, recipe, studio_cmds, train
 from core.errors import StudioError
 
 
@@ -31,6 +31,7 @@ app = typer.Typer(cls=_StudioGroup, help="LLM Customization Studio: customize a 
 app.command()(studio_cmds.run)
 app.command()(studio_cmds.demo)
 app.add_typer(project.app, name="project")
+app.add_typer(recipe.app, name="recipe")
 app.command()(studio_cmds.generate)
 app.command()(studio_cmds.serve)
 app.add_typer(data.app, name="data")

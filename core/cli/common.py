@@ -65,14 +65,22 @@ def progress(fraction: float, message) -> None:
 
 
 def attached(jobs_dir: Path, label: str, show, work):
-    """Run `work(emit, should_stop)` in this process as a job the pages can watch and cancel (SIGTERM or Ctrl-C
-    stops it cleanly)."""
+    """Run `work(emit, should_stop)` in this process as a job the pages can watch and cancel. The first SIGTERM or
+    Ctrl-C asks the work to stop cleanly (it saves what it has); a second one stops it at once."""
     from core.jobs import Job
 
     job = Job.attach(jobs_dir, label)
     stop = {"requested": False}
-    previous = {number: signal.signal(number, lambda *_: stop.update(requested=True))
-                for number in (signal.SIGINT, signal.SIGTERM)}
+
+    def request_stop(*_) -> None:
+        if stop["requested"]:
+            (job.folder / "cancelled").write_text(str(time.time()))
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        typer.echo("Stopping after the current step (saving what is done); press Ctrl-C again to stop at once.",
+                   err=True)
+
+    previous = {number: signal.signal(number, request_stop) for number in (signal.SIGINT, signal.SIGTERM)}
 
     def emit(**event) -> None:
         show(**event)

@@ -124,8 +124,11 @@ def data_check(project: str, name: str,
     if as_json:
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
     else:
+        rows = {record.get("id"): number for number, record in enumerate(records, start=1)}
         for finding in payload["findings"]:
             typer.echo(f"{finding['severity']:8} {finding['message']}")
+            if finding["records"]:
+                typer.echo(" " * 9 + _which_records(finding["records"], rows))
         for advice in payload["advice"]:
             typer.echo(f"advice   {advice}")
         typer.echo("OK" if report.ok else "Problems found.")
@@ -152,3 +155,10 @@ def data_split(project: str, name: str, eval_fraction: float = typer.Option(0.2)
         common.fail(str(exc))
     counts = split.split_summary(done)
     typer.echo(f"Version {number}: {counts.get('train', 0)} train, {counts.get('eval', 0)} eval.")
+
+
+def _which_records(ids: list[str], rows: dict) -> str:
+    """"records: row 3 (id a1b2), row 7 (id c3d4)": which records a finding is about, by row and id."""
+    shown = [f"row {rows[i]} (id {i})" if i in rows else f"id {i}" for i in ids[:8]]
+    more = f" and {len(ids) - 8} more" if len(ids) > 8 else ""
+    return "records: " + ", ".join(shown) + more

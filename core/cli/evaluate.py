@@ -21,6 +21,7 @@ def eval_command(project: str = typer.Argument(..., help="Project name or folder
     """Score a recipe (or the whole ladder built from it) on an evaluation set, in this process."""
     if limit is not None and limit < 1:
         common.usage(f"--limit must be at least 1, not {limit}.")
+    from core import runlock
     from core.evaluate import runs, variants
     from core.recipe import RecipeStore
 
@@ -37,9 +38,11 @@ def eval_command(project: str = typer.Argument(..., help="Project name or folder
             target = common.open_project(project)
         current = RecipeStore(target, recipe).load()
         chosen = variants.ladder(target, current) if ladder else [variants.saved_recipe(target, recipe)]
+        runlock.RunLock(target.path, "eval").check_free()  # before a run is made that could not start
         run = runs.create_eval_run(target, dataset, chosen, runs.EvalOptions(limit=limit))
-        result = common.attached(run.folder / "jobs", f"eval {run.id}", show,
-                                 lambda emit, should_stop: runs.execute(target, run.id, emit, should_stop))
+        with runlock.holding(target.path, "eval", run.id):  # one evaluation at a time per project
+            result = common.attached(run.folder / "jobs", f"eval {run.id}", show,
+                                     lambda emit, should_stop: runs.execute(target, run.id, emit, should_stop))
     except StudioError as exc:
         common.fail(str(exc))
     if not result["finished"]:

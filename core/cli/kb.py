@@ -1,5 +1,5 @@
-"""`studio kb ingest|search|sweep|delete`. Only the embedder and LanceDB load here, never the LLM (except a sweep
-asked to rerank or rewrite with it)."""
+"""`studio kb ingest|search|sweep|delete|clean-failed`. Only the embedder and LanceDB load here, never the LLM
+(except a sweep asked to rerank or rewrite with it)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import typer
 from core.cli import common
 from core.errors import StudioError
 
-app = typer.Typer(help="Knowledge bases: ingest documents, search them, delete documents.", no_args_is_help=True)
+app = typer.Typer(help="Knowledge bases: ingest documents, search them, delete documents, clean failed files.",
+                  no_args_is_help=True)
 
 
 @app.command("ingest")
@@ -34,19 +35,39 @@ def kb_ingest(project: str, files: list[Path] = typer.Argument(..., help="Files 
             chunking = ChunkingConfig(strategy or current.strategy,
                                       current.chunk_tokens if chunk_tokens is None else chunk_tokens,
                                       current.overlap_tokens if overlap_tokens is None else overlap_tokens)
-        paths = [p for f in files for p in (sorted(x for x in f.rglob("*") if x.is_file()) if f.is_dir() else [f])]
-        missing = [str(p) for p in paths if not p.is_file()]
+        missing = [str(f) for f in files if not f.is_dir() and not f.is_file()]
         if missing:
             common.fail(f"Not found: {', '.join(missing)}")
-        saved = base.add_files([(p.name, p.read_bytes()) for p in paths])
-        results = base.ingest(saved, chunking, common.progress)
+        # A folder keeps each document's path inside it (sub1/policy.txt) and is read only inside the allowed
+        # folders (STUDIO_ALLOWED_FOLDERS, else home and the studio home), like the Retriever page's.
+        added = [base.add_folder(f) if f.is_dir() else base.add_files([(f.name, f.read_bytes())]) for f in files]
+        saved = list(dict.fromkeys(p for a in added for p in a))
+        results = [r for a in added for r in a.refused] + base.ingest(saved, chunking, common.progress)
     except StudioError as exc:
         common.fail(str(exc))
+    for link in (link for a in added for link in a.skipped_links):
+        typer.echo(f"{'skipped':9} {link}  (a link that leads outside the allowed folder)")
     for result in results:
         typer.echo(f"{result.status:9} {result.source}" + (f"  ({result.chunks} chunks)" if result.chunks else "")
                    + (f"  {result.message}" if result.message else ""))
-    if any(r.status == "error" for r in results):
+    if any(r.status in ("error", "refused") for r in results):
         raise typer.Exit(code=2)
+
+
+@app.command("clean-failed")
+def kb_clean_failed(project: str, kb: str = typer.Option("docs", help="Knowledge base name.")) -> None:
+    """Remove the files that were refused or could not be read (they are not retried on their own)."""
+    from core.rag.kb import KnowledgeBase, failure_reason
+
+    try:
+        base = KnowledgeBase(common.open_project(project), kb)
+        failed = base.failed()
+        base.clear_failed()
+    except StudioError as exc:
+        common.fail(str(exc))
+    for source, entry in sorted(failed.items()):
+        typer.echo(f"{'removed':9} {source}  {failure_reason(entry)}")
+    typer.echo(f"{len(failed)} failed file(s) removed from '{kb}'.")
 
 
 @app.command("search")
@@ -108,6 +129,7 @@ def kb_sweep(project: str, queries: str = typer.Option(..., help="Eval dataset o
     grid_values = dict(modes=common.csv_list("--modes", modes, allowed=MODES),
                        ks=common.csv_list("--ks", ks, int), rrf_ks=common.csv_list("--rrf-ks", rrf_ks, int),
                        rerankers=common.csv_list("--rerankers", rerankers, allowed=RERANKERS))
+    from core import runlock
     from core.evaluate.sweep_exec import execute  # loads LanceDB: only once the options are known to be right
     from core.rag.kb import KnowledgeBase
 
@@ -122,9 +144,11 @@ def kb_sweep(project: str, queries: str = typer.Option(..., help="Eval dataset o
                                     min(current.overlap_tokens if overlap is None else overlap, size // 2))
                      for size in sizes or [current.chunk_tokens]]
         grid = SweepGrid(chunkings=chunkings, query_rewrite=query_rewrite, **grid_values)
+        runlock.RunLock(target.path, "sweep").check_free()  # before a sweep is made that could not start
         run = create_sweep(target, queries, grid, kb=kb, recipe=recipe)
-        outcome = common.attached(run.folder / "jobs", f"sweep {run.id}", show,
-                                  lambda emit, should_stop: execute(target, run.id, emit, should_stop))
+        with runlock.holding(target.path, "sweep", run.id):  # one sweep at a time per project
+            outcome = common.attached(run.folder / "jobs", f"sweep {run.id}", show,
+                                      lambda emit, should_stop: execute(target, run.id, emit, should_stop))
         ranked = run.ranked(metric)
     except (StudioError, ValueError) as exc:
         common.fail(str(exc))

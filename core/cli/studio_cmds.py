@@ -18,12 +18,14 @@ def run(port: int = typer.Option(8501, help="Port to serve on."),
         host: str = typer.Option("127.0.0.1", help="Address to bind; 127.0.0.1 keeps the studio on this machine."),
         open_browser: bool = typer.Option(False, "--open/--no-open", help="Open a browser tab.")) -> None:
     """Start the studio in the browser."""
+    from core.hosts import streamlit_flags
+
     typer.echo(f"Studio: http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}  "
                f"(projects in {os.environ.get('STUDIO_HOME') or Path.home() / '.llm-studio'})")
     command = [sys.executable, "-m", "streamlit", "run", str(common.APP_PATH), "--server.address", host,
                "--server.port", str(port), "--server.headless", str(not open_browser).lower(),
                "--server.maxUploadSize", "256", "--browser.gatherUsageStats", "false", "--client.toolbarMode",
-               "minimal"]
+               "minimal", *streamlit_flags(host)]
     raise typer.Exit(common.run_child(command, env=quiet.child_environment()))
 
 
@@ -112,6 +114,7 @@ def serve(project: str = typer.Argument(..., help="Project name or folder name."
           api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Name of the environment variable "
                                                     "holding the API key clients must send as a Bearer token.")) -> None:
     """Serve a saved recipe as an OpenAI-compatible endpoint (/v1/chat/completions)."""
+    from core.hosts import allowed_hosts
     from core.serving import openai_api
     from core.workspace import Workspace
 
@@ -119,7 +122,8 @@ def serve(project: str = typer.Argument(..., help="Project name or folder name."
         proj = Workspace().get(project)
         api_key = openai_api.api_key_from_env(api_key_env)
         openai_api.check_host(host, api_key)
-        server_app = openai_api.create_app(proj, recipe, version, api_key, common.progress)
+        server_app = openai_api.create_app(proj, recipe, version, api_key, common.progress,
+                                           allowed_hosts=allowed_hosts(host))
     except StudioError as exc:
         common.fail(str(exc))
     typer.echo(f"Serving '{server_app.state.served.model_id}' at {openai_api.base_url(host, port)}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -39,18 +40,28 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
                                                                        "and downloads it)."),
           recipe: str = typer.Option("assistant", help="Recipe whose model and prompt format to train."),
           resume: Optional[str] = typer.Option(None, help="Continue this run id from its checkpoint."),
-          add_epochs: int = typer.Option(0, help="With --resume: train this many more epochs.")) -> None:
+          add_epochs: int = typer.Option(0, help="With --resume: train this many more epochs."),
+          finish: Optional[str] = typer.Option(None, "--finish", help="Stop and keep: run RUN_ID stops at its next "
+                                               "step (wherever it trains) and saves the best adapter so far; a "
+                                               "stopped run is finished from its checkpoint.")) -> None:
     """Fine-tune headless: the same run the Fine-tune page starts, in this process.
 
     Under `accelerate launch` (several GPUs), every process runs this; the first creates the run and speaks.
     """
     settings = None
-    if not resume:
+    if finish:
+        if resume or config is not None:
+            common.usage("--finish takes no --config or --resume: it finishes the run it names.")
+        if _finish_elsewhere(project, finish):
+            return
+        resume = finish  # nothing trains it now: load its checkpoint here and save the adapter
+    elif not resume:
         if config is None:
             common.usage("Give --config run.json or --resume RUN_ID.")
         settings = read_config(config)  # before torch loads, so a typo is reported at once
     import signal
 
+    from core import runlock
     from core.finetune import runs
     from core.finetune.distributed import current_workers
     from core.recipe import RecipeStore
@@ -79,14 +90,18 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
                 run.update_config(epochs=run.config.epochs + add_epochs, max_steps=0)
             workers.barrier()
         else:
+            if workers.is_main:  # before a run is made that could not start
+                runlock.RunLock(target.path, runs.RUNS).check_free()
             run_id = runs.create_run(target, settings, RecipeStore(target, recipe).load()).id \
                 if workers.is_main else None
             run = runs.get_run(target, workers.broadcast(run_id))
             show(message=f"run {run.id}")
         if workers.is_main:  # recorded as a job of the run, so the Fine-tune page shows it and can cancel it
-            result = common.attached(run.folder / "jobs", f"finetune {run.id}", show,
-                                     lambda emit, should_stop: runs.execute(target, run.id, emit,
-                                                                            should_stop=should_stop, workers=workers))
+            with runlock.holding(target.path, runs.RUNS, run.id):  # one training run at a time per project
+                result = common.attached(run.folder / "jobs", f"finetune {run.id}", show,
+                                         lambda emit, should_stop: runs.execute(target, run.id, emit,
+                                                                                should_stop=should_stop,
+                                                                                workers=workers))
         else:
             result = runs.execute(target, run.id, show, should_stop=lambda: stop["requested"], workers=workers)
     except StudioError as exc:
@@ -94,6 +109,10 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
     workers.close()
     if workers.is_main:
         typer.echo(json.dumps(result, default=str))
+        if not result.get("finished"):
+            name = shlex.quote(project)
+            typer.echo(f"Resume with: studio train {name} --resume {run.id}   or keep the best adapter so far "
+                       f"with: studio train {name} --finish {run.id}", err=True)
     if workers.sharded:
         # FSDP keeps the process group's threads alive past close(); ending here skips the interpreter teardown, in
         # which they can abort the process ("terminate called without an active exception") after a good run.
@@ -106,3 +125,27 @@ def _rewards(event: dict, prefix: str) -> str:
     margin, accuracy = event.get(prefix + "reward_margin"), event.get(prefix + "reward_accuracy")
     return (f"  margin {margin:+.3f}" if margin is not None else "") + \
         (f"  accuracy {accuracy:.0%}" if accuracy is not None else "")
+
+
+def _finish_elsewhere(project: str, run_id: str) -> bool:
+    """Ask run `run_id` to stop and keep. True when another process trains it: wait for it to save the adapter.
+    False when nothing trains it (this command then finishes it from its checkpoint)."""
+    import time
+
+    from core.finetune import runs
+
+    target = common.open_project(project)
+    try:
+        run = runs.get_run(target, run_id)
+        if not run.request_keep():
+            return False
+    except StudioError as exc:
+        common.fail(str(exc))
+    typer.echo("Asked the run to stop at its next step and save the best adapter so far…", err=True)
+    while (status := run.status()).state == "running":
+        time.sleep(1.0)
+    if status.state != "done":
+        common.fail(f"The run ended as {status.state} without saving the adapter. {status.error}".strip())
+    done = next((e for e in reversed(run.latest_job().events()) if e.get("type") == "done"), {})
+    typer.echo(json.dumps({"finished": True, "adapter": done.get("adapter", run.id), "steps": status.step}))
+    return True

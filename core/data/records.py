@@ -18,16 +18,18 @@ KIND_LABELS = {
     "preference": Msg("Preference pairs (chosen vs rejected)"),
     "eval": Msg("Evaluation set (question → reference)"),
 }
-# Content fields of each kind; the first ones listed are required (see REQUIRED).
+# Content fields of each kind; the first ones listed are required (see REQUIRED). An eval record's 'references'
+# lists further accepted answers (public sets such as SQuAD have several); see accepted_answers.
 FIELDS = {
     "sft": ("prompt", "response", "system", "context"),
     "chat": ("messages",),
     "preference": ("prompt", "chosen", "rejected"),
-    "eval": ("question", "reference", "gold_ids", "tools", "expected_call", "gold_passages"),
+    "eval": ("question", "reference", "references", "gold_ids", "tools", "expected_call", "gold_passages"),
 }
 REQUIRED = {"sft": ("prompt", "response"), "chat": ("messages",), "preference": ("prompt", "chosen", "rejected"),
             "eval": ("question",)}
-STRUCTURED_FIELDS = ("messages", "gold_ids", "tools", "expected_call", "gold_passages")  # lists and objects
+# Lists and objects.
+STRUCTURED_FIELDS = ("messages", "references", "gold_ids", "tools", "expected_call", "gold_passages")
 TEXT_FIELDS = {k: tuple(f for f in v if f not in STRUCTURED_FIELDS) for k, v in FIELDS.items()}
 
 # The answer a model can draft for a person to accept: a file of questions alone can be imported.
@@ -67,8 +69,10 @@ def problems(kind: str, record: dict, answer_optional: bool = False) -> list[Msg
             found.extend(_message_problems(value))
         elif not isinstance(value, str) or not value.strip():
             found.append(Msg("'{field}' is empty.", field=field))
-    if kind == "eval" and not answer_optional and not has_gold(record) and \
-            not (str(record.get("reference") or "").strip() or record.get("expected_call")):
+    if kind == "eval" and record.get("references") not in (None, []) and not _text_list(record["references"]):
+        found.append(Msg("'{field}' should be a list of answers (texts).", field="references"))
+    elif kind == "eval" and not answer_optional and not has_gold(record) and \
+            not (accepted_answers(record) or record.get("expected_call")):
         found.append(Msg("An eval question needs a reference answer or an expected tool call."))
     if kind == "eval" and record.get("gold_passages") not in (None, []) and \
             passages_problem(record["gold_passages"]) is not None:
@@ -76,6 +80,19 @@ def problems(kind: str, record: dict, answer_optional: bool = False) -> list[Msg
     if record.get("status", "unlabeled") not in STATUSES:
         found.append(Msg("Unknown status '{status}'.", status=record.get("status")))
     return found
+
+
+def accepted_answers(record: dict) -> list[str]:
+    """An eval record's accepted answers: 'reference' first, then each of 'references' (either may be missing or
+    empty), stripped, without blanks or repeats. Metrics take the best score over them."""
+    texts = [str(record.get("reference") or "")]
+    if _text_list(record.get("references")):
+        texts.extend(record["references"])
+    return list(dict.fromkeys(text.strip() for text in texts if text.strip()))
+
+
+def _text_list(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
 
 
 def has_gold(record: dict) -> bool:
@@ -120,7 +137,8 @@ def input_output(kind: str, record: dict) -> tuple[str, str]:
         return "\n".join(said), "\n".join(answered)
     if kind == "preference":
         return record.get("prompt") or "", record.get("chosen") or ""
-    return record.get("question") or "", record.get("reference") or ""
+    answers = accepted_answers(record)
+    return record.get("question") or "", record.get("reference") or (answers[0] if answers else "")
 
 
 def label(record: dict, status: str, labeler: str) -> dict:

@@ -28,6 +28,8 @@ from core.errors import StudioError
 from core.i18n import Msg
 from core.workspace import Project
 
+DATASET = Msg("dataset")
+
 
 class ConflictError(StudioError):
     def __init__(self, message, latest: int):
@@ -73,13 +75,16 @@ class DatasetStore:
 
     # ---- datasets -----------------------------------------------------------------------------------------
     def _folder(self, name: str) -> Path:
-        return self.root / name
+        """Every operation finds its dataset here, so a name like '../other' is refused, never followed."""
+        return self.project.child("datasets", name, DATASET)
 
     def exists(self, name: str) -> bool:
         return (self._folder(name) / "dataset.json").is_file()
 
     def names(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if (p / "dataset.json").is_file())
+        # A leading dot is a dataset being deleted (or not a dataset at all).
+        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".")
+                      and (p / "dataset.json").is_file())
 
     def info(self, name: str) -> DatasetInfo:
         self._require(name)
@@ -101,10 +106,11 @@ class DatasetStore:
             raise StudioError(Msg("A dataset name uses letters, digits, spaces, '-', '_' and '.' (at most 60)."))
         if kind not in KINDS:
             raise StudioError(Msg("Unknown dataset kind '{kind}'.", kind=kind))
-        if self.exists(name):
-            raise StudioError(Msg("A dataset called '{name}' already exists; pick another name.", name=name))
         self.project.require()
-        atomic.write_json(self._folder(name) / "dataset.json", {"kind": kind, "created": time.time()})
+        try:  # created exclusively: of two sessions creating the same name at once, the second is told
+            atomic.write_json_new(self._folder(name) / "dataset.json", {"kind": kind, "created": time.time()})
+        except FileExistsError:
+            raise StudioError(Msg("A dataset called '{name}' already exists; pick another name.", name=name)) from None
         return self.save(name, records or [], base_version=None, note=note or "Created", author=author)
 
     def delete(self, name: str) -> None:
@@ -155,10 +161,21 @@ class DatasetStore:
                                         "{base}; merge your edits or reload.", name=name, latest=latest,
                                         base=base_version), latest)
             number = (latest or 0) + 1
-            atomic.write_jsonl(folder / f"v{number:04d}.jsonl", records)
-            atomic.write_json(folder / f"v{number:04d}.json", {
-                "saved_at": time.time(), "author": author or _user(), "note": note, "rows": len(records),
-                "parent": latest})
+            rows_path, meta_path = folder / f"v{number:04d}.jsonl", folder / f"v{number:04d}.json"
+            if rows_path.exists() and not meta_path.exists():
+                rows_path.unlink()  # left by a save that crashed before its metadata (this save holds the lock)
+            # Both files are created exclusively, so even where the lock does not hold (some network file systems)
+            # a version someone else saved is never replaced: this save is refused instead.
+            try:
+                atomic.write_bytes_new(rows_path, "".join(json.dumps(row, ensure_ascii=False) + "\n"
+                                                          for row in records).encode("utf-8"))
+                atomic.write_json_new(meta_path, {
+                    "saved_at": time.time(), "author": author or _user(), "note": note, "rows": len(records),
+                    "parent": latest})
+            except FileExistsError:
+                raise ConflictError(Msg("Someone saved '{name}' (version {latest}) after you opened version "
+                                        "{base}; merge your edits or reload.", name=name, latest=number,
+                                        base=base_version), number) from None
         return number
 
     def restore(self, name: str, version: int, author: str | None = None) -> int:

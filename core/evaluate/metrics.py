@@ -1,9 +1,11 @@
 """Scores for one answer of an assistant against one eval record, and the registry the evaluation page reads.
 
 Every score is a float in [0, 1] except the cost metrics (measured elsewhere). Text metrics compare normalized
-text (SQuAD style, but Unicode-aware so Vietnamese diacritics are kept); tool-call metrics parse what a small
-model writes; retrieval metrics (core.rag.metrics) take ranked lists of ids. Nothing here loads a model: semantic
-similarity is given an `embed` function.
+text (SQuAD style, but Unicode-aware so Vietnamese diacritics are kept); a record with several accepted answers
+('reference' and 'references', see records.accepted_answers) scores the best of them, as the official SQuAD
+script takes the max over the ground truths. Tool-call metrics parse what a small model writes; retrieval metrics
+(core.rag.metrics) take ranked lists of ids. Nothing here loads a model: semantic similarity is given an `embed`
+function.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from core.data.records import accepted_answers
 from core.i18n import Msg
 from core.rag.metrics import Retrieved, hit_at_k, reciprocal_rank
 
@@ -79,6 +82,11 @@ def _rouge_scorer():
 def rouge_l(prediction: str, reference: str) -> float:
     """ROUGE-L F-measure (longest common token subsequence) on normalized tokens."""
     return float(_rouge_scorer().score(reference or "", prediction or "")["rougeL"].fmeasure)
+
+
+def best_over(metric: Callable[[str, str], float], prediction: str, references: list[str]) -> float:
+    """The best score of `prediction` against any accepted answer (0 when there is none)."""
+    return max((metric(prediction, reference) for reference in references), default=0.0)
 
 
 # ---- JSON and tool calls ----
@@ -201,24 +209,26 @@ def tool_call_scores(prediction: str, expected_call: dict) -> dict[str, float]:
 
 # ---- meaning ----
 
-def semantic_similarity(predictions: list[str], references: list[str],
+def semantic_similarity(predictions: list[str], references: list[str | list[str]],
                         embed: Callable[[list[str]], "object"]) -> list[float]:
-    """Cosine similarity of each pair's embeddings, clipped to [0, 1]; a pair with an empty text scores 0.
+    """Cosine similarity of each prediction's embedding with its reference's, clipped to [0, 1]; a reference may
+    be a list of accepted answers, and the most similar one counts. A pair with an empty text scores 0.
     One `embed` call for the whole batch, so a model embeds it at once."""
     import numpy as np
 
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     scores = [0.0] * len(predictions)
-    pairs = [i for i, (p, r) in enumerate(zip(predictions, references)) if (p or "").strip() and (r or "").strip()]
+    pairs = [(i, r) for i, (p, accepted) in enumerate(zip(predictions, references)) if (p or "").strip()
+             for r in ([accepted] if isinstance(accepted, str) or accepted is None else accepted) if (r or "").strip()]
     if not pairs:
         return scores
-    vectors = np.asarray(embed([predictions[i] for i in pairs] + [references[i] for i in pairs]), dtype=float)
+    vectors = np.asarray(embed([predictions[i] for i, _ in pairs] + [r for _, r in pairs]), dtype=float)
     left, right = vectors[:len(pairs)], vectors[len(pairs):]
     norms = np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1)
     cosines = np.divide((left * right).sum(axis=1), norms, out=np.zeros(len(pairs)), where=norms > 0)
-    for i, cosine in zip(pairs, np.clip(cosines, 0.0, 1.0)):
-        scores[i] = float(cosine)
+    for (i, _), cosine in zip(pairs, np.clip(cosines, 0.0, 1.0)):
+        scores[i] = max(scores[i], float(cosine))
     return scores
 
 
@@ -273,15 +283,11 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
 ]}
 
 
-def _reference(record: dict) -> str:
-    return str(record.get("reference") or "").strip()
-
-
 def _applies(metric: Metric, record: dict) -> bool:
     if metric.name == "valid_json":
-        return bool(record.get("expected_call")) or bool(valid_json(_reference(record)))
+        return bool(record.get("expected_call")) or any(valid_json(r) for r in accepted_answers(record))
     if metric.needs == "reference":
-        return bool(_reference(record))
+        return bool(accepted_answers(record))
     if metric.needs == "nothing":
         return True
     if metric.needs in ("judge", "win"):
@@ -296,15 +302,15 @@ def applicable_metrics(records: Iterable[dict]) -> list[str]:
 
 
 def score_answer(record: dict, answer: str, retrieved: Retrieved | None = None, k: int = 5) -> dict[str, float]:
-    """Every per-answer metric that applies to this record. Semantic similarity (batched) and cost metrics
-    (measured while generating) are computed elsewhere."""
+    """Every per-answer metric that applies to this record, the text metrics as the best over its accepted
+    answers. Semantic similarity (batched) and cost metrics (measured while generating) are computed elsewhere."""
     applies = {name for name, metric in METRICS.items() if _applies(metric, record)}
-    reference = _reference(record)
+    references = accepted_answers(record)
     scores: dict[str, float] = {}
     for name, function in (("exact_match", exact_match), ("token_f1", token_f1), ("rouge_l", rouge_l),
                            ("contains_reference", contains_reference)):
         if name in applies:
-            scores[name] = function(answer, reference)
+            scores[name] = best_over(function, answer, references)
     if "valid_json" in applies:
         scores["valid_json"] = valid_json(answer)
     if "tool_name" in applies:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from core import atomic
+from core import atomic, runlock
 from core.errors import StudioError
 from core.evaluate import metrics
 from core.evaluate.variants import Variant
@@ -29,6 +29,7 @@ from core.workspace import Project
 
 Emit = Callable[..., None]
 CACHE_FILE = "eval_answers.jsonl"
+RUN = Msg("evaluation run")
 MODELS_CACHE_FILE = "eval_models.json"  # variant fingerprint -> weights in memory, for variants answered from cache
 
 
@@ -216,8 +217,9 @@ class EvalRun:
         if jobs and jobs[-1].status().state == "running":
             raise StudioError(Msg("This evaluation is already running."))
         project_dir = self.folder.parent.parent.parent
-        return Job.start(self.folder / "jobs", ["-m", "core.evaluate.job", str(project_dir), self.id],
-                         label=f"eval {self.id}")
+        # One evaluation at a time per project, for every process (another tab, the command line).
+        return runlock.start_job(project_dir, "eval", self.id, lambda: Job.start(
+            self.folder / "jobs", ["-m", "core.evaluate.job", str(project_dir), self.id], label=f"eval {self.id}"))
 
     def cancel(self) -> None:
         jobs = self.jobs()
@@ -265,7 +267,7 @@ def create_eval_run(project: Project, dataset: str, variants: list[Variant], opt
     if options.limit:
         records = records[:options.limit]
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
-    folder = runs_folder(project) / run_id
+    folder = project.child("runs/eval", run_id, RUN)
     folder.mkdir(parents=True)
     atomic.write_json(folder / "spec.json", {
         "dataset": dataset, "dataset_version": version, "questions": len(records),
@@ -302,7 +304,7 @@ def list_eval_runs(project: Project) -> list[EvalRun]:
 
 
 def get_eval_run(project: Project, run_id: str) -> EvalRun:
-    folder = runs_folder(project) / run_id
+    folder = project.child("runs/eval", run_id, RUN)
     if not (folder / "spec.json").exists():
         raise StudioError(Msg("Evaluation run '{name}' not found.", name=run_id))
     return EvalRun(folder)
@@ -335,21 +337,23 @@ def _ask(project: Project, variant: Variant, record: dict, backend, pool: list[d
             "retrieved": [[hit.chunk_id, hit.source] for hit in prepared.sources]}
 
 
-def _ask_batch(project: Project, variant: Variant, records: list[dict], backend, pool: list[dict]) -> list[dict]:
+def _ask_batch(project: Project, variant: Variant, records: list[dict], backend, pool: list[dict],
+               should_stop=None) -> list[dict]:
     """Answers to several questions in one batched generation, prompted exactly as chat prompts them."""
     from core import assistant
 
     answered = assistant.answer_batch(variant.recipe, [r["question"] for r in records], backend, pool, project,
-                                      tools=[r.get("tools") for r in records])
+                                      tools=[r.get("tools") for r in records], should_stop=should_stop)
     return [{"answer": out["text"].strip(), "latency_s": out["latency_s"], "prompt_tokens": out["prompt_tokens"],
              "output_tokens": out["output_tokens"],
              "retrieved": [[hit.chunk_id, hit.source] for hit in prepared.sources], "batched": True}
             for prepared, out in answered]
 
 
-def _answer(project: Project, variant: Variant, records: list[dict], backend, pool: list[dict]) -> list[dict]:
+def _answer(project: Project, variant: Variant, records: list[dict], backend, pool: list[dict],
+            should_stop=None) -> list[dict]:
     if len(records) > 1 and hasattr(backend, "generate_batch"):
-        return _ask_batch(project, variant, records, backend, pool)
+        return _ask_batch(project, variant, records, backend, pool, should_stop)
     return [_ask(project, variant, record, backend, pool) for record in records]
 
 
@@ -395,7 +399,11 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
                     backend = _backend(project, variant)
                     pool = assistant.example_pool(project, variant.recipe)
                     _remember_model(project, run, variant, fingerprint, backend)
-                for record, hit in zip(missing, _answer(project, variant, missing, backend, pool)):
+                answers = _answer(project, variant, missing, backend, pool, should_stop)
+                if should_stop():  # a stop request cut the batch short: its answers are not kept
+                    emit(message=Msg("Stopped; start again to answer the rest."))
+                    return {"finished": False, "answered": answered}
+                for record, hit in zip(missing, answers):
                     hit = {**hit, "searched": variant.recipe.retriever.enabled}
                     cache.add(keys[record["id"]], hit)
                     cached[keys[record["id"]]] = hit
@@ -403,7 +411,7 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
             for record in chunk:
                 hit = cached[keys[record["id"]]]
                 rows.append({"variant": variant.key, "record_id": record["id"], "question": record["question"],
-                             "reference": record.get("reference") or "", "expected_call": record.get("expected_call"),
+                             **_reference_fields(record), "expected_call": record.get("expected_call"),
                              "answer": hit["answer"], "retrieved": hit["retrieved"], "cached": record not in missing,
                              "scores": _score(record, hit, options.k)})
             with open(run.folder / "results.jsonl", "a", encoding="utf-8") as handle:
@@ -417,6 +425,14 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
     summary = run.summary()
     emit(type="done", progress=1.0, message=Msg("Evaluation finished"))
     return {"finished": True, "answered": answered, "summary": summary}
+
+
+def _reference_fields(record: dict) -> dict:
+    """A result row's reference, and with several accepted answers all of them as 'references' (scored by the
+    best; the results table shows them joined)."""
+    answers = metrics.accepted_answers(record)
+    reference = record.get("reference") or (answers[0] if answers else "")
+    return {"reference": reference, "references": answers} if len(answers) > 1 else {"reference": reference}
 
 
 def _remember_model(project: Project, run: EvalRun, variant: Variant, fingerprint: str, backend) -> None:
@@ -441,8 +457,8 @@ def _finish_scores(project: Project, run: EvalRun, records: list[dict], options:
         if pending:
             from core.models.embedder import embed
 
-            values = metrics.semantic_similarity([r["answer"] for r in pending], [r["reference"] for r in pending],
-                                                 embed)
+            values = metrics.semantic_similarity([r["answer"] for r in pending],
+                                                 [r.get("references") or r["reference"] for r in pending], embed)
             for row, value in zip(pending, values):
                 row["scores"]["semantic_similarity"] = round(float(value), 4)
             changed = True

@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from core import atomic
+from core import atomic, runlock
 from core.errors import StudioError
 from core.i18n import Msg
 from core.jobs import Job
@@ -44,6 +44,7 @@ METRICS = {
     "ndcg_at_k": Msg("nDCG@k"),
 }
 DEFAULT_METRIC = "ndcg_at_k"
+SWEEP = Msg("retrieval sweep")
 MAX_CONFIGS = 2000
 MODE_ORDER = ("fts", "vector", "hybrid")  # ties go to the simpler, cheaper search
 
@@ -279,8 +280,10 @@ class SweepRun:
         jobs = self.jobs()
         if jobs and jobs[-1].status().state == "running":
             raise StudioError(Msg("This sweep is already running."))
-        return Job.start(self.folder / "jobs", ["-m", "core.evaluate.sweep_job", str(self.project_dir), self.id],
-                         label=f"sweep {self.id}")
+        # One sweep at a time per project, for every process (another tab, the command line).
+        return runlock.start_job(self.project_dir, "sweep", self.id, lambda: Job.start(
+            self.folder / "jobs", ["-m", "core.evaluate.sweep_job", str(self.project_dir), self.id],
+            label=f"sweep {self.id}"))
 
     def cancel(self) -> None:
         jobs = self.jobs()
@@ -352,7 +355,7 @@ def create_sweep(project: Project, queries: str, grid: SweepGrid | None = None, 
     gold = {q.id: relevance.gold_units(q.gold_ids, q.gold_passages, documents, by_id) for q in found}
     configs = grid.configs(base.chunking())
     sweep_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
-    folder = sweeps_folder(project) / sweep_id
+    folder = project.child("runs/sweep", sweep_id, SWEEP)
     folder.mkdir(parents=True)
     atomic.write_json(folder / "spec.json", {
         "kb": {"name": kb, "uri": manifest.get("uri"), "table_version": store.version(kb),
@@ -379,7 +382,7 @@ def list_sweeps(project: Project) -> list[SweepRun]:
 
 
 def get_sweep(project: Project, sweep_id: str) -> SweepRun:
-    folder = sweeps_folder(project) / sweep_id
+    folder = project.child("runs/sweep", sweep_id, SWEEP)
     if not (folder / "spec.json").exists():
         raise StudioError(Msg("Sweep '{name}' not found.", name=sweep_id))
     return SweepRun(folder)
@@ -399,12 +402,12 @@ def reindex_needed(project: Project, kb: str, chunking) -> bool:
 def start_reindex(project: Project, kb: str, chunking) -> Job:
     """Re-index `kb` with `chunking` as a background ingest job (the Retriever page's job folder, so that page
     shows its progress). Vectors a sweep made for the new chunks are reused from the embedding cache."""
-    from core.rag.kb import KnowledgeBase
+    from core.rag.kb import KNOWLEDGE_BASE, KnowledgeBase
 
     wanted = chunking if isinstance(chunking, ChunkingConfig) else ChunkingConfig.from_dict(chunking)
     base = KnowledgeBase(project, kb)
     paths = [str(base.documents_dir / source) for source in base.documents()]
-    return Job.start(project.subdir("runs") / "ingest" / kb,
+    return Job.start(project.child("runs/ingest", base.name, KNOWLEDGE_BASE),
                      ["-m", "core.rag.ingest_job", str(project.path), kb, json.dumps(wanted.to_dict()), *paths],
                      label="Re-index")
 

@@ -22,6 +22,7 @@ from core.evaluate.sweep import SweepConfig, SweepRun, documents_fingerprint, ge
 from core.i18n import Msg
 from core.rag import metrics as M
 from core.rag import ranking, relevance
+from core.rag.chunking import text_to_embed
 from core.rag.embedders import EmbeddingCache, EmbedStats, Stopped, get_embedder
 from core.rag.ranking import Scorer
 from core.rag.store import chunk_id
@@ -240,8 +241,8 @@ def _run_groups(project, run, base, todo, emit, should_stop, scorer, rewriter, s
                      message=Msg("Embedding passages: {done} of {total}", done=count, total=todo_count))
 
             try:
-                vectors, group_stats = cache.embed([r["text"] for r in rows], embedder.embed, on_batch=on_batch,
-                                                   should_stop=should_stop)
+                texts = [text_to_embed(r["text"], r["heading"], r["source"]) for r in rows]  # as ingest embeds them
+                vectors, group_stats = cache.embed(texts, embedder.embed, on_batch=on_batch, should_stop=should_stop)
             except Stopped:
                 return None
             stats.add(group_stats)

@@ -33,7 +33,8 @@ def register(project: Project, adapter_id: str, model, config: TrainConfig, mani
     from core.finetune.methods import adapter_tensors
 
     registry = AdapterRegistry(project)
-    staging = registry.folder / f".{adapter_id}.tmp"
+    final = registry.path(adapter_id)  # refuses a name that would lead outside adapters/
+    staging = final.with_name(f".{adapter_id}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
@@ -46,8 +47,7 @@ def register(project: Project, adapter_id: str, model, config: TrainConfig, mani
         atomic.write_json(staging / MANIFEST, {**manifest, "id": adapter_id, "config": config.to_dict(),
                                                "format": "peft" if config.is_peft else "weights",
                                                "size_bytes": size, "created": time.time()})
-        final = registry.folder / adapter_id
-        old = registry.folder / f".{adapter_id}.old"
+        old = final.with_name(f".{adapter_id}.old")
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
             final.rename(old)

@@ -201,15 +201,20 @@ def why_empty(report: PreparationReport, first_problem: str | None, nothing: Msg
                "{problem}). Fix the records on the Data page.", n=report.total, problem=first_problem or "?")
 
 
-def with_retrieved_context(records: list[dict], context_for, mode: str) -> list[dict]:
+PROGRESS_EVERY = 50  # questions between two "Finding passages" progress events
+
+
+def with_retrieved_context(records: list[dict], context_for, mode: str, progress=None) -> list[dict]:
     """Training pairs with the passages a retriever finds for their question, rendered as inference renders them
     (`context_for(question) -> str`, the recipe's context block). "always" replaces each pair; "mixed" keeps the
     pair and adds the one with passages. Pairs with their own context, chats and pairs for which nothing relevant
-    is found stay as they are."""
+    is found stay as they are. `progress(done, total)` is called every PROGRESS_EVERY records and at the end."""
     if mode == "none":
         return records
     out = []
-    for record in records:
+    for number, record in enumerate(records, start=1):
+        if progress is not None and (number % PROGRESS_EVERY == 0 or number == len(records)):
+            progress(number, len(records))
         context = context_for(record["prompt"]) if record.get("prompt") and not record.get("context") else ""
         if not context:
             out.append(record)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from core import atomic
+from core import atomic, runlock
 from core.errors import TrainingError
 from core.finetune.config import DATA_KINDS, TrainConfig
 from core.finetune.distributed import Workers
@@ -25,7 +25,9 @@ from core.workspace import Project
 
 log = logging.getLogger(__name__)
 RUNS = "finetune"
+RUN = Msg("training run")
 CANCEL_GRACE_S = 60.0  # time to write a checkpoint before a cancelled run is killed
+KEEP_FILE = "keep_requested"  # "stop and keep": stop at the next step and save the best adapter so far
 Emit = Callable[..., None]
 
 
@@ -100,13 +102,49 @@ class Run:
         return RunStatus(state, step, total, self.has_checkpoint and state in ("cancelled", "failed", "done"),
                          str(job_status.error or ""), str(job_status.message or ""))
 
+    @property
+    def keep_requested(self) -> bool:
+        return (self.folder / KEEP_FILE).exists()
+
+    def request_keep(self) -> bool:
+        """"Stop and keep": training stops at its next step and saves the best adapter so far instead of waiting
+        for a resume. True when a running job (here or a command line elsewhere) will see the request; False when
+        nothing runs, and the caller finishes the run from its checkpoint (as `stop_and_keep` does)."""
+        job = self.latest_job()
+        running = job is not None and job.status().state == "running"
+        if not running:
+            self.check_keepable()
+        atomic.write_text(self.folder / KEEP_FILE, str(time.time()))
+        return running
+
+    def check_keepable(self) -> None:
+        if self.status().state == "done":
+            raise TrainingError(Msg("This run has finished; its adapter is saved already."))
+        if not self.has_checkpoint:
+            raise TrainingError(Msg("This run has no checkpoint yet, so there is nothing learned to keep; resume or "
+                                    "start it again."))
+
+    def stop_and_keep(self) -> Job | None:
+        """The page's "Stop and keep": a running job saves the adapter at its next step; a stopped run with a
+        checkpoint gets a short job that loads it and saves the adapter without training further."""
+        if self.request_keep():
+            return None
+        return self._launch()
+
     def start(self) -> Job:
         """Start (or resume from the latest checkpoint) in a subprocess."""
+        (self.folder / KEEP_FILE).unlink(missing_ok=True)  # a plain resume trains to the end again
+        return self._launch()
+
+    def _launch(self) -> Job:
         job = self.latest_job()
         if job is not None and job.status().state == "running":
             raise TrainingError(Msg("This run is already training."))
-        return Job.start(self.folder / "jobs", ["-m", "core.finetune.job", "train", str(self.folder.parent.parent.parent),
-                                                self.id], label=f"finetune {self.id}")
+        project_dir = self.folder.parent.parent.parent
+        # One training run at a time per project, for every process (another tab, the command line).
+        return runlock.start_job(project_dir, RUNS, self.id, lambda: Job.start(
+            self.folder / "jobs", ["-m", "core.finetune.job", "train", str(project_dir), self.id],
+            label=f"finetune {self.id}"))
 
     def cancel(self) -> None:
         job = self.latest_job()
@@ -150,7 +188,7 @@ def create_run(project: Project, config: TrainConfig, recipe) -> Run:
                                 "local folder, a GGUF file or a hub id on the Model page."))
     name = config.method if not config.is_preference else f"{config.objective}-{config.method}"
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{name.replace('_', '-')}-{uuid.uuid4().hex[:4]}"
-    folder = runs_folder(project) / run_id
+    folder = project.child(f"runs/{RUNS}", run_id, RUN)
     folder.mkdir(parents=True)
     atomic.write_json(folder / "run.json", {
         "id": run_id, "created": time.time(), "recipe": recipe.name,
@@ -183,6 +221,30 @@ def passage_lookup(project: Project, spec: dict):
     return lambda question: context_block(assistant.retrieve(project, recipe, question))
 
 
+def _with_passages(project: Project, spec: dict, config: TrainConfig, train_records: list[dict],
+                   eval_records: list[dict], emit: Emit) -> tuple[list[dict], list[dict]]:
+    """The pairs with the passages the recipe's retriever finds for their questions, with a progress count. The
+    questions are embedded first in one batched call (the searches then find their vectors cached)."""
+    from core.finetune import data
+    from core.models.embedder import embed
+
+    questions = [r["prompt"] for r in train_records + eval_records if r.get("prompt") and not r.get("context")]
+    emit(progress=0.002, message=Msg("Finding passages for {count} training questions", count=len(questions)))
+    embed(list(dict.fromkeys(questions)))
+    context_for = passage_lookup(project, spec)
+    total = len(train_records) + len(eval_records)
+
+    def progress(offset: int):
+        return lambda done, _: emit(progress=0.002 + 0.008 * (offset + done) / max(1, total),
+                                    message=Msg("Finding passages: {done} of {total} questions",
+                                                done=offset + done, total=total))
+
+    train = data.with_retrieved_context(train_records, context_for, config.retrieval_context, progress(0))
+    held_out = data.with_retrieved_context(eval_records, context_for, config.retrieval_context,
+                                           progress(len(train_records)))
+    return train, held_out
+
+
 def wrong_kind(kind: str) -> Msg:
     if kind == "preference":
         return Msg("This is a preference dataset (chosen vs rejected); supervised fine-tuning needs training pairs "
@@ -199,7 +261,7 @@ def list_runs(project: Project) -> list[Run]:
 
 
 def get_run(project: Project, run_id: str) -> Run:
-    folder = runs_folder(project) / run_id
+    folder = project.child(f"runs/{RUNS}", run_id, RUN)
     if not (folder / "run.json").exists():
         raise TrainingError(Msg("Run '{run}' not found.", run=run_id))
     return Run(folder)
@@ -247,10 +309,7 @@ def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit, devic
     train_records, eval_records = data.split_records(records, config.eval_fraction, config.seed)
     data.check_size(len(train_records))
     if config.retrieval_context != "none" and kind == "sft":
-        emit(progress=0.005, message=Msg("Finding passages for the training questions"))
-        context_for = passage_lookup(project, spec)
-        train_records = data.with_retrieved_context(train_records, context_for, config.retrieval_context)
-        eval_records = data.with_retrieved_context(eval_records, context_for, config.retrieval_context)
+        train_records, eval_records = _with_passages(project, spec, config, train_records, eval_records, emit)
     emit(progress=0.01, message=Msg("Loading the base model"))
     base_folder = source_folder(ModelSource.from_dict(spec["base_model"]))
     tokenizer = AutoTokenizer.from_pretrained(str(base_folder))
@@ -329,8 +388,8 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
     emit(type="trainable", trainable=trainable["trainable"], total=trainable["total"], message=trainable.get("note"))
     pad_id = prepared.pad_id
     trainer = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, run.folder,
-                      emit=lambda event: emit(**event), should_stop=should_stop, workers=workers,
-                      objective=prepared.objective)
+                      emit=lambda event: emit(**event), should_stop=lambda: should_stop() or run.keep_requested,
+                      workers=workers, objective=prepared.objective)
     if workers.parallel:
         emit(message=Msg("Sharded across {n} processes (FSDP)", n=workers.world) if workers.sharded
              else Msg("Data parallel across {n} processes", n=workers.world))
@@ -338,9 +397,12 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
         emit(message=Msg("Resumed from the checkpoint at step {step}", step=trainer.state.step))
     emit(progress=trainer.state.step / max(1, trainer.total_steps()), message=Msg("Training"))
     result = trainer.run()
-    if not result.finished:
+    kept = not result.finished and run.keep_requested and result.state.step > 0
+    if not result.finished and not kept:
         emit(message=Msg("Stopped at step {step}; resume continues from here.", step=result.state.step))
         return {"finished": False, "step": result.state.step}
+    if kept:
+        emit(message=Msg("Stopped at step {step} on request; saving the best adapter so far.", step=result.state.step))
     trainer.load_best()
     steps = [e for e in trainer.history if e["type"] == "step"]
     evals = [e for e in trainer.history if e["type"] == "eval"]
@@ -348,7 +410,8 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
                "eval_loss": result.state.best_eval, "first_eval_loss": evals[0]["eval_loss"] if evals else None,
                "tokens_per_s": steps[-1]["tokens_per_s"] if steps else None,
                "train_examples": len(prepared.train), "eval_examples": len(prepared.eval),
-               "stopped_early": result.state.stopped_early, **preference_metrics(trainer.history)}
+               "stopped_early": result.state.stopped_early, "stopped_by_user": kept,
+               **preference_metrics(trainer.history)}
     # Sharded: every process takes part in gathering the full trained tensors; the main one saves the adapter from
     # them, through the same code as always (full_parameters puts them in place of the shards while it runs).
     tensors = trainer.trainable_tensors() if workers.sharded else {}
@@ -394,7 +457,10 @@ def preference_metrics(history: list[dict]) -> dict:
 
 
 def calibrate(project: Project, spec: dict, emit: Emit, steps: int = 3) -> dict:
-    """Seconds per update on this machine for this config, measured on a few real updates (nothing is saved)."""
+    """Seconds per update on this machine for this config, measured on a few real updates (nothing is saved).
+
+    Not a run: it takes no run lock (core.runlock), so the Fine-tune page's "Measure the time" works while a run
+    trains, as it always did, and a timing never blocks Start training."""
     import tempfile
 
     import psutil
@@ -411,7 +477,7 @@ def calibrate(project: Project, spec: dict, emit: Emit, steps: int = 3) -> dict:
         planned = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, Path(scratch),
                           objective=prepared.objective).total_steps()
         timings = []
-        trainer.emit = lambda event: timings.append((time.perf_counter(), event)) if event["type"] == "step" else None
+        trainer.emit = lambda event: timings.append((time.perf_counter(), event)) if event.get("type") == "step" else None
         emit(progress=0.5, message=Msg("Timing a few training steps"))
         trainer.run()
     per_step = (timings[-1][0] - timings[0][0]) / max(1, len(timings) - 1)

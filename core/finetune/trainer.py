@@ -28,6 +28,7 @@ from core.finetune import data as finetune_data
 from core.finetune import distributed
 from core.finetune.config import TrainConfig
 from core.finetune.distributed import Workers
+from core.i18n import Msg
 
 CHECKPOINT = "checkpoint"
 BEST = "best.safetensors"
@@ -329,6 +330,8 @@ class Trainer:
         self.tokens_seen, self.started, self.steps_at_start = 0, time.perf_counter(), state.step
         self.objective.start(self)
         if state.step == 0 and self.eval_examples and not self.history:
+            self.emit({"message": Msg("Measuring the eval loss before training ({count} examples)",
+                                      count=len(self.eval_examples))})
             self._after_eval(self.evaluate())  # the starting point of the eval curve
         while state.epoch < config.epochs and state.step < total and not state.stopped_early:
             groups = self._groups(state.epoch)

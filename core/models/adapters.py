@@ -24,6 +24,7 @@ from core.workspace import Project
 
 MANIFEST = "adapter.json"
 WEIGHTS = "weights.safetensors"
+ADAPTER = Msg("adapter")
 
 
 def folder_fingerprint(folder: Path) -> str:
@@ -109,15 +110,20 @@ class AdapterRegistry:
         self.folder = project.subdir("adapters")
 
     def list(self) -> list[AdapterInfo]:
-        found = [self.get(p.name) for p in sorted(self.folder.iterdir()) if (p / MANIFEST).exists()] \
-            if self.folder.exists() else []
+        # A leading dot is a folder being written or replaced (core.finetune.adapters.register), not an adapter.
+        found = [self.get(p.name) for p in sorted(self.folder.iterdir())
+                 if not p.name.startswith(".") and (p / MANIFEST).exists()] if self.folder.exists() else []
         return sorted(found, key=lambda a: a.manifest.get("created", 0), reverse=True)
 
+    def path(self, adapter_id: str) -> Path:
+        """The folder of adapter `adapter_id` (which may not exist); a name like '../x' is refused."""
+        return self.project.child("adapters", adapter_id, ADAPTER)
+
     def exists(self, adapter_id: str) -> bool:
-        return (self.folder / adapter_id / MANIFEST).exists()
+        return (self.path(adapter_id) / MANIFEST).exists()
 
     def get(self, adapter_id: str) -> AdapterInfo:
-        path = self.folder / adapter_id / MANIFEST
+        path = self.path(adapter_id) / MANIFEST
         if not path.exists():
             raise TrainingError(Msg("Adapter '{name}' not found; it may have been deleted.", name=adapter_id))
         return AdapterInfo(adapter_id, path.parent, atomic.read_json(path))

@@ -109,4 +109,4 @@ class EndpointModel:
             return (usage.get("prompt_tokens") or self.count_tokens(prompt),
                     usage.get("completion_tokens") or produced)
 
-        return GenerationStream(produce, settings.stop)
+        return GenerationStream(produce, settings.stop, settings.max_new_tokens)

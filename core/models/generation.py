@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 
 from core.errors import StudioError
 from core.i18n import Msg
+from core.models.degenerate import MIN_LOOP_CHARS, loop_start
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,18 @@ class GenerationStream:
     """
 
     def __init__(self, produce: Callable[[Callable[[str], None], threading.Event], tuple[int, int]],
-                 stop: tuple[str, ...] = ()):
+                 stop: tuple[str, ...] = (), max_new_tokens: int | None = None):
         self._produce = produce
         self._stop = stop
+        self._max_new_tokens = max_new_tokens
         self.cancel_event = threading.Event()
         self.text = ""
         self.prompt_tokens = 0
         self.output_tokens = 0
         self.first_token_s: float | None = None
         self.total_s = 0.0
-        self.stopped_by: str = "length"
+        # end (the model finished) | length (max new tokens) | stop | repetition (a loop was cut) | cancelled
+        self.stopped_by: str = "end"
         self.error: BaseException | None = None
 
     def cancel(self) -> None:
@@ -93,6 +96,15 @@ class GenerationStream:
                 if self.first_token_s is None and piece:
                     self.first_token_s = time.perf_counter() - start
                 full += piece
+                looping = loop_start(full) if len(full) >= MIN_LOOP_CHARS else None
+                if looping is not None:  # the model repeats itself: keep what came before, stop generating
+                    full = full[:looping].rstrip()
+                    self.stopped_by = "repetition"
+                    self.cancel_event.set()
+                    if len(full) > emitted:
+                        yield full[emitted:]
+                    emitted = len(full)
+                    break
                 cut = min((full.find(s) for s in self._stop if s in full), default=-1)
                 if cut >= 0:
                     full = full[:cut]
@@ -106,13 +118,15 @@ class GenerationStream:
                 if safe_end > emitted:
                     yield full[emitted:safe_end]
                     emitted = safe_end
-            if self.stopped_by != "stop" and len(full) > emitted:
+            if self.stopped_by not in ("stop", "repetition") and len(full) > emitted:
                 yield full[emitted:]
             worker.join()
             if self.error is not None:
                 raise self.error
-            if self.cancel_event.is_set() and self.stopped_by != "stop":
+            if self.cancel_event.is_set() and self.stopped_by not in ("stop", "repetition"):
                 self.stopped_by = "cancelled"
+            elif self.stopped_by == "end" and self._max_new_tokens and self.output_tokens >= self._max_new_tokens:
+                self.stopped_by = "length"
         finally:
             self.cancel_event.set()  # the reader left early (page changed): stop generating
             self.text = full.strip()
@@ -123,12 +137,19 @@ class GenerationStream:
             pass
         return self.text
 
+    def decode_rate(self) -> float:
+        """Answer tokens per second after the first one: reading the prompt is not counted (it is first_token_s)."""
+        decoding = self.total_s - (self.first_token_s or 0.0)
+        if self.output_tokens > 1 and decoding > 0:
+            return (self.output_tokens - 1) / decoding
+        return self.output_tokens / self.total_s if self.total_s else 0.0
+
     def stats(self) -> dict:
         return {
             "prompt_tokens": self.prompt_tokens,
             "output_tokens": self.output_tokens,
             "first_token_s": round(self.first_token_s or 0.0, 3),
             "total_s": round(self.total_s, 3),
-            "tokens_per_s": round(self.output_tokens / self.total_s, 2) if self.total_s else 0.0,
+            "tokens_per_s": round(self.decode_rate(), 2),
             "stopped_by": self.stopped_by,
         }

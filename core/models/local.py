@@ -78,7 +78,8 @@ class LocalModel:
         # transformers' stop_strings would precompute tables over the whole vocabulary on every new stop set.
         stops = tuple(dict.fromkeys(prompt.stop + settings.stop))
         input_ids = self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"]
-        return GenerationStream(stream_through(self.batcher, list(input_ids), settings, stops), stops)
+        return GenerationStream(stream_through(self.batcher, list(input_ids), settings, stops), stops,
+                                settings.max_new_tokens)
 
     @property
     def batcher(self):
@@ -92,11 +93,13 @@ class LocalModel:
                     self._batcher = Batcher(self.model, self.tokenizer, self.lock, 1 if alone else MAX_BATCH)
         return self._batcher
 
-    def generate_batch(self, prompts: list[RenderedPrompt], settings: GenerationSettings) -> list[dict]:
+    def generate_batch(self, prompts: list[RenderedPrompt], settings: GenerationSettings,
+                       should_stop=None) -> list[dict]:
         """Answers to several prompts in one batched `generate` (left-padded), for evaluation runs.
 
         Each result has the text (cut at the first stop string), prompt and output tokens, and the batch's wall
-        time divided among its answers (`latency_s`); rows stop on their own at EOS or a stop string.
+        time divided among its answers (`latency_s`); rows stop on their own at EOS or a stop string. When
+        `should_stop()` turns true the whole batch ends at the next token (the caller discards the cut answers).
         """
         import time
 
@@ -104,6 +107,7 @@ class LocalModel:
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         from core.models.batching import generation_kwargs, left_padded, padding_id
+        from core.models.degenerate import cut_loop
 
         tokenizer, model = self.tokenizer, self.model
         pad_id = padding_id(tokenizer)
@@ -118,11 +122,16 @@ class LocalModel:
                 return torch.tensor([any(s in tail for s in row_stops) for tail, row_stops in zip(tails, stops)],
                                     device=ids.device)
 
+        class StopRequested(StoppingCriteria):
+            def __call__(self, ids, scores, **kwargs):
+                return torch.full((ids.shape[0],), bool(should_stop()), dtype=torch.bool, device=ids.device)
+
+        criteria = ([StopStrings()] if any(stops) else []) + ([StopRequested()] if should_stop else [])
         started = time.perf_counter()
         with self.lock, torch.inference_mode():
             output = model.generate(input_ids=input_ids, attention_mask=attention,
                                     max_new_tokens=settings.max_new_tokens,
-                                    stopping_criteria=StoppingCriteriaList([StopStrings()]) if any(stops) else None,
+                                    stopping_criteria=StoppingCriteriaList(criteria) if criteria else None,
                                     **generation_kwargs(settings, pad_id))
         share = (time.perf_counter() - started) / len(prompts)
         results = []
@@ -131,6 +140,7 @@ class LocalModel:
             text = tokenizer.decode(generated, skip_special_tokens=True)
             for stop in row_stops:
                 text = text.split(stop)[0] if stop in text else text
+            text = cut_loop(text)[0]  # as the stream does: a loop is cut where it starts
             results.append({"text": text, "prompt_tokens": len(encoded[row]),
                             "output_tokens": _count_until_stop(tokenizer, generated, row_stops),
                             "latency_s": round(share, 3)})

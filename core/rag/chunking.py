@@ -4,8 +4,10 @@ Two strategies:
 
 * "recursive" (default) is structure-aware. Consecutive sections with the same heading path and page are
   joined (paragraphs separated by a blank line); a group that fits in `chunk_tokens` is one chunk, a longer
-  one is split by semchunk, which tries blank lines (paragraphs) first, then line breaks, then sentence ends,
-  then clauses and words, with `overlap_tokens` of overlap between neighbours.
+  one is cut into whole sentences (lines of a list and paragraphs end one too) packed into chunks, a chunk
+  ending where a paragraph ends when the next paragraph would not fit whole, and neighbours share their last
+  whole sentences up to `overlap_tokens`: no chunk starts or ends inside a sentence. Only a sentence longer than
+  a chunk is cut inside it, by semchunk (clauses, then words).
 * "fixed" cuts plain windows of exactly `chunk_tokens` tokens (the last one may be shorter), each starting
   `chunk_tokens - overlap_tokens` tokens after the previous one, over the same groups. With a `tokenizer`
   the windows are counted in its token ids; without one, in words (shortened when `count_tokens` says a
@@ -139,21 +141,87 @@ def _groups(sections: Iterable) -> Iterable[tuple[str, int | None, str, bool]]:
 # ---- recursive ------------------------------------------------------------------------------------------------
 
 def _recursive(text: str, config: ChunkingConfig, count: CountTokens) -> list[str]:
-    import semchunk
-
+    """Whole sentences packed into chunks of at most `chunk_tokens`, a chunk preferring to end where a paragraph
+    ends; neighbours share their last whole sentences, up to `overlap_tokens`, so no chunk starts or ends inside
+    a sentence (a passage cut mid-sentence hides the fact it was cut from). Only a sentence longer than a chunk is
+    cut inside, by semchunk (clauses, then words)."""
     text = text.strip()
     if count(text) <= config.chunk_tokens:
         return [text]
-    pieces = semchunk.chunk(text, config.chunk_tokens, count, memoize=False, overlap=config.overlap_tokens or None)
-    # semchunk builds overlapping chunks from smaller pieces; with a tokenizer whose counts are not additive a
-    # joined chunk can come out a little too long: split those once more, without overlap.
-    sized: list[str] = []
-    for piece in pieces:
-        if count(piece) <= config.chunk_tokens:
-            sized.append(piece)
-        else:
-            sized.extend(semchunk.chunk(piece, config.chunk_tokens, count, memoize=False))
-    return sized
+    units = _sentence_units(text, config, count)
+    size = lambda first, last: count(text[units[first][0]:units[last][1]])  # noqa: E731
+    chunks, first = [], 0
+    while first < len(units):
+        last = first
+        while last + 1 < len(units) and size(first, last + 1) <= config.chunk_tokens:
+            if units[last + 1][2] and size(first, last) >= config.chunk_tokens // 2 and \
+                    size(first, _paragraph_end(units, last + 1)) > config.chunk_tokens:
+                break  # a new paragraph that will not fit whole: end this chunk with the paragraph before it
+            last += 1
+        chunks.append(text[units[first][0]:units[last][1]])
+        if last + 1 >= len(units):
+            break
+        following = last + 1
+        while following - 1 > first and size(following - 1, last) <= config.overlap_tokens:
+            following -= 1  # the next chunk repeats the last sentences that fit in the overlap
+        first = following
+    return chunks
+
+
+_SENTENCE_END = re.compile(r"[.!?…。！？](?:[\"'”’»)\]]*)\s+")
+
+
+def _sentence_units(text: str, config: ChunkingConfig, count: CountTokens) -> list[tuple[int, int, bool]]:
+    """(start, end, starts a paragraph) of each sentence of the text, in order; lines of a list or table and
+    paragraphs always end a sentence. A sentence longer than a chunk comes in semchunk's pieces."""
+    units: list[tuple[int, int, bool]] = []
+    for paragraph in re.finditer(r"\S(?:.*?\S)?(?=\s*\n\s*\n|\s*$)", text, re.DOTALL):
+        paragraph_start = True
+        for line in re.finditer(r"[^\n]+", paragraph.group()):
+            offset = paragraph.start() + line.start()
+            body = line.group()
+            cuts = [0] + [m.end() for m in _SENTENCE_END.finditer(body) if _starts_sentence(body, m.end())]
+            cuts.append(len(body))
+            for begin, finish in zip(cuts, cuts[1:]):
+                piece = body[begin:finish].strip()
+                if not piece:
+                    continue
+                begin = offset + begin + (len(body[begin:finish]) - len(body[begin:finish].lstrip()))
+                for sub_start, sub_end in _fit(text, begin, begin + len(piece), config, count):
+                    units.append((sub_start, sub_end, paragraph_start))
+                    paragraph_start = False
+    return units
+
+
+def _starts_sentence(body: str, at: int) -> bool:
+    """After a full stop, a new sentence starts with a capital letter, a digit or an opening quote ("e.g. the"
+    and "approx. 3" do not split when a small letter follows)."""
+    following = body[at:at + 1]
+    return bool(following) and (following.isupper() or following.isdigit() or following in "\"'“‘«([")
+
+
+def _fit(text: str, start: int, end: int, config: ChunkingConfig, count: CountTokens) -> list[tuple[int, int]]:
+    """The span as it is when it fits in a chunk, else semchunk's pieces of it (as spans of `text`)."""
+    if count(text[start:end]) <= config.chunk_tokens:
+        return [(start, end)]
+    import semchunk
+
+    spans, cursor = [], start
+    for piece in semchunk.chunk(text[start:end], config.chunk_tokens, count, memoize=False):
+        found = text.find(piece, cursor, end)
+        if found < 0:
+            continue
+        spans.append((found, found + len(piece)))
+        cursor = found + len(piece)
+    return spans or [(start, end)]
+
+
+def _paragraph_end(units: list[tuple[int, int, bool]], first: int) -> int:
+    """The last unit of the paragraph that starts at unit `first`."""
+    last = first
+    while last + 1 < len(units) and not units[last + 1][2]:
+        last += 1
+    return last
 
 
 # ---- fixed ----------------------------------------------------------------------------------------------------
@@ -236,6 +304,16 @@ def _truncate(text: str, limit: int, count: CountTokens) -> str:
         else:
             high = middle - 1
     return text[:ends[low]].rstrip() + mark
+
+
+# ---- what is embedded ---------------------------------------------------------------------------------------------
+
+def text_to_embed(text: str, heading: str, source: str) -> str:
+    """A passage as the embedder reads it: under its heading path, or the document's name when it has none, so a
+    passage that never names its subject ("It was founded in 1850") is still found by it. Only the vector sees
+    this; the stored and quoted text stays the passage itself."""
+    title = heading or re.sub(r"[_\-]+", " ", source.rsplit("/", 1)[-1].rsplit(".", 1)[0]).strip()
+    return f"{title}\n{text}" if title and not text.startswith(title) else text
 
 
 # ---- the embedder's tokenizer -------------------------------------------------------------------------------------

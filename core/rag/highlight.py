@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -18,3 +19,17 @@ def match_spans(text: str, query: str, min_length: int = 2) -> list[tuple[int, i
     'bán' does not match 'bạn', as in the full-text index."""
     wanted = {w.casefold() for w in WORD.findall(query) if len(w) >= min_length} - COMMON
     return [(m.start(), m.end()) for m in WORD.finditer(text) if m.group().casefold() in wanted]
+
+
+MARK_STYLE = "background-color: rgba(255, 164, 33, 0.3); border-radius: 0.2em; padding: 0 0.1em"
+
+
+def highlight_html(text: str, query: str) -> str:
+    """The passage as plain HTML, query words in <mark>. Nothing in it is read as markup (a link, `code`, an
+    indented line or a tag in the document shows as written), and line breaks are kept."""
+    out, last = [], 0
+    for start, end in match_spans(text, query):
+        out += [html.escape(text[last:start]), f'<mark style="{MARK_STYLE}">', html.escape(text[start:end]), "</mark>"]
+        last = end
+    body = "".join(out + [html.escape(text[last:])])
+    return f'<div style="white-space: pre-wrap; overflow-wrap: anywhere">{body}</div>'

@@ -1,18 +1,23 @@
 """A knowledge base: the project's documents for one topic, their chunks in LanceDB, and how they were made.
 
-indexes/<kb>.json      manifest: embedder, chunking config, store location, one entry per document
-documents/<kb>/<file>  the uploaded originals (safe names only), kept so the index can be rebuilt
-LanceDB table <kb>     the chunks, in indexes/lancedb or at an object-storage URI (s3://…)
+indexes/<kb>.json              manifest: embedder, chunking config, store location, one entry per document
+documents/<kb>/<file>          the uploaded originals (safe names only), kept so the index can be rebuilt; a
+                               document added from a folder keeps its path in that folder (sub1/policy.txt), which
+                               is its name everywhere (manifest, passages, citations)
+documents/<kb>/.failed.json    files that were refused (never copied) or could not be read: name -> reason; they
+                               are not "waiting" and are not retried until added again or removed
+LanceDB table <kb>             the chunks, in indexes/lancedb or at an object-storage URI (s3://…)
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from core import atomic
 from core.errors import StudioError
@@ -20,19 +25,46 @@ from core.i18n import Msg
 from core.workspace import Project
 
 DEFAULT_KB = "docs"
+KNOWLEDGE_BASE = Msg("knowledge base")
+DOCUMENT = Msg("document")
 EMBEDDER = "all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384
 EMBED_BATCH = 256  # chunks embedded per call across files
 Progress = Callable[[float, Msg], None]
+FAILED_FILE = ".failed.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class FileResult:
     source: str
-    status: str           # indexed | unchanged | error
+    status: str           # indexed | unchanged | error (could not be read) | refused (not copied: too large, …)
     chunks: int = 0
     message: Msg | None = None
     warnings: list = field(default_factory=list)
+
+
+class Added(list):
+    """The paths of the documents kept (a list, as before), with what was not kept: `refused` (FileResults whose
+    message says why: too large, wrong type, empty) and `skipped_links` (links that lead outside the allowed
+    folder, relative paths)."""
+
+    def __init__(self, saved=(), refused=(), skipped_links=()):
+        super().__init__(saved)
+        self.refused: list[FileResult] = list(refused)
+        self.skipped_links: list[str] = list(skipped_links)
+
+
+def failure_reason(entry: dict):
+    """Why a file failed (a Msg the page translates) from its entry in `KnowledgeBase.failed()`."""
+    return Msg(entry["template"], **entry.get("params", {})) if entry.get("template") else entry.get("reason", "")
+
+
+def _failure(message, refused: bool) -> dict:
+    entry = {"reason": str(message), "refused": refused, "at": time.time()}
+    if hasattr(message, "template"):
+        entry.update(template=message.template, params={k: str(v) for k, v in message.params.items()})
+    return entry
 
 
 def _embed(texts: list[str]):
@@ -47,6 +79,20 @@ def _count_tokens():
     return embedder_token_counter()
 
 
+READ_SHARE = 0.3  # of a file's share of the progress bar: reading and cutting it; the rest is embedding it
+
+
+def _never_backwards(progress: Progress) -> Progress:
+    """Progress that only moves forward, whatever order the steps report in."""
+    highest = {"fraction": 0.0}
+
+    def report(fraction: float, message) -> None:
+        highest["fraction"] = max(highest["fraction"], fraction)
+        progress(highest["fraction"], message)
+
+    return report
+
+
 class KnowledgeBase:
     def __init__(self, project: Project, name: str = DEFAULT_KB):
         import re
@@ -55,8 +101,8 @@ class KnowledgeBase:
             raise StudioError(Msg("A knowledge-base name uses letters, digits, - and _ only (at most 40)."))
         self.project = project
         self.name = name
-        self.manifest_path = project.subdir("indexes") / f"{name}.json"
-        self.documents_dir = project.subdir("documents") / name
+        self.manifest_path = project.child("indexes", name, KNOWLEDGE_BASE, suffix=".json")
+        self.documents_dir = project.child("documents", name, KNOWLEDGE_BASE)
 
     # ---- manifest -----------------------------------------------------------------------------------------
     def manifest(self) -> dict:
@@ -104,54 +150,164 @@ class KnowledgeBase:
     def documents(self) -> dict[str, dict]:
         return self.manifest()["documents"]
 
+    def stored(self) -> list[str]:
+        """Names of the originals kept in the project (paths inside documents/<kb>, '/'-separated), sorted."""
+        if not self.documents_dir.is_dir():
+            return []
+        return sorted(p.relative_to(self.documents_dir).as_posix() for p in self.documents_dir.rglob("*")
+                      if p.is_file() and not p.is_symlink()
+                      and not any(x.startswith(".") for x in p.relative_to(self.documents_dir).parts))
+
+    def path_of(self, source: str) -> Path:
+        """Where a document's original is kept ('sub1/policy.txt' in a sub-folder): never outside documents/<kb>,
+        not even through a link planted there (UnsafeNameError)."""
+        from core.rag.parse import safe_relative_name
+        from core.workspace import UnsafeNameError
+
+        path = self.documents_dir / safe_relative_name(source)
+        if not path.resolve().is_relative_to(self.documents_dir.resolve()):
+            raise UnsafeNameError(Msg("'{name}' cannot be a {kind} name: it leads outside the project folder.",
+                                      name=source, kind=DOCUMENT))
+        return path
+
+    def source_of(self, path: Path) -> str:
+        """A file's document name: its path inside documents/<kb>, else its safe base name."""
+        from core.rag.parse import safe_name, safe_relative_name
+
+        path = Path(path)
+        for inner, outer in ((path.absolute(), self.documents_dir.absolute()), (path.resolve(),
+                                                                              self.documents_dir.resolve())):
+            if inner.is_relative_to(outer) and inner != outer:
+                return safe_relative_name(inner.relative_to(outer).as_posix())
+        return safe_name(path.name)
+
     def pending(self) -> list[Path]:
-        """Stored originals that are not indexed yet (or changed since)."""
+        """Stored originals that are not indexed yet, leaving out the files that failed (they wait for the user:
+        added again, or removed with `clear_failed`)."""
+        indexed, failed = self.documents(), self.failed()
+        return [self.documents_dir / s for s in self.stored() if s not in indexed and s not in failed]
+
+    # ---- failed files -------------------------------------------------------------------------------------
+    @property
+    def failed_path(self) -> Path:
+        return self.documents_dir / FAILED_FILE
+
+    def failed(self) -> dict[str, dict]:
+        """name -> {"reason", "template", "params", "refused" (never copied), "at"} for the files that were
+        refused or could not be read (see failure_reason)."""
+        try:
+            found = atomic.read_json(self.failed_path)
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def _update_failed(self, changes: dict[str, dict | None]) -> None:
+        """Record (entry) or forget (None) failures, in one write."""
+        if not changes:
+            return
+        failed = self.failed()
+        for source, entry in changes.items():
+            if entry is None:
+                failed.pop(source, None)
+            else:
+                failed[source] = entry
+        if failed or self.failed_path.exists():
+            atomic.write_json(self.failed_path, failed)
+
+    def clear_failed(self) -> list[str]:
+        """Remove every failed file: its record and its copy in the project. A failed file that replaced an indexed
+        document (same name) was that document's only original, so the document is removed too. Returns the
+        names removed."""
+        failed = self.failed()
         indexed = self.documents()
-        return [p for p in sorted(self.documents_dir.glob("*")) if p.is_file() and p.name not in indexed]
+        for source, entry in failed.items():
+            if entry.get("refused"):
+                continue  # never copied: a file kept under that name is another one
+            if source in indexed:
+                self.delete_document(source)
+            else:
+                self._unlink(source)
+        self._update_failed(dict.fromkeys(failed))
+        return sorted(failed)
+
+    def _unlink(self, source: str) -> None:
+        path = self.path_of(source)
+        path.unlink(missing_ok=True)
+        for folder in path.parents:  # sub-folders a folder's documents were kept in, once empty
+            if folder == self.documents_dir or not folder.is_relative_to(self.documents_dir):
+                break
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     # ---- documents ----------------------------------------------------------------------------------------
-    def add_files(self, files: list[tuple[str, bytes]]) -> list[Path]:
-        """Keep uploaded originals under safe names inside the project (never outside it)."""
+    def add_files(self, files: list[tuple[str, bytes]]) -> Added:
+        """Keep uploaded originals under safe names inside the project (never outside it). A file too large, of a
+        type that cannot be read or empty is refused before it is copied, and recorded as failed."""
         from core.rag.parse import safe_name
 
-        saved = []
-        for filename, data in files:
-            target = self.documents_dir / safe_name(filename)
-            atomic.write_bytes(target, data)
-            saved.append(target)
-        return saved
+        return self._keep((safe_name(filename), lambda data=data: len(data), lambda data=data: data)
+                          for filename, data in files)
 
-    def add_folder(self, folder: Path) -> list[Path]:
-        """Copy the supported documents of a folder on this machine (and its sub-folders) into the project."""
-        from core.rag.parse import SUPPORTED
+    def add_folder(self, folder: Path | str) -> Added:
+        """Copy the supported documents of a folder on this machine (and its sub-folders) into the project, each
+        under its path in the folder (sub1/policy.txt and sub2/policy.txt stay two documents). Only folders
+        inside the allowed roots are read (core.rag.folders): a folder outside them raises StudioError."""
+        from core.rag import folders
+        from core.rag.parse import SUPPORTED, safe_relative_name
 
-        folder = Path(folder).expanduser()
-        if not folder.is_dir():
-            raise StudioError(Msg("The folder {folder} does not exist; check the path.", folder=str(folder)))
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED
-                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-        if not files:
+        chosen, root = folders.allowed_folder(folder)
+        contents = folders.walk(chosen, root, SUPPORTED)
+        if not contents.files:
             raise StudioError(Msg("{folder} holds no PDF, Word, HTML, Markdown, text, CSV or Excel files.",
                                   folder=str(folder)))
-        return self.add_files([(p.name, p.read_bytes()) for p in files])
+        added = self._keep((safe_relative_name(rel), lambda path=path: path.stat().st_size, path.read_bytes)
+                           for path, rel in contents.files)
+        added.skipped_links = contents.skipped_links
+        return added
+
+    def _keep(self, files: Iterable[tuple[str, Callable[[], int], Callable[[], bytes]]]) -> Added:
+        """Copy (name, size, read) files into documents/<kb>, one at a time, checking each size before reading."""
+        from core.rag.parse import check_file
+
+        limit, added, changes = max_document_bytes(), Added(), {}
+        for name, size, read in files:
+            try:
+                check_file(name, size(), limit)
+                data = read()
+                check_file(name, len(data), limit)  # it may have grown since
+                target = self.path_of(name)
+                atomic.write_bytes(target, data)
+            except (StudioError, OSError) as exc:
+                message = exc.args[0] if isinstance(exc, StudioError) else \
+                    Msg("{file} could not be copied into the project ({reason}).", file=name, reason=str(exc))
+                added.refused.append(FileResult(name, "refused", message=message))
+                changes[name] = _failure(message, refused=True)
+                continue
+            added.append(target)
+            changes[name] = None  # a new copy: it waits to be indexed again
+        self._update_failed(changes)
+        return added
 
     def delete_document(self, source: str) -> None:
+        self.path_of(source)  # never a file outside documents/<kb> (raises before anything is removed)
         manifest = self.manifest()
         store = self.store()
         if store.exists(self.name):
             store.delete_document(self.name, source)
         manifest["documents"].pop(source, None)
         self._write(manifest)
-        (self.documents_dir / source).unlink(missing_ok=True)
+        self._unlink(source)
+        self._update_failed({source: None} if source in self.failed() else {})
 
     def ingest(self, paths: list[Path], chunking=None, progress: Progress | None = None,
                cancel: threading.Event | None = None) -> list[FileResult]:
         """Parse, chunk, embed and store each file. A file whose content did not change is left alone; an
         edited file replaces its old chunks; a bad file is reported and the others go on."""
-        from core.rag.chunking import chunk_sections
-        from core.rag.parse import parse_document
+        from core.rag.chunking import chunk_sections, text_to_embed
 
-        progress = progress or (lambda fraction, message: None)
+        progress = _never_backwards(progress or (lambda fraction, message: None))
         manifest = self.manifest()
         new_chunking = chunking is not None and chunking.to_dict() != manifest["chunking"]
         if manifest["documents"] and (new_chunking or manifest["embedder"] != EMBEDDER):
@@ -169,9 +325,10 @@ class KnowledgeBase:
             file's old chunks are replaced and the manifest updated, file by file."""
             if not waiting:
                 return
-            progress(len(results) / max(len(paths), 1),
+            progress(share(read["files"], len(results)),
                      Msg("Embedding {count} passages", count=sum(len(c) for _, c in waiting)))
-            vectors = iter(reuse.embed([c.text for _, chunks in waiting for c in chunks]))
+            vectors = iter(reuse.embed([text_to_embed(c.text, c.heading, parsed.source)
+                                        for parsed, chunks in waiting for c in chunks]))
             for parsed, chunks in waiting:
                 if store.exists(self.name):
                     store.delete_document(self.name, parsed.source, refresh=False)
@@ -186,37 +343,68 @@ class KnowledgeBase:
                 results.append(FileResult(parsed.source, "indexed", len(chunks), warnings=list(parsed.warnings)))
             waiting.clear()
 
+        read = {"files": 0}
+
+        def share(files_read: int, files_stored: int) -> float:
+            """Reading a file is a small part of its work; embedding and storing it is most of it."""
+            return (READ_SHARE * files_read + (1 - READ_SHARE) * files_stored) / max(len(paths), 1)
+
+        failures: dict[str, dict | None] = {}  # what this ingest learnt about failed files
+        known_failed = self.failed()
         try:
             for i, path in enumerate(paths):
                 if cancel is not None and cancel.is_set():
                     break
-                progress(i / max(len(paths), 1), Msg("Reading {file}", file=path.name))
+                source = self.source_of(path)
+                progress(share(i, len(results)), Msg("Reading {file}", file=source))
+                read["files"] = i + 1
                 try:
-                    parsed = parse_document(path.read_bytes(), path.name, max_bytes=max_document_bytes())
+                    parsed = self._parse(path, source)
                     known = manifest["documents"].get(parsed.source)
                     if known and known["hash"] == parsed.content_hash and store.exists(self.name):
                         results.append(FileResult(parsed.source, "unchanged", known["chunks"]))
+                        if source in known_failed:
+                            failures[source] = None
                         continue
                     chunks = chunk_sections(parsed.sections, config, count_tokens)
                     if not chunks:
                         raise StudioError(Msg("{file} has no text to index.", file=parsed.source))
                 except StudioError as exc:
-                    results.append(FileResult(path.name, "error", message=exc.args[0]))
+                    results.append(FileResult(source, "error", message=exc.args[0]))
+                    failures[source] = _failure(exc.args[0], refused=False)  # not retried until added again
                     continue
                 waiting.append((parsed, chunks))
+                if source in known_failed:
+                    failures[source] = None
                 if sum(len(c) for _, c in waiting) >= EMBED_BATCH:
                     flush()
             flush()
         finally:
             store.refresh(self.name)  # once per ingest: the new passages become searchable together
             self._write(manifest)
+            self._update_failed(failures)
         progress(1.0, Msg("Done"))
         return results
+
+    def _parse(self, path: Path, source: str):
+        """The parsed document, or StudioError with the reason it cannot be indexed (a library's unexpected error
+        on a damaged file too: the file is recorded as failed instead of stopping the whole ingest)."""
+        from core.errors import DocumentError
+        from core.rag.parse import parse_document
+        from core.rag.parsers.common import reason
+
+        try:
+            return parse_document(path.read_bytes(), path.name, max_bytes=max_document_bytes(), source=source)
+        except StudioError:
+            raise
+        except Exception as exc:
+            log.warning("Could not read %s", path, exc_info=True)
+            raise DocumentError(Msg("{file} could not be read ({reason}).", file=source, reason=reason(exc))) from None
 
     def reindex(self, chunking, progress: Progress | None = None, cancel: threading.Event | None = None) -> None:
         """Rebuild every chunk from the stored originals (new chunking or embedder): vectors never mix."""
         manifest = self.manifest()
-        sources = [self.documents_dir / source for source in manifest["documents"]]
+        sources = [self.path_of(source) for source in manifest["documents"]]
         self.store().drop(self.name)
         manifest.update(documents={}, chunking=chunking.to_dict(), embedder=EMBEDDER)
         self._write(manifest)
@@ -236,14 +424,14 @@ class KnowledgeBase:
             return []
         text_query = text_query if text_query and text_query.strip() else query
         fetch = ranking.fetch_depth(mode, k, reranker)
-        by_text = store.search_text(self.name, text_query, fetch, where) if mode != "vector" else []
+        query_vector = _embed([query])[0]  # also judges how relevant keyword-only hits are
+        by_text = store.search_text(self.name, text_query, fetch, where, query_vector) if mode != "vector" else []
         by_vector = []
         if mode != "fts":
-            by_vector = store.search_vector(self.name, _embed([query])[0], fetch, where)
+            by_vector = store.search_vector(self.name, query_vector, fetch, where)
         hits = ranking.rank(mode, by_vector, by_text, k, rrf_k, reranker, query, scorer)
         missing = [h for h in hits if h.similarity is None]
-        if missing:  # keyword-only hits: measure their meaning too, so relevance is judged the same way
-            query_vector = _embed([query])[0]
+        if missing:  # hits without a stored vector: measure their meaning too, so relevance is judged the same way
             for hit, vector in zip(missing, _embed([h.text for h in missing])):
                 hit.similarity = float(vector @ query_vector)
         return hits

@@ -24,7 +24,8 @@ from core.i18n import Msg
 
 from .parsers.common import Section
 
-__all__ = ["SUPPORTED", "DEFAULT_MAX_BYTES", "Section", "ParsedDocument", "safe_name", "parse_document"]
+__all__ = ["SUPPORTED", "DEFAULT_MAX_BYTES", "Section", "ParsedDocument", "safe_name", "safe_relative_name",
+           "check_file", "parse_document"]
 
 SUPPORTED = {".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt", ".csv", ".tsv", ".xlsx"}
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
@@ -38,7 +39,7 @@ _DEVICE = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?", re.IGNORECAS
 
 @dataclass
 class ParsedDocument:
-    source: str  # safe display name (see safe_name)
+    source: str  # safe display name (see safe_name), or the path inside the documents folder (safe_relative_name)
     content_hash: str  # sha256 of the raw bytes
     sections: list[Section]
     warnings: list[Msg] = field(default_factory=list)  # e.g. encoding fallback, pages without text
@@ -66,24 +67,39 @@ def safe_name(filename: str) -> str:
     return name
 
 
+def safe_relative_name(path: str) -> str:
+    """A path relative to a chosen folder ('sub1/policy.txt'), kept as a document's name so that files with the
+    same name in different sub-folders stay apart: '/'-separated, each part a `safe_name`, no '.', '..' or empty
+    parts (so it never leaves the folder it is stored in); never empty."""
+    parts = [part for part in str(path or "").replace("\\", "/").split("/") if part.strip() not in ("", ".", "..")]
+    return "/".join(safe_name(part) for part in parts) or "document"
+
+
 def extension(name: str) -> str:
     stem, dot, ext = name.rpartition(".")
     return "." + ext.lower() if stem and dot else ""
 
 
-def parse_document(data: bytes, filename: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedDocument:
-    """Read one uploaded document. Raises DocumentError (a message for the user) when it cannot be used."""
-    name = safe_name(filename)
-    if len(data) > max_bytes:
+def check_file(name: str, size: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    """What can be told before a file is read or copied: its size and its type. Raises DocumentError."""
+    if size > max_bytes:
         raise DocumentError(Msg("{file} is larger than the {limit} MB limit ({size} MB). Split it into smaller "
-                                "files.", file=name, limit=size_mb(max_bytes).removesuffix(".0"),
-                                size=size_mb(len(data))))
-    ext = extension(name)
-    if ext not in SUPPORTED:
+                                "files.", file=name, limit=size_mb(max_bytes).removesuffix(".0"), size=size_mb(size)))
+    if extension(name) not in SUPPORTED:
         raise DocumentError(Msg("{file}: this file type is not supported; use PDF, DOCX, HTML, Markdown, TXT, CSV "
                                 "or XLSX.", file=name))
-    if not data:
+    if not size:
         raise DocumentError(Msg("{file} is empty.", file=name))
+
+
+def parse_document(data: bytes, filename: str, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                   source: str | None = None) -> ParsedDocument:
+    """Read one uploaded document. Raises DocumentError (a message for the user) when it cannot be used.
+    `source` names the document (in messages and in the result) when it is not the file's base name: the path of
+    a document kept in a sub-folder (see safe_relative_name)."""
+    name = source or safe_name(filename)
+    check_file(name, len(data), max_bytes)
+    ext = extension(name)
     data = bytes(data)
     warnings: list[Msg] = []
     sections = [s for s in _read(ext, data, name, warnings, max_bytes) if s.text.strip()]

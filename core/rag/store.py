@@ -109,15 +109,19 @@ class KnowledgeStore:
         return self.db.open_table(name).to_arrow().select(columns).to_pylist() if self.exists(name) else []
 
     def texts_and_vectors(self, name: str):
-        """(chunk texts, their vectors as one float32 array), read in one go."""
+        """(the text each vector was made from, the vectors as one float32 array), read in one go."""
         import numpy as np
+
+        from core.rag.chunking import text_to_embed
 
         if not self.exists(name):
             return [], np.zeros((0, 0), dtype=np.float32)
-        table = self.db.open_table(name).to_arrow().select(["text", "vector"])
+        table = self.db.open_table(name).to_arrow().select(["text", "heading", "source", "vector"])
         vectors = table.column("vector").combine_chunks()
         dim = vectors.type.list_size
-        return table.column("text").to_pylist(), vectors.flatten().to_numpy().astype(np.float32).reshape(-1, dim)
+        embedded = [text_to_embed(text, heading or "", source or "") for text, heading, source in
+                    zip(*(table.column(c).to_pylist() for c in ("text", "heading", "source")))]
+        return embedded, vectors.flatten().to_numpy().astype(np.float32).reshape(-1, dim)
 
     def exists(self, name: str) -> bool:
         return name in self.db.list_tables().tables
@@ -149,12 +153,15 @@ class KnowledgeStore:
             found[row["doc_id"]] = (doc_hash, count + 1)
         return found
 
-    def search_text(self, name: str, query: str, k: int = 5, where: str | None = None) -> list[Hit]:
+    def search_text(self, name: str, query: str, k: int = 5, where: str | None = None,
+                    vector=None) -> list[Hit]:
+        """Full-text hits; with the query's `vector`, each hit's similarity comes from its stored vector (the
+        passages need not be embedded again)."""
         if not query.strip():
             return []
         search = self.db.open_table(name).search(query, query_type="fts", fts_columns="text")
         rows = (search.where(where) if where else search).limit(k).to_list()
-        return [_hit(row, row.get("_score", 0.0), None) for row in rows]
+        return [_hit(row, row.get("_score", 0.0), _cosine(row.get("vector"), vector)) for row in rows]
 
     def search_vector(self, name: str, vector, k: int = 5, where: str | None = None) -> list[Hit]:
         search = self.db.open_table(name).search(list(map(float, vector)), query_type="vector").metric("cosine")
@@ -171,6 +178,15 @@ class KnowledgeStore:
         by_vector = self.search_vector(name, vector, depth, where)
         by_text = self.search_text(name, query, depth, where)
         return ranking.fuse(by_vector, by_text, k, rrf_k, reranker)
+
+
+def _cosine(stored, query) -> float | None:
+    """Cosine of two unit vectors (the embedder normalizes them), or None when one is missing."""
+    if stored is None or query is None:
+        return None
+    import numpy as np
+
+    return float(np.dot(np.asarray(stored, dtype=np.float32), np.asarray(query, dtype=np.float32)))
 
 
 def _hit(row: dict, score: float, similarity: float | None) -> Hit:

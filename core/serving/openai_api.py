@@ -9,6 +9,12 @@ messages are not used (the recipe was built and evaluated on single questions; a
 replace the prompt the recipe was tuned with). The passages retrieved for an answer come back in an extra
 top-level "sources" field (in the first chunk when streaming), which OpenAI clients ignore.
 
+What the server refuses before any work (core/serving/guard.py): another Host than its allow-list (421), a body
+that is not application/json (415) or is over 1 MB (413). Here: a body that is not plain UTF-8 JSON (a lone
+surrogate, NaN, nesting deeper than Python parses) and a question longer than MAX_CHARS_PER_TOKEN characters per
+token of the model's context window (400, before anything is tokenized). An API key has at least
+MIN_API_KEY_LENGTH characters.
+
 The request's max_tokens / max_completion_tokens, temperature, top_p and stop replace the recipe's generation
 settings for that request. The model is loaded once (core.models.registry) before the server accepts requests
 and shared by all of them; generation runs in worker threads, so the event loop keeps serving other requests,
@@ -28,9 +34,9 @@ from dataclasses import dataclass, replace
 
 from core import assistant
 from core.errors import ContextOverflowError, EndpointError, StudioError
-from core.hosts import is_loopback
+from core.hosts import allowed_hosts as default_allowed_hosts, is_loopback
 from core.i18n import Msg
-from core.secrets import get_secret
+from core.secrets import get_secret, install_access_log_redaction
 from core.models.base import ModelBackend
 from core.models.generation import GenerationSettings, GenerationStream
 from core.recipe import DEFAULT_RECIPE, Recipe, RecipeStore
@@ -38,6 +44,8 @@ from core.workspace import Project
 
 log = logging.getLogger(__name__)
 MAX_STOPS = 4  # as the OpenAI API
+MAX_CHARS_PER_TOKEN = 8  # a question longer than this many characters per context token cannot fit: refused untokenized
+MIN_API_KEY_LENGTH = 16
 
 
 class ApiError(Exception):
@@ -102,9 +110,30 @@ def _text(content) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(part.get("text") or "" for part in content
-                         if isinstance(part, dict) and part.get("type") == "text")
+        texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"]
+        if all(isinstance(text, str) for text in texts):
+            return "\n".join(texts)
     raise ApiError(400, Msg("A message's content must be text or a list of text parts."), param="messages")
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_body(raw: bytes):
+    """The parsed JSON body; ApiError(400) for one that is not strict UTF-8 JSON (NaN and Infinity are not JSON),
+    nests deeper than the parser goes, or holds a lone surrogate ("\\ud800"), which no tokenizer can read."""
+    try:
+        body = json.loads(raw, parse_constant=_no_constant)
+        json.dumps(body, ensure_ascii=False).encode("utf-8")  # fails on a lone surrogate, in a key or a value
+    except RecursionError:
+        raise ApiError(400, Msg("The request body nests too deeply; send a flat JSON object.")) from None
+    except UnicodeEncodeError:
+        raise ApiError(400, Msg("The request body holds an invalid Unicode character (a lone surrogate such as "
+                                "\\ud800); send valid UTF-8 text.")) from None
+    except ValueError:  # UnicodeDecodeError included
+        raise ApiError(400, Msg("The request body is not valid JSON.")) from None
+    return body
 
 
 def _question(messages) -> str:
@@ -135,6 +164,16 @@ def _stops(value) -> tuple[str, ...] | None:
         raise ApiError(400, Msg("'stop' must be a string or a list of at most {count} strings.", count=MAX_STOPS),
                        param="stop")
     return tuple(stops)
+
+
+def check_question_length(question: str, context_tokens: int) -> None:
+    """A cheap bound before tokenizing: a question this long cannot fit the context window whatever it says."""
+    limit = MAX_CHARS_PER_TOKEN * context_tokens
+    if len(question) > limit:
+        raise ApiError(400, Msg("The question is {length} characters long; this model reads at most {limit} "
+                                "({tokens} tokens of context). Send a shorter question.", length=len(question),
+                                limit=limit, tokens=context_tokens),
+                       code="context_length_exceeded", param="messages")
 
 
 def parse_request(body, recipe_settings: GenerationSettings) -> ChatRequest:
@@ -238,16 +277,14 @@ class _Api:
         from starlette.responses import JSONResponse, StreamingResponse
 
         self.check_key(request)
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError(400, Msg("The request body is not valid JSON.")) from None
+        body = load_body(await request.body())  # the guard already read it, within MAX_BODY_BYTES
         if not isinstance(body, dict):
             raise ApiError(400, Msg("The request body must be a JSON object."))
         self.check_model(body.get("model"))
         parsed = parse_request(body, self.served.recipe.generation)
         served = self.served
         recipe = served.recipe.with_changes(generation=parsed.settings)
+        check_question_length(parsed.question, assistant.context_window(recipe, served.backend))
         try:  # retrieval and prompt fitting block too: off the event loop
             prepared, stream = await run_in_threadpool(assistant.answer, recipe, parsed.question, served.backend,
                                                        served.pool, served.project)
@@ -334,16 +371,24 @@ async def _server_error(request, exc):
 
 
 def create_app(project: Project, recipe_name: str | None = None, version: int | None = None,
-               api_key: str | None = None, progress=None):
+               api_key: str | None = None, progress=None, allowed_hosts: frozenset[str] | None = None):
     """The Starlette app serving one recipe version (the latest by default). The model is loaded here, before the
-    app accepts a request. With `api_key`, every request needs "Authorization: Bearer <api_key>"."""
+    app accepts a request. With `api_key`, every request needs "Authorization: Bearer <api_key>". Requests must
+    name a Host in `allowed_hosts` (default: core.hosts.allowed_hosts(), this machine and $STUDIO_ALLOWED_HOSTS)."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
     from starlette.routing import Route
 
+    from core.serving.guard import RequestGuard
+
+    if api_key:
+        check_api_key(api_key)
+    hosts = default_allowed_hosts() if allowed_hosts is None else allowed_hosts
     api = _Api(load_served(project, recipe_name, version, progress), api_key)
     app = Starlette(routes=[Route("/v1/models", api.models), Route("/v1/models/{model:path}", api.model),
                             Route("/v1/chat/completions", api.chat, methods=["POST"])],
+                    middleware=[Middleware(RequestGuard, allowed_hosts=hosts)],
                     exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error})
     app.state.served = api.served
     return app
@@ -359,7 +404,21 @@ def api_key_from_env(variable: str | None) -> str | None:
     if not key:
         raise StudioError(Msg("The environment variable {variable} is not set or empty; export the API key in it "
                               "first.", variable=variable))
-    return key
+    return check_api_key(key, variable)
+
+
+def check_api_key(key: str, variable: str | None = None) -> str:
+    """The key, when it is long enough to resist guessing; a clear StudioError otherwise."""
+    length = len(key.strip())
+    if length >= MIN_API_KEY_LENGTH:
+        return key
+    make = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    if variable:
+        raise StudioError(Msg("The API key in {variable} has {length} characters; use at least {minimum}, for "
+                              "example one made by: {command}", variable=variable, length=length,
+                              minimum=MIN_API_KEY_LENGTH, command=make))
+    raise StudioError(Msg("The API key has {length} characters; use at least {minimum}, for example one made by: "
+                          "{command}", length=length, minimum=MIN_API_KEY_LENGTH, command=make))
 
 
 def check_host(host: str, api_key: str | None) -> None:
@@ -375,7 +434,10 @@ def base_url(host: str, port: int) -> str:
 
 
 def serve(app, host: str, port: int) -> None:
-    """Run the app with uvicorn until interrupted (one process: the loaded model is shared by all requests)."""
+    """Run the app with uvicorn until interrupted (one process: the loaded model is shared by all requests). Key
+    values sent in a URL (?api_key=...) are *** in the access log."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    config = uvicorn.Config(app, host=host, port=port, log_level="info")  # configures uvicorn's loggers
+    install_access_log_redaction()
+    uvicorn.Server(config).run()

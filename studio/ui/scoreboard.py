@@ -15,6 +15,7 @@ from core.evaluate.metrics import METRICS
 from core.evaluate.variants import RUNG_LABELS, Variant
 from core.i18n import Msg
 from studio.ui.i18n import t
+from studio.ui.text import as_written, escape_markdown
 
 COLORS = qualitative.Plotly
 COSTS = tuple(name for name, metric in METRICS.items() if metric.kind == "cost")  # latency, tokens, memory
@@ -164,6 +165,9 @@ def _number_format(name: str) -> str:
 
 
 def reference_text(row: dict) -> str:
+    """The reference, or every accepted answer joined with " | " when the question has several."""
+    if row.get("references"):
+        return " | ".join(row["references"])
     if row.get("reference"):
         return row["reference"]
     return json.dumps(row["expected_call"], ensure_ascii=False) if row.get("expected_call") else ""
@@ -220,3 +224,32 @@ def summary_json(run, variants: list[Variant], summary: dict[str, dict]) -> str:
                                      "missing": str(v.missing) if v.missing else None,
                                      "scores": summary.get(v.key, {})} for v in variants]},
                       ensure_ascii=False, indent=2)
+
+
+def one_question_in_full(rows: list[dict], variants: list[Variant], record_ids: list[str], metric: str,
+                         key: str) -> None:
+    """Every variant's whole answer to one chosen question, side by side and wrapped: the table cuts long text."""
+    by_cell = {(r["variant"], r["record_id"]): r for r in rows}
+    answered = [v for v in variants if any((v.key, i) in by_cell for i in record_ids)]
+    questions = {i: next(by_cell[(v.key, i)] for v in answered if (v.key, i) in by_cell)
+                 for i in record_ids if any((v.key, i) in by_cell for v in answered)}
+    if not questions:
+        return
+    chosen = st.selectbox(t("Read one question's answers in full"), list(questions), key=key,
+                          format_func=lambda i: questions[i]["question"][:120])
+    first = questions[chosen]
+    st.markdown(f"**{t('Question')}:** {escape_markdown(first['question'])}")
+    reference = reference_text(first)
+    if reference:
+        st.markdown(f"**{t('Reference')}:** {escape_markdown(reference)}")
+    for start in range(0, len(answered), 3):
+        for column, variant in zip(st.columns(3), answered[start:start + 3]):
+            cell = by_cell.get((variant.key, chosen))
+            with column.container(border=True):
+                st.markdown(f"**{escape_markdown(variant_label(variant))}**")
+                if cell is None:
+                    st.caption(t("not answered"))
+                    continue
+                score = cell["scores"].get(metric)
+                st.caption(metric_label(metric) + (f" {score:.2f}" if score is not None else " –"))
+                st.markdown(as_written(cell["answer"] or ""))

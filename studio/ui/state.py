@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import streamlit as st
 
@@ -13,6 +14,7 @@ from studio.ui.i18n import t
 
 log = logging.getLogger("studio")
 PROJECT_KEY = "current_project"
+PROJECT_PARAM = "project"  # ?project=<folder name> in the address: a reload or a bookmark reopens that project
 
 
 def workspace() -> Workspace:
@@ -20,24 +22,54 @@ def workspace() -> Workspace:
 
 
 def current_project() -> Project | None:
+    """The project this browser session has open. Each session keeps its own (session state, mirrored in the
+    address so a reload keeps it); the server remembers no "last project", which would open one user's pick for
+    everyone. A new session opens the project its address names, else the only project when there is just one,
+    else none (the Projects page or the sidebar picks one): the server cannot tell which browser picked what."""
     slug = st.session_state.get(PROJECT_KEY)
-    if slug is None:  # a new browser session: reopen the last project
-        last = workspace().last_opened()
-        st.session_state[PROJECT_KEY] = last.slug if last else ""
-        return last
+    if slug is None:  # a new browser session
+        project = _opening_project()
+        st.session_state[PROJECT_KEY] = project.slug if project else ""
+        _show_in_address(project)
+        return project
     if not slug:
+        _show_in_address(None)
         return None
     try:
-        return workspace().get(slug)
+        project = workspace().get(slug)
     except ProjectNotFoundError:
         st.session_state[PROJECT_KEY] = ""
         st.session_state["project_vanished"] = slug
+        _show_in_address(None)
         return None
+    _show_in_address(project)  # changing pages drops the address's parameters: put it back
+    return project
+
+
+def _opening_project() -> Project | None:
+    wanted = st.query_params.get(PROJECT_PARAM)
+    if wanted:
+        try:
+            return workspace().get(wanted)
+        except ProjectNotFoundError:
+            st.session_state["project_vanished"] = wanted
+            return None
+    projects = workspace().list_projects()
+    return projects[0] if len(projects) == 1 else None
+
+
+def _show_in_address(project: Project | None) -> None:
+    if project is None:
+        if PROJECT_PARAM in st.query_params:
+            del st.query_params[PROJECT_PARAM]
+    elif st.query_params.get(PROJECT_PARAM) != project.slug:
+        st.query_params[PROJECT_PARAM] = project.slug
 
 
 def set_project(project: Project | None) -> None:
+    """Open `project` in this browser session only (None: close it)."""
     st.session_state[PROJECT_KEY] = project.slug if project else ""
-    workspace().remember_last(project)
+    _show_in_address(project)
 
 
 def require_project() -> Project:
@@ -72,10 +104,23 @@ def set_draft(project: Project, recipe: Recipe) -> None:
     st.session_state.setdefault("drafts", {})[project.slug] = recipe
 
 
+GENERATIONS_KEY = "widget_generations"
+
+
+def widget_prefix(base: str) -> str:
+    """The prefix of a page's widget keys. Discard changes moves it to a new generation: widgets under new keys
+    start from the saved values (with keys merely deleted, the browser kept showing the edited values)."""
+    generation = st.session_state.get(GENERATIONS_KEY, {}).get(base, 0)
+    return base if not generation else f"{base}g{generation}."
+
+
 def discard_draft(project: Project, widget_prefix: str) -> None:
     st.session_state.setdefault("drafts", {}).pop(project.slug, None)
     for key in [k for k in st.session_state if str(k).startswith(widget_prefix)]:
         del st.session_state[key]
+    base = re.sub(r"g\d+\.$", "", widget_prefix)
+    generations = st.session_state.setdefault(GENERATIONS_KEY, {})
+    generations[base] = generations.get(base, 0) + 1
 
 
 def save_draft(project: Project, recipe: Recipe, note: str) -> None:

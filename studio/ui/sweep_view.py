@@ -92,12 +92,13 @@ def show_metrics(row: dict, metric: str) -> None:
 
 # ---- table --------------------------------------------------------------------------------------------------------
 
-def ranked_table(rows: list[dict], metric: str) -> tuple[pd.DataFrame, dict]:
-    """One line per setting, best first: its settings, then the chosen metric (as a bar) and the others."""
+def ranked_table(rows: list[dict], metric: str, ranks: list[int]) -> tuple[pd.DataFrame, dict]:
+    """One line per setting, best first: its (tied) rank and settings, then the chosen metric (as a bar) and the
+    others."""
     others = [m for m in METRICS if m != metric]
     show_embedder, show_rewrite = varies(rows, "embedder"), varies(rows, "query_rewrite")
     table = []
-    for rank, row in enumerate(rows, start=1):
+    for rank, row in zip(ranks, rows):
         line = {"rank": rank, "chunking": chunking_label(row), "mode": mode_label(row["mode"]), "k": row["k"],
                 "order": order_label(row), "chunks": row["chunks"]}
         if show_rewrite:

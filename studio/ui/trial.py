@@ -11,6 +11,7 @@ from core.workspace import Project
 from studio.ui.i18n import t
 from studio.ui.model_panel import recipe_backend
 from studio.ui.state import show_error
+from studio.ui.text import as_written
 
 
 def stats_caption(stats: dict, prepared: assistant.PreparedPrompt | None = None) -> str:
@@ -105,3 +106,8 @@ def show_table(key: str) -> None:
         st.caption(t("{count} answers · median {seconds} s · {tokens} answer tokens in all",
                      count=len(rows), seconds=f"{frame['seconds'].median():.1f}",
                      tokens=f"{int(frame['answer_tokens'].sum()):,}"))
+        chosen = st.selectbox(t("Read an answer in full"), range(len(rows)), key=key + ".in_full",
+                              format_func=lambda i: str(rows[i]["question"])[:120])
+        with st.container(border=True):
+            st.caption(str(rows[chosen]["question"]))
+            st.markdown(as_written(str(rows[chosen]["answer"] or "")))

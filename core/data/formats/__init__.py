@@ -21,7 +21,7 @@ from core.errors import DataImportError
 from core.i18n import Msg
 
 from .binary import read_hf_folder, read_parquet, read_xlsx
-from .export import EXPORT_EXTENSIONS, EXPORT_FORMATS, export_notes, export_records
+from .export import EXPORT_EXTENSIONS, EXPORT_FORMATS, export_folder, export_notes, export_records
 from .mapping import MAPPING_FIELDS, ImportResult, apply_mapping, detect_kind, propose_mapping
 from .table import (DEFAULT_MAX_BYTES, FORMATS, LAYOUTS, Progress, SourceTable, empty_error, format_for, guard_cell,
                     no_usable_rows_error, size_mb, unguard_cell)
@@ -29,7 +29,7 @@ from .textio import read_text_table
 
 __all__ = ["FORMATS", "LAYOUTS", "DEFAULT_MAX_BYTES", "EXPORT_FORMATS", "EXPORT_EXTENSIONS", "MAPPING_FIELDS",
            "SourceTable", "ImportResult", "read_source", "detect_kind", "propose_mapping", "apply_mapping",
-           "import_file", "export_records", "export_notes", "guard_cell", "unguard_cell"]
+           "import_file", "export_records", "export_folder", "export_notes", "guard_cell", "unguard_cell"]
 
 
 def read_source(data: bytes | Path, filename: str, *, max_bytes: int = DEFAULT_MAX_BYTES,

@@ -76,6 +76,15 @@ def export_records(records: list[dict], kind: str, fmt: str, target: Path | None
     return Path(target)
 
 
+def export_folder(project, name: str, version: int | None) -> Path:
+    """Where a dataset version is written as a folder (``hf_folder``) inside the project: exports/<name>-v<version>.
+    The name goes through Project.child, so an export never lands outside the project's exports/ folder."""
+    from core.workspace import check_name
+
+    check_name(Msg("dataset"), name)  # the dataset's own name first: '' or '..' would make a plausible file name
+    return project.child("exports", f"{name}-v{version}", Msg("export"))
+
+
 def export_notes(records: list[dict], kind: str, fmt: str) -> list[Msg]:
     """What an export would leave out, to show before the download."""
     if kind == "sft" and fmt in ("openai_chat", "sharegpt"):

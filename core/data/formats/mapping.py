@@ -6,6 +6,10 @@ Column names are matched to fields without regard to case, accents, spaces, '_' 
 'system', the first user turn to 'prompt'/'question', the assistant turn after it to 'response'/'reference',
 and for 'chosen'/'rejected' the last assistant turn. Text is taken exactly as it is in the file: it is not
 stripped and not Unicode-normalised.
+
+An eval set's 'references' (further accepted answers) come from a column such as 'references', 'answers' or
+'accepted answers' holding a list of texts, its JSON text, SQuAD's {"text": [...], "answer_start": [...]} or
+answers separated by " | " (see values.as_answers); a record may have them instead of a 'reference'.
 """
 
 from __future__ import annotations
@@ -20,14 +24,14 @@ from core.errors import DataImportError
 from core.i18n import Msg
 
 from .table import ROW_FORMATS, Problems, SourceTable
-from .values import (as_call, as_id_list, as_messages, as_passages, as_text, as_tools, blank, empty,
+from .values import (as_answers, as_call, as_id_list, as_messages, as_passages, as_text, as_tools, blank, empty,
                      message_text)
 
 MAPPING_FIELDS = {
     "sft": ("prompt", "response", "system", "context"),
     "chat": ("messages", "system", "prompt", "response"),  # prompt/response build a two-turn chat from a table
     "preference": ("prompt", "chosen", "rejected"),
-    "eval": ("question", "reference", "gold_ids", "tools", "expected_call", "gold_passages"),
+    "eval": ("question", "reference", "references", "gold_ids", "tools", "expected_call", "gold_passages"),
 }
 _PROMPT = ("prompt", "question", "instruction", "query", "user", "user message", "human", "q", "input",
            "câu hỏi", "hỏi", "yêu cầu", "lời nhắc", "câu lệnh", "chỉ dẫn", "hướng dẫn", "đầu vào")
@@ -46,6 +50,8 @@ _ALIASES = {
     "question": _PROMPT,
     "reference": ("reference", "expected answer", "expected output", "ground truth", "gold answer", "gold",
                   "expected", "tham chiếu", "đáp án đúng", "câu trả lời mẫu", "kết quả mong đợi") + _ANSWER,
+    "references": ("references", "answers", "accepted answers", "reference answers", "alternative answers",
+                   "ground truths", "gold answers", "các đáp án", "các câu trả lời", "đáp án chấp nhận"),
     "gold_ids": ("gold ids", "gold id", "gold", "doc ids", "document ids", "relevant ids", "source ids",
                  "mã tài liệu", "id tài liệu"),
     "gold_passages": ("gold passages", "gold passage", "relevant passages", "supporting passages",
@@ -59,7 +65,8 @@ _ALIASES = {
 LAYOUT_KINDS = {"openai_messages": "chat", "sharegpt": "chat", "alpaca": "sft", "prompt_completion": "sft",
                 "preference": "preference", "eval": "eval"}
 _EVAL_SIGNS = ("reference", "expected answer", "expected output", "ground truth", "gold answer", "gold ids",
-               "gold passages",
+               "gold passages", "references", "answers", "accepted answers", "reference answers", "ground truths",
+               "gold answers",
                "expected call", "expected tool call", "tham chiếu", "đáp án đúng", "kết quả mong đợi")
 
 def match_key(name) -> str:
@@ -168,7 +175,7 @@ def apply_mapping(table: SourceTable, kind: str, mapping: dict) -> ImportResult:
             raise DataImportError(Msg("Column '{column}' is not in the file.", column=column))
     chats = {c for c in set(mapping.values()) if is_message_column(table, c)}
     _check_required(table, kind, mapping, chats)
-    questions_only = kind in rec.DRAFTABLE and rec.DRAFTABLE[kind] not in mapping
+    questions_only = kind in rec.DRAFTABLE and rec.DRAFTABLE[kind] not in mapping and "references" not in mapping
     is_chat = {f: c in chats for f, c in mapping.items()}
     drop_nulls = table.format in ("parquet", "hf_folder")
     found, problems, longer = [], Problems(), 0
@@ -216,6 +223,8 @@ def convert_row(kind: str, raw: dict, is_chat: dict, drop_nulls: bool) -> tuple[
     for name, value in raw.items():
         if name == "messages" or is_chat.get(name):
             parsed[name], error = as_messages(value, name, drop_nulls)
+        elif name == "references":
+            content[name], error = as_answers(value, name)
         elif name == "gold_ids":
             content[name], error = as_id_list(value, name)
         elif name == "tools":

@@ -1,4 +1,5 @@
-"""Cell values as record fields: text, message lists (OpenAI or ShareGPT), id lists, tools, expected calls.
+"""Cell values as record fields: text, message lists (OpenAI or ShareGPT), answer and id lists, tools, expected
+calls.
 
 Lists and objects arrive as Python values (JSON Lines, Parquet, datasets) or as JSON text (CSV and Excel cells);
 both are accepted. Each converter returns (value, problem); the problem is None when the value is fine.
@@ -57,6 +58,45 @@ def as_id_list(value, name: str) -> tuple[list | None, Msg | None]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return [as_text(value)], None
     return None, Msg("'{field}' should be a list.", field=name)
+
+
+ANSWER_SEPARATOR = re.compile(r"\s+\|\s+")  # "Paris | the city of Paris": a vertical bar with spaces around
+
+
+def as_answers(value, name: str) -> tuple[list | None, Msg | None]:
+    """Accepted answers (an eval record's 'references') as a list of texts, from any of:
+
+    * a list of texts (JSON Lines, Parquet, datasets), or its JSON text (a CSV or Excel cell: ``["Paris", "Paris,
+      France"]``); SQuAD-style answer objects ``{"text": ..., "answer_start": ...}`` in the list give their text;
+    * a SQuAD ``answers`` object, ``{"text": ["Paris", "the city"], "answer_start": [0, 4]}``;
+    * plain text: answers separated by a vertical bar with spaces around it (``Paris | the city of Paris``), so
+      a bar inside a word (``a|b``) stays; one answer when there is no such bar. Numbers are one answer each.
+
+    Blank answers and exact repeats are dropped (SQuAD repeats an answer once per annotator)."""
+    if blank(value):
+        return None, None
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value) if value.lstrip()[:1] in ("[", "{") else None
+        except ValueError:
+            parsed = None
+        value = parsed if isinstance(parsed, (list, dict)) else ANSWER_SEPARATOR.split(value.strip())
+    if isinstance(value, dict):
+        value = value.get("text", value.get("answer"))
+        value = [value] if isinstance(value, str) else value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        return None, Msg("'{field}' should be a list of answers (texts).", field=name)
+    texts = []
+    for item in value:
+        if isinstance(item, dict):
+            item = item.get("text", item.get("answer"))
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)) or \
+                (isinstance(item, float) and math.isnan(item)):
+            return None, Msg("'{field}' should be a list of answers (texts).", field=name)
+        texts.append(as_text(item))
+    return list(dict.fromkeys(text for text in texts if text.strip())) or None, None
 
 
 def as_passages(value, name: str) -> tuple[list | None, Msg | None]:

@@ -1,0 +1,260 @@
+"""Answer-quality benchmark on documents nobody here wrote: documents -> retriever -> answers -> fine-tune.
+
+Run:  .venv/bin/python bench/quality.py [--ladder] [--train-minutes 12]
+
+Data: ../shared/devsets/squad-v1.1-24-articles.json (24 Wikipedia articles, SQuAD v1.1 questions with several
+accepted answers each; CC BY-SA 4.0, see that folder's README). Each article becomes one Markdown document (its
+title as the heading, its paragraphs as paragraphs) ingested with the studio's default knowledge-base settings,
+in a throw-away STUDIO_HOME.
+
+* Retrieval (always): `--retrieval-questions` questions (default 300, seeded) from every article; for each search
+  mode the studio offers (meaning, keywords, both fused) the top 5 passages of `KnowledgeBase.search`. A passage
+  counts as the question's gold paragraph when it shares at least a third of its word 6-grams with it (passages
+  and paragraphs are cut differently, so exact ids cannot be compared). Prints hit@1, hit@5 and MRR per mode.
+* Ladder (`--ladder`): the articles are split with the seed, a quarter for evaluation and the rest for training.
+  `--eval-questions` (default 40) questions of the evaluation articles become an eval set with every accepted
+  answer as a reference; pairs from the training articles train a LoRA adapter (the recipe's prompt format, as the
+  Fine-tune page does) for at most `--train-minutes`; then the studio's own ladder evaluation scores prompt /
+  + few-shot / + retriever / + adapter / + adapter + retriever. EM and F1 use the official SQuAD v1.1
+  normalization (lower case, no punctuation, no articles) and take the best over the accepted answers.
+
+The last line printed is one JSON object with every figure and the runtime of each stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import random
+import re
+import string
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+DEVSET = REPO_ROOT.parent / "shared" / "devsets" / "squad-v1.1-24-articles.json"
+MODES = ("hybrid", "vector", "fts")
+K = 5
+
+
+# ---- SQuAD v1.1 scoring (the official evaluate-v1.1.py, reimplemented) ---------------------------------------------
+
+def normalize_answer(text: str) -> str:
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def f1_score(prediction: str, truth: str) -> float:
+    predicted, expected = normalize_answer(prediction).split(), normalize_answer(truth).split()
+    common = collections.Counter(predicted) & collections.Counter(expected)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(predicted), same / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def best_over(metric, prediction: str, truths: list[str]) -> float:
+    return max(metric(prediction, truth) for truth in truths)
+
+
+def exact_match(prediction: str, truth: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(truth))
+
+
+# ---- the documents and questions ----------------------------------------------------------------------------------
+
+def load_articles(path: Path = DEVSET) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))["data"]
+
+
+def article_markdown(article: dict) -> str:
+    title = article["title"].replace("_", " ")
+    return f"# {title}\n\n" + "\n\n".join(p["context"].strip() for p in article["paragraphs"]) + "\n"
+
+
+def questions_of(articles: list[dict]) -> list[dict]:
+    return [{"question": qa["question"], "answers": list(dict.fromkeys(a["text"] for a in qa["answers"])),
+             "paragraph": paragraph["context"], "article": article["title"]}
+            for article in articles for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+
+
+def shingles(text: str, n: int = 6) -> set[tuple[str, ...]]:
+    words = normalize_answer(text).split()
+    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+
+
+def from_paragraph(passage: str, paragraph: str) -> bool:
+    """The passage is (mostly) a piece of the paragraph: a third of its word 6-grams are in it."""
+    mine = shingles(passage)
+    return len(mine & shingles(paragraph)) >= max(1, len(mine) // 3)
+
+
+# ---- stages -------------------------------------------------------------------------------------------------------
+
+def ingest(project, articles: list[dict], folder: Path, chunking=None) -> dict:
+    from core.rag.kb import KnowledgeBase
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for article in articles:
+        path = folder / f"{article['title']}.md"
+        path.write_text(article_markdown(article), encoding="utf-8")
+        files.append((path.name, path.read_bytes()))
+    kb = KnowledgeBase(project, "docs")
+    started = time.perf_counter()
+    results = kb.ingest(kb.add_files(files), chunking)
+    return {"seconds": round(time.perf_counter() - started, 1), "documents": len(results),
+            "passages": sum(r.chunks for r in results), "errors": [r.source for r in results if r.status == "error"]}
+
+
+def retrieval(project, questions: list[dict]) -> dict:
+    from core.rag.kb import KnowledgeBase
+
+    kb = KnowledgeBase(project, "docs")
+    figures = {}
+    for mode in MODES:
+        started, ranks = time.perf_counter(), []
+        for item in questions:
+            hits = kb.search(item["question"], mode, K)
+            ranks.append(next((i for i, hit in enumerate(hits, start=1) if from_paragraph(hit.text, item["paragraph"])),
+                              None))
+        figures[mode] = {"hit@1": round(sum(r == 1 for r in ranks) / len(ranks), 3),
+                         "hit@5": round(sum(r is not None for r in ranks) / len(ranks), 3),
+                         "mrr": round(sum(1 / r for r in ranks if r) / len(ranks), 3),
+                         "ms_per_query": round(1000 * (time.perf_counter() - started) / len(ranks), 1)}
+    return figures
+
+
+def ladder(project, articles: list[dict], args, emit) -> dict:
+    """The five rungs on questions of held-out articles, after a LoRA run on pairs of the other articles."""
+    from core.data.records import new_record
+    from core.data.store import DatasetStore
+    from core.evaluate import runs, variants
+    from core.fewshot import FewShotSettings
+    from core.rag.retriever import RetrieverSettings
+    from core.recipe import RecipeStore
+
+    rng = random.Random(args.seed)
+    order = list(articles)
+    rng.shuffle(order)
+    held_out, training = order[:max(1, len(order) // 4)], order[max(1, len(order) // 4):]
+    eval_items = questions_of(held_out)
+    rng.shuffle(eval_items)
+    eval_items = eval_items[:args.eval_questions]
+    train_items = questions_of(training)
+    rng.shuffle(train_items)
+    store = DatasetStore(project)
+    store.create("eval", "eval", [new_record("eval", question=q["question"], reference=q["answers"][0],
+                                             references=q["answers"]) for q in eval_items])
+    pairs = [new_record("sft", prompt=q["question"], response=q["answers"][0]) for q in train_items[:args.train_pairs]]
+    store.create("pairs", "sft", pairs)
+    store.create("examples", "sft", pairs[:50])
+    recipes = RecipeStore(project)
+    recipe = recipes.load().with_changes(
+        fewshot=FewShotSettings(enabled=False, dataset="examples", strategy="semantic", k=3),
+        retriever=RetrieverSettings(enabled=False, knowledge_base="docs", k=3))
+    recipes.save(recipe, note="bench")
+    figures: dict = {"eval_articles": [a["title"] for a in held_out], "eval_questions": len(eval_items),
+                     "train_pairs": len(pairs)}
+    if args.train_minutes > 0:
+        figures["training"] = train_adapter(project, recipes, args, emit)
+    started = time.perf_counter()
+    rungs = variants.ladder(project, recipes.load())
+    eval_run = runs.create_eval_run(project, "eval", rungs, runs.EvalOptions(semantic=False))
+    runs.execute(project, eval_run.id, emit)
+    figures["ladder_seconds"] = round(time.perf_counter() - started, 1)
+    answers: dict[str, dict[str, str]] = collections.defaultdict(dict)
+    for row in eval_run.results():
+        answers[row["variant"]][row["question"]] = row["answer"]
+    scores = {}
+    for rung in rungs:
+        if not rung.ready:
+            scores[rung.key] = "not set up"
+            continue
+        given = answers.get(rung.key, {})
+        em = [best_over(exact_match, given.get(q["question"], ""), q["answers"]) for q in eval_items]
+        f1 = [best_over(f1_score, given.get(q["question"], ""), q["answers"]) for q in eval_items]
+        scores[rung.key] = {"em": round(sum(em) / len(em), 3), "f1": round(sum(f1) / len(f1), 3)}
+    figures["rungs"] = scores
+    return figures
+
+
+def train_adapter(project, recipes, args, emit) -> dict:
+    """A LoRA run on the training pairs for at most --train-minutes, attached to the recipe."""
+    from core.finetune import runs as finetune_runs
+    from core.finetune.config import TrainConfig
+
+    started = time.perf_counter()
+    config = TrainConfig(dataset="pairs", method="lora", epochs=args.epochs, lora_rank=16, lora_alpha=32,
+                         target_preset="all_linear", learning_rate=5e-4, batch_size=8, eval_fraction=0.05,
+                         max_length=256, retrieval_context="mixed", seed=args.seed)
+    run = finetune_runs.create_run(project, config, recipes.load())
+    deadline = time.monotonic() + 60 * args.train_minutes
+    result = finetune_runs.execute(project, run.id, emit, should_stop=lambda: time.monotonic() > deadline)
+    if not result.get("finished"):  # out of time: keep what was learned, as "Stop and keep" does
+        (run.folder / finetune_runs.KEEP_FILE).touch()
+        result = finetune_runs.execute(project, run.id, emit)
+    recipes.save(recipes.load().with_changes(adapter=run.id), note="bench adapter")
+    return {"seconds": round(time.perf_counter() - started, 1), "steps": result.get("steps"),
+            "stopped_by_time": bool(result.get("stopped_by_user"))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--retrieval-questions", type=int, default=300)
+    parser.add_argument("--ladder", action="store_true", help="also train an adapter and score the five rungs")
+    parser.add_argument("--eval-questions", type=int, default=40)
+    parser.add_argument("--train-pairs", type=int, default=1500)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train-minutes", type=float, default=12.0, help="0 leaves the adapter rungs out")
+    parser.add_argument("--chunk-tokens", type=int, help="passage size (default: the studio's default)")
+    parser.add_argument("--overlap-tokens", type=int, help="passage overlap (default: the studio's default)")
+    parser.add_argument("--keep", help="keep the studio home in this folder instead of a temporary one")
+    args = parser.parse_args()
+    home = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="quality-bench-"))
+    os.environ["STUDIO_HOME"] = str(home)
+    from core.workspace import Workspace
+
+    started = time.perf_counter()
+    articles = load_articles()
+    project = Workspace(home).create("Quality bench")
+    from core.rag.chunking import ChunkingConfig
+
+    chunking = ChunkingConfig(**{k: v for k, v in (("chunk_tokens", args.chunk_tokens),
+                                                   ("overlap_tokens", args.overlap_tokens)) if v is not None})
+    report: dict = {"seed": args.seed, "articles": len(articles), "chunking": chunking.to_dict(),
+                    "ingest": ingest(project, articles, home / "docs", chunking)}
+    print(f"ingest: {report['ingest']}", file=sys.stderr)
+    questions = questions_of(articles)
+    random.Random(args.seed).shuffle(questions)
+    stage = time.perf_counter()
+    report["retrieval"] = retrieval(project, questions[:args.retrieval_questions])
+    report["retrieval_seconds"] = round(time.perf_counter() - stage, 1)
+    for mode, found in report["retrieval"].items():
+        print(f"retrieval {mode:7} hit@1 {found['hit@1']:.3f}  hit@5 {found['hit@5']:.3f}  MRR {found['mrr']:.3f}",
+              file=sys.stderr)
+    if args.ladder:
+        def emit(**event):
+            if event.get("message"):
+                print(f"  {event['message']}", file=sys.stderr)
+
+        report["ladder"] = ladder(project, articles, args, emit)
+        for rung, found in report["ladder"]["rungs"].items():
+            print(f"ladder {rung:24} {found}", file=sys.stderr)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
