@@ -209,6 +209,14 @@ def train_adapter(project, recipes, args, emit) -> dict:
             "stopped_by_time": bool(result.get("stopped_by_user"))}
 
 
+def _drop_ladder_data(project) -> None:
+    """A reused project starts its ladder afresh: datasets, recipes, runs, adapters and cached answers go."""
+    import shutil
+
+    for sub in ("datasets", "recipes", "runs", "adapters", "cache"):
+        shutil.rmtree(project.path / sub, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=13)
@@ -220,26 +228,34 @@ def main() -> None:
     parser.add_argument("--train-minutes", type=float, default=12.0, help="0 leaves the adapter rungs out")
     parser.add_argument("--chunk-tokens", type=int, help="passage size (default: the studio's default)")
     parser.add_argument("--overlap-tokens", type=int, help="passage overlap (default: the studio's default)")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: use the documents indexed there before")
+    parser.add_argument("--skip-retrieval", action="store_true")
     parser.add_argument("--keep", help="keep the studio home in this folder instead of a temporary one")
     args = parser.parse_args()
     home = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="quality-bench-"))
     os.environ["STUDIO_HOME"] = str(home)
     from core.workspace import Workspace
 
-    started = time.perf_counter()
-    articles = load_articles()
-    project = Workspace(home).create("Quality bench")
     from core.rag.chunking import ChunkingConfig
 
+    started = time.perf_counter()
+    articles = load_articles()
     chunking = ChunkingConfig(**{k: v for k, v in (("chunk_tokens", args.chunk_tokens),
                                                    ("overlap_tokens", args.overlap_tokens)) if v is not None})
-    report: dict = {"seed": args.seed, "articles": len(articles), "chunking": chunking.to_dict(),
-                    "ingest": ingest(project, articles, home / "docs", chunking)}
+    workspace = Workspace(home)
+    report: dict = {"seed": args.seed, "articles": len(articles), "chunking": chunking.to_dict()}
+    if args.reuse and any(p.name == "Quality bench" for p in workspace.list_projects()):
+        project = workspace.get("Quality bench")  # documents indexed by an earlier run in this --keep folder
+        report["ingest"] = "reused"
+        _drop_ladder_data(project)
+    else:
+        project = workspace.create("Quality bench")
+        report["ingest"] = ingest(project, articles, home / "docs", chunking)
     print(f"ingest: {report['ingest']}", file=sys.stderr)
     questions = questions_of(articles)
     random.Random(args.seed).shuffle(questions)
     stage = time.perf_counter()
-    report["retrieval"] = retrieval(project, questions[:args.retrieval_questions])
+    report["retrieval"] = {} if args.skip_retrieval else retrieval(project, questions[:args.retrieval_questions])
     report["retrieval_seconds"] = round(time.perf_counter() - stage, 1)
     for mode, found in report["retrieval"].items():
         print(f"retrieval {mode:7} hit@1 {found['hit@1']:.3f}  hit@5 {found['hit@5']:.3f}  MRR {found['mrr']:.3f}",

@@ -82,7 +82,9 @@ def ladder_adapter(project: Project, recipe: Recipe, objectives: tuple[str, ...]
 
 
 def ladder(project: Project, recipe: Recipe) -> list[Variant]:
-    """The five rungs built from `recipe` (each adds one thing to the one below it)."""
+    """The five rungs built from `recipe`: prompt, + few-shot, + retriever, then the adapter in place of the
+    examples (+ adapter, + adapter + retriever). An adapter learnt from prompts without examples, so it is asked
+    that way: adding examples it never saw in training makes it answer worse, not better."""
     prompt_only = recipe.with_changes(adapter=None, fewshot=replace(recipe.fewshot, enabled=False),
                                       retriever=replace(recipe.retriever, enabled=False))
     examples_missing = _examples_ready(project, recipe)
@@ -96,8 +98,10 @@ def ladder(project: Project, recipe: Recipe) -> list[Variant]:
         "prompt": (prompt_only, None),
         "fewshot": (with_examples, examples_missing),
         "retriever": (with_retriever, retriever_missing),
-        "adapter": (with_examples.with_changes(adapter=adapter), adapter_missing),
-        "adapter_retriever": (with_retriever.with_changes(adapter=adapter), adapter_missing or retriever_missing),
+        "adapter": (prompt_only.with_changes(adapter=adapter), adapter_missing),
+        "adapter_retriever": (prompt_only.with_changes(adapter=adapter, retriever=replace(recipe.retriever,
+                                                                                         enabled=True)),
+                              adapter_missing or retriever_missing),
     }
     variants = []
     for rung in RUNGS:

@@ -32,4 +32,8 @@ def highlight_html(text: str, query: str) -> str:
         out += [html.escape(text[last:start]), f'<mark style="{MARK_STYLE}">', html.escape(text[start:end]), "</mark>"]
         last = end
     body = "".join(out + [html.escape(text[last:])])
-    return f'<div style="white-space: pre-wrap; overflow-wrap: anywhere">{body}</div>'
+    # A line break inside a paragraph is the document's own wrapping (Markdown, text files): read it as a space;
+    # blank lines part paragraphs, and list items keep their own lines.
+    body = re.sub(r"(?<!\n)\n(?!\n|\s*(?:[-*•]|\d+[.)])\s)", " ", body)
+    body = re.sub(r"\n{2,}", "<br><br>", body).replace("\n", "<br>")
+    return f'<div style="overflow-wrap: anywhere">{body}</div>'
