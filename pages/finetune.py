@@ -361,10 +361,15 @@ def timing_wait(job: Job) -> None:
 def timing_result(job: Job, status: JobStatus, steps: int) -> None:
     done = next((e for e in job.events() if e.get("type") == "calibration"), None)
     if done:
-        total = done["seconds_per_step"] * steps
+        extra = done.get("prepare_s", 0.0) + done.get("eval_s", 0.0)  # passages, loading and eval passes
+        total = done["seconds_per_step"] * steps + extra
         st.info(t("About {duration} for {steps} updates ({seconds} s each, {speed} tokens/s).",
                   duration=estimate.format_duration(total), steps=steps,
                   seconds=f"{done['seconds_per_step']:.1f}", speed=f"{done['tokens_per_s']:.0f}"))
+        if extra >= 1:
+            st.caption(t("Included: {prepare} to find passages and load the model, {evals} for the eval passes.",
+                         prepare=estimate.format_duration(done.get("prepare_s", 0.0)),
+                         evals=estimate.format_duration(done.get("eval_s", 0.0))))
     elif status.state == "failed":
         st.error(t(status.error))
 

@@ -270,3 +270,17 @@ def test_a_command_line_run_shows_on_the_page_as_a_job(project, tiny_model_dir, 
     [run] = runs.list_runs(project)
     assert run.status().state == "done" and run.latest_job().status().state == "done"
     assert any(e.get("type") == "step" for e in run.events())  # the page draws the curves from these
+
+
+def test_the_timing_counts_the_preparation_and_the_eval_passes(project, tiny_model_dir):
+    """The page said 5 minutes for a run of 13.7: passages, model loading and eval passes were left out."""
+    recipe = make_project(project, tiny_model_dir("llama"), n_copies=4)
+    config = quick(epochs=2, batch_size=2, eval_every=4)
+    spec = {"config": config.with_changes(dataset_version=1).to_dict(), "base_model": recipe.model.to_dict(),
+            "prompt": recipe.prompt.to_dict(), "labels": {"user": recipe.labels.user,
+                                                          "assistant": recipe.labels.assistant},
+            "retriever": recipe.retriever.to_dict()}
+    timed = runs.calibrate(project, spec, lambda **e: None)
+    assert timed["prepare_s"] > 0 and timed["eval_s"] > 0
+    assert timed["estimate_s"] == pytest.approx(timed["prepare_s"] + timed["seconds_per_step"] * timed["total_steps"]
+                                                + timed["eval_s"])

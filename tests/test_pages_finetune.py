@@ -102,6 +102,21 @@ def test_timing_estimate_shows_by_itself_once_the_timing_job_ends(tuning_project
     assert any(i.value.startswith("About ") and "0.5 s each, 800 tokens/s" in i.value for i in at.info)
 
 
+def test_the_estimate_includes_finding_passages_and_the_eval_passes(tuning_project):
+    from core.jobs import Job
+
+    event = {"type": "calibration", "seconds_per_step": 0.5, "tokens_per_s": 800.0, "prepare_s": 240.0,
+             "eval_s": 300.0, "progress": 1.0}
+    job = Job.start(runs.runs_folder(tuning_project) / "_timing" / "jobs",
+                    ["-c", f"import json; print(json.dumps({event!r}), flush=True)"], label="Timing")
+    deadline = time.time() + 30
+    while job.status().state == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    at = open_page("finetune")
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("4 min to find passages and load the model, 5 min for the eval passes" in c.value for c in at.caption)
+
+
 def test_running_job_shows_progress_curve_and_cancel(tuning_project):
     run = fake_running_run(tuning_project)
     at = open_page("finetune")

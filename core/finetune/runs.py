@@ -468,24 +468,46 @@ def calibrate(project: Project, spec: dict, emit: Emit, steps: int = 3) -> dict:
     from core.finetune.trainer import Trainer
 
     config = TrainConfig.from_dict(spec["config"])
-    prepared = prepare(project, spec, config, emit)
+    started = time.perf_counter()
+    prepared = prepare(project, spec, config, emit)  # the run does the same first: passages, the model
+    prepare_s = time.perf_counter() - started
     pad_id = prepared.pad_id
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(prepared.model, config.with_changes(max_steps=steps + 1, save_every=10 ** 6,
                                                               eval_every=10 ** 6), prepared.train, [], pad_id,
                           Path(scratch), objective=prepared.objective)
-        planned = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, Path(scratch),
-                          objective=prepared.objective).total_steps()
+        full = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, Path(scratch),
+                       objective=prepared.objective)
+        planned = full.total_steps()
         timings = []
         trainer.emit = lambda event: timings.append((time.perf_counter(), event)) if event.get("type") == "step" else None
         emit(progress=0.5, message=Msg("Timing a few training steps"))
         trainer.run()
+        eval_s = _eval_seconds(prepared, config, full, planned, scratch)
     per_step = (timings[-1][0] - timings[0][0]) / max(1, len(timings) - 1)
     tokens_per_s = timings[-1][1]["tokens_per_s"]
-    result = {"seconds_per_step": per_step, "total_steps": planned, "estimate_s": per_step * planned,
+    result = {"seconds_per_step": per_step, "total_steps": planned, "prepare_s": prepare_s, "eval_s": eval_s,
+              "estimate_s": prepare_s + per_step * planned + eval_s,
               "tokens_per_s": tokens_per_s, "peak_rss": psutil.Process().memory_info().rss}
     emit(type="calibration", progress=1.0, message=Msg("Timing done"), **result)
     return result
+
+
+def _eval_seconds(prepared: PreparedRun, config: TrainConfig, full, planned: int, scratch) -> float:
+    """The time the run's eval passes will take (one before training, then every eval interval), from one timed
+    pass over a few batches of the eval split."""
+    from core.finetune.trainer import Trainer
+
+    if not prepared.eval:
+        return 0.0
+    sample = prepared.eval[:2 * config.batch_size]
+    probe = Trainer(prepared.model, config, prepared.train, sample, prepared.pad_id, Path(scratch),
+                    objective=prepared.objective)
+    started = time.perf_counter()
+    probe.evaluate()
+    per_example = (time.perf_counter() - started) / len(sample)
+    passes = 1 + planned // max(1, full.eval_interval())
+    return per_example * len(prepared.eval) * passes
 
 
 def headless_command(project: Project, config_path: str) -> str:
