@@ -17,9 +17,11 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePath
 
+from core.evaluate import labels
+from core.evaluate.labels import metric_label
 from core.evaluate.metrics import METRICS
 from core.evaluate.runs import EvalRun, list_eval_runs
-from core.evaluate.variants import RUNG_LABELS, Variant
+from core.evaluate.variants import Variant
 from core.i18n import Msg, translate
 from core.recipe import Recipe
 from core.workspace import Project
@@ -102,15 +104,7 @@ def clean(text, limit: int | None = None) -> str:
 
 
 def variant_label(variant: Variant, language: str) -> str:
-    """A ladder rung in the reader's language (its stored label is English); other variants as saved."""
-    base, _, precision = variant.key.partition("|")
-    if base in RUNG_LABELS:
-        return translate(RUNG_LABELS[base], language) + (f" · {precision}" if precision else "")
-    return clean(variant.label)
-
-
-def metric_label(name: str, language: str) -> str:
-    return translate(METRICS[name].label, language) if name in METRICS else name
+    return clean(labels.variant_label(variant, language))
 
 
 def format_value(name: str, value) -> str:
@@ -127,8 +121,8 @@ def format_value(name: str, value) -> str:
 
 def report_metrics(summary: dict[str, dict]) -> list[str]:
     """The score metrics (registry order) some variant has, then the latency."""
-    scored = [n for n, m in METRICS.items() if m.kind != "cost" and any(n in s for s in summary.values())]
-    return scored + (["latency_s"] if any("latency_s" in s for s in summary.values()) else [])
+    latency = ["latency_s"] if any("latency_s" in s for s in summary.values()) else []
+    return labels.score_metrics(summary) + latency
 
 
 def main_metric(summary: dict[str, dict], chosen: str | None = None) -> str | None:
@@ -474,25 +468,18 @@ HTML_TEMPLATE = """<!DOCTYPE html>
 </section>
 {% endif %}
 
+{% macro pairs(title, rows) %}
 <section>
-  <h2>{{ r.text.recipe }}</h2>
+  <h2>{{ title }}</h2>
   <table class="pairs">
-{% for label, value in r.recipe %}
+{% for label, value in rows %}
     <tr><th>{{ label }}</th><td>{{ value }}</td></tr>
 {% endfor %}
   </table>
 </section>
-
-{% if r.data %}
-<section>
-  <h2>{{ r.text.data }}</h2>
-  <table class="pairs">
-{% for label, value in r.data %}
-    <tr><th>{{ label }}</th><td>{{ value }}</td></tr>
-{% endfor %}
-  </table>
-</section>
-{% endif %}
+{% endmacro %}
+{{ pairs(r.text.recipe, r.recipe) }}
+{% if r.data %}{{ pairs(r.text.data, r.data) }}{% endif %}
 
 <p class="foot">{{ r.text.footnote }}</p>
 </main>

@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 
 from filelock import FileLock
 
+from core import atomic
 from core.errors import StudioError
 from core.i18n import Msg
 
@@ -144,17 +145,7 @@ class RunLock:
         pid = os.getpid() if pid is None else pid
         data = json.dumps({"kind": self.kind, "run": run_id, "pid": pid, "pid_started": _started(pid),
                            "job": str(job) if job else None, "since": time.time()}).encode("utf-8")
-        if exclusive:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        else:
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if not exclusive:
-            os.replace(tmp, self.path)
+        (atomic.write_bytes_new if exclusive else atomic.write_bytes)(self.path, data)
 
 
 def start_job(project_dir: Path, kind: str, run_id: str, start: Callable[[], "object"]):

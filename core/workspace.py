@@ -67,8 +67,10 @@ def slugify(name: str) -> str:
     return slug[:60] or "project"
 
 
-# Direction overrides and isolates reorder how a name reads (a bundle called "\u202egpj.exe" shows as "exe.jpg").
-_BIDI_CONTROLS = dict.fromkeys(map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+# Direction marks, overrides and isolates reorder how a name reads (a bundle called "\u202egpj.exe" shows as
+# "exe.jpg"); document names (core/rag/parse.py) drop them too.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_BIDI_CONTROLS = dict.fromkeys(map(ord, BIDI_CONTROLS))
 
 
 def display_name(name: str) -> str:

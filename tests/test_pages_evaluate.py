@@ -9,49 +9,22 @@ import time
 import pytest
 
 from apptest_helpers import button, open_page
-from core.data.pairs import save_pairs
+from canned_ladder import ANSWERS, QUESTIONS, finish, make_eval_project
 from core.data.records import new_record
 from core.data.store import DatasetStore
 from core.evaluate import advice, runs, variants
-from core.fewshot import FewShotSettings
 from core.jobs import Job
-from core.models.source import ModelSource
-from core.recipe import Recipe, RecipeStore
-
-QUESTIONS = [("When do orders ship?", "Within two business days."),
-             ("Do you ship abroad?", "Yes, to the EU."),
-             ("Are you open on Sunday?", "No, only Monday to Saturday.")]
-ANSWERS = {  # the prompt rung gets one question right, few-shot all three
-    "prompt": ["Within two business days.", "I do not know.", "Maybe."],
-    "fewshot": ["Within two business days.", "Yes, to the EU.", "No, only Monday to Saturday."],
-}
-
+from core.recipe import RecipeStore
 
 @pytest.fixture
 def eval_project(workspace, tiny_model_dir):
-    project = workspace.create("Eval shop")
-    RecipeStore(project).save(Recipe(model=ModelSource(kind="local", location=str(tiny_model_dir("llama"))),
-                                     fewshot=FewShotSettings(enabled=False, dataset="examples")))
-    save_pairs(project, "examples", [{"prompt": "Do you repair bikes?", "response": "Yes, in two days."}])
-    DatasetStore(project).create("faq", "eval", [new_record("eval", question=q, reference=a) for q, a in QUESTIONS])
-    return project
+    return make_eval_project(workspace, tiny_model_dir)
 
 
 @pytest.fixture
 def finished_run(eval_project, monkeypatch) -> runs.EvalRun:
     """A ladder run answered with canned answers (prompt and few-shot are set up; the rest are not)."""
-    by_question = {q: i for i, (q, _) in enumerate(QUESTIONS)}
-
-    def canned(project, variant, record, backend, pool):
-        return {"answer": ANSWERS[variant.key][by_question[record["question"]]], "latency_s": 0.5,
-                "prompt_tokens": 40 if variant.key == "fewshot" else 20, "output_tokens": 6, "retrieved": []}
-
-    monkeypatch.setattr(runs, "_backend", lambda project, variant: object())
-    monkeypatch.setattr(runs, "_ask", canned)
-    rungs = variants.ladder(eval_project, RecipeStore(eval_project).load())
-    run = runs.create_eval_run(eval_project, "faq", rungs, runs.EvalOptions(semantic=False))
-    runs.execute(eval_project, run.id, lambda **e: None)
-    assert run.status().state == "done"
+    run = finish(eval_project, monkeypatch)
     (run.folder / "models.json").write_text('{"prompt": {"weights_bytes": 10485760, "precision": "fp32"}}')
     return run
 

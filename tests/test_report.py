@@ -13,24 +13,17 @@ import pytest
 from markupsafe import escape
 
 from apptest_helpers import open_page
+from canned_ladder import ANSWERS, QUESTIONS, finish, make_eval_project, recipe_for
 from core import report, report_pdf
 from core.data.records import new_record
 from core.data.pairs import save_pairs
 from core.data.store import DatasetStore
-from core.evaluate import runs, variants
+from core.evaluate import runs
 from core.fewshot import FewShotSettings
-from core.models.source import ModelSource
 from core.prompt import PromptSettings
 from core.rag.retriever import RetrieverSettings
 from core.recipe import Recipe, RecipeStore
 
-QUESTIONS = [("When do orders ship?", "Within two business days."),
-             ("Do you ship abroad?", "Yes, to the EU."),
-             ("Are you open on Sunday?", "No, only Monday to Saturday.")]
-ANSWERS = {  # the prompt rung gets one question right, few-shot all three
-    "prompt": ["Within two business days.", "I do not know.", "Maybe."],
-    "fewshot": ["Within two business days.", "Yes, to the EU.", "No, only Monday to Saturday."],
-}
 RETRIEVED = [["c0ffee1234567890", "shipping.md"], ["beef5678", "hours.pdf"]]
 
 HOSTILE = {
@@ -44,40 +37,14 @@ HOSTILE = {
 }
 
 
-def recipe_for(tiny_model_dir, **changes) -> Recipe:
-    return Recipe(**{"model": ModelSource(kind="local", location=str(tiny_model_dir("llama"))),
-                     "fewshot": FewShotSettings(enabled=False, dataset="examples"), **changes})
-
-
-def finish(project, monkeypatch, answers: dict[str, list[str]], questions, retrieved=RETRIEVED) -> runs.EvalRun:
-    """A ladder run over `questions`, answered with canned `answers` (prompt and few-shot are set up)."""
-    by_question = {q: i for i, (q, _) in enumerate(questions)}
-
-    def canned(project, variant, record, backend, pool):
-        return {"answer": answers[variant.key][by_question[record["question"]]], "latency_s": 0.5,
-                "prompt_tokens": 40 if variant.key == "fewshot" else 20, "output_tokens": 6, "retrieved": retrieved}
-
-    monkeypatch.setattr(runs, "_backend", lambda project, variant: object())
-    monkeypatch.setattr(runs, "_ask", canned)
-    rungs = variants.ladder(project, RecipeStore(project).load())
-    run = runs.create_eval_run(project, "faq", rungs, runs.EvalOptions(semantic=False))
-    runs.execute(project, run.id, lambda **e: None)
-    assert run.status().state == "done"
-    return run
-
-
 @pytest.fixture
 def eval_project(workspace, tiny_model_dir):
-    project = workspace.create("Eval shop")
-    RecipeStore(project).save(recipe_for(tiny_model_dir))
-    save_pairs(project, "examples", [{"prompt": "Do you repair bikes?", "response": "Yes, in two days."}])
-    DatasetStore(project).create("faq", "eval", [new_record("eval", question=q, reference=a) for q, a in QUESTIONS])
-    return project
+    return make_eval_project(workspace, tiny_model_dir)
 
 
 @pytest.fixture
 def finished_run(eval_project, monkeypatch) -> runs.EvalRun:
-    return finish(eval_project, monkeypatch, ANSWERS, QUESTIONS)
+    return finish(eval_project, monkeypatch, ANSWERS, QUESTIONS, RETRIEVED)
 
 
 def pdf_text(data: bytes) -> str:

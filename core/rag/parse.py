@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from core.data.formats.table import size_mb
 from core.errors import DocumentError
 from core.i18n import Msg
+from core.workspace import BIDI_CONTROLS
 
 from .parsers.common import Section
 
@@ -31,7 +32,7 @@ SUPPORTED = {".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt", ".csv
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 MAX_NAME_BYTES = 200  # in UTF-8: file systems allow 255 bytes, and Vietnamese letters take 2-3 each
 # Characters that can hide or reorder what a name shows: bidirectional controls, separators, the BOM.
-_INVISIBLE = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029\ufeff")
+_INVISIBLE = set(BIDI_CONTROLS + "\u2028\u2029\ufeff")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _NOT_ON_WINDOWS = re.compile(r'[<>:"|?*]')
 _DEVICE = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?", re.IGNORECASE)

@@ -11,10 +11,11 @@ import streamlit as st
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from core.evaluate import labels
 from core.evaluate.metrics import METRICS
-from core.evaluate.variants import RUNG_LABELS, Variant
+from core.evaluate.variants import Variant
 from core.i18n import Msg
-from studio.ui.i18n import t
+from studio.ui.i18n import language, t
 from studio.ui.text import as_written, escape_markdown
 
 COLORS = qualitative.Plotly
@@ -26,21 +27,14 @@ SETUP_PAGE_NAMES = {"fewshot": Msg("2 · Few-shot"), "retriever": Msg("3 · Retr
 
 
 def variant_label(variant: Variant) -> str:
-    """A ladder rung in the reader's language (its stored label is English); other variants as saved."""
-    base, _, precision = variant.key.partition("|")
-    if base in RUNG_LABELS:
-        return t(RUNG_LABELS[base]) + (f" · {precision}" if precision else "")
-    return variant.label
+    return labels.variant_label(variant, language())
 
 
 def metric_label(name: str) -> str:
-    return t(METRICS[name].label) if name in METRICS else name
+    return labels.metric_label(name, language())
 
 
-def score_metrics(summary: dict[str, dict]) -> list[str]:
-    """Answer and retrieval metrics (registry order) that at least one variant has a score for."""
-    return [name for name, metric in METRICS.items()
-            if metric.kind != "cost" and any(name in scores for scores in summary.values())]
+score_metrics = labels.score_metrics
 
 
 def setup_link(variant: Variant) -> None:
