@@ -22,8 +22,10 @@ JSON_TYPE = "application/json"
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
-def _error(message: str, code: str, param: str | None = None) -> dict:
-    return {"error": {"message": str(message), "type": "invalid_request_error", "param": param, "code": code}}
+def _error(message, code: str) -> dict:
+    from core.serving.openai_api import ApiError  # the API's own error shape
+
+    return ApiError(400, message, code=code).body()
 
 
 def media_type(content_type: str | None) -> str:
