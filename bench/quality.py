@@ -140,6 +140,7 @@ def ladder(project, articles: list[dict], args, emit) -> dict:
     from core.data.records import new_record
     from core.data.store import DatasetStore
     from core.evaluate import runs, variants
+    from core.evaluate.steps import bootstrap_interval
     from core.fewshot import FewShotSettings
     from core.rag.retriever import RetrieverSettings
     from core.recipe import RecipeStore
@@ -176,7 +177,7 @@ def ladder(project, articles: list[dict], args, emit) -> dict:
     answers: dict[str, dict[str, str]] = collections.defaultdict(dict)
     for row in eval_run.results():
         answers[row["variant"]][row["question"]] = row["answer"]
-    scores = {}
+    scores, below_f1 = {}, None
     for rung in rungs:
         if not rung.ready:
             scores[rung.key] = "not set up"
@@ -185,6 +186,10 @@ def ladder(project, articles: list[dict], args, emit) -> dict:
         em = [best_over(exact_match, given.get(q["question"], ""), q["answers"]) for q in eval_items]
         f1 = [best_over(f1_score, given.get(q["question"], ""), q["answers"]) for q in eval_items]
         scores[rung.key] = {"em": round(sum(em) / len(em), 3), "f1": round(sum(f1) / len(f1), 3)}
+        if below_f1 is not None:  # the F1 step over the rung below, with its paired bootstrap interval
+            low, high = bootstrap_interval([a - b for a, b in zip(f1, below_f1)])
+            scores[rung.key]["f1_step_95"] = [round(low, 3), round(high, 3)]
+        below_f1 = f1
     figures["rungs"] = scores
     return figures
 

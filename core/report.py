@@ -10,7 +10,6 @@ a sentence read differently from what was written, are shown as visible codes.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import unicodedata
@@ -24,11 +23,11 @@ from core.evaluate.runs import EvalRun, list_eval_runs
 from core.evaluate.variants import Variant
 from core.i18n import Msg, translate
 from core.recipe import Recipe
-from core.workspace import Project
+from core.workspace import BIDI_CONTROLS as DIRECTION_CONTROLS, Project
 
 SAMPLES = 5  # sample answers in a report (fewer when the run answered fewer questions)
 EXCERPT = {"system_prompt": 400, "template": 200, "answer": 700, "question": 400, "reference": 500}
-BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+BIDI_CONTROLS = re.compile(f"[{DIRECTION_CONTROLS}]")
 
 TEXT = {
     "report": Msg("Assistant report"),
@@ -93,7 +92,7 @@ class Report:
 # ---- labels and values ------------------------------------------------------------------------------------------
 
 def clean(text, limit: int | None = None) -> str:
-    """User or model text fit for a report: NFC, control characters dropped, bidirectional overrides made visible
+    """User or model text fit for a report: NFC, control characters dropped, direction controls made visible
     as [U+202E], cut to `limit` characters."""
     text = unicodedata.normalize("NFC", "" if text is None else str(text))
     text = BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
@@ -136,12 +135,6 @@ def main_metric(summary: dict[str, dict], chosen: str | None = None) -> str | No
 
 def latest_finished_run(project: Project) -> EvalRun | None:
     return next((run for run in list_eval_runs(project) if run.status().state == "done"), None)
-
-
-def _reference(row: dict) -> str:
-    if row.get("reference"):
-        return row["reference"]
-    return json.dumps(row["expected_call"], ensure_ascii=False) if row.get("expected_call") else ""
 
 
 # ---- building ---------------------------------------------------------------------------------------------------
@@ -217,7 +210,8 @@ def _samples(run: EvalRun, variant_key: str, main: str | None) -> list[Sample]:
         sources = tuple(f"{clean(source)} · #{str(chunk)[:8]}" for chunk, source in row.get("retrieved") or [])
         score = row["scores"].get(main) if main else None
         found.append(Sample(clean(row["question"], EXCERPT["question"]),
-                            clean(_reference(row), EXCERPT["reference"]), clean(row["answer"], EXCERPT["answer"]),
+                            clean(labels.reference_text(row), EXCERPT["reference"]),
+                            clean(row["answer"], EXCERPT["answer"]),
                             "" if score is None else format_value(main, score), sources))
         if len(found) == SAMPLES:
             break

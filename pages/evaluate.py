@@ -11,6 +11,7 @@ from core.errors import StudioError
 from core.evaluate import advice as advising
 from core.evaluate import metrics, runs, variants
 from core.evaluate.judge import DEFAULT_RUBRIC
+from core.evaluate.steps import ladder_steps
 from core.i18n import Msg
 from core.models.source import ModelSource
 from core.recipe import RecipeStore, list_recipes
@@ -376,6 +377,14 @@ shown = t(tip.message, label=labels.get(tip.message.params.get("label"), tip.mes
 (st.success if tip.best else st.warning)(shown)
 if tip.next_steps:
     st.markdown(t("What to try next:") + "\n" + "\n".join(f"- {t(step)}" for step in tip.next_steps))
+ready_keys = [v.key for v in run_variants if v.ready]
+steps = ladder_steps(rows, ready_keys, metric)
+if steps:
+    st.markdown("##### " + t("Each step and its noise"))
+    step_frame, step_config = board.steps_table(steps, run_variants)
+    st.dataframe(step_frame, hide_index=True, column_config=step_config, key=K + "steps_table")
+    st.caption(t("A step is real when its whole 95% interval is above (or below) zero; otherwise more questions "
+                 "are needed to tell it from chance."))
 trade_off = board.trade_off_chart(run_variants, summary, metric, target)
 if trade_off is not None:
     st.caption(t("Quality against cost: up is better, left is faster; a bigger dot takes more memory."))

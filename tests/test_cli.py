@@ -263,3 +263,23 @@ def test_data_check_says_which_records_a_finding_is_about(workspace, tmp_path):
     lines = checked.stdout.splitlines()
     at = next(i for i, line in enumerate(lines) if "same input and output" in line)
     assert lines[at + 1].strip().startswith("records: row 2 (id ") and ", row 5 (id " in lines[at + 1]
+
+
+def test_eval_ladder_prints_each_step_with_its_interval(workspace, tiny_model_dir, monkeypatch):
+    from canned_ladder import ANSWERS, QUESTIONS, make_eval_project
+    from core.evaluate import runs
+
+    make_eval_project(workspace, tiny_model_dir)
+    by_question = {q: i for i, (q, _) in enumerate(QUESTIONS)}
+    monkeypatch.setattr(runs, "_backend", lambda project, variant: object())
+    monkeypatch.setattr(runs, "_ask", lambda project, variant, record, backend, pool: {
+        "answer": ANSWERS[variant.key][by_question[record["question"]]], "latency_s": 0.1, "prompt_tokens": 9,
+        "output_tokens": 3, "retrieved": []})
+    result = runner.invoke(cli.app, ["eval", "Eval shop", "--dataset", "faq", "--ladder", "--json"])
+    assert result.exit_code == 0, result.output
+    (step,) = json.loads(result.stdout[result.stdout.index("{"):])["steps"]
+    assert step["variant"] == "fewshot" and step["below"] == "prompt" and step["questions"] == 3
+    assert step["low"] <= step["difference"] <= step["high"] and step["difference"] > 0.3
+    shown = runner.invoke(cli.app, ["eval", "Eval shop", "--dataset", "faq", "--ladder"])
+    assert shown.exit_code == 0, shown.output
+    assert "over Prompt (zero-shot) (95% interval" in shown.stdout

@@ -68,6 +68,18 @@ def test_scoreboard_shows_charts_table_and_advice(finished_run):
     assert {"Download answers (CSV)", "Download scores (JSON)"} <= {b.proto.label for b in at.get("download_button")}
 
 
+def test_each_step_is_shown_with_its_interval(finished_run):
+    at = open_page("evaluate")
+    steps = next(d.value for d in at.dataframe if "interval" in d.value.columns)
+    assert list(steps["variant"]) == ["+ few-shot"] and list(steps["below"]) == ["Prompt (zero-shot)"]
+    assert steps["score"].iloc[0] == pytest.approx(1.0) and steps["step"].iloc[0] > 0.3
+    assert steps["questions"].iloc[0] == 3
+    low, high = (float(x) for x in steps["interval"].iloc[0].split(" … "))
+    assert 0 <= low <= steps["step"].iloc[0] <= high
+    assert steps["reading"].iloc[0] == ("a real gain" if low > 0 else "could be noise")
+    assert any("95% interval" in c.value for c in at.caption)
+
+
 def test_show_only_failures_keeps_the_failed_questions(finished_run):
     at = open_page("evaluate")
     assert len(examples_frame(at)) == 3

@@ -33,6 +33,7 @@ HOSTILE = {
     "entities": "Tom &amp; Jerry &lt;3",
     "template": "{{ 7*7 }} {% if true %}yes{% endif %} {name}",
     "rtl override": "invoice\u202egnp.exe",
+    "direction marks": "left\u200eright\u061cend",
     "vietnamese": "Thủ đô của Việt Nam là Hà Nội. Đường phố đông đúc.",
 }
 
@@ -142,6 +143,17 @@ def test_latest_finished_run(finished_run, eval_project):
     assert report.latest_finished_run(eval_project).id == finished_run.id
 
 
+def test_a_sample_shows_every_accepted_answer(workspace, tiny_model_dir, monkeypatch):
+    project = workspace.create("Several answers")
+    RecipeStore(project).save(recipe_for(tiny_model_dir))
+    save_pairs(project, "examples", [{"prompt": "Do you repair bikes?", "response": "Yes."}])
+    DatasetStore(project).create("faq", "eval", [new_record("eval", question="Who wrote it?", reference="Ann",
+                                                            references=["Ann Lee", "A. Lee"])])
+    run = finish(project, monkeypatch, {"prompt": ["Ann Lee"], "fewshot": ["Ann Lee"]}, [("Who wrote it?", "Ann")])
+    built = report.build_report(project, run, RecipeStore(project).load(), "en")
+    assert built.samples[0].reference == "Ann | Ann Lee | A. Lee"
+
+
 # ---- hostile text -----------------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -172,6 +184,8 @@ def test_hostile_text_is_escaped_in_the_html(hostile_report):
     assert "<script" not in html and "<b>" not in html and "<strong>bold" not in html and "\u202e" not in html
     if "\u202e" in text:
         assert "invoice[U+202E]gnp.exe" in html
+    if "\u200e" in text:
+        assert "left[U+200E]right[U+061C]end" in html and "\u200e" not in html and "\u061c" not in html
 
 
 @pytest.mark.parametrize("hostile_report", list(HOSTILE.values()), ids=list(HOSTILE), indirect=True)

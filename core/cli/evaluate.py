@@ -10,6 +10,9 @@ import typer
 from core.cli import common
 from core.errors import StudioError
 
+STEP_METRIC = "token_f1"  # each rung's step over the one below, with its bootstrap interval
+STEP_READINGS = {"gain": "a real gain", "loss": "a real loss", "noise": "could be noise"}
+
 
 def eval_command(project: str = typer.Argument(..., help="Project name or folder name; 'sample' evaluates the "
                                                          "sample project, setting up its rungs first."),
@@ -23,6 +26,7 @@ def eval_command(project: str = typer.Argument(..., help="Project name or folder
         common.usage(f"--limit must be at least 1, not {limit}.")
     from core import runlock
     from core.evaluate import runs, variants
+    from core.evaluate.steps import ladder_steps
     from core.recipe import RecipeStore
 
     def show(**event) -> None:
@@ -48,10 +52,12 @@ def eval_command(project: str = typer.Argument(..., help="Project name or folder
     if not result["finished"]:
         common.fail("Stopped; the answers so far are kept. Continue on the Evaluation page.")
     summary = result["summary"]
+    steps = ladder_steps(run.results(), [v.key for v in chosen if v.ready], STEP_METRIC) if ladder else []
     rows = [{"variant": v.key, "label": v.label, "ready": v.ready, "missing": str(v.missing or ""),
              **{k: round(x, 4) for k, x in summary.get(v.key, {}).items()}} for v in chosen]
     if as_json:
-        typer.echo(json.dumps({"run": run.id, "dataset": dataset, "variants": rows}, ensure_ascii=False, indent=2))
+        found = {"run": run.id, "dataset": dataset, "variants": rows, "steps": [step.to_dict() for step in steps]}
+        typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
         return
     names = [m for m in ("token_f1", "exact_match", "rouge_l", "semantic_similarity", "hit_at_k", "latency_s")
              if any(m in r for r in rows)]
@@ -59,3 +65,8 @@ def eval_command(project: str = typer.Argument(..., help="Project name or folder
     for row in rows:
         cells = "".join(f"{row[n]:>21.3f}" if n in row else f"{'-':>21}" for n in names)
         typer.echo(f"{row['label'][:27]:28}" + (cells if row["ready"] else f"  not set up: {row['missing']}"))
+    labels = {v.key: v.label for v in chosen}
+    for step in steps:
+        typer.echo(f"{labels[step.variant][:27]:28}{STEP_METRIC} {step.difference:+.3f} over {labels[step.below]} "
+                   f"(95% interval {step.low:+.3f} … {step.high:+.3f}, {step.questions} questions): "
+                   f"{STEP_READINGS[step.verdict]}")

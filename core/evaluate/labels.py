@@ -3,6 +3,8 @@ Evaluation page (studio/ui/scoreboard.py) and the stakeholder report (core/repor
 
 from __future__ import annotations
 
+import json
+
 from core.evaluate.metrics import METRICS
 from core.evaluate.variants import RUNG_LABELS, Variant
 from core.i18n import translate
@@ -24,3 +26,13 @@ def score_metrics(summary: dict[str, dict]) -> list[str]:
     """Answer and retrieval metrics (registry order) that at least one variant has a score for."""
     return [name for name, metric in METRICS.items()
             if metric.kind != "cost" and any(name in scores for scores in summary.values())]
+
+
+def reference_text(row: dict) -> str:
+    """A result row's reference, or every accepted answer joined with " | " when the question has several; a tool
+    call's expected call as JSON."""
+    if row.get("references"):
+        return " | ".join(row["references"])
+    if row.get("reference"):
+        return row["reference"]
+    return json.dumps(row["expected_call"], ensure_ascii=False) if row.get("expected_call") else ""

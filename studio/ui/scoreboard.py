@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 from core.evaluate import labels
 from core.evaluate.metrics import METRICS
+from core.evaluate.steps import Step
 from core.evaluate.variants import Variant
 from core.i18n import Msg
 from studio.ui.i18n import language, t
@@ -35,6 +36,7 @@ def metric_label(name: str) -> str:
 
 
 score_metrics = labels.score_metrics
+reference_text = labels.reference_text
 
 
 def setup_link(variant: Variant) -> None:
@@ -147,6 +149,32 @@ def summary_table(variants: list[Variant], summary: dict[str, dict]) -> tuple[pd
     return frame, config
 
 
+STEP_READINGS = {"gain": Msg("a real gain"), "loss": Msg("a real loss"), "noise": Msg("could be noise")}
+
+
+def steps_table(steps: list[Step], variants: list[Variant]) -> tuple[pd.DataFrame, dict]:
+    """One row per rung above the first: its score, the step over the rung below with a 95% interval, and whether
+    the interval says the step is real."""
+    by_key = {v.key: v for v in variants}
+    rows = [{"variant": variant_label(by_key[s.variant]), "below": variant_label(by_key[s.below]),
+             "score": s.mean, "step": s.difference,
+             "interval": f"{s.low:+.2f} … {s.high:+.2f}", "reading": t(STEP_READINGS[s.verdict]),
+             "questions": s.questions} for s in steps if s.variant in by_key and s.below in by_key]
+    config = {"variant": st.column_config.TextColumn(t("Variant"), pinned=True),
+              "below": st.column_config.TextColumn(t("Compared with")),
+              "score": st.column_config.NumberColumn(t("Score"), format="%.2f"),
+              "step": st.column_config.NumberColumn(t("Step"), format="%+.2f",
+                                                    help=t("This variant's average minus the one below it, on "
+                                                           "the questions both answered.")),
+              "interval": st.column_config.TextColumn(t("95% interval"),
+                                                      help=t("Where the step lies in 95 of 100 resamplings of the "
+                                                             "questions (paired bootstrap). When it spans zero, "
+                                                             "this eval set is too small to tell.")),
+              "reading": st.column_config.TextColumn(t("Reading")),
+              "questions": st.column_config.NumberColumn(t("Questions"), format="%d")}
+    return pd.DataFrame(rows, columns=list(config)), config
+
+
 def _number_format(name: str) -> str:
     """Scores with two decimals; costs with their unit."""
     if name == "latency_s":
@@ -156,15 +184,6 @@ def _number_format(name: str) -> str:
     if name.endswith("_tokens"):
         return "%.0f " + t("tokens")
     return "%.2f"
-
-
-def reference_text(row: dict) -> str:
-    """The reference, or every accepted answer joined with " | " when the question has several."""
-    if row.get("references"):
-        return " | ".join(row["references"])
-    if row.get("reference"):
-        return row["reference"]
-    return json.dumps(row["expected_call"], ensure_ascii=False) if row.get("expected_call") else ""
 
 
 def examples_table(rows: list[dict], variants: list[Variant], record_ids: list[str], metric: str,
