@@ -31,10 +31,18 @@ class PreparedPrompt:
         return self.budget.used
 
 
-def source_dicts(prepared: PreparedPrompt) -> list[dict]:
-    """The passages of an answer as plain dicts, numbered as the answer cites them ([1], [2], …)."""
-    return [{"number": i, "source": h.source, "page": h.page, "heading": h.heading, "text": h.text,
-             "similarity": h.similarity} for i, h in enumerate(prepared.sources, start=1)]
+def source_dicts(prepared: PreparedPrompt, answer: str | None = None) -> list[dict]:
+    """The passages of an answer as plain dicts, numbered as the answer cites them ([1], [2], …). With the
+    answer, each says whether the answer is drawn from it ('supports': cited, or holding most of its words)."""
+    found = [{"number": i, "source": h.source, "page": h.page, "heading": h.heading, "text": h.text,
+              "similarity": h.similarity} for i, h in enumerate(prepared.sources, start=1)]
+    if answer is not None:
+        from core.rag.attribution import supporting
+
+        drawn_from = set(supporting(answer, [h.text for h in prepared.sources]))
+        for source in found:
+            source["supports"] = source["number"] in drawn_from
+    return found
 
 
 def example_pool(project: Project | None, recipe: Recipe) -> list[dict]:

@@ -273,3 +273,21 @@ def test_fewshot_discard_changes_puts_every_control_back(tiny_project):
     assert next(s for s in at.slider if s.label == "Examples per question").value == saved.k
     assert next(b for b in at.button if b.label == "Discard changes").disabled
     assert all(w.key is None or not w.key.startswith(key + "enabled") for w in at.toggle)  # new widgets, new keys
+
+
+def test_chat_marks_the_passage_the_answer_is_drawn_from(tiny_project, monkeypatch):
+    from core import assistant
+    from core.fewshot import Budget
+    from core.rag.store import Hit
+
+    hits = (Hit("c1", "d1", "hours.md", 0, "Hours", "Open Monday to Saturday, 9:00 to 18:00.", 1.0, 0.6),
+            Hit("c2", "d2", "shipping.md", 0, "", "Orders ship within two business days.", 1.0, 0.5))
+    prepared = assistant.PreparedPrompt(None, [], Budget(2048, 10, (), 5, 64, 0, False), hits, True)
+    monkeypatch.setattr(assistant, "answer", lambda *a, **k: (prepared, assistant.fixed_answer(
+        "Within two business days.", 20)))
+    at = run_page("chat")
+    at.chat_input[0].set_value("When do orders ship?").run()
+    assert_clean(at)
+    assert any(e.label == "Sources (2) · answer drawn from [2]" for e in at.expander)
+    marked = [m.value for m in at.markdown if m.value.startswith("**[")]
+    assert marked == ["**[1]** hours.md · Hours", "**[2]** shipping.md ✓ the answer is drawn from this passage"]

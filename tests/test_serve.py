@@ -19,6 +19,7 @@ from core import assistant, cli
 from core.errors import StudioError
 from core.models.generation import GenerationSettings, GenerationStream
 from core.models.source import ModelSource
+from core.rag.attribution import supporting
 from core.rag.retriever import RetrieverSettings
 from core.rag.store import Hit
 from core.recipe import Recipe, RecipeStore
@@ -233,8 +234,11 @@ def test_sources_come_back_and_nothing_found_says_so(serve, served_project, monk
     api = client(serve())
     model = "test-project/assistant@v2"
     answer = api.chat.completions.create(model=model, messages=ask())
-    assert answer.model_extra["sources"] == [{"number": 1, "source": "faq.md", "page": 0, "heading": "Shipping",
-                                              "text": hit.text, "similarity": 0.9}]
+    (source,) = answer.model_extra["sources"]
+    drawn_from = supporting(answer.choices[0].message.content, [hit.text]) == [1]
+    assert source.pop("supports") is drawn_from  # whether the answer holds the passage's words
+    assert source == {"number": 1, "source": "faq.md", "page": 0, "heading": "Shipping", "text": hit.text,
+                      "similarity": 0.9}
     first = next(iter(api.chat.completions.create(model=model, messages=ask(), stream=True)))
     assert first.model_extra["sources"][0]["source"] == "faq.md"
     found.clear()

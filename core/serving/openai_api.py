@@ -302,7 +302,7 @@ class _Api:
             **head, "object": "chat.completion",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
                          "logprobs": None, "finish_reason": finish_reason(stream, parsed.settings)}],
-            "usage": usage(stream), "sources": assistant.source_dicts(prepared)})
+            "usage": usage(stream), "sources": assistant.source_dicts(prepared, text)})
 
     async def events(self, head: dict, prepared, stream: GenerationStream, parsed: ChatRequest):
         """chat.completion.chunk events, then (with include_usage) a usage chunk, then [DONE]. Leaving early (the

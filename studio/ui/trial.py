@@ -34,11 +34,16 @@ sources_of = assistant.source_dicts  # kept in chat history and feedback
 def show_sources(sources: list[dict]) -> None:
     if not sources:
         return
-    with st.expander(t("Sources ({count})", count=len(sources)), icon=":material/menu_book:"):
+    drawn_from = [f"[{s['number']}]" for s in sources if s.get("supports")]
+    title = t("Sources ({count})", count=len(sources))
+    if drawn_from:
+        title += " · " + t("answer drawn from {numbers}", numbers=", ".join(drawn_from))
+    with st.expander(title, icon=":material/menu_book:"):
         for source in sources:
             where = " · ".join(x for x in [source["source"], t("page {page}", page=source["page"])
                                            if source["page"] else "", source["heading"]] if x)
-            st.markdown(f"**[{source['number']}]** {where}")
+            mark = " ✓ " + t("the answer is drawn from this passage") if source.get("supports") else ""
+            st.markdown(f"**[{source['number']}]** {where}{mark}")
             st.caption(source["text"])
 
 
@@ -56,9 +61,9 @@ def stream_answer(project: Project, recipe: Recipe, question: str, key: str, *, 
             if prepared.nothing_found and stats:
                 st.caption(t("No passage in the knowledge base was relevant enough, so the model was not asked."))
             if sources:
-                show_sources(sources_of(prepared))
+                show_sources(sources_of(prepared, stream.text))
         result = {"answer": stream.text, "stats": stream.stats(), "prepared": prepared,
-                  "sources": sources_of(prepared)}
+                  "sources": sources_of(prepared, stream.text)}
         if stats:
             st.caption(stats_caption(result["stats"], prepared))
         return result
