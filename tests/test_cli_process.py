@@ -68,6 +68,10 @@ notice = logging.getLogger("bitsandbytes.backends.cpu.ops")
 notice.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you already "
                "`pip install kernels` and the kernels >= 0.11.1", "No module named 'kernels'")
 notice.warning("A warning a user can act on.")
+# Logged by the `kernels` package (a transformers dependency from 5.25) when bitsandbytes asks it offline.
+logging.getLogger("kernels._internals.hf_hub").warning(
+    "Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes' because Hugging Face Hub is in "
+    "offline mode.")
 print(json.dumps({"codes": codes, "llm_after_kb": llm, "embedder": embedder, "training_after_kb": training_stack}))
 """
 

@@ -20,20 +20,29 @@ QUIET_ENV = {
 ADDED = {name: value for name, value in QUIET_ENV.items() if name not in os.environ}
 os.environ.update(ADDED)
 
-KERNEL_LOGGER = "bitsandbytes.backends.cpu.ops"
-KERNEL_NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community"
+# (logger, start of the message): notices about bitsandbytes' optional CPU kernels from the hub. 4-bit matmuls then
+# use bitsandbytes' built-in kernel, and the studio runs offline on purpose, so there is nothing to do.
+OPTIONAL_KERNEL_NOTICES = (
+    # at import on CPUs with AVX512-BF16 when the `kernels` package is missing
+    ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward from kernels-community"),
+    # with `kernels` installed (a dependency of transformers from 5.25) and the hub offline
+    ("kernels._internals.hf_hub", "Skipping publisher trust check for 'kernels-community/"),
+)
 
 
 class DropOptionalKernelNotice(logging.Filter):
-    """bitsandbytes logs this warning at import on CPUs with AVX512-BF16 when the optional `kernels` package is
-    missing; 4-bit matmuls then use its built-in kernel, so there is nothing to do."""
+    def __init__(self, notice: str):
+        super().__init__()
+        self.notice = notice
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(KERNEL_NOTICE)
+        return not str(record.msg).startswith(self.notice)
 
 
-if not any(isinstance(f, DropOptionalKernelNotice) for f in logging.getLogger(KERNEL_LOGGER).filters):
-    logging.getLogger(KERNEL_LOGGER).addFilter(DropOptionalKernelNotice())
+for _logger_name, _notice in OPTIONAL_KERNEL_NOTICES:
+    _logger = logging.getLogger(_logger_name)
+    if not any(isinstance(f, DropOptionalKernelNotice) for f in _logger.filters):
+        _logger.addFilter(DropOptionalKernelNotice(_notice))
 
 
 def child_environment(extra: dict | None = None) -> dict:
