@@ -17,6 +17,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests of the transformers path stay on it when llama.cpp is installed; the llama.cpp tests choose it themselves.
+os.environ.setdefault("STUDIO_ENGINE", "transformers")
 
 TINY_CHAT_TEMPLATE = (
     "{% for message in messages %}"

@@ -107,7 +107,14 @@ def main(argv: list[str]) -> int:
 
     try:
         if argv[0] == "embedded":
-            ensure_embedded(emit)
+            folder = ensure_embedded(emit)
+            from core.models.registry import engine_choice
+            from core.models.source import ModelSource
+
+            if engine_choice(ModelSource()).engine == "llama.cpp":  # the fast engine's weights, written once too
+                from core.models.llamacpp import engine_file
+
+                engine_file(ModelSource(), folder, emit)
         else:
             convert_gguf(Path(argv[0]), Path(argv[1]), emit)
     except ModelLoadError as exc:

@@ -20,20 +20,11 @@ WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
 HUB_HOST = "huggingface.co"
 
 
-class LocalModel:
-    approximate_tokens = False
-
-    def __init__(self, name: str, model, tokenizer, precision: str | None = None):
-        self.name = name
-        self.model = model
-        self.tokenizer = tokenizer
-        self.precision = precision or _float_precision(model)  # core.models.quantize.PRECISIONS
-        self.context_length = _context_length(model, tokenizer)
-        self.card: ModelCard = card_from_model(name, model, tokenizer, self.context_length, self.precision)
-        # One generation at a time per loaded model: parallel CPU generations only slow each other down.
-        self.lock = threading.Lock()
-        self._batcher = None
-        self._batcher_lock = threading.Lock()
+class PromptRendering:
+    """Rendering and counting with the model's own Hugging Face tokenizer: every engine that answers with a local
+    model (transformers, llama.cpp) reads exactly the same tokens for the same conversation."""
+    tokenizer = None
+    name = ""
 
     @property
     def has_chat_template(self) -> bool:
@@ -70,6 +61,27 @@ class LocalModel:
             return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
         return len(self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"])
 
+    def encode(self, prompt: RenderedPrompt) -> list[int]:
+        return list(self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"])
+
+
+class LocalModel(PromptRendering):
+    """A transformers model in this process."""
+    approximate_tokens = False
+    engine = "transformers"
+
+    def __init__(self, name: str, model, tokenizer, precision: str | None = None):
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.precision = precision or _float_precision(model)  # core.models.quantize.PRECISIONS
+        self.context_length = _context_length(model, tokenizer)
+        self.card: ModelCard = card_from_model(name, model, tokenizer, self.context_length, self.precision)
+        # One generation at a time per loaded model: parallel CPU generations only slow each other down.
+        self.lock = threading.Lock()
+        self._batcher = None
+        self._batcher_lock = threading.Lock()
+
     def stream(self, prompt: RenderedPrompt, settings: GenerationSettings) -> GenerationStream:
         """The answer as a stream. Concurrent streams on this model are generated together (core.models.batching)."""
         from core.models.batching import stream_through
@@ -77,8 +89,7 @@ class LocalModel:
         # Stop strings are watched in the streamed text (GenerationStream), which cancels generation at once;
         # transformers' stop_strings would precompute tables over the whole vocabulary on every new stop set.
         stops = tuple(dict.fromkeys(prompt.stop + settings.stop))
-        input_ids = self.tokenizer(prompt.text, add_special_tokens=prompt.add_special_tokens)["input_ids"]
-        return GenerationStream(stream_through(self.batcher, list(input_ids), settings, stops), stops,
+        return GenerationStream(stream_through(self.batcher, self.encode(prompt), settings, stops), stops,
                                 settings.max_new_tokens)
 
     @property
@@ -107,11 +118,10 @@ class LocalModel:
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         from core.models.batching import generation_kwargs, left_padded, padding_id
-        from core.models.degenerate import cut_loop
 
         tokenizer, model = self.tokenizer, self.model
         pad_id = padding_id(tokenizer)
-        encoded = [tokenizer(p.text, add_special_tokens=p.add_special_tokens)["input_ids"] for p in prompts]
+        encoded = [self.encode(p) for p in prompts]
         width = max(len(ids) for ids in encoded)
         input_ids, attention = left_padded(encoded, pad_id, model.device)
         stops = [tuple(dict.fromkeys(p.stop + settings.stop)) for p in prompts]
@@ -136,15 +146,21 @@ class LocalModel:
         share = (time.perf_counter() - started) / len(prompts)
         results = []
         for row, row_stops in enumerate(stops):
-            generated = output[row, width:]
-            text = tokenizer.decode(generated, skip_special_tokens=True)
-            for stop in row_stops:
-                text = text.split(stop)[0] if stop in text else text
-            text = cut_loop(text)[0]  # as the stream does: a loop is cut where it starts
-            results.append({"text": text, "prompt_tokens": len(encoded[row]),
-                            "output_tokens": _count_until_stop(tokenizer, generated, row_stops),
+            text, output_tokens = answer_from_tokens(tokenizer, output[row, width:], row_stops)
+            results.append({"text": text, "prompt_tokens": len(encoded[row]), "output_tokens": output_tokens,
                             "latency_s": round(share, 3)})
         return results
+
+
+def answer_from_tokens(tokenizer, generated, stops: tuple[str, ...]) -> tuple[str, int]:
+    """(the answer text, its output tokens) from generated ids, as the stream shows it: cut at the first stop string
+    and where a loop starts."""
+    from core.models.degenerate import cut_loop
+
+    text = tokenizer.decode(generated, skip_special_tokens=True)
+    for stop in stops:
+        text = text.split(stop)[0] if stop in text else text
+    return cut_loop(text)[0], _count_until_stop(tokenizer, generated, stops)
 
 def _count_until_stop(tokenizer, generated, stops) -> int:
     """Output tokens up to (not including) the stop string, so counts match the text shown."""

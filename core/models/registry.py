@@ -18,11 +18,19 @@ _registry_lock = threading.Lock()
 def needs_conversion(source: ModelSource) -> bool:
     """True when the first use must convert a GGUF file (long: the UI runs it as a cancellable job)."""
     if source.kind == "embedded":
-        return not convert.is_converted(convert.embedded_folder())
+        if not convert.is_converted(convert.embedded_folder()):
+            return True
+        return engine_choice(source).engine == "llama.cpp" and not _engine_weights_ready()
     if source.kind == "gguf":
         path = Path(source.location).expanduser()
         return path.is_file() and not convert.is_converted(convert.gguf_cache_folder(path))
     return False
+
+
+def _engine_weights_ready() -> bool:
+    from core.models.llamacpp import embedded_engine_path
+
+    return embedded_engine_path(convert.embedded_folder()).exists()
 
 
 def conversion_argv(source: ModelSource) -> list[str]:
@@ -68,6 +76,7 @@ def model_folder(source: ModelSource, progress=None) -> tuple[Path, str | None]:
 
 
 MAX_TUNED = 2  # base + adapter copies kept loaded; each is a full model in memory
+LLAMA_CPP_KEY = "|engine:llama.cpp"
 MAX_PRECISION_VARIANTS = 1  # copies at another precision (quantization comparison) kept besides those
 
 
@@ -165,18 +174,70 @@ def open_tuned(source: ModelSource, adapter: Path) -> ModelBackend:
                       model, AutoTokenizer.from_pretrained(str(folder)))
 
 
+def gguf_file(source: ModelSource) -> Path:
+    """The GGUF file a GGUF-backed source reads (the embedded model's is assembled from its package once)."""
+    return convert.assemble_embedded_gguf() if source.kind == "embedded" else Path(source.location).expanduser()
+
+
+def engine_choice(source: ModelSource, adapter: Path | None = None, precision: str | None = None):
+    """Which engine answers for this model, adapter and precision (core.models.engine), and why."""
+    from core.models import engine
+
+    manifest = None
+    if adapter is not None and (Path(adapter) / "adapter.json").exists():
+        from core import atomic
+
+        manifest = atomic.read_json(Path(adapter) / "adapter.json")
+    return engine.choose(source, manifest, precision)
+
+
+def open_llama_cpp(source: ModelSource, adapter: Path | None = None, progress=None) -> ModelBackend:
+    """The model answered by llama.cpp: its GGUF file, the tokenizer of its converted folder (prompts are tokenized
+    as in transformers) and the adapter as GGUF."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from core.models.adapters import check_base, read_adapter
+    from core.models.llamacpp import LlamaCppModel, adapter_as_gguf, engine_file
+
+    folder, name = model_folder(source, progress)
+    base_gguf = engine_file(source, folder, progress)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    try:
+        generation = GenerationConfig.from_pretrained(str(folder))
+    except OSError:
+        generation = None
+    ends = getattr(generation, "eos_token_id", None)
+    ends = set(ends if isinstance(ends, (list, tuple)) else [ends]) | {tokenizer.eos_token_id}
+    label = "Gemma 3 270M" if source.kind == "embedded" else (name or folder.name)
+    model_file, lora = base_gguf, None
+    if adapter is not None:
+        info = read_adapter(Path(adapter))
+        check_base(info, folder)
+        kind, path = adapter_as_gguf(info, base_gguf, folder, progress)
+        model_file, lora = (base_gguf, path) if kind == "lora" else (path, None)
+        label += f" + {info.label}"
+    return LlamaCppModel(label, model_file, tokenizer, {int(i) for i in ends if i is not None}, lora,
+                         top_k=getattr(generation, "top_k", None) or 50)
+
+
 def get_backend(source: ModelSource, progress=None, adapter: Path | None = None,
                 precision: str | None = None) -> ModelBackend:
     """The loaded model; with `adapter` (an adapter folder), the base with that adapter applied; with `precision`
     (core.models.quantize.PRECISIONS), a copy at that precision. None is the studio's default copy: fp32, or bf16
-    for a base model on a GPU; asking for the default precision returns that same copy."""
+    for a base model on a GPU; asking for the default precision returns that same copy. The engine (transformers
+    or llama.cpp) is the one `engine_choice` names."""
     _check_precision(source, precision)
-    key = _key(source, adapter, precision)
+    fast = engine_choice(source, adapter, precision).engine == "llama.cpp"
+    key = _key(source, adapter, precision) + (LLAMA_CPP_KEY if fast else "")
     with _registry_lock:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:  # two sessions asking at once load it once
         if key not in _backends:
-            if _is_variant(key):
+            if fast:
+                if adapter is not None:
+                    _make_room(_is_tuned, MAX_TUNED)
+                _backends[key] = open_llama_cpp(source, adapter, progress)
+            elif _is_variant(key):
                 _make_room(_is_variant, MAX_PRECISION_VARIANTS)
                 _backends[key] = open_at_precision(source, precision, adapter, progress)
             elif adapter is None:
@@ -192,7 +253,8 @@ def get_backend(source: ModelSource, progress=None, adapter: Path | None = None,
 def peek_backend(source: ModelSource, adapter: Path | None = None, precision: str | None = None) -> ModelBackend | None:
     if source.kind == "openai" and precision not in (None, "fp32"):
         return None
-    return _backends.get(_key(source, adapter, precision))
+    fast = engine_choice(source, adapter, precision).engine == "llama.cpp"
+    return _backends.get(_key(source, adapter, precision) + (LLAMA_CPP_KEY if fast else ""))
 
 
 def forget_backend(source: ModelSource) -> None:

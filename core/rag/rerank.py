@@ -2,9 +2,9 @@
 a question into search keywords (query rewriting). Both are plain functions built from a loaded backend, so the
 sweep and the tests can pass their own.
 
-Scoring needs the model's next-token probabilities, so only a model loaded in this process (`LocalModel`: the
-embedded model, a local folder, a converted GGUF or a hub snapshot) can score; `llm_scorer` returns None for an
-OpenAI-compatible endpoint. Rewriting only generates text, so any backend can rewrite.
+Scoring needs the model's next-token probabilities, so only a model loaded in this process (transformers'
+`LocalModel` or llama.cpp's `LlamaCppModel`) can score; `llm_scorer` returns None for an OpenAI-compatible
+endpoint. Rewriting only generates text, so any backend can rewrite.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ Rewriter = Callable[[str], str]
 
 
 def can_score(backend) -> bool:
-    """Whether the backend is a model in this process (its next-token probabilities are readable)."""
-    return hasattr(backend, "model") and hasattr(backend, "tokenizer")
+    """Whether the backend is a model in this process (its next-token probabilities are readable): a transformers
+    model, or llama.cpp (`choice_logprobs`)."""
+    return hasattr(backend, "tokenizer") and (hasattr(backend, "model") or hasattr(backend, "choice_logprobs"))
 
 
 def _first_token(tokenizer, text: str) -> int:
@@ -40,7 +41,7 @@ def llm_scorer(backend) -> Scorer | None:
         return None
     from core.models.base import CompletionLabels
 
-    tokenizer, model = backend.tokenizer, backend.model
+    tokenizer, model = backend.tokenizer, getattr(backend, "model", None)
     chat = bool(getattr(backend, "has_chat_template", False))
     yes, no = (_first_token(tokenizer, "Yes"), _first_token(tokenizer, "No")) if chat else \
         (_first_token(tokenizer, " Yes"), _first_token(tokenizer, " No"))
@@ -53,6 +54,9 @@ def llm_scorer(backend) -> Scorer | None:
         return tokenizer(rendered.text, add_special_tokens=rendered.add_special_tokens)["input_ids"]
 
     def score(question: str, passages: list[str]) -> list[float]:
+        if hasattr(backend, "choice_logprobs"):  # llama.cpp reads one prompt at a time
+            return [yes_logp - no_logp for yes_logp, no_logp in
+                    backend.choice_logprobs([prompt_ids(question, p) for p in passages], [yes, no])]
         import torch
 
         scores: list[float] = []

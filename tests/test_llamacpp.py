@@ -1,0 +1,162 @@
+"""The llama.cpp engine (core/models/llamacpp.py, core/models/gguf_write.py) on the real embedded model: the same
+greedy answers as transformers, adapters written as GGUF, and the engine choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.models import engine, registry
+from core.models.base import CompletionLabels
+from core.models.generation import GenerationSettings
+from core.models.source import ModelSource
+from test_real_model import REAL_HOME
+
+needs_llama_cpp = pytest.mark.skipif(not engine.llama_cpp_installed(), reason="llama-cpp-python is not installed "
+                                     "(make fast)")
+QUESTIONS = ["What is the capital of France?", "Name three colours of the rainbow.",
+             "Thủ đô của Việt Nam là gì?", "How many days are in a week?"]
+
+
+@pytest.fixture
+def studio_home(monkeypatch):
+    REAL_HOME.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("STUDIO_HOME", str(REAL_HOME))
+    return REAL_HOME
+
+
+@pytest.fixture
+def engines(studio_home, monkeypatch):
+    """(transformers backend, llama.cpp backend) of the embedded model."""
+    monkeypatch.setenv("STUDIO_ENGINE", "transformers")
+    torch_backend = registry.get_backend(ModelSource())
+    monkeypatch.setenv("STUDIO_ENGINE", "llama.cpp")
+    fast = registry.get_backend(ModelSource())
+    yield torch_backend, fast
+
+
+def _prompt(backend, question: str):
+    return backend.render([{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": question}],
+                          CompletionLabels())
+
+
+@pytest.mark.real_model
+@needs_llama_cpp
+def test_llama_cpp_gives_the_same_greedy_answers_as_transformers(engines):
+    torch_backend, fast = engines
+    assert fast.engine == "llama.cpp" and torch_backend.engine == "transformers"
+    assert fast.card.dtype == "F16" and fast.card.layers == 18 and fast.card.vocab_size == 262144
+    settings = GenerationSettings(max_new_tokens=24)
+    prompts = [_prompt(fast, q) for q in QUESTIONS]
+    assert [fast.count_tokens(p) for p in prompts] == [torch_backend.count_tokens(p) for p in prompts]
+    expected = [r["text"] for r in torch_backend.generate_batch(prompts, settings)]
+    assert [r["text"] for r in fast.generate_batch(prompts, settings)] == expected
+    streamed = fast.stream(prompts[0], settings)
+    assert streamed.run_to_end() == expected[0].strip()
+    assert streamed.stats()["stopped_by"] == "stop"  # the completion format's "\nQuestion:" ended it
+
+
+@pytest.mark.real_model
+@needs_llama_cpp
+def test_llama_cpp_stream_honours_limits_cancel_and_stop_strings(engines):
+    _, fast = engines
+    prompt = _prompt(fast, "Write a long story about a bike shop.")
+    limited = fast.stream(prompt, GenerationSettings(max_new_tokens=5))
+    limited.run_to_end()
+    assert limited.output_tokens == 5 and limited.stats()["stopped_by"] == "length"
+    stopped = fast.stream(prompt, GenerationSettings(max_new_tokens=60, stop=("shop",)))
+    assert "shop" not in stopped.run_to_end() and stopped.stopped_by == "stop"
+    cancelled = fast.stream(prompt, GenerationSettings(max_new_tokens=200))
+    for piece in cancelled:
+        cancelled.cancel()
+    assert cancelled.stopped_by == "cancelled" and cancelled.output_tokens < 200
+    asked = {"n": 0}
+
+    def stop_after_three():
+        asked["n"] += 1
+        return asked["n"] > 3
+
+    cut = fast.generate_batch([prompt, prompt], GenerationSettings(max_new_tokens=100), should_stop=stop_after_three)
+    assert len(cut) == 2 and cut[0]["output_tokens"] <= 4 and cut[1]["text"] == ""
+
+
+@pytest.mark.real_model
+@needs_llama_cpp
+def test_relevance_scores_agree_between_engines(engines):
+    from core.rag.rerank import llm_scorer
+
+    torch_backend, fast = engines
+    passages = ["Paris is the capital and largest city of France.", "Bananas are rich in potassium."]
+    slow_scores = llm_scorer(torch_backend)("What is the capital of France?", passages)
+    fast_scores = llm_scorer(fast)("What is the capital of France?", passages)
+    assert np.allclose(slow_scores, fast_scores, atol=0.05)
+
+
+@pytest.mark.real_model
+@needs_llama_cpp
+@pytest.mark.parametrize("rslora", [False, True])
+def test_a_lora_adapter_written_as_gguf_changes_llama_cpp_as_it_changes_transformers(studio_home, tmp_path,
+                                                                                    rslora, monkeypatch):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.models import convert, gguf_write
+    from core.models.llamacpp import LlamaCppModel, engine_file
+
+    folder = convert.ensure_embedded()
+    base_gguf = engine_file(ModelSource(), folder)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False,
+                                      use_rslora=rslora))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.02)
+    model.save_pretrained(tmp_path / "adapter")
+    gguf_write.write_lora(base_gguf, tmp_path / "adapter", tmp_path / "adapter.gguf")
+    ids = tokenizer("Question: Where is the Eiffel tower?\nAnswer:")["input_ids"]
+    merged = model.merge_and_unload()
+    with torch.no_grad():
+        expected = torch.log_softmax(merged(torch.tensor([ids])).logits[0, -1], -1).numpy()
+    candidates = [int(i) for i in np.argsort(expected)[::-1][:5]]
+    tuned = LlamaCppModel("tuned", base_gguf, tokenizer, {1}, tmp_path / "adapter.gguf")
+    plain = LlamaCppModel("plain", base_gguf, tokenizer, {1})
+    try:
+        with_adapter = np.array(tuned.choice_logprobs([ids], candidates)[0])
+        without = np.array(plain.choice_logprobs([ids], candidates)[0])
+    finally:
+        tuned.close()
+        plain.close()
+    assert np.abs(with_adapter - expected[candidates]).max() < 0.1  # the adapter applied, scaled as PEFT scales it
+    assert np.abs(without - expected[candidates]).max() > 0.5  # and it changes the answer's probabilities
+
+
+def test_engine_choice_follows_the_setting_and_what_llama_cpp_can_run(monkeypatch):
+    monkeypatch.delenv("STUDIO_ENGINE", raising=False)
+    monkeypatch.setattr(engine, "llama_cpp_installed", lambda: True)
+    monkeypatch.setattr(engine, "_has_gpu", lambda: False)
+    embedded, folder = ModelSource(), ModelSource(kind="local", location="/models/x")
+    assert engine.preference() == "auto"
+    assert engine.choose(embedded).engine == "llama.cpp"
+    assert engine.choose(ModelSource(kind="gguf", location="/m.gguf")).engine == "llama.cpp"
+    assert engine.choose(folder).engine == "transformers"  # llama.cpp reads GGUF files only
+    assert engine.choose(embedded, precision="int8").engine == "transformers"
+    soft_prompt = {"config": {"method": "prefix_tuning"}}
+    assert engine.choose(embedded, soft_prompt).engine == "transformers"
+    assert engine.choose(embedded, {"config": {"method": "lora"}}).engine == "llama.cpp"
+    engine.set_preference("transformers")
+    assert engine.preference() == "transformers" and engine.choose(embedded).engine == "transformers"
+    engine.set_preference("llama.cpp")
+    monkeypatch.setattr(engine, "_has_gpu", lambda: True)
+    choice = engine.choose(embedded)
+    assert choice.engine == "transformers" and "GPU" in str(choice.reason)
+    monkeypatch.setenv("STUDIO_ENGINE", "transformers")  # the environment wins over the saved setting
+    assert engine.preference() == "transformers"
+    monkeypatch.setattr(engine, "llama_cpp_installed", lambda: False)
+    monkeypatch.delenv("STUDIO_ENGINE")
+    assert "not installed" in str(engine.choose(embedded).reason)
+    with pytest.raises(Exception):
+        engine.set_preference("vllm")
