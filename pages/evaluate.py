@@ -165,11 +165,12 @@ def pick_exports(recipe) -> list[variants.Variant]:
     exports = variants.merged_exports(project)
     if not exports:
         return []
-    picked = st.multiselect(t("Merged exports (export parity)"), exports, key=K + "exports",
-                            format_func=lambda e: t("{folder} (from adapter {adapter})",
-                                                    folder=e.folder.rstrip("/").rsplit("/", 1)[-1], adapter=e.adapter),
-                            help=t("Scores the merged model folder and base + adapter side by side: with greedy "
-                                   "decoding their answers should match; a gap means the export lost something."),
+    picked = st.multiselect(t("Exports (export parity)"), exports, key=K + "exports",
+                            format_func=lambda e: t("{folder} (from adapter {adapter})", folder=e.name,
+                                                    adapter=e.adapter or t("none")),
+                            help=t("Scores an exported model (a merged folder or a GGUF file) and base + adapter side "
+                                   "by side: with greedy decoding their answers should match; a gap means the export "
+                                   "lost something (GGUF files quantized below 16 bits drift a little)."),
                             placeholder=t("None"))
     return [variant for export in picked for variant in variants.export_parity(project, recipe, export)]
 

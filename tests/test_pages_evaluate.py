@@ -170,12 +170,16 @@ def test_merged_exports_can_be_compared_with_base_plus_adapter(eval_project, mon
     from core.evaluate.variants import MergedExport
 
     export = MergedExport("/tmp/exports/run1-merged", "run1")
-    monkeypatch.setattr(variants, "merged_exports", lambda project: [export])
+    gguf = MergedExport("/tmp/exports/assistant-run1-q8_0-gguf", "run1", "/tmp/exports/assistant-run1-q8_0-gguf/"
+                        "model.gguf", "Q8_0")
+    monkeypatch.setattr(variants, "merged_exports", lambda project: [export, gguf])
     at = open_page("evaluate")
-    picker = next(m for m in at.multiselect if m.label == "Merged exports (export parity)")
-    assert picker.options == ["run1-merged (from adapter run1)"]
+    picker = next(m for m in at.multiselect if m.label == "Exports (export parity)")
+    assert picker.options == ["run1-merged (from adapter run1)", "assistant-run1-q8_0-gguf (from adapter run1)"]
     picker.set_value([picker.options[0]]).run()
     assert any("4 of 7 variants" in c.value for c in at.caption)  # the pair joins the ladder's ready rungs
+    picker.set_value(picker.options).run()
+    assert any("5 of 8 variants" in c.value for c in at.caption)  # base + adapter once, and each export
 
 
 def test_one_question_can_be_read_in_full_for_every_rung(finished_run):

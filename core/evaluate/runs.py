@@ -70,12 +70,19 @@ def _model_identity(project: Project, variant: Variant) -> dict:
     recipe = variant.recipe
     identity = {"model": recipe.model.to_dict(), "precision": variant.precision,
                 "weights": _weights_fingerprint(recipe.model)}
+    manifest = None
     if recipe.adapter:
         from core.models.adapters import AdapterRegistry
 
         manifest = AdapterRegistry(project).get(recipe.adapter).manifest
         identity["adapter"] = {"id": recipe.adapter, "created": manifest.get("created"),
                                "base": manifest.get("base_fingerprint")}
+    if recipe.model.kind != "openai":
+        from core.models.engine import choose
+
+        chosen = choose(recipe.model, manifest, variant.precision).engine
+        if chosen != "transformers":  # left out for transformers, so answers cached before engines existed stay valid
+            identity["engine"] = chosen
     return identity
 
 
@@ -441,7 +448,8 @@ def _remember_model(project: Project, run: EvalRun, variant: Variant, fingerprin
     known = atomic.read_json(cache_path) if cache_path.exists() else {}
     card = getattr(backend, "card", None)
     if card is not None:
-        known[fingerprint] = {"weights_bytes": card.weights_bytes, "precision": variant.precision}
+        known[fingerprint] = {"weights_bytes": card.weights_bytes, "precision": variant.precision,
+                              "engine": getattr(backend, "engine", "endpoint")}
         atomic.write_json(cache_path, known)
     if fingerprint in known:
         atomic.write_json(run.folder / "models.json", {**run.models(), variant.key: known[fingerprint]})

@@ -136,11 +136,17 @@ def at_precision(variant: Variant, precision: str) -> Variant:
 @dataclass(frozen=True)
 class MergedExport:
     folder: str
-    adapter: str  # the adapter it was merged from
+    adapter: str | None  # the adapter it was merged from (None: the base model alone)
+    gguf: str | None = None  # a GGUF export: its file; else a safetensors folder
+    quantization: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.folder.rstrip("/").rsplit("/", 1)[-1]
 
 
 def merged_exports(project: Project) -> list[MergedExport]:
-    """Merged model folders written by the Fine-tune page's export (newest first)."""
+    """Merged model folders and GGUF files written by the Fine-tune page's exports (newest first)."""
     from core import atomic
     from core.finetune.adapters import EXPORT_MANIFEST
 
@@ -148,15 +154,21 @@ def merged_exports(project: Project) -> list[MergedExport]:
     found = [(p, atomic.read_json(p / EXPORT_MANIFEST)) for p in folder.iterdir()
              if (p / EXPORT_MANIFEST).exists()] if folder.exists() else []
     found.sort(key=lambda item: item[1].get("created", 0), reverse=True)
-    return [MergedExport(str(path), manifest["adapter"]) for path, manifest in found]
+    return [MergedExport(str(path), manifest.get("adapter"),
+                         str(path / manifest["file"]) if manifest.get("format") == "gguf" else None,
+                         manifest.get("quantization", "")) for path, manifest in found]
 
 
 def export_parity(project: Project, recipe: Recipe, export: MergedExport) -> list[Variant]:
-    """The recipe with base + adapter, and the same recipe on the merged folder: their scores should match."""
+    """The recipe with base + adapter, and the same recipe on the exported model: with greedy decoding their
+    scores should match (a GGUF quantized below 16 bits may drift a little; the gap shows how much)."""
     from core.models.source import ModelSource
 
-    name = export.folder.rstrip("/").rsplit("/", 1)[-1]
     tuned = recipe.with_changes(adapter=export.adapter)
-    merged = recipe.with_changes(adapter=None, model=ModelSource(kind="local", location=export.folder))
-    return [Variant(f"parity:{export.adapter}", f"base + adapter {export.adapter}", tuned),
-            Variant(f"parity:{name}", f"merged export {name}", merged)]
+    model = ModelSource(kind="gguf", location=export.gguf) if export.gguf else \
+        ModelSource(kind="local", location=export.folder)
+    exported = recipe.with_changes(adapter=None, model=model)
+    label = f"base + adapter {export.adapter}" if export.adapter else "base model"
+    kind = f"GGUF {export.quantization}" if export.gguf else "merged export"
+    return [Variant(f"parity:{export.adapter or 'base'}", label, tuned),
+            Variant(f"parity:{export.name}", f"{kind} {export.name}", exported)]

@@ -76,19 +76,55 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: Progress | None = Non
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     progress(0.85, Msg("Writing the safetensors cache"))
+
+    def save(staging: Path) -> None:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+
+    _save_atomically(out_dir, save, gguf_path)
+    progress(1.0, Msg("Ready"))
+    return out_dir
+
+
+def tokenizer_folder(gguf_path: Path) -> Path:
+    return gguf_cache_folder(gguf_path).with_name(gguf_cache_folder(gguf_path).name + "-tokenizer")
+
+
+def ensure_tokenizer(gguf_path: Path, progress: Progress | None = None) -> Path:
+    """A folder with the GGUF file's tokenizer alone (what the llama.cpp engine needs to write prompts exactly as
+    transformers does): the converted folder when there is one, else the tokenizer saved once, in seconds instead
+    of de-quantizing every weight."""
+    gguf_path = Path(gguf_path)
+    converted = gguf_cache_folder(gguf_path)
+    if is_converted(converted):
+        return converted
+    out_dir = tokenizer_folder(gguf_path)
+    if (out_dir / READY_MARKER).is_file():
+        return out_dir
+    from transformers import AutoTokenizer
+
+    (progress or (lambda fraction, message: None))(0.1, Msg("Reading the tokenizer from the GGUF file"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    except Exception as exc:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise ModelLoadError(Msg("This GGUF file cannot be loaded ({reason}); use a Hugging Face folder or a GGUF of "
+                                 "a supported architecture (llama, gemma3, qwen2, phi3, …).", reason=first_line)) from exc
+    _save_atomically(out_dir, lambda staging: tokenizer.save_pretrained(staging), gguf_path)
+    return out_dir
+
+
+def _save_atomically(out_dir: Path, save, gguf_path: Path) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; the cache is as readable as any model folder
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        save(staging)
         (staging / READY_MARKER).write_text(json.dumps({"source": str(gguf_path)}))
         shutil.rmtree(out_dir, ignore_errors=True)
         os.replace(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    progress(1.0, Msg("Ready"))
-    return out_dir
 
 
 def ensure_embedded(progress: Progress | None = None) -> Path:
@@ -106,7 +142,9 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"progress": fraction, "message": message}), flush=True)
 
     try:
-        if argv[0] == "embedded":
+        if argv[0] == "tokenizer":
+            ensure_tokenizer(Path(argv[1]), emit)
+        elif argv[0] == "embedded":
             folder = ensure_embedded(emit)
             from core.models.registry import engine_choice
             from core.models.source import ModelSource

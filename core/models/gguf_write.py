@@ -181,7 +181,6 @@ def write_model(template: Path, state: dict, out: Path, quantization: str = "Q8_
     finally:
         for leftover in (staging, staging.with_name(staging.name + ".q")):
             leftover.unlink(missing_ok=True)
-    progress(1.0, Msg("Done"))
     return out
 
 

@@ -23,7 +23,11 @@ def needs_conversion(source: ModelSource) -> bool:
         return engine_choice(source).engine == "llama.cpp" and not _engine_weights_ready()
     if source.kind == "gguf":
         path = Path(source.location).expanduser()
-        return path.is_file() and not convert.is_converted(convert.gguf_cache_folder(path))
+        if not path.is_file() or convert.is_converted(convert.gguf_cache_folder(path)):
+            return False
+        if engine_choice(source).engine == "llama.cpp":  # llama.cpp reads the file; only its tokenizer is saved
+            return not convert.is_converted(convert.tokenizer_folder(path))
+        return True
     return False
 
 
@@ -37,6 +41,8 @@ def conversion_argv(source: ModelSource) -> list[str]:
     if source.kind == "embedded":
         return ["-m", "core.models.convert", "embedded"]
     path = Path(source.location).expanduser()
+    if engine_choice(source).engine == "llama.cpp":
+        return ["-m", "core.models.convert", "tokenizer", str(path)]
     return ["-m", "core.models.convert", str(path), str(convert.gguf_cache_folder(path))]
 
 
@@ -199,7 +205,13 @@ def open_llama_cpp(source: ModelSource, adapter: Path | None = None, progress=No
     from core.models.adapters import check_base, read_adapter
     from core.models.llamacpp import LlamaCppModel, adapter_as_gguf, engine_file
 
-    folder, name = model_folder(source, progress)
+    if source.kind == "gguf" and adapter is None:  # llama.cpp reads the file itself: only its tokenizer is needed
+        path = Path(source.location).expanduser()
+        if path.suffix.lower() != ".gguf" or not path.is_file():
+            model_folder(source, progress)  # the same clear message as for transformers
+        folder, name = convert.ensure_tokenizer(path, progress), path.name
+    else:
+        folder, name = model_folder(source, progress)
     base_gguf = engine_file(source, folder, progress)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     try:
