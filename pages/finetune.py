@@ -31,6 +31,7 @@ from core.workspace import Project
 from studio.ui import preference as preference_ui
 from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready
+from studio.ui.export_panel import gguf_export_form, gguf_export_status
 from studio.ui.run_panel import start_button
 from studio.ui.state import draft, require_project, save_draft, saved_recipe, show_error
 
@@ -587,6 +588,7 @@ def export_adapter(project: Project, info: AdapterInfo, folder: Path) -> None:
                 st.success(t("Saved a standalone model folder: {path}", path=str(target)))
             except StudioError as exc:
                 show_error(exc)
+        gguf_export_form(project, info, K)
 
 
 # ---- base vs tuned ----------------------------------------------------------------------------------------------
@@ -624,6 +626,7 @@ def main() -> None:
     terminal_commands(project, config)
     start_and_runs(project, recipe, config, blocked=(method == "qlora" and not qlora_ok) or checks_block)
     adapter = pick_adapter(project, recipe, saved, folder)
+    gguf_export_status(project, K)
     base_vs_tuned(project, recipe, adapter)
 
 

@@ -7,6 +7,7 @@ from core.models import registry
 from core.models.card import human_bytes
 from core.models.source import SOURCE_KINDS, SOURCE_LABELS, ModelSource
 from studio.ui.i18n import t
+from studio.ui.engine_panel import engine_section
 from studio.ui.model_panel import ensure_backend
 from studio.ui.state import draft, require_project, save_draft, saved_recipe, set_draft, show_error
 
@@ -64,6 +65,8 @@ with st.container(border=True):
             except StudioError as exc:
                 show_error(exc)
 
+engine_section(source)
+
 st.subheader(t("Model card"))
 backend = ensure_backend(source, key="model")
 if backend is None:
@@ -93,7 +96,10 @@ maximum = backend.context_length
 value = st.number_input(t("Tokens to use per request"), min_value=64, max_value=maximum,
                         value=min(recipe.context_window or maximum, maximum), step=256,
                         help=t("Up to {maximum} for this model. Smaller windows answer faster on a laptop; "
-                               "few-shot examples are trimmed to fit.", maximum=f"{maximum:,}"))
+                               "few-shot examples are trimmed to fit.", maximum=f"{maximum:,}")
+                        + (" " + t("llama.cpp reserves room for {maximum} tokens; set STUDIO_LLAMACPP_CONTEXT for "
+                                   "more.", maximum=f"{maximum:,}") if getattr(backend, "engine", "") == "llama.cpp"
+                           else ""))
 window = int(value)
 if window != recipe.context_window:
     recipe = recipe.with_changes(context_window=window)

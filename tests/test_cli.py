@@ -190,6 +190,8 @@ USAGE_ERRORS = {
     "config missing": (lambda tmp: ["train", "Shop", "--config", str(tmp / "missing.json")], "Could not read"),
     "config a folder": (lambda tmp: ["train", "Shop", "--config", str(tmp)], "Could not read"),
     "config not UTF-8": (lambda tmp: ["train", "Shop", "--config", _not_utf8(tmp)], "not a UTF-8 text file"),
+    "unknown quantization": (lambda tmp: ["export", "Shop", "-q", "Q9"], "--quantization must be one of Q8_0"),
+    "unknown engine": (lambda tmp: ["engine", "vllm"], "the engine must be one of auto, transformers, llama.cpp"),
 }
 
 
@@ -221,6 +223,7 @@ def test_typer_own_usage_errors_exit_2_without_traceback(workspace):
     (["train", "Nope", "--config", "{config}"], "no project called 'Nope'"),
     (["kb", "delete", "Shop", "x.md", "--kb", "bad name"], "knowledge-base name"),
     (["data", "check", "Shop", "nope"], "no dataset called 'nope'"),
+    (["export", "Shop", "--adapter", "missing"], "Adapter 'missing' not found"),
 ])
 def test_other_mistakes_are_one_sentence_and_exit_1(workspace, tmp_path, args, fragment):
     workspace.create("Shop")
@@ -283,3 +286,13 @@ def test_eval_ladder_prints_each_step_with_its_interval(workspace, tiny_model_di
     shown = runner.invoke(cli.app, ["eval", "Eval shop", "--dataset", "faq", "--ladder"])
     assert shown.exit_code == 0, shown.output
     assert "over Prompt (zero-shot) (95% interval" in shown.stdout
+
+
+def test_engine_shows_and_saves_the_setting(workspace, monkeypatch):
+    monkeypatch.delenv("STUDIO_ENGINE", raising=False)
+    workspace.create("Shop")
+    result = runner.invoke(cli.app, ["engine", "transformers", "--project", "Shop"])
+    assert result.exit_code == 0, result.output
+    assert "setting: transformers" in result.stdout
+    assert "answers: transformers (transformers was chosen on the Model page.)" in result.stdout
+    assert "setting: transformers" in runner.invoke(cli.app, ["engine"]).stdout

@@ -291,3 +291,29 @@ def test_chat_marks_the_passage_the_answer_is_drawn_from(tiny_project, monkeypat
     assert any(e.label == "Sources (2) · answer drawn from [2]" for e in at.expander)
     marked = [m.value for m in at.markdown if m.value.startswith("**[")]
     assert marked == ["**[1]** hours.md · Hours", "**[2]** shipping.md ✓ the answer is drawn from this passage"]
+
+
+def test_model_page_names_the_engine_and_keeps_the_setting(tiny_project, monkeypatch):
+    from core.models import engine
+
+    monkeypatch.delenv("STUDIO_ENGINE")
+    at = run_page("model")
+    assert_clean(at)
+    assert any("Answers come from **transformers**" in m.value for m in at.markdown)  # a folder, not a GGUF file
+    at.radio(key="model.engine").set_value("transformers").run()
+    assert_clean(at)
+    assert engine.preference() == "transformers"
+    assert any("transformers was chosen on the Model page." in c.value for c in at.caption)
+
+
+def test_model_page_offers_to_install_llama_cpp_when_it_is_missing(tiny_project, monkeypatch):
+    from core.models import engine, install_engine
+
+    monkeypatch.setattr(engine, "llama_cpp_installed", lambda: False)
+    started = []
+    monkeypatch.setattr(install_engine, "start_job", lambda: started.append(True))
+    at = run_page("model")
+    assert any("llama.cpp is not installed" in i.value for i in at.info)
+    next(b for b in at.button if b.label == "Install the fast engine").click().run()
+    assert_clean(at)
+    assert started == [True]

@@ -273,3 +273,26 @@ def test_the_form_starts_with_the_settings_the_suggestion_names(workspace, tiny_
     assert next(n for n in at.number_input if n.label == "Rank").value == 8
     assert next(n for n in at.number_input if n.label == "Alpha").value == 16
     assert next(n for n in at.number_input if n.label == "Epochs").value == 5
+
+
+def test_gguf_export_is_explained_and_its_finished_job_shows_where_and_how(tuning_project):
+    from core.finetune import gguf_export
+    from core.jobs import Job
+
+    recipe = RecipeStore(tuning_project).load()
+    run = runs.create_run(tuning_project, TrainConfig(dataset="pairs", epochs=1, lora_rank=2, max_length=64,
+                                                      precision="fp32"), recipe)
+    runs.execute(tuning_project, run.id, lambda **e: None)
+    at = open_page("finetune")
+    assert any("GGUF export writes models that were read from a GGUF file" in c.value for c in at.caption)  # a folder model
+    target = tuning_project.subdir("exports") / "assistant-run-q8_0-gguf"
+    target.mkdir(parents=True)
+    (target / gguf_export.MODELFILE).write_text("FROM ./model.gguf\n")
+    job = Job.start(gguf_export.jobs_folder(tuning_project),
+                    ["-c", f"import json; print(json.dumps({{'folder': {str(target)!r}}}))"], label="export")
+    deadline = time.time() + 30
+    while job.status().state == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    at = open_page("finetune")
+    assert any("GGUF export ready" in m.value and str(target) in m.value for m in at.markdown)
+    assert any("ollama create my-assistant -f Modelfile" in c.value for c in at.code)

@@ -11,7 +11,7 @@ from core.cli import quiet  # noqa: F401  first: its settings must precede every
 import typer
 from typer.core import TyperGroup
 
-from core.cli import bundle, data, evaluate, kb, project, recipe, studio_cmds, train
+from core.cli import bundle, data, evaluate, kb, model, project, recipe, studio_cmds, train
 from core.errors import StudioError
 
 
@@ -39,5 +39,7 @@ app.add_typer(kb.app, name="kb")
 app.add_typer(bundle.app, name="bundle")
 app.command()(train.train)
 app.command("eval")(evaluate.eval_command)
+app.command()(model.export)
+app.command()(model.engine)
 
 __all__ = ["app"]

@@ -159,3 +159,56 @@ def guide(recipe: Recipe, quantization: str, chat_template: str | None, info) ->
               "run the model answer without them.",
               "- Few-shot examples: the studio picks them per question.", ""]
     return "\n".join(parts)
+
+
+# ---- as a background job: `python -m core.finetune.gguf_export PROJECT_DIR RECIPE_JSON QUANTIZATION` --------------
+
+def jobs_folder(project: Project) -> Path:
+    return project.subdir("runs") / "export"
+
+
+def start_job(project: Project, recipe: Recipe, quantization: str):
+    """The export in a background job (the Fine-tune page shows its progress and can cancel it)."""
+    import json
+
+    from core.jobs import Job
+
+    return Job.start(jobs_folder(project), ["-m", "core.finetune.gguf_export", str(project.path),
+                                            json.dumps(recipe.to_dict()), quantization], label="Export GGUF")
+
+
+def latest_job(project: Project):
+    from core.jobs import Job
+
+    folder = jobs_folder(project)
+    started = sorted(p for p in folder.glob("*") if p.is_dir()) if folder.exists() else []
+    return Job(started[-1]) if started else None
+
+
+def main(argv: list[str]) -> int:
+    import json
+    import logging
+
+    from core.jobs import print_event
+
+    folder, recipe_json, quantization = argv
+    project = Project(Path(folder), Path(folder).name, 0.0).require()
+    try:
+        target = export_gguf(project, Recipe.from_dict(json.loads(recipe_json)), quantization,
+                             progress=lambda fraction, message: print_event(progress=fraction, message=message))
+    except StudioError as exc:
+        print_event(error=exc.args[0])
+        return 1
+    except Exception as exc:  # the traceback goes to the job's stderr.log
+        logging.exception("GGUF export failed")
+        print_event(error=Msg("The GGUF export failed ({reason}).", reason=(str(exc).splitlines() or
+                                                                           [type(exc).__name__])[0][:200]))
+        return 1
+    print_event(folder=str(target))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -63,7 +63,7 @@ def choose(source, adapter_manifest: dict | None = None, precision: str | None =
         return EngineChoice("transformers", Msg("transformers was chosen on the Model page."))
     blocker = _llama_cpp_blocker(source, adapter_manifest, precision)
     if blocker is None:
-        return EngineChoice("llama.cpp", Msg("llama.cpp answers: quantized weights, fastest on this CPU."))
+        return EngineChoice("llama.cpp", Msg("llama.cpp answers: several times faster than transformers on a CPU."))
     if wanted == "llama.cpp":
         return EngineChoice("transformers", Msg("transformers answers instead of llama.cpp: {why}", why=blocker))
     return EngineChoice("transformers", blocker)

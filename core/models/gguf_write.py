@@ -166,7 +166,8 @@ def write_model(template: Path, state: dict, out: Path, quantization: str = "Q8_
             values = as_stored(arch, tensor.name, state[names.hf_name(tensor.name)], reader)
             data, ggml_type = _quantized(values, tensor.name, written_as)
             writer.add_tensor(tensor.name, data, raw_dtype=ggml_type)
-            progress(0.1 + 0.6 * (n + 1) / len(reader.tensors), Msg("Quantizing the weights"))
+            if n % 24 == 23:
+                progress(0.1 + 0.6 * (n + 1) / len(reader.tensors), Msg("Quantizing the weights"))
         progress(0.75, Msg("Writing the GGUF file"))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
@@ -187,6 +188,9 @@ def write_model(template: Path, state: dict, out: Path, quantization: str = "Q8_
 def quantize_with_llama_cpp(source: Path, destination: Path, file_type: int) -> None:
     import llama_cpp
 
+    from core.models.llamacpp import route_logs
+
+    route_logs()  # its notes (tensors that fall back to another type) go to the log, not the terminal
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = file_type
     params.nthread = max(1, os.cpu_count() or 1)

@@ -34,7 +34,7 @@ ENGINE_WEIGHTS = "F16"  # the embedded model's and merged adapters' weights for 
 _quiet = None  # the log callback handed to llama.cpp (kept alive here: ctypes does not hold it)
 
 
-def _route_logs() -> None:
+def route_logs() -> None:
     """llama.cpp's own messages (tensor loading, cache notes) go to Python logging at debug level; its errors stay
     errors. Without this some notes print to the terminal whatever `verbose` says."""
     global _quiet
@@ -88,7 +88,7 @@ class LlamaCppModel(PromptRendering):
         self.eos_ids = set(eos_ids)
         self.top_k = top_k
         self.lock = threading.Lock()
-        _route_logs()
+        route_logs()
         try:
             probe = _metadata(self.gguf_path)
             context = _context_size(probe["context_length"])
