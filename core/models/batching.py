@@ -177,12 +177,7 @@ class Batcher:
                 self._emit(request, final=True)
 
     def _emit(self, request: Request, final: bool = False) -> None:
-        text = self.tokenizer.decode(request.generated, skip_special_tokens=True)
-        if not final and text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
-            return
-        if len(text) > len(request.emitted) and text.startswith(request.emitted):
-            request.pieces.put(text[len(request.emitted):])
-            request.emitted = text
+        emit_text(self.tokenizer, request, final)
 
     def _cancelled_before_start(self, request: Request) -> bool:
         """A chat left before its (next) batch: it ends with what it wrote so far."""
@@ -197,6 +192,16 @@ class Batcher:
         from core.models.local import _count_until_stop
 
         return _count_until_stop(self.tokenizer, request.generated, request.stops)
+
+
+def emit_text(tokenizer, request: Request, final: bool = False) -> None:
+    """The request's new text since what it emitted, held back while it ends in half a multi-byte character."""
+    text = tokenizer.decode(request.generated, skip_special_tokens=True)
+    if not final and text.endswith("\ufffd"):
+        return
+    if len(text) > len(request.emitted) and text.startswith(request.emitted):
+        request.pieces.put(text[len(request.emitted):])
+        request.emitted = text
 
 
 def padding_id(tokenizer) -> int:

@@ -5,6 +5,7 @@ pip cache that holds the package)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -34,8 +35,13 @@ def start_job() -> Job:
     return Job.start(jobs_folder(), ["-m", "core.models.install_engine"], label="Install llama.cpp")
 
 
+# llama.cpp's own thread pool instead of OpenMP: PyTorch's OpenMP threads, left spinning by the embedder in the same
+# process, slowed an OpenMP build by a third (bench/README.md); the Makefile builds it the same way.
+BUILD_ENV = {"CMAKE_ARGS": "-DGGML_OPENMP=OFF"}
+
+
 def pip_command() -> list[str]:
-    command = [sys.executable, "-m", "pip", "install", "--progress-bar", "off"]
+    command = [sys.executable, "-m", "pip", "install", "--progress-bar", "off", "--no-cache-dir"]
     if LOCK.exists():  # the version every other machine of this project runs
         command += ["-c", str(LOCK)]
     return command + [SPEC]
@@ -57,7 +63,7 @@ def main() -> int:
     started = time.monotonic()
     print_event(progress=0.01, message=Msg("Starting pip"))
     process = subprocess.Popen(pip_command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               bufsize=1)
+                               bufsize=1, env={**os.environ, **BUILD_ENV})
     tail: list[str] = []
     for line in process.stdout:
         tail = (tail + [line.rstrip()])[-20:]

@@ -1,12 +1,11 @@
-"""A GGUF model answered by llama.cpp (llama-cpp-python): quantized matrix products, several times the tokens per
-second of fp32 transformers on a CPU.
+"""A GGUF model answered by llama.cpp (llama-cpp-python): several times the tokens per second of fp32 transformers
+on a CPU.
 
 Prompts are rendered and tokenized by the model's Hugging Face tokenizer (core.models.local.PromptRendering), and
 token ids go to llama.cpp as they are, so both engines read exactly the same tokens; answers are decoded by the
 same tokenizer and end on the same end-of-turn ids, stop strings and loop guard. A LoRA adapter is applied as a GGUF
 adapter on the unchanged base file; other adapters are merged into a GGUF of their own (core.models.gguf_write).
-Requests take turns on one llama.cpp context; the prompt prefix a request shares with the previous one (system
-prompt, examples) is not computed again.
+Concurrent answers decode together, one token of each per step (core.models.llamacpp_batching).
 """
 
 from __future__ import annotations
@@ -14,13 +13,14 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import random
+import queue
 import threading
 import time
 from pathlib import Path
 
 from core.errors import ModelLoadError
 from core.i18n import Msg
+from core.models.batching import Finished, Request, stream_through
 from core.models.card import ModelCard
 from core.models.generation import GenerationSettings, GenerationStream
 from core.models.local import PromptRendering, RenderedPrompt, answer_from_tokens
@@ -28,6 +28,7 @@ from core.models.local import PromptRendering, RenderedPrompt, answer_from_token
 log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 8192  # tokens of KV cache llama.cpp reserves; $STUDIO_LLAMACPP_CONTEXT changes it
 BATCH = 512
+SCORING_CONTEXT = 2048  # the loader's own context only reads relevance prompts (choice_logprobs)
 ENGINE_WEIGHTS = "F16"  # the embedded model's and merged adapters' weights for llama.cpp (see engine_file)
 
 
@@ -45,12 +46,13 @@ def route_logs() -> None:
     import llama_cpp
 
     native = logging.getLogger("llama.cpp")
+    error = 4  # GGML_LOG_LEVEL_ERROR (ggml.h); warnings are load notes a user cannot act on
 
     @llama_cpp.llama_log_callback
     def route(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         message = text.decode("utf-8", "replace").rstrip()
         if message:
-            native.log(logging.ERROR if level == 3 else logging.DEBUG, message)
+            native.log(logging.ERROR if level == error else logging.DEBUG, message)
 
     _quiet = route
     llama_cpp.llama_log_set(route, ctypes.c_void_p(0))
@@ -87,7 +89,9 @@ class LlamaCppModel(PromptRendering):
         self.lora_path = Path(lora_path) if lora_path else None
         self.eos_ids = set(eos_ids)
         self.top_k = top_k
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the loader's context (relevance scores)
+        self._batcher = None
+        self._batcher_lock = threading.Lock()
         route_logs()
         try:
             probe = _metadata(self.gguf_path)
@@ -95,9 +99,9 @@ class LlamaCppModel(PromptRendering):
             # Some load notes bypass the log callback and write to the terminal; the load's errors still raise.
             with suppress_stdout_stderr(disable=False):
                 self.llm = Llama(model_path=str(self.gguf_path),
-                                 lora_path=str(self.lora_path) if self.lora_path else None, n_ctx=context,
-                                 n_batch=BATCH, n_threads=threads(), n_threads_batch=threads(),
-                                 last_n_tokens_size=context, verbose=False)
+                                 lora_path=str(self.lora_path) if self.lora_path else None,
+                                 n_ctx=min(context, SCORING_CONTEXT), n_batch=BATCH, n_threads=threads(),
+                                 n_threads_batch=threads(), verbose=False)
         except Exception as exc:
             log.exception("llama.cpp could not load %s", self.gguf_path)
             raise ModelLoadError(Msg("llama.cpp could not load {path} ({reason}); choose transformers on the Model "
@@ -115,7 +119,9 @@ class LlamaCppModel(PromptRendering):
         atexit.register(self.close)
 
     def close(self) -> None:
-        """Frees llama.cpp's model and context now (its own finalizer can fail while Python shuts down)."""
+        """Frees llama.cpp's contexts and model now (its own finalizer can fail while Python shuts down)."""
+        if self._batcher is not None:
+            self._batcher.close()
         llm, self.llm = getattr(self, "llm", None), None
         if llm is not None:
             with self.lock:
@@ -123,76 +129,50 @@ class LlamaCppModel(PromptRendering):
 
     # -- generation ---------------------------------------------------------------------------------------------
 
-    def _tokens(self, input_ids: list[int], settings: GenerationSettings, cancel: threading.Event | None):
-        """Generated ids until an end-of-turn id, the token limit or a cancel (the caller holds the lock)."""
-        if len(input_ids) + settings.max_new_tokens > self.context_length:
-            input_ids = input_ids[-max(1, self.context_length - settings.max_new_tokens):]
-        sampled = settings.temperature > 0
-        if sampled:
-            self.llm.set_seed(random.randrange(2**31))
-        count = 0
-        for token in self.llm.generate(input_ids, temp=settings.temperature if sampled else 0.0,
-                                       top_p=settings.top_p if sampled else 1.0, top_k=self.top_k if sampled else 0,
-                                       min_p=0.0, typical_p=1.0, repeat_penalty=settings.repetition_penalty,
-                                       reset=True):
-            if token in self.eos_ids or (cancel is not None and cancel.is_set()):
-                return
-            yield int(token)
-            count += 1
-            if count >= settings.max_new_tokens:
-                return
+    @property
+    def batcher(self):
+        """The continuous batcher (core.models.llamacpp_batching) every answer goes through, made on first use."""
+        from core.models.batching import MAX_BATCH
+        from core.models.llamacpp_batching import SequenceBatcher
+
+        with self._batcher_lock:
+            if self._batcher is None:
+                self._batcher = SequenceBatcher(self.llm._model.model, self.tokenizer, self.eos_ids,
+                                                self.context_length, threads(), self.llm._lora_adapter, MAX_BATCH,
+                                                self.top_k)
+            return self._batcher
 
     def stream(self, prompt: RenderedPrompt, settings: GenerationSettings) -> GenerationStream:
+        """The answer as a stream; concurrent streams decode together."""
         stops = tuple(dict.fromkeys(prompt.stop + settings.stop))
-        input_ids = self.encode(prompt)
-
-        def produce(emit, cancel_event):
-            generated: list[int] = []
-            emitted = ""
-            with self.lock:
-                for token in self._tokens(input_ids, settings, cancel_event):
-                    generated.append(token)
-                    text = self.tokenizer.decode(generated, skip_special_tokens=True)
-                    if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
-                        continue
-                    if len(text) > len(emitted) and text.startswith(emitted):
-                        emit(text[len(emitted):])
-                        emitted = text
-                    if any(stop in emitted for stop in stops):
-                        break
-            text = self.tokenizer.decode(generated, skip_special_tokens=True)
-            if len(text) > len(emitted) and text.startswith(emitted):
-                emit(text[len(emitted):])
-            return len(input_ids), answer_from_tokens(self.tokenizer, generated, stops)[1]
-
-        return GenerationStream(produce, stops, settings.max_new_tokens)
+        return GenerationStream(stream_through(self.batcher, self.encode(prompt), settings, stops), stops,
+                                settings.max_new_tokens)
 
     def generate_batch(self, prompts: list[RenderedPrompt], settings: GenerationSettings,
                        should_stop=None) -> list[dict]:
-        """Answers to several prompts (evaluation), one after the other: on a CPU llama.cpp answers one prompt at a
-        time faster than transformers answers a batch. `should_stop()` true ends the work at the next token."""
+        """Answers to several prompts decoded together (evaluation), as LocalModel.generate_batch returns them.
+        `should_stop()` true ends every answer at the next token (the caller drops them)."""
         cancel = threading.Event()
+        started = time.perf_counter()
+        requests = [self.batcher.submit(Request(self.encode(p), settings, tuple(dict.fromkeys(p.stop + settings.stop)),
+                                                cancel)) for p in prompts]
         results = []
-        for prompt in prompts:
-            stops = tuple(dict.fromkeys(prompt.stop + settings.stop))
-            input_ids = self.encode(prompt)
-            started = time.perf_counter()
-            generated: list[int] = []
-            with self.lock:
-                for token in self._tokens(input_ids, settings, cancel):
-                    generated.append(token)
-                    if should_stop is not None and should_stop():
-                        cancel.set()
-                    if stops and len(generated) % 4 == 0 and any(
-                            s in self.tokenizer.decode(generated[-16:], skip_special_tokens=True) for s in stops):
-                        break
-            text, output_tokens = answer_from_tokens(self.tokenizer, generated, stops)
-            results.append({"text": text, "prompt_tokens": len(input_ids), "output_tokens": output_tokens,
-                            "latency_s": round(time.perf_counter() - started, 3)})
-            if cancel.is_set():
-                break
-        return results + [{"text": "", "prompt_tokens": 0, "output_tokens": 0, "latency_s": 0.0}
-                          for _ in range(len(prompts) - len(results))]
+        for request in requests:
+            while True:
+                try:
+                    item = request.pieces.get(timeout=0.1)
+                except queue.Empty:
+                    item = None
+                if should_stop is not None and should_stop():
+                    cancel.set()
+                if isinstance(item, Finished):
+                    if item.error is not None:
+                        raise item.error
+                    break
+            text, output_tokens = answer_from_tokens(self.tokenizer, request.generated, request.stops)
+            results.append({"text": text, "prompt_tokens": len(request.input_ids), "output_tokens": output_tokens})
+        share = round((time.perf_counter() - started) / max(1, len(prompts)), 3)
+        return [{**result, "latency_s": share} for result in results]
 
     def choice_logprobs(self, prompts_ids: list[list[int]], choices: list[int]) -> list[list[float]]:
         """log P(choice) of each candidate next token after each prompt (the LLM reranker's Yes/No)."""
@@ -203,7 +183,7 @@ class LlamaCppModel(PromptRendering):
         with self.lock:
             for ids in prompts_ids:
                 self.llm.reset()
-                self.llm.eval(ids[-self.context_length:])
+                self.llm.eval(ids[-self.llm.n_ctx():])
                 logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1),
                                                shape=(self.llm.n_vocab(),)).astype(np.float64)
                 top = logits.max()
