@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 # The optional llama.cpp engine (several times faster answers on a CPU): compiled from source once, about 5 minutes.
 # Without OpenMP: llama.cpp's own thread pool is not slowed by the one PyTorch leaves spinning in the same process.
 # No wheel cache, so a build made with other flags is never reused.
-$(FAST_STAMP): $(STAMP)
-	CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet --no-cache-dir -c $(LOCK) -e ".[dev,fast]"
+$(FAST_STAMP): $(STAMP) build-constraints.txt
+	PIP_CONSTRAINT="$(CURDIR)/build-constraints.txt" CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet --no-cache-dir -c $(LOCK) -e ".[dev,fast]"
 	touch $(FAST_STAMP)
 
 install: $(STAMP)

@@ -18,6 +18,9 @@ def test_pip_installs_the_locked_version():
     assert command[:3] == [sys.executable, "-m", "pip"] and command[-1] == install_engine.SPEC
     assert command[command.index("-c") + 1] == str(install_engine.LOCK)
     assert "llama_cpp_python==" in install_engine.LOCK.read_text()  # the lock pins it, so every machine agrees
+    env = install_engine.build_env()  # its build tools too, and it builds without OpenMP
+    assert env["PIP_CONSTRAINT"] == str(install_engine.BUILD_CONSTRAINTS) and env["CMAKE_ARGS"] == "-DGGML_OPENMP=OFF"
+    assert "scikit-build-core==" in install_engine.BUILD_CONSTRAINTS.read_text()
 
 
 def test_pip_lines_become_progress_and_a_failure_one_sentence(monkeypatch, capsys):

@@ -18,6 +18,7 @@ from core.workspace import studio_home
 PACKAGE = "llama-cpp-python"
 SPEC = "llama-cpp-python>=0.3.36,<0.4"  # pyproject.toml's `fast` extra
 LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"
+BUILD_CONSTRAINTS = LOCK.with_name("build-constraints.txt")
 EXPECTED_S = 330.0  # a build on 2 cores; the bar moves with time until pip ends
 
 
@@ -38,6 +39,15 @@ def start_job() -> Job:
 # llama.cpp's own thread pool instead of OpenMP: PyTorch's OpenMP threads, left spinning by the embedder in the same
 # process, slowed an OpenMP build by a third (bench/README.md); the Makefile builds it the same way.
 BUILD_ENV = {"CMAKE_ARGS": "-DGGML_OPENMP=OFF"}
+
+
+def build_env() -> dict:
+    """The environment pip runs in: no OpenMP, and the build tools pinned (build-constraints.txt) when the studio
+    runs from its source folder."""
+    env = {**os.environ, **BUILD_ENV}
+    if BUILD_CONSTRAINTS.exists():  # PIP_CONSTRAINT also reaches the isolated build environment
+        env["PIP_CONSTRAINT"] = str(BUILD_CONSTRAINTS)
+    return env
 
 
 def pip_command() -> list[str]:
@@ -63,7 +73,7 @@ def main() -> int:
     started = time.monotonic()
     print_event(progress=0.01, message=Msg("Starting pip"))
     process = subprocess.Popen(pip_command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               bufsize=1, env={**os.environ, **BUILD_ENV})
+                               bufsize=1, env=build_env())
     tail: list[str] = []
     for line in process.stdout:
         tail = (tail + [line.rstrip()])[-20:]
