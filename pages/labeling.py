@@ -1,5 +1,5 @@
-"""Labeling: one record at a time (accept / edit / reject / skip), a grid for bulk edits, drafted answers,
-and feedback from the Chat page turned into training pairs."""
+"""Labeling: training pairs drafted from documents, one record at a time (accept / edit / reject / skip), a grid
+for bulk edits, drafted answers, and feedback from the Chat page turned into training pairs."""
 
 import getpass
 import json
@@ -13,6 +13,7 @@ from core.data.records import FIELDS, STATUSES, new_record, problems
 from core.data.store import DatasetStore
 from core.feedback import list_feedback, update_feedback
 from core.i18n import Msg
+from studio.ui.draft_panel import draft_panel
 from studio.ui.datasets import conflict_panel, drop_working_copy, edit_record, pick_dataset, save_records, working_copy
 from studio.ui.i18n import t
 from studio.ui.model_panel import ensure_backend
@@ -30,6 +31,7 @@ st.write(t("Review records one by one or in a grid. Every save is a new dataset 
            "lost; two people can label the same dataset at once."))
 
 store = DatasetStore(project)
+draft_panel(project, K, expanded=not store.list())
 name = pick_dataset(project, key=K + "dataset")
 if name is None:
     st.info(t("No dataset yet. Import or create one on the Datasets page."))

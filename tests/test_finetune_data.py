@@ -297,3 +297,17 @@ def test_examples_from_a_real_preparation_collate(tokenizers):
     assert lengths == [len(e.input_ids) for e in examples]
     for row, example in enumerate(examples):
         assert batch["labels"][row, :lengths[row]].tolist() == example.labels
+
+
+def test_unreviewed_suggestions_train_nothing_until_accepted(tokenizers):
+    from core.data.records import label
+
+    drafted = [sft(0, suggestion=True, status="unlabeled"),
+               label(sft(1, suggestion=True, status="unlabeled"), "accepted", "me"), sft(2, status="unlabeled")]
+    examples, report = prepare_examples(drafted, "sft", tokenizers[True], PROMPT, LABELS, 256)
+    assert [e.record_id for e in examples] == ["r1", "r2"] and report.skipped_invalid == 1
+    train, held_out = split_records(drafted, 0.0, seed=1)
+    assert [r["id"] for r in train] == ["r1", "r2"] and held_out == []
+    with pytest.raises(TrainingError) as caught:
+        prepare_examples(drafted[:1], "sft", tokenizers[True], PROMPT, LABELS, 256)
+    assert "unreviewed suggestion" in caught.value.args[0]

@@ -1,4 +1,4 @@
-"""`studio data list|import|export|check|split`."""
+"""`studio data list|import|export|check|split|draft`."""
 
 from __future__ import annotations
 
@@ -162,3 +162,38 @@ def _which_records(ids: list[str], rows: dict) -> str:
     shown = [f"row {rows[i]} (id {i})" if i in rows else f"id {i}" for i in ids[:8]]
     more = f" and {len(ids) - 8} more" if len(ids) > 8 else ""
     return "records: " + ", ".join(shown) + more
+
+
+@app.command("draft")
+def data_draft(project: str,
+               kb: str = typer.Option("docs", help="Knowledge base whose passages the pairs are drafted from."),
+               count: int = typer.Option(50, help="How many pairs to draft."),
+               dataset: str = typer.Option("drafted", help="Training-pair dataset to add them to (created if "
+                                                           "missing)."),
+               seed: int = typer.Option(0, help="Which passages and answers are picked."),
+               endpoint: Optional[str] = typer.Option(None, help="Base URL of an OpenAI-compatible endpoint that "
+                                                                 "writes the questions (default: the recipe's model)."),
+               model: Optional[str] = typer.Option(None, help="The endpoint's model name."),
+               api_key_env: str = typer.Option("", help="Environment variable holding the endpoint's key.")) -> None:
+    """Draft training pairs from documents: suggestions to accept in the labeling queue (Labeling page)."""
+    if count < 1:
+        common.usage("--count must be at least 1.")
+    if endpoint and not model:
+        common.usage("--endpoint needs --model (the name the endpoint serves).")
+    from core.data import drafting
+    from core.models.embedder import embed
+    from core.models.source import ModelSource
+    from core.recipe import RecipeStore
+
+    proj = common.open_project(project)
+    try:
+        source = ModelSource(kind="openai", location=endpoint, model_name=model, api_key_env=api_key_env) \
+            if endpoint else RecipeStore(proj).load().model
+        backend = drafting.writer_backend(proj, source)
+        result = drafting.draft_into_dataset(proj, backend, drafting.DraftSettings(kb, count, seed), dataset,
+                                             common.progress, embed=embed)
+    except StudioError as exc:
+        common.fail(str(exc))
+    typer.echo(f"Drafted {result.drafted} pairs into '{result.dataset}' (version {result.version}); "
+               f"{result.rejected_as_leaks} rejected as too close to an evaluation question. Review them on the "
+               f"Labeling page.")

@@ -141,6 +141,13 @@ def input_output(kind: str, record: dict) -> tuple[str, str]:
     return record.get("question") or "", record.get("reference") or (answers[0] if answers else "")
 
 
+def trains(record: dict) -> bool:
+    """Whether a record may train a model: not rejected, and not a model's suggestion no one has accepted yet
+    (drafted pairs, rewritten answers)."""
+    status = record.get("status")
+    return status != "rejected" and not (record.get("suggestion") and status != "accepted")
+
+
 def label(record: dict, status: str, labeler: str) -> dict:
     if status not in STATUSES:
         raise ValueError(f"unknown status {status}")

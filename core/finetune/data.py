@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from core.data.records import KIND_LABELS, problems
+from core.data.records import KIND_LABELS, problems, trains
 from core.data.split import MIN_EXAMPLES
 from core.data.split import split_records as assign_splits
 from core.errors import StudioError, TrainingError
@@ -37,7 +37,7 @@ class PreparationReport:
     used: int  # examples produced
     truncated: int  # cut at max_length but still with target tokens
     dropped_too_long: int  # the prompt alone fills max_length
-    skipped_invalid: int  # rejected, invalid fields, no assistant turn
+    skipped_invalid: int  # rejected, unreviewed suggestions, invalid fields, no assistant turn
     target_tokens: int  # labeled tokens across used examples
     max_length: int = 0
 
@@ -47,9 +47,9 @@ class PreparationReport:
                        tokens=self.target_tokens)
         return Msg("{used} of {total} examples used ({tokens} answer tokens); {truncated} truncated at {max_length} "
                    "tokens; {dropped} dropped because the prompt alone fills {max_length} tokens; {skipped} skipped "
-                   "as rejected or invalid.", used=self.used, total=self.total, tokens=self.target_tokens,
-                   truncated=self.truncated, max_length=self.max_length, dropped=self.dropped_too_long,
-                   skipped=self.skipped_invalid)
+                   "as rejected, unreviewed suggestions or invalid.", used=self.used, total=self.total,
+                   tokens=self.target_tokens, truncated=self.truncated, max_length=self.max_length,
+                   dropped=self.dropped_too_long, skipped=self.skipped_invalid)
 
 
 def training_messages(record: dict, kind: str, prompt: PromptSettings) -> list[dict]:
@@ -152,9 +152,9 @@ def prepare_examples(records: list[dict], kind: str, tokenizer, prompt: PromptSe
     first_problem = None  # shown when no record at all can be used
     for n, record in enumerate(records):
         found = problems(kind, record)
-        if record.get("status") == "rejected" or found:
+        if not trains(record) or found:
             invalid += 1
-            first_problem = first_problem or (found[0] if found else Msg("rejected"))
+            first_problem = first_problem or (found[0] if found else Msg("rejected or an unreviewed suggestion"))
             continue
         try:
             ids, targets = encode_record(record, kind, tokenizer, prompt, labels, completion_only)
@@ -226,8 +226,8 @@ def with_retrieved_context(records: list[dict], context_for, mode: str, progress
 
 def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """(train, eval). Splits set on the records win (the Data page's split, say); without them, a seeded random
-    split. Rejected records go to neither side."""
-    usable = [r for r in records if r.get("status") != "rejected"]
+    split. Rejected records and unreviewed suggestions go to neither side."""
+    usable = [r for r in records if trains(r)]
     if any(r.get("split") in ("train", "eval") for r in usable):
         return [r for r in usable if r.get("split") != "eval"], [r for r in usable if r.get("split") == "eval"]
     if eval_fraction <= 0:

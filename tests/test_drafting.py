@@ -1,0 +1,174 @@
+"""Training pairs drafted from documents (core/data/drafting.py): answers the passages state, questions a model
+writes for them, suggestions in a dataset, and drafts too close to an evaluation question rejected."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from core import cli
+from core.data import drafting
+from core.data.records import new_record
+from core.data.store import DatasetStore
+from core.errors import StudioError
+from core.models.base import RenderedPrompt
+
+HOURS = ("# Opening hours\n\nThe Lyon shop opens at 9:00 and closes at 18:00, Monday to Saturday. On public holidays "
+         "it closes at 14:00, and in August it is closed for 2 weeks.")
+RETURNS = ("# Returns\n\nUnused items can be returned within 30 days with the receipt. The \"Green Promise\" "
+           "programme recycles old tyres free of charge at the Villeurbanne workshop.")
+
+
+class QuestionWriter:
+    """A model that answers every drafting prompt with the question the test gives it for that answer, and each
+    round-trip check with the answer it wrote that question for, unless the question is in `off_topic`."""
+    has_chat_template = False
+    approximate_tokens = False
+
+    def __init__(self, questions: dict[str, str], off_topic: tuple[str, ...] = ()):
+        self.questions, self.off_topic = questions, off_topic
+        self.written: dict[str, str] = {}
+        self.prompts: list[RenderedPrompt] = []
+
+    def generate_batch(self, prompts, settings, should_stop=None):
+        self.prompts += prompts
+        out = []
+        for prompt in prompts:
+            if prompt.text.endswith("Answer:"):  # the round-trip check
+                question = prompt.text.rsplit("\nQuestion: ", 1)[1].removesuffix("\nAnswer:")
+                given = "no idea" if question in self.off_topic else self.written.get(question, "no idea")
+                out.append({"text": " " + given + "\n"})
+                continue
+            answer = prompt.text.rsplit("Answer: ", 1)[1].split("\n", 1)[0]
+            question = self.questions.get(answer, "What does the passage say about it?")
+            self.written[question] = answer
+            out.append({"text": " " + question + "\n"})
+        return out
+
+
+def test_candidate_answers_are_numbers_quotes_and_names_not_sentence_openers():
+    found = drafting.candidate_answers(RETURNS.split("\n\n", 1)[1])
+    assert found[:2] == ["30 days", "Green Promise"]
+    assert "Villeurbanne" in found and "Unused" not in found and "The" not in found
+    assert drafting.candidate_answers("closed for 2 weeks in August")[:2] == ["2", "August"]
+    assert drafting.candidate_answers("The Lyon shop opens at 9:00.") == ["9:00", "Lyon"]
+    assert drafting.candidate_answers("no names or numbers here at all") == []
+
+
+def test_passages_are_spread_over_documents_and_seeded():
+    rows = [{"source": doc, "heading": "", "text": f"{doc} passage {n} " + "word " * 12} for doc in "abc"
+            for n in range(5)]
+    picked = drafting.sample_passages(rows, 6, seed=1)
+    assert sorted(p.source for p in picked) == ["a", "a", "b", "b", "c", "c"]
+    assert picked == drafting.sample_passages(rows, 6, seed=1)
+    assert picked != drafting.sample_passages(rows, 6, seed=2)
+    assert drafting.sample_passages([{"source": "a", "text": "too short"}], 3, 0) == []
+
+
+@pytest.mark.parametrize("text, answer, expected", [
+    (" How long can unused items be returned?\nQuestion: more", "30 days", "How long can unused items be returned?"),
+    ("Question: When does the shop open?", "9:00", "When does the shop open?"),
+    ("The shop opens at 9:00.", "9:00", None),                       # not a question
+    ("Is it 30 days?", "30 days", None),                              # gives the answer away
+    ("Why?", "x", None),                                              # too short
+    ("When does the Lyon shop open? It opens early.", "9:00", "When does the Lyon shop open?"),
+])
+def test_drafted_questions_are_checked(text, answer, expected):
+    assert drafting.clean_question(text, answer) == expected
+
+
+def test_draft_into_dataset_adds_suggestions_and_rejects_leaks(project, fake_embedder):
+    from core.rag.kb import KnowledgeBase
+
+    kb = KnowledgeBase(project, "docs")
+    kb.ingest(kb.add_files([("hours.md", HOURS.encode()), ("returns.md", RETURNS.encode())]))
+    DatasetStore(project).create("eval", "eval", [new_record("eval", question="Within how many days can unused "
+                                                                            "items be returned?", reference="30")])
+    leak = "Within how many days can unused items be returned?"
+    writer = QuestionWriter({"30 days": leak, "Green Promise": leak, "Villeurbanne": leak,  # whichever is picked
+                             "9:00": "When does the Lyon shop open?", "18:00": "When does the Lyon shop close?",
+                             "14:00": "When does the shop close on public holidays?"})
+    settings = drafting.DraftSettings(knowledge_base="docs", count=10, seed=0)
+    result = drafting.draft_into_dataset(project, writer, settings, "drafted", embed=fake_embedder)
+    records, version = DatasetStore(project).load("drafted")
+    assert result.drafted == len(records) >= 2 and version == result.version == 1
+    assert all(r["suggestion"] and r["tags"] == ["drafted"] and r["comment"].startswith("Drafted ") for r in records)
+    assert {r["comment"].split(" from ", 1)[1].split(" —")[0] for r in records} <= {"hours.md", "returns.md"}
+    leak = next(r for r in records if r["prompt"].startswith("Within how many days"))
+    assert leak["status"] == "rejected" and "evaluation question" in leak["comment"] and result.rejected_as_leaks == 1
+    assert all(r["status"] == "unlabeled" for r in records if r is not leak)
+    assert writer.prompts[0].text.startswith(drafting.INSTRUCTION)  # a base model reads the few-shot text prompt
+    again = drafting.draft_into_dataset(project, writer, drafting.DraftSettings(count=2, seed=5), "drafted",
+                                        embed=fake_embedder)
+    assert again.version == 2 and len(DatasetStore(project).load("drafted")[0]) == len(records) + again.drafted
+
+
+def test_drafts_the_model_cannot_answer_from_their_passage_are_dropped():
+    off_topic = "What is the largest animal in the world?"
+    writer = QuestionWriter({"9:00": "When does the Lyon shop open?", "18:00": "When does the Lyon shop close?",
+                             "14:00": off_topic, "2 weeks": off_topic, "August": off_topic, "Lyon": off_topic,
+                             "Monday": off_topic, "Saturday": off_topic}, off_topic=(off_topic,))
+    rows = [{"source": f"hours-{i}.md", "heading": "", "text": HOURS} for i in range(12)]
+    drafts = drafting.draft_pairs(writer, rows, drafting.DraftSettings(count=10, seed=3))
+    assert off_topic in writer.written  # it was drafted …
+    assert drafts and off_topic not in [r["prompt"] for r in drafts]  # … and dropped by the check
+    assert sum(p.text.endswith("Answer:") for p in writer.prompts) >= len(drafts)  # each kept draft was checked
+    unchecked = drafting.draft_pairs(QuestionWriter(writer.questions, (off_topic,)), rows,
+                                     drafting.DraftSettings(count=10, seed=3, round_trip=False))
+    assert off_topic in [r["prompt"] for r in unchecked]
+    assert drafting.agrees(" 9:00 on weekdays\n", "9:00") and drafting.agrees("The Green Promise", "Green Promise")
+    assert not drafting.agrees("the blue whale", "14:00") and not drafting.agrees("", "14:00")
+
+
+def test_drafting_needs_documents_and_a_pair_dataset(project, fake_embedder):
+    writer = QuestionWriter({})
+    with pytest.raises(StudioError, match="no indexed documents"):
+        drafting.draft_into_dataset(project, writer, drafting.DraftSettings(), "drafted")
+    with pytest.raises(StudioError, match="between 1 and 5,000"):
+        drafting.DraftSettings(count=0)
+
+
+def test_the_cli_drafts_and_refuses_bad_options(project, fake_embedder, monkeypatch):
+    from core.rag.kb import KnowledgeBase
+
+    kb = KnowledgeBase(project, "docs")
+    kb.ingest(kb.add_files([("hours.md", HOURS.encode())]))
+    monkeypatch.setattr(drafting, "writer_backend", lambda project, source: QuestionWriter(
+        {"9:00": "When does the Lyon shop open?", "18:00": "When does the Lyon shop close?"}))
+    monkeypatch.setattr("core.models.embedder.embed", fake_embedder)
+    runner = CliRunner()
+    result = runner.invoke(cli.app, ["data", "draft", project.name, "--count", "2"])
+    assert result.exit_code == 0, result.output
+    assert "into 'drafted' (version 1)" in result.stdout
+    assert runner.invoke(cli.app, ["data", "draft", project.name, "--count", "0"]).exit_code == 2
+    assert runner.invoke(cli.app, ["data", "draft", project.name, "--endpoint", "http://x/v1"]).exit_code == 2
+
+
+def test_the_labeling_page_starts_a_draft_job_and_shows_its_result(project, fake_embedder, monkeypatch):
+    from core.jobs import Job
+    from core.rag.kb import KnowledgeBase
+    from tests.apptest_helpers import button, open_page
+
+    at = open_page("labeling")
+    assert any("No indexed documents yet" in i.value for i in at.info)  # nothing to draft from
+    kb = KnowledgeBase(project, "docs")
+    kb.ingest(kb.add_files([("hours.md", HOURS.encode())]))
+    started = []
+    monkeypatch.setattr(drafting, "start_job", lambda *args: started.append(args))
+    at = open_page("labeling")
+    key = f"labeling.{project.slug}."
+    at.number_input(key=key + "draft_count").set_value(20).run()
+    at.text_input(key=key + "draft_dataset").set_value("from docs").run()
+    button(at, "Draft pairs").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [(_, settings, dataset, writer)] = started
+    assert (settings.knowledge_base, settings.count, dataset) == ("docs", 20, "from docs") and writer.kind == "embedded"
+    event = {"drafted": 12, "dataset": "from docs", "version": 1, "rejected": 2}
+    job = Job.start(drafting.jobs_folder(project), ["-c", f"import json; print(json.dumps({event!r}))"], label="d")
+    for _ in range(300):
+        if job.status().state != "running":
+            break
+        import time
+        time.sleep(0.1)
+    at = open_page("labeling")
+    assert any("Drafted 12 pairs into 'from docs' (version 1); 2 rejected" in s.value for s in at.success)
