@@ -1,6 +1,6 @@
 """Answer-quality benchmark on documents nobody here wrote: documents -> retriever -> answers -> fine-tune.
 
-Run:  .venv/bin/python bench/quality.py [--ladder] [--train-minutes 12]
+Run:  .venv/bin/python bench/quality.py [--ladder] [--train-minutes 12] [--drafted 400]
 
 Data: ../shared/devsets/squad-v1.1-24-articles.json (24 Wikipedia articles, SQuAD v1.1 questions with several
 accepted answers each; CC BY-SA 4.0, see that folder's README). Each article becomes one Markdown document (its
@@ -17,6 +17,9 @@ in a throw-away STUDIO_HOME.
   Fine-tune page does) for at most `--train-minutes`; then the studio's own ladder evaluation scores prompt /
   + few-shot / + retriever / + adapter / + adapter + retriever. EM and F1 use the official SQuAD v1.1
   normalization (lower case, no punctuation, no articles) and take the best over the accepted answers.
+* `--drafted N` (with `--ladder`): the adapter trains on N pairs drafted from the indexed documents by the
+  recipe's model (core.rag.drafting, what the Labeling page's "Draft training pairs from documents" does), every
+  draft the leakage check kept accepted unread, instead of on the crowd-written pairs.
 
 The last line printed is one JSON object with every figure and the runtime of each stage.
 """
@@ -167,6 +170,8 @@ def ladder(project, articles: list[dict], args, emit) -> dict:
     recipes.save(recipe, note="bench")
     figures: dict = {"eval_articles": [a["title"] for a in held_out], "eval_questions": len(eval_items),
                      "train_pairs": len(pairs)}
+    if args.drafted:
+        figures["drafted"] = draft_pairs(project, recipes.load(), args, emit)
     if args.train_minutes > 0:
         figures["training"] = train_adapter(project, recipes, args, emit)
     started = time.perf_counter()
@@ -194,15 +199,38 @@ def ladder(project, articles: list[dict], args, emit) -> dict:
     return figures
 
 
+def draft_pairs(project, recipe, args, emit) -> dict:
+    """--drafted N: N pairs drafted from the indexed documents by the recipe's model (core.rag.drafting, as the
+    Labeling page does), every draft the leakage check kept accepted unread (a person would review them), into the
+    dataset the adapter trains on instead of the crowd-written pairs."""
+    from core.assistant import recipe_backend
+    from core.rag import drafting
+    from core.data.records import label
+    from core.data.store import DatasetStore
+
+    started = time.perf_counter()
+    result = drafting.draft_into_dataset(project, recipe_backend(project, recipe),
+                                         drafting.DraftSettings(knowledge_base="docs", count=args.drafted,
+                                                                seed=args.seed), "drafted",
+                                         lambda fraction, message: emit(message=message))
+    store = DatasetStore(project)
+    records, version = store.load("drafted")
+    accepted = [label(r, "accepted", "bench") if r.get("status") != "rejected" else r for r in records]
+    store.save("drafted", accepted, version, note="bench: drafts accepted unread")
+    return {"seconds": round(time.perf_counter() - started, 1), "drafted": result.drafted,
+            "rejected_as_leaks": result.rejected_as_leaks,
+            "examples": [{"question": r["prompt"], "answer": r["response"]} for r in accepted[:5]]}
+
+
 def train_adapter(project, recipes, args, emit) -> dict:
     """A LoRA run on the training pairs for at most --train-minutes, attached to the recipe."""
     from core.finetune import runs as finetune_runs
     from core.finetune.config import TrainConfig
 
     started = time.perf_counter()
-    config = TrainConfig(dataset="pairs", method="lora", epochs=args.epochs, lora_rank=16, lora_alpha=32,
+    config = TrainConfig(dataset="drafted" if args.drafted else "pairs", method="lora", epochs=args.epochs, lora_rank=16, lora_alpha=32,
                          target_preset="all_linear", learning_rate=5e-4, batch_size=8, eval_fraction=0.05,
-                         max_length=256, retrieval_context="mixed", seed=args.seed)
+                         max_length=1024, retrieval_context="mixed", seed=args.seed)
     run = finetune_runs.create_run(project, config, recipes.load())
     deadline = time.monotonic() + 60 * args.train_minutes
     result = finetune_runs.execute(project, run.id, emit, should_stop=lambda: time.monotonic() > deadline)
@@ -230,6 +258,9 @@ def main() -> None:
     parser.add_argument("--eval-questions", type=int, default=40)
     parser.add_argument("--train-pairs", type=int, default=1500)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--drafted", type=int, default=0,
+                        help="train the adapter on this many pairs drafted from the documents instead of the "
+                             "crowd-written pairs")
     parser.add_argument("--train-minutes", type=float, default=12.0, help="0 leaves the adapter rungs out")
     parser.add_argument("--chunk-tokens", type=int, help="passage size (default: the studio's default)")
     parser.add_argument("--overlap-tokens", type=int, help="passage overlap (default: the studio's default)")

@@ -101,7 +101,9 @@ def prepare(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dic
             tools: list | None = None) -> PreparedPrompt:
     """The prompt for one question: examples and passages fitted to the context window. `tools` (OpenAI function
     tools, e.g. an eval record's) are offered with the recipe's tools."""
-    from core.rag.retriever import context_block
+    from functools import partial
+
+    from core.rag.retriever import cites_sources, context_block
 
     embed = None
     if recipe.fewshot.enabled and recipe.fewshot.strategy in ("semantic", "mmr") and pool:
@@ -113,7 +115,8 @@ def prepare(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dic
     preferred = select_examples(pool, question, recipe.fewshot, embed)
     kept, rendered, budget = fit_examples(backend, recipe.prompt, question, preferred,
                                           recipe.generation.max_new_tokens, context_window(recipe, backend),
-                                          recipe.labels, passages, context_block, recipe_tools(recipe, tools))
+                                          recipe.labels, passages, partial(context_block, cite=cites_sources(backend)),
+                                          recipe_tools(recipe, tools))
     sources = tuple(passages[:len(passages) - budget.passages_dropped])
     return PreparedPrompt(rendered, kept, budget, sources, recipe.retriever.enabled and project is not None)
 

@@ -185,21 +185,19 @@ def print_event(**fields) -> None:
     print(event_line(**fields), flush=True)
 
 
-def run_resumable(argv: list[str], execute, failure, log_label: str) -> int:
-    """The `main` of a resumable job: `execute(project, run_id, emit, should_stop)` with SIGTERM as the stop
-    request. A user's mistake ends with its sentence; anything else with `failure(reason)` (a Msg) and the
-    traceback in the job's stderr.log."""
+def run_job(work, failure, log_label: str, stoppable: bool = True) -> int:
+    """The body of a job's `main`: `work(should_stop)`, where SIGTERM is a stop request when `stoppable` (else it
+    ends the process); the dict it returns is the job's last event. A user's mistake ends with its sentence;
+    anything else with `failure(reason)` (a Msg) and the traceback in the job's stderr.log."""
     import logging
 
     from core.errors import StudioError
-    from core.workspace import Project
 
-    folder, run_id = argv
-    project = Project(Path(folder), Path(folder).name, 0.0).require()
     stop = {"requested": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+    if stoppable:
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
     try:
-        execute(project, run_id, print_event, should_stop=lambda: stop["requested"])
+        result = work(lambda: stop["requested"])
     except StudioError as exc:
         print_event(error=exc.args[0])
         return 1
@@ -207,7 +205,19 @@ def run_resumable(argv: list[str], execute, failure, log_label: str) -> int:
         logging.exception("%s failed", log_label)
         print_event(error=failure((str(exc).splitlines() or [type(exc).__name__])[0][:200]))
         return 1
+    if result:
+        print_event(**result)
     return 0
+
+
+def run_resumable(argv: list[str], execute, failure, log_label: str) -> int:
+    """The `main` of a resumable job: `execute(project, run_id, emit, should_stop)` (see run_job)."""
+    from core.workspace import Project
+
+    folder, run_id = argv
+    project = Project(Path(folder), Path(folder).name, 0.0).require()
+    return run_job(lambda should_stop: execute(project, run_id, print_event, should_stop=should_stop) and None,
+                   failure, log_label)
 
 
 def _supervise(folder: Path, argv: list[str]) -> int:

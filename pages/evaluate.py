@@ -350,7 +350,8 @@ costs = board.cost_chart(run_variants, summary)
 if costs is not None:
     st.caption(t("What each variant costs: time and tokens per answer, memory (lower is better)"))
     st.plotly_chart(costs, key=K + "cost_chart")
-frame, config = board.summary_table(run_variants, summary)
+frame, config = board.summary_table(run_variants, summary,
+                                    {key: found.get("engine") for key, found in chosen_run.models().items()})
 st.dataframe(frame, hide_index=True, column_config=config, key=K + "summary_table")
 board.missing_setup_links(run_variants)
 mismatch = advising.language_mismatch(rows)

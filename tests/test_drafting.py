@@ -1,4 +1,4 @@
-"""Training pairs drafted from documents (core/data/drafting.py): answers the passages state, questions a model
+"""Training pairs drafted from documents (core/rag/drafting.py): answers the passages state, questions a model
 writes for them, suggestions in a dataset, and drafts too close to an evaluation question rejected."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from core import cli
-from core.data import drafting
+from core.rag import drafting
 from core.data.records import new_record
 from core.data.store import DatasetStore
 from core.errors import StudioError

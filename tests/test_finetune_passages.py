@@ -63,7 +63,7 @@ def test_training_prompt_with_passages_is_the_inference_prompt(indexed_project, 
     project, recipe = indexed_project
     backend = tiny_backend("llama")
     question = "When does the shop open on weekdays?"
-    lookup = runs.passage_lookup(project, {"retriever": recipe.retriever.to_dict()})
+    lookup = runs.passage_lookup(project, {"retriever": recipe.retriever.to_dict()}, backend.has_chat_template)
     [record] = with_retrieved_context([{"id": "r", "prompt": question, "response": "At 9:00."}], lookup, "always")
     assert "opens at 9:00" in record["context"]
     ids, labels = encode_record(record, "sft", backend.tokenizer, recipe.prompt, recipe.labels)
@@ -92,3 +92,16 @@ def test_runs_with_passages_need_documents_and_pairs(project, tiny_model_dir, in
         runs.create_run(project, config, empty)
     with pytest.raises(Exception, match="passage setting"):
         TrainConfig(retrieval_context="sometimes")
+
+
+@pytest.mark.parametrize("chat_template", [False, True], ids=["base", "chat-template"])
+def test_only_models_with_a_chat_template_are_asked_to_cite(indexed_project, tiny_backend, chat_template):
+    """A small base model cannot follow "cite like [1]": it made answers longer and worse (bench/README.md)."""
+    from core import assistant
+    from core.rag.retriever import CITE_INSTRUCTION, PLAIN_INSTRUCTION
+
+    project, recipe = indexed_project
+    backend = tiny_backend("llama", chat_template)
+    prepared = assistant.prepare(recipe, "When does the shop open on weekdays?", backend, [], project)
+    asked, not_asked = (CITE_INSTRUCTION, PLAIN_INSTRUCTION) if chat_template else (PLAIN_INSTRUCTION, CITE_INSTRUCTION)
+    assert asked in prepared.prompt.text and not_asked not in prepared.prompt.text

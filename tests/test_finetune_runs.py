@@ -284,3 +284,23 @@ def test_the_timing_counts_the_preparation_and_the_eval_passes(project, tiny_mod
     assert timed["prepare_s"] > 0 and timed["eval_s"] > 0
     assert timed["estimate_s"] == pytest.approx(timed["prepare_s"] + timed["seconds_per_step"] * timed["total_steps"]
                                                 + timed["eval_s"])
+
+
+def test_a_run_kept_before_its_first_eval_keeps_what_it_learned(project, tiny_model_dir):
+    """The eval pass before training is the curve's starting point, not a candidate: keeping its weights kept an
+    adapter that changes nothing (LoRA's B matrices are zero at the start)."""
+    from safetensors.torch import load_file
+
+    recipe = make_project(project, tiny_model_dir("llama"), n_copies=4)
+    run = runs.create_run(project, quick(epochs=3, batch_size=2, eval_every=1000, save_every=1), recipe)
+
+    def keep_at_step_two(**event) -> None:
+        if event.get("type") == "step" and event["step"] == 2:
+            run.request_keep()
+
+    result = runs.execute(project, run.id, keep_at_step_two)
+    assert result["finished"] and result["stopped_by_user"] and result["steps"] == 2
+    info = AdapterRegistry(project).get(run.id)
+    tensors = load_file(str(next(info.folder.glob("*.safetensors"))))
+    lora_b = [t for name, t in tensors.items() if "lora_B" in name]
+    assert lora_b and any(float(t.abs().sum()) > 0 for t in lora_b)

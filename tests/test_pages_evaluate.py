@@ -25,7 +25,7 @@ def eval_project(workspace, tiny_model_dir):
 def finished_run(eval_project, monkeypatch) -> runs.EvalRun:
     """A ladder run answered with canned answers (prompt and few-shot are set up; the rest are not)."""
     run = finish(eval_project, monkeypatch)
-    (run.folder / "models.json").write_text('{"prompt": {"weights_bytes": 10485760, "precision": "fp32"}}')
+    (run.folder / "models.json").write_text('{"prompt": {"weights_bytes": 10485760, "precision": "fp32", "engine": "llama.cpp"}}')
     return run
 
 
@@ -59,6 +59,7 @@ def test_scoreboard_shows_charts_table_and_advice(finished_run):
     assert summary["token_f1"].iloc[1] == pytest.approx(1.0) and summary["token_f1"].iloc[0] < 0.6
     assert summary["status"].iloc[2].startswith("not set up")
     assert summary["weights_mb"].iloc[0] == pytest.approx(10.0)  # costs: the model's memory too
+    assert list(summary["engine"])[:2] == ["llama.cpp", ""]  # what answered, where the run recorded it
     assert at.selectbox(key="evaluate.eval-shop.metric").value == "token_f1"
     assert any("+ few-shot is the cheapest variant" in s.value for s in at.success)
     at.slider(key="evaluate.eval-shop.target").set_value(0.3).run()

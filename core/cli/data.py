@@ -180,7 +180,7 @@ def data_draft(project: str,
         common.usage("--count must be at least 1.")
     if endpoint and not model:
         common.usage("--endpoint needs --model (the name the endpoint serves).")
-    from core.data import drafting
+    from core.rag import drafting
     from core.models.embedder import embed
     from core.models.source import ModelSource
     from core.recipe import RecipeStore

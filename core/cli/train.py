@@ -79,7 +79,8 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
             typer.echo(f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
                        f"{event['tokens_per_s']:.0f} tok/s  eta {event['eta_s']:.0f}s" + _rewards(event, ""))
         elif event.get("type") == "eval":
-            typer.echo(f"eval loss {event['eval_loss']:.4f} (best {event['best_eval']:.4f})" + _rewards(event, "eval_"))
+            best = f" (best {event['best_eval']:.4f})" if event.get("best_eval") is not None else " (before training)"
+            typer.echo(f"eval loss {event['eval_loss']:.4f}{best}" + _rewards(event, "eval_"))
         elif event.get("message"):
             typer.echo(str(event["message"]))
 

@@ -126,6 +126,10 @@ def variant_fingerprint(project: Project, variant: Variant) -> str:
             recipe[part] = {"enabled": False}
     payload = {"recipe": recipe, "model": _model_identity(project, variant),
                "inputs": _inputs_identity(project, variant)}
+    if recipe["retriever"].get("enabled"):
+        from core.rag.retriever import PASSAGE_PROMPT_VERSION
+
+        payload["passage_prompt"] = PASSAGE_PROMPT_VERSION
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

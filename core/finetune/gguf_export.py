@@ -187,25 +187,19 @@ def latest_job(project: Project):
 
 def main(argv: list[str]) -> int:
     import json
-    import logging
 
-    from core.jobs import print_event
+    from core.jobs import print_event, run_job
 
     folder, recipe_json, quantization = argv
     project = Project(Path(folder), Path(folder).name, 0.0).require()
-    try:
+
+    def work(should_stop) -> dict:  # Cancel ends the process: a half-written export is of no use
         target = export_gguf(project, Recipe.from_dict(json.loads(recipe_json)), quantization,
                              progress=lambda fraction, message: print_event(progress=fraction, message=message))
-    except StudioError as exc:
-        print_event(error=exc.args[0])
-        return 1
-    except Exception as exc:  # the traceback goes to the job's stderr.log
-        logging.exception("GGUF export failed")
-        print_event(error=Msg("The GGUF export failed ({reason}).", reason=(str(exc).splitlines() or
-                                                                           [type(exc).__name__])[0][:200]))
-        return 1
-    print_event(folder=str(target))
-    return 0
+        return {"folder": str(target)}
+
+    return run_job(work, lambda reason: Msg("The GGUF export failed ({reason}).", reason=reason), "GGUF export",
+                   stoppable=False)
 
 
 if __name__ == "__main__":

@@ -210,19 +210,20 @@ def _check_retriever(project: Project, recipe, kind: str) -> None:
                                 "(Retriever page).", name=recipe.retriever.knowledge_base))
 
 
-def passage_lookup(project: Project, spec: dict):
-    """question -> the context block the recipe's retriever would put in the prompt for it."""
+def passage_lookup(project: Project, spec: dict, cite: bool = True):
+    """question -> the context block the recipe's retriever would put in the prompt for it (`cite`: as for a model
+    with a chat template, core.rag.retriever.cites_sources)."""
     from core import assistant
     from core.rag.retriever import RetrieverSettings, context_block
     from core.recipe import Recipe
 
     settings = RetrieverSettings.from_dict({**spec.get("retriever", {}), "enabled": True})
     recipe = Recipe(retriever=settings)
-    return lambda question: context_block(assistant.retrieve(project, recipe, question))
+    return lambda question: context_block(assistant.retrieve(project, recipe, question), cite)
 
 
 def _with_passages(project: Project, spec: dict, config: TrainConfig, train_records: list[dict],
-                   eval_records: list[dict], emit: Emit) -> tuple[list[dict], list[dict]]:
+                   eval_records: list[dict], emit: Emit, cite: bool) -> tuple[list[dict], list[dict]]:
     """The pairs with the passages the recipe's retriever finds for their questions, with a progress count. The
     questions are embedded first in one batched call (the searches then find their vectors cached)."""
     from core.finetune import data
@@ -231,7 +232,7 @@ def _with_passages(project: Project, spec: dict, config: TrainConfig, train_reco
     questions = [r["prompt"] for r in train_records + eval_records if r.get("prompt") and not r.get("context")]
     emit(progress=0.002, message=Msg("Finding passages for {count} training questions", count=len(questions)))
     embed(list(dict.fromkeys(questions)))
-    context_for = passage_lookup(project, spec)
+    context_for = passage_lookup(project, spec, cite)
     total = len(train_records) + len(eval_records)
 
     def progress(offset: int):
@@ -308,11 +309,12 @@ def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit, devic
     records, _ = store.load(config.dataset, config.dataset_version)
     train_records, eval_records = data.split_records(records, config.eval_fraction, config.seed)
     data.check_size(len(train_records))
-    if config.retrieval_context != "none" and kind == "sft":
-        train_records, eval_records = _with_passages(project, spec, config, train_records, eval_records, emit)
-    emit(progress=0.01, message=Msg("Loading the base model"))
     base_folder = source_folder(ModelSource.from_dict(spec["base_model"]))
     tokenizer = AutoTokenizer.from_pretrained(str(base_folder))
+    if config.retrieval_context != "none" and kind == "sft":
+        train_records, eval_records = _with_passages(project, spec, config, train_records, eval_records, emit,
+                                                     cite=bool(getattr(tokenizer, "chat_template", None)))
+    emit(progress=0.01, message=Msg("Loading the base model"))
     prompt = PromptSettings.from_dict(spec["prompt"])
     labels = CompletionLabels(**spec["labels"])
     train, report = data.prepare_examples(train_records, kind, tokenizer, prompt, labels, config.max_length,
@@ -456,7 +458,7 @@ def preference_metrics(history: list[dict]) -> dict:
     return found
 
 
-def calibrate(project: Project, spec: dict, emit: Emit, steps: int = 3) -> dict:
+def calibrate(project: Project, spec: dict, emit: Emit, steps: int = 4) -> dict:
     """Seconds per update on this machine for this config, measured on a few real updates (nothing is saved).
 
     Not a run: it takes no run lock (core.runlock), so the Fine-tune page's "Measure the time" works while a run
@@ -473,24 +475,49 @@ def calibrate(project: Project, spec: dict, emit: Emit, steps: int = 3) -> dict:
     prepare_s = time.perf_counter() - started
     pad_id = prepared.pad_id
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = Trainer(prepared.model, config.with_changes(max_steps=steps + 1, save_every=10 ** 6,
-                                                              eval_every=10 ** 6), prepared.train, [], pad_id,
-                          Path(scratch), objective=prepared.objective)
+        trainer = Trainer(prepared.model, config.with_changes(save_every=10 ** 6, eval_every=10 ** 6),
+                          prepared.train, [], pad_id, Path(scratch), objective=prepared.objective)
         full = Trainer(prepared.model, config, prepared.train, prepared.eval, pad_id, Path(scratch),
                        objective=prepared.objective)
         planned = full.total_steps()
-        timings = []
-        trainer.emit = lambda event: timings.append((time.perf_counter(), event)) if event.get("type") == "step" else None
+        trainer.emit = lambda event: None
         emit(progress=0.5, message=Msg("Timing a few training steps"))
-        trainer.run()
+        steps_s, tokens_per_s = _time_steps(trainer, full, planned, steps)
         eval_s = _eval_seconds(prepared, config, full, planned, scratch)
-    per_step = (timings[-1][0] - timings[0][0]) / max(1, len(timings) - 1)
-    tokens_per_s = timings[-1][1]["tokens_per_s"]
+    per_step = steps_s / max(1, planned)
     result = {"seconds_per_step": per_step, "total_steps": planned, "prepare_s": prepare_s, "eval_s": eval_s,
-              "estimate_s": prepare_s + per_step * planned + eval_s,
+              "estimate_s": prepare_s + steps_s + eval_s,
               "tokens_per_s": tokens_per_s, "peak_rss": psutil.Process().memory_info().rss}
     emit(type="calibration", progress=1.0, message=Msg("Timing done"), **result)
     return result
+
+
+def _time_steps(trainer, full, planned: int, timed: int) -> tuple[float, float]:
+    """(seconds for the run's `planned` updates, tokens per second). Batches differ a lot in length (pairs with and
+    without passages, length-grouped batches), so a few batches spread over the length range are timed, a line
+    `seconds = a + b * padded tokens` is fitted to them, and the run's own batches are summed with it."""
+    import numpy as np
+
+    epochs = max(1, full.config.epochs)
+    batches = [batch for epoch in range(epochs) for batch in full.batches(epoch)]
+    batches = batches[:planned * full.config.grad_accum]
+    width = [len(b) * max(full.lengths[i] for i in b) for b in batches]  # padded tokens: what a step computes
+    ranked = sorted(range(len(batches)), key=lambda n: width[n])
+    picks = [ranked[round(q * (len(ranked) - 1))] for q in np.linspace(0.0, 1.0, max(2, timed))][::-1]
+    # An update larger than any before it is much slower (the process grows its memory: 6.5 s against 3.9 s for
+    # the same batch timed again, bench/README.md); a run pays that once, early. So the largest pick runs once
+    # untimed, then every pick is timed, longest first.
+    seconds = trainer.time_batches([batches[picks[0]]] + [batches[n] for n in picks], planned)[1:]
+    tokens = [width[n] for n in picks]
+    if len(set(tokens)) > 1:
+        slope, intercept = (float(v) for v in np.polyfit(tokens, seconds, 1))
+        if intercept < 0:  # a line through the origin instead
+            slope, intercept = float(np.dot(tokens, seconds) / np.dot(tokens, tokens)), 0.0
+    else:
+        slope, intercept = sum(seconds) / max(1, sum(tokens)), 0.0
+    total = sum(intercept + slope * w for w in width)
+    real_tokens = sum(full.lengths[i] for n in picks for i in batches[n])
+    return total, real_tokens / max(sum(seconds), 1e-9)
 
 
 def _eval_seconds(prepared: PreparedRun, config: TrainConfig, full, planned: int, scratch) -> float:

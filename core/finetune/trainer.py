@@ -303,12 +303,17 @@ class Trainer:
     def to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    def _after_eval(self, result: tuple[float, dict]) -> None:
+    def _after_eval(self, result: tuple[float, dict], candidate: bool = True) -> None:
+        """Record an eval pass; with `candidate`, keep the weights when they are the best so far. The pass before
+        training is no candidate: its weights are the untouched model (a LoRA adapter that changes nothing), and a
+        run stopped and kept before its first eval would have "kept" them."""
         from safetensors.torch import save_file
 
         eval_loss, metrics = result
         state = self.state
-        if state.best_eval is None or eval_loss < state.best_eval - 1e-4:
+        if not candidate:
+            pass
+        elif state.best_eval is None or eval_loss < state.best_eval - 1e-4:
             state.best_eval, state.evals_without_improvement = eval_loss, 0
             tensors = self.trainable_tensors()
             if self.workers.is_main:
@@ -332,7 +337,7 @@ class Trainer:
         if state.step == 0 and self.eval_examples and not self.history:
             self.emit({"message": Msg("Measuring the eval loss before training ({count} examples)",
                                       count=len(self.eval_examples))})
-            self._after_eval(self.evaluate())  # the starting point of the eval curve
+            self._after_eval(self.evaluate(), candidate=False)  # the starting point of the eval curve
         while state.epoch < config.epochs and state.step < total and not state.stopped_early:
             groups = self._groups(state.epoch)
             for group in groups[state.batches_done // config.grad_accum:]:
@@ -347,6 +352,19 @@ class Trainer:
         if state.stopped_early:
             self.emit({"type": "early_stop", "step": state.step, "best_eval": state.best_eval})
         return TrainResult(state, True, state.best_eval, self.history)
+
+    def time_batches(self, batches: list[list[int]], total: int) -> list[float]:
+        """Seconds each batch takes as one update, for the time estimate (the weights change: use a throw-away
+        model)."""
+        self.model.train()
+        self.tokens_seen, self.started, self.steps_at_start = 0, time.perf_counter(), self.state.step
+        self.objective.start(self)
+        seconds = []
+        for batch in batches:
+            started = time.perf_counter()
+            self._update([batch], total)
+            seconds.append(time.perf_counter() - started)
+        return seconds
 
     def _groups(self, epoch: int) -> list[list[list[int]]]:
         """The epoch's batches, cut into groups whose gradients add up to one update."""

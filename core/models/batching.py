@@ -85,14 +85,9 @@ class Batcher:
         if continuing:
             first = self.held.pop(0)
         else:
-            try:
-                first = self.waiting.get(timeout=IDLE_S)
-            except queue.Empty:
-                with self._start_lock:
-                    if self.waiting.empty():
-                        self._worker = None  # the next submit starts a new worker
-                        return None
-                first = self.waiting.get()
+            first = next_waiting(self)
+            if first is None:
+                return None
         batch, later = [first], []
         for request in self.held:
             (batch if request.sampling == first.sampling and len(batch) < self.max_batch else later).append(request)
@@ -192,6 +187,20 @@ class Batcher:
         from core.models.local import _count_until_stop
 
         return _count_until_stop(self.tokenizer, request.generated, request.stops)
+
+
+def next_waiting(batcher) -> Request | None:
+    """The next waiting request, or None after IDLE_S without one: the worker then ends (`batcher._worker` is
+    cleared under `batcher._start_lock`, so the next submit starts a new worker), and a model the registry
+    dropped is freed."""
+    try:
+        return batcher.waiting.get(timeout=IDLE_S)
+    except queue.Empty:
+        with batcher._start_lock:
+            if batcher.waiting.empty():
+                batcher._worker = None
+                return None
+        return batcher.waiting.get()
 
 
 def emit_text(tokenizer, request: Request, final: bool = False) -> None:

@@ -16,7 +16,7 @@ import queue
 import threading
 from dataclasses import dataclass, field
 
-from core.models.batching import IDLE_S, MAX_BATCH, Finished, Request, emit_text
+from core.models.batching import MAX_BATCH, Finished, Request, emit_text, next_waiting
 
 log = logging.getLogger(__name__)
 PROMPT_CHUNK = 512  # prompt tokens read per llama_decode call
@@ -96,14 +96,9 @@ class SequenceBatcher:
         free = list(range(self.max_rows))
         while True:
             if not rows:
-                try:
-                    first = self.waiting.get(timeout=IDLE_S)
-                except queue.Empty:
-                    with self._start_lock:
-                        if self.waiting.empty():
-                            self._worker = None  # the next submit starts a new worker
-                            return
-                    continue
+                first = next_waiting(self)
+                if first is None:
+                    return
                 newcomers = [first]
             else:
                 newcomers = []

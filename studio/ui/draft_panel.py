@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.data import drafting
+from core.rag import drafting
 from core.errors import StudioError
 from core.models.source import ModelSource
 from core.rag.kb import KnowledgeBase, list_knowledge_bases
@@ -35,7 +35,7 @@ def draft_panel(project: Project, key: str, expanded: bool) -> None:
         base = cols[0].selectbox(t("Knowledge base"), bases, key=key + "draft_kb")
         count = cols[1].number_input(t("Pairs to draft"), min_value=1, max_value=5000, value=50, step=10,
                                      key=key + "draft_count")
-        dataset = cols[2].text_input(t("Into dataset"), value="drafted", key=key + "draft_dataset",
+        dataset = cols[2].text_input(t("Into dataset"), value=drafting.DEFAULT_DATASET, key=key + "draft_dataset",
                                      help=t("A dataset of training pairs; created if missing, else a new version."))
         writer = writer_source(project, key)
         if st.button(t("Draft pairs"), type="primary", icon=":material/auto_awesome:", key=key + "draft_start",
@@ -55,6 +55,9 @@ def writer_source(project: Project, key: str) -> ModelSource | None:
                       format_func=lambda c: t("the recipe's model") if c == "recipe"
                       else t("an OpenAI-compatible endpoint"))
     if choice == "recipe":
+        st.caption(t("A small model writes weak questions: the embedded 270M model kept about 1 draft in 16 after "
+                     "the round-trip check on public articles. For real drafting, use a larger model behind an "
+                     "endpoint (Ollama, LM Studio, vLLM)."))
         return recipe.model
     cols = st.columns(3)
     url = cols[0].text_input(t("Base URL"), placeholder="http://127.0.0.1:11434/v1", key=key + "draft_url")

@@ -126,26 +126,32 @@ def trade_off_chart(variants: list[Variant], summary: dict[str, dict], metric: s
 
 # ---- tables -----------------------------------------------------------------------------------------------------
 
-def summary_table(variants: list[Variant], summary: dict[str, dict]) -> tuple[pd.DataFrame, dict]:
-    """One row per variant: how many answers, each metric's mean, the costs; a rung not set up says so."""
+def summary_table(variants: list[Variant], summary: dict[str, dict],
+                  engines: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """One row per variant: how many answers, each metric's mean, the costs, the engine that answered (when
+    known); a rung not set up says so."""
     names = score_metrics(summary) + [n for n in COSTS if any(n in s for s in summary.values())]
+    engines = engines or {}
     rows = []
     for variant in variants:
         scores = summary.get(variant.key, {})
         status = t("not set up: {reason}", reason=t(variant.missing) if variant.missing else "") \
             if not variant.ready else ""
         rows.append({"variant": variant_label(variant), "status": status, "answered": scores.get("answered"),
-                     **{n: scores.get(n) for n in names}})
+                     "engine": engines.get(variant.key) or "", **{n: scores.get(n) for n in names}})
     config = {"variant": st.column_config.TextColumn(t("Variant"), pinned=True),
               "status": st.column_config.TextColumn(t("Status")),
-              "answered": st.column_config.NumberColumn(t("Answers"), format="%d")}
+              "answered": st.column_config.NumberColumn(t("Answers"), format="%d"),
+              "engine": st.column_config.TextColumn(t("Engine"), help=t("What answered: transformers or llama.cpp "
+                                                                        "(Model page), or the endpoint."))}
     for name in names:
         metric = METRICS[name]
         config[name] = st.column_config.NumberColumn(metric_label(name), help=t(metric.help),
                                                      format=_number_format(name))
-    frame = pd.DataFrame(rows, columns=["variant", "status", "answered", *names])
-    if not frame["status"].any():
-        frame = frame.drop(columns="status")
+    frame = pd.DataFrame(rows, columns=["variant", "status", "answered", "engine", *names])
+    for optional in ("status", "engine"):
+        if not frame[optional].any():
+            frame = frame.drop(columns=optional)
     return frame, config
 
 

@@ -24,6 +24,7 @@ from core.i18n import Msg
 
 Progress = Callable[[float, Msg], None]
 DRAFTED_TAG = "drafted"
+DEFAULT_DATASET = "drafted"  # where drafts go unless another training-pair dataset is named
 MIN_PASSAGE_WORDS = 12
 MAX_ANSWER_WORDS = 6
 BATCH = 8
@@ -113,29 +114,32 @@ def sample_passages(rows: list[dict], count: int, seed: int) -> list[Passage]:
 
 
 def question_prompt(backend, passage: Passage, answer: str):
-    """The prompt that asks for the question: few-shot text for a model without a chat template, else a message."""
-    from core.models.base import CompletionLabels, RenderedPrompt
-
-    request = f"Passage: {passage.text}\nAnswer: {answer}\nQuestion:"
-    if getattr(backend, "has_chat_template", True) or getattr(backend, "approximate_tokens", False):
-        messages = [{"role": "system", "content": INSTRUCTION + " Reply with the question only."},
-                    {"role": "user", "content": request}]
-        return backend.render(messages, CompletionLabels())
-    demos = "".join(f"Passage: {p}\nAnswer: {a}\nQuestion: {q}\n\n" for p, a, q in DEMOS)
-    return RenderedPrompt((), f"{INSTRUCTION}\n\n{demos}{request}", True, "completion", ("\n",))
+    """The prompt that asks for the question."""
+    return _writer_prompt(backend, INSTRUCTION, "Reply with the question only.",
+                          [("Passage", passage.text), ("Answer", answer), ("Question", None)],
+                          [[("Passage", p), ("Answer", a), ("Question", q)] for p, a, q in DEMOS])
 
 
 def answer_prompt(backend, passage: Passage, question: str):
     """The round-trip check's prompt: the same model answers the drafted question from the passage."""
+    return _writer_prompt(backend, CHECK_INSTRUCTION, "Reply with the answer only.",
+                          [("Passage", passage.text), ("Question", question), ("Answer", None)],
+                          [[("Passage", p), ("Question", q), ("Answer", a)] for p, a, q in DEMOS])
+
+
+def _writer_prompt(backend, task: str, reply_rule: str, fields: list, demos: list):
+    """Labelled fields, the last one left for the model: a message for a model with a chat template (or an
+    endpoint), told `reply_rule`; else few-shot text (the demonstrations show the reply's form)."""
     from core.models.base import CompletionLabels, RenderedPrompt
 
-    request = f"Passage: {passage.text}\nQuestion: {question}\nAnswer:"
+    def block(pairs) -> str:
+        return "\n".join(f"{name}: {value}" if value is not None else f"{name}:" for name, value in pairs)
+
     if getattr(backend, "has_chat_template", True) or getattr(backend, "approximate_tokens", False):
-        messages = [{"role": "system", "content": CHECK_INSTRUCTION + " Reply with the answer only."},
-                    {"role": "user", "content": request}]
+        messages = [{"role": "system", "content": f"{task} {reply_rule}"}, {"role": "user", "content": block(fields)}]
         return backend.render(messages, CompletionLabels())
-    demos = "".join(f"Passage: {p}\nQuestion: {q}\nAnswer: {a}\n\n" for p, a, q in DEMOS)
-    return RenderedPrompt((), f"{CHECK_INSTRUCTION}\n\n{demos}{request}", True, "completion", ("\n",))
+    text = f"{task}\n\n" + "".join(block(demo) + "\n\n" for demo in demos) + block(fields)
+    return RenderedPrompt((), text, True, "completion", ("\n",))
 
 
 def _words(text: str) -> list[str]:
@@ -260,7 +264,7 @@ def eval_records_of(project) -> list[dict]:
     return [record for info in store.list() if info.kind == "eval" for record in store.load(info.name)[0]]
 
 
-def draft_into_dataset(project, backend, settings: DraftSettings, dataset: str = "drafted",
+def draft_into_dataset(project, backend, settings: DraftSettings, dataset: str = DEFAULT_DATASET,
                        progress: Progress | None = None, should_stop: Callable[[], bool] = lambda: False,
                        embed=None) -> DraftResult:
     """Drafts pairs from the knowledge base and appends them, as suggestions, to training-pair dataset `dataset`
@@ -295,7 +299,7 @@ def draft_into_dataset(project, backend, settings: DraftSettings, dataset: str =
     return DraftResult(dataset, number, len(drafts), leaks)
 
 
-# ---- as a background job: `python -m core.data.drafting PROJECT_DIR SETTINGS_JSON DATASET MODEL_JSON` ------------
+# ---- as a background job: `python -m core.rag.drafting PROJECT_DIR SETTINGS_JSON DATASET MODEL_JSON` ------------
 
 def jobs_folder(project):
     return project.subdir("runs") / "draft"
@@ -307,7 +311,7 @@ def start_job(project, settings: DraftSettings, dataset: str, model_source, adap
 
     from core.jobs import Job
 
-    return Job.start(jobs_folder(project), ["-m", "core.data.drafting", str(project.path), json.dumps(asdict(settings)),
+    return Job.start(jobs_folder(project), ["-m", "core.rag.drafting", str(project.path), json.dumps(asdict(settings)),
                                             dataset, json.dumps(model_source.to_dict()), adapter or ""],
                      label="Draft pairs")
 
@@ -334,35 +338,25 @@ def writer_backend(project, model_source, adapter: str | None = None):
 
 def main(argv: list[str]) -> int:
     import json
-    import logging
-    import signal
     from pathlib import Path
 
-    from core.jobs import print_event
+    from core.jobs import print_event, run_job
     from core.models.embedder import embed
     from core.models.source import ModelSource
     from core.workspace import Project
 
     folder, settings_json, dataset, model_json, adapter = argv
     project = Project(Path(folder), Path(folder).name, 0.0).require()
-    stop = {"requested": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
-    try:
+
+    def work(should_stop) -> dict:
         backend = writer_backend(project, ModelSource.from_dict(json.loads(model_json)), adapter or None)
         result = draft_into_dataset(project, backend, DraftSettings(**json.loads(settings_json)), dataset,
                                     lambda fraction, message: print_event(progress=fraction, message=message),
-                                    lambda: stop["requested"], embed)
-    except StudioError as exc:
-        print_event(error=exc.args[0])
-        return 1
-    except Exception as exc:  # the traceback goes to the job's stderr.log
-        logging.exception("drafting failed")
-        print_event(error=Msg("Drafting failed ({reason}).", reason=(str(exc).splitlines() or
-                                                                   [type(exc).__name__])[0][:200]))
-        return 1
-    print_event(dataset=result.dataset, version=result.version, drafted=result.drafted,
-                rejected=result.rejected_as_leaks)
-    return 0
+                                    should_stop, embed)
+        return {"dataset": result.dataset, "version": result.version, "drafted": result.drafted,
+                "rejected": result.rejected_as_leaks}
+
+    return run_job(work, lambda reason: Msg("Drafting failed ({reason}).", reason=reason), "drafting")
 
 
 if __name__ == "__main__":
