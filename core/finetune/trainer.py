@@ -307,13 +307,20 @@ class Trainer:
         """Record an eval pass; with `candidate`, keep the weights when they are the best so far. The pass before
         training is no candidate: its weights are the untouched model (a LoRA adapter that changes nothing), and a
         run stopped and kept before its first eval would have "kept" them."""
+        eval_loss, metrics = result
+        if candidate:
+            self._track_best(eval_loss)
+        record = {"type": "eval", "step": self.state.step, "eval_loss": eval_loss, "best_eval": self.state.best_eval,
+                  **{f"eval_{name}": value for name, value in metrics.items()}}
+        self.history.append(record)
+        self.emit(record)
+
+    def _track_best(self, eval_loss: float) -> None:
+        """Save the weights of a new lowest eval loss; count evals without improvement for early stopping."""
         from safetensors.torch import save_file
 
-        eval_loss, metrics = result
         state = self.state
-        if not candidate:
-            pass
-        elif state.best_eval is None or eval_loss < state.best_eval - 1e-4:
+        if state.best_eval is None or eval_loss < state.best_eval - 1e-4:
             state.best_eval, state.evals_without_improvement = eval_loss, 0
             tensors = self.trainable_tensors()
             if self.workers.is_main:
@@ -323,10 +330,6 @@ class Trainer:
             state.evals_without_improvement += 1
             patience = self.config.early_stopping_patience
             state.stopped_early = bool(patience and state.evals_without_improvement >= patience)
-        record = {"type": "eval", "step": state.step, "eval_loss": eval_loss, "best_eval": state.best_eval,
-                  **{f"eval_{name}": value for name, value in metrics.items()}}
-        self.history.append(record)
-        self.emit(record)
 
     def run(self) -> TrainResult:
         config, state = self.config, self.state
