@@ -296,3 +296,5 @@ def test_engine_shows_and_saves_the_setting(workspace, monkeypatch):
     assert "setting: transformers" in result.stdout
     assert "answers: transformers (transformers was chosen on the Model page.)" in result.stdout
     assert "setting: transformers" in runner.invoke(cli.app, ["engine"]).stdout
+    monkeypatch.setenv("STUDIO_ENGINE", "transformers")  # the environment overrides the setting, and says so
+    assert "chosen with STUDIO_ENGINE=transformers" in runner.invoke(cli.app, ["engine", "--project", "Shop"]).stdout

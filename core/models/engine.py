@@ -60,6 +60,9 @@ def choose(source, adapter_manifest: dict | None = None, precision: str | None =
     """The engine that answers for this model, adapter (its manifest) and precision, and why."""
     wanted = preference()
     if wanted == "transformers":
+        if os.environ.get("STUDIO_ENGINE", "").strip() == "transformers":  # the page's setting has no say then
+            return EngineChoice("transformers", Msg("transformers was chosen with STUDIO_ENGINE=transformers, which "
+                                                    "overrides the Model page's setting."))
         return EngineChoice("transformers", Msg("transformers was chosen on the Model page."))
     blocker = _llama_cpp_blocker(source, adapter_manifest, precision)
     if blocker is None:
