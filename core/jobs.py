@@ -216,8 +216,10 @@ def run_resumable(argv: list[str], execute, failure, log_label: str) -> int:
 
     folder, run_id = argv
     project = Project(Path(folder), Path(folder).name, 0.0).require()
-    return run_job(lambda should_stop: execute(project, run_id, print_event, should_stop=should_stop) and None,
-                   failure, log_label)
+    def work(should_stop) -> None:  # the run's own events are its record; no closing event
+        execute(project, run_id, print_event, should_stop=should_stop)
+
+    return run_job(work, failure, log_label)
 
 
 def _supervise(folder: Path, argv: list[str]) -> int:

@@ -312,8 +312,10 @@ def prepare(project: Project, spec: dict, config: TrainConfig, emit: Emit, devic
     base_folder = source_folder(ModelSource.from_dict(spec["base_model"]))
     tokenizer = AutoTokenizer.from_pretrained(str(base_folder))
     if config.retrieval_context != "none" and kind == "sft":
+        from core.rag.retriever import cites_sources
+
         train_records, eval_records = _with_passages(project, spec, config, train_records, eval_records, emit,
-                                                     cite=bool(getattr(tokenizer, "chat_template", None)))
+                                                     cite=cites_sources(tokenizer))
     emit(progress=0.01, message=Msg("Loading the base model"))
     prompt = PromptSettings.from_dict(spec["prompt"])
     labels = CompletionLabels(**spec["labels"])

@@ -85,9 +85,12 @@ def context_block(hits: list, cite: bool = True) -> str:
     return "Context:\n" + format_passages(hits) + "\n\n" + ask
 
 
-def cites_sources(backend) -> bool:
-    """Whether prompts for this model ask it to cite passages: models with a chat template (and endpoints) do."""
-    return bool(getattr(backend, "has_chat_template", True))
+def cites_sources(model) -> bool:
+    """Whether prompts for this model ask it to cite passages: models with a chat template (and endpoints) do.
+    `model`: a backend, or the tokenizer a training run renders with."""
+    if hasattr(model, "has_chat_template"):
+        return bool(model.has_chat_template)
+    return bool(getattr(model, "chat_template", True))
 
 
 def relevant(hits: list, settings: RetrieverSettings) -> list:
