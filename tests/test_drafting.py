@@ -55,6 +55,14 @@ def test_candidate_answers_are_numbers_quotes_and_names_not_sentence_openers():
     assert drafting.candidate_answers("no names or numbers here at all") == []
 
 
+def test_candidate_answers_keep_abbreviations_whole():
+    text = "The U.S. Army was founded in 1775. It fought near Washington, D.C. in the war. Then it rested."
+    found = drafting.candidate_answers(text)
+    assert "U.S. Army" in found and "D.C." in found
+    assert not any(span in ("U", "the U", "D") for span in found)
+    assert "Then" not in found and "It" not in found  # sentence openers, not names
+
+
 def test_passages_are_spread_over_documents_and_seeded():
     rows = [{"source": doc, "heading": "", "text": f"{doc} passage {n} " + "word " * 12} for doc in "abc"
             for n in range(5)]

@@ -81,3 +81,26 @@ def test_import_then_save_then_load(project):
     _, report = import_file(VI_CSV.encode("utf-8-sig"), "vi.csv", "sft")
     pairs.save_pairs(project, "examples", report.records)
     assert [(r["prompt"], r["response"]) for r in pairs.load_pairs(project, "examples")] == VI_ROWS
+
+
+def test_the_pair_view_hides_rejected_records_and_unreviewed_suggestions_and_saving_keeps_them(project):
+    from core.data.records import label, new_record
+    from core.data.store import DatasetStore
+
+    good = new_record("sft", prompt="Do you ship abroad?", response="Yes, to the EU.")
+    refused = label(new_record("sft", prompt="Free pizza?", response="Always."), "rejected", "ana")
+    drafted = {**new_record("sft", prompt="When does the shop open?", response="9:00"), "suggestion": True}
+    approved = label({**new_record("sft", prompt="When does it close?", response="18:00"), "suggestion": True},
+                     "accepted", "ana")
+    DatasetStore(project).create("examples", "sft", [good, refused, drafted, approved])
+
+    shown = pairs.load_pairs(project, "examples")
+    assert [row["prompt"] for row in shown] == ["Do you ship abroad?", "When does it close?"]
+
+    pairs.save_pairs(project, "examples", [{**shown[0], "response": "Yes, to the EU and the UK."}])
+    records, _ = DatasetStore(project).load("examples")
+    by_prompt = {record["prompt"]: record for record in records}
+    assert by_prompt["Do you ship abroad?"]["response"] == "Yes, to the EU and the UK."
+    assert by_prompt["Free pizza?"]["status"] == "rejected"
+    assert by_prompt["When does the shop open?"]["suggestion"] is True  # still waiting in the labeling queue
+    assert "When does it close?" not in by_prompt  # an accepted pair deleted in the editor is gone

@@ -9,7 +9,9 @@ from core.workspace import Project
 
 
 def load_pairs(project: Project, name: str) -> list[dict]:
-    """The usable (prompt, response) pairs of a dataset's latest version; rejected records are left out."""
+    """The usable (prompt, response) pairs of a dataset's latest version: what may train a model (records.trains),
+    so rejected records and suggestions nobody has accepted stay out of prompts too."""
+    from core.data.records import trains
     from core.data.store import DatasetStore
 
     store = DatasetStore(project)
@@ -17,7 +19,7 @@ def load_pairs(project: Project, name: str) -> list[dict]:
         return []
     records, _ = store.load(name)
     return [{"id": r["id"], "prompt": r["prompt"], "response": r["response"]} for r in records
-            if r.get("status") != "rejected" and r.get("prompt") and r.get("response")]
+            if trains(r) and r.get("prompt") and r.get("response")]
 
 
 def clean_rows(rows: list[dict]) -> list[dict]:
@@ -33,9 +35,9 @@ def clean_rows(rows: list[dict]) -> list[dict]:
 def save_pairs(project: Project, name: str, rows: list[dict], base_version: int | None = -1,
                note: str = "Edited examples") -> list[dict]:
     """Save pairs as a new version of an SFT dataset (created if needed). Labels of records kept by id stay;
-    rejected records, which the pair view hides, are kept. base_version=-1 means "on top of the latest";
+    the records the pair view hides (rejected ones, suggestions awaiting review) are kept. base_version=-1 means "on top of the latest";
     another number makes a concurrent save raise ConflictError."""
-    from core.data.records import new_record
+    from core.data.records import new_record, trains
     from core.data.store import DatasetStore
 
     rows = clean_rows(rows)
@@ -48,7 +50,7 @@ def save_pairs(project: Project, name: str, rows: list[dict], base_version: int 
     records = [{**by_id[r["id"]], "prompt": r["prompt"], "response": r["response"]} if r["id"] in by_id
                else new_record("sft", **r) for r in rows]
     kept = {r["id"] for r in rows}
-    records += [r for r in existing if r.get("status") == "rejected" and r["id"] not in kept]
+    records += [r for r in existing if not trains(r) and r["id"] not in kept]
     store.save(name, records, latest if base_version == -1 else base_version, note=note)
     return rows
 

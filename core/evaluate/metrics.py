@@ -14,46 +14,18 @@ import functools
 import json
 import math
 import re
-import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from core.data.records import accepted_answers
 from core.i18n import Msg
 from core.rag.metrics import Retrieved, hit_at_k, reciprocal_rank
+from core.text import answer_tokens as _tokens, normalize_answer, token_f1  # noqa: F401 (token_f1 re-exported)
 
-ARTICLES = frozenset({"a", "an", "the"})
-
-
-# ---- text ----
-
-def normalize_answer(text: str) -> str:
-    """NFC, casefold, drop every Unicode punctuation mark (P*), drop English articles, collapse whitespace."""
-    text = unicodedata.normalize("NFC", unicodedata.normalize("NFC", text or "").casefold())
-    # Deleted, not replaced by a space (as SQuAD does), so "1,000" and "1000" agree.
-    text = "".join(ch for ch in text if not unicodedata.category(ch).startswith("P"))
-    return " ".join(token for token in text.split() if token not in ARTICLES)
-
-
-def _tokens(text: str) -> list[str]:
-    return normalize_answer(text).split()
-
+# ---- text (normalization and word F1 live in core.text) ----
 
 def exact_match(prediction: str, reference: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(reference))
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    """SQuAD bag-of-tokens F1; two empty texts agree (1), one empty text scores 0."""
-    predicted, expected = _tokens(prediction), _tokens(reference)
-    if not predicted or not expected:
-        return float(predicted == expected)
-    common = sum((Counter(predicted) & Counter(expected)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(predicted), common / len(expected)
-    return 2 * precision * recall / (precision + recall)
 
 
 def contains_reference(prediction: str, reference: str) -> float:

@@ -40,11 +40,13 @@ DEMOS = (
     ("The river Mekong rises on the Tibetan Plateau and flows through China, Myanmar, Laos, Thailand, Cambodia "
      "and Vietnam before reaching the South China Sea.", "the Tibetan Plateau", "Where does the Mekong rise?"),
 )
-SENTENCE_START = re.compile(r"(?:^|[.!?]\s+)(\S+)")
 NUMBER = re.compile(r"\b(?:\d{1,2}:\d{2}|\d{1,3}(?:[,.]\d{3})+|\d+(?:[.,]\d+)?)(?:\s?(?:%|percent|per cent|years?|months?|days?|"
                     r"hours?|minutes?|km|kilometres?|kilometers?|miles?|metres?|meters?|kg|tonnes?|euros?|dollars?|"
                     r"million|billion|people|đồng|năm|ngày))?")
-NAME = re.compile(r"\b[A-ZÀ-ỸĐ][\w'’-]*(?:\s+(?:of|de|du|la|le|the|and|von|van|da)?\s*[A-ZÀ-ỸĐ][\w'’-]*)*")
+# A capitalised word, or an abbreviation with its dots ("U.S.", "D.C.") kept whole.
+NAME_WORD = r"(?:(?:[A-ZÀ-ỸĐ]\.){2,}|[A-ZÀ-ỸĐ][\w'’-]*)"
+NAME = re.compile(rf"\b{NAME_WORD}(?:\s+(?:of|de|du|la|le|the|and|von|van|da)?\s*{NAME_WORD})*")
+SENTENCE_START = re.compile(r"(?:^|(?<!\b[A-ZÀ-ỸĐ])[.!?]\s+)(\S+)")
 QUOTED = re.compile(r"[\"“«]([^\"”»]{2,60})[\"”»]")
 
 
@@ -85,7 +87,9 @@ def candidate_answers(text: str) -> list[str]:
             found.append(" ".join(words))
     unique: list[str] = []
     for span in found:
-        span = span.strip(" ,.;:()")
+        span = span.strip(" ,;:()")
+        if not re.search(r"\b[A-ZÀ-ỸĐ]\.$", span):  # a sentence's full stop, not an abbreviation's last dot
+            span = span.rstrip(".")
         if span and len(span.split()) <= MAX_ANSWER_WORDS and span.casefold() not in {u.casefold() for u in unique}:
             unique.append(span)
     return unique
@@ -142,22 +146,13 @@ def _writer_prompt(backend, task: str, reply_rule: str, fields: list, demos: lis
     return RenderedPrompt((), text, True, "completion", ("\n",))
 
 
-def _words(text: str) -> list[str]:
-    text = re.sub(r"\b(a|an|the)\b", " ", re.sub(r"[^\w\s]", " ", text.casefold()))
-    return text.split()
-
-
 def agrees(given: str, answer: str) -> bool:
     """Whether the check's answer matches the drafted answer: word-overlap F1 (SQuAD's normalization) at least
     ROUND_TRIP_F1."""
-    from collections import Counter
+    from core.text import token_f1
 
-    got, want = _words(given.strip().splitlines()[0] if given.strip() else ""), _words(answer)
-    same = sum((Counter(got) & Counter(want)).values())
-    if not same:
-        return False
-    precision, recall = same / len(got), same / len(want)
-    return 2 * precision * recall / (precision + recall) >= ROUND_TRIP_F1
+    first_line = given.strip().splitlines()[0] if given.strip() else ""
+    return bool(first_line) and token_f1(first_line, answer) >= ROUND_TRIP_F1
 
 
 def clean_question(text: str, answer: str) -> str | None:
