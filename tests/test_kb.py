@@ -163,9 +163,10 @@ def test_hybrid_finds_a_keyword_only_match_that_vector_search_misses(project):
     ingest_text(kb, "handbook.md", "# Handbook\n\n" + "\n\n".join(f"## Topic {i}\n\n{t}" for i, t in enumerate(topics)))
     question = "Is QZ-7781 covered by the frame warranty?"
     by_vector = [h.text for h in kb.search(question, "vector", 1)]
-    by_text = [h.text for h in kb.search(question, "fts", 1)]
+    by_text = [h.text for h in kb.search(question, "fts", 2)]
     by_hybrid = [h.text for h in kb.search(question, "hybrid", 2)]
-    assert "QZ-7781" not in by_vector[0] and "QZ-7781" in by_text[0]  # meaning picks the warranty passage
+    # meaning picks the warranty passage; keywords (stemmed: "covered" finds "covers") find both
+    assert "QZ-7781" not in by_vector[0] and any("QZ-7781" in t for t in by_text)
     assert any("QZ-7781" in t for t in by_hybrid)
 
 

@@ -64,7 +64,7 @@ def test_vector_search_finds_the_nearest(store):
 
 
 def test_tokenizer_options_are_pinned():
-    assert FTS_OPTIONS["ascii_folding"] is False and FTS_OPTIONS["stem"] is False
+    assert FTS_OPTIONS["ascii_folding"] is False and FTS_OPTIONS["stem"] is False  # stem: decided per table
     assert {"base_tokenizer", "language", "lower_case", "remove_stop_words", "max_token_length"} <= set(FTS_OPTIONS)
 
 
@@ -83,3 +83,45 @@ def test_a_vector_index_is_built_once_the_table_is_large(tmp_path, monkeypatch):
     assert "FTS" in kinds() and len(kinds()) == 2
     target = more[7]["vector"]
     assert kb.search_vector("kb", target, k=1)[0].doc_id == "e7"
+
+
+def test_english_text_is_stemmed_and_vietnamese_text_is_not(tmp_path):
+    english = [("returns", "Returns are accepted within thirty days."), ("ship", "The shop shipped the parcel.")]
+    store = KnowledgeStore(str(tmp_path / "en"))
+    store.upsert("kb", rows(english), DIM, "fake", {"size": 100})
+    assert [hit.doc_id for hit in store.search_text("kb", "returned")] == ["returns"]
+    assert [hit.doc_id for hit in store.search_text("kb", "shipping")] == ["ship"]
+
+    vietnamese = [("day", "Ngày mai tôi đi làm ở cửa hàng."), ("sir", "Thưa ngài, xin mời vào cửa hàng.")]
+    store = KnowledgeStore(str(tmp_path / "vi"))
+    store.upsert("kb", rows(vietnamese), DIM, "fake", {"size": 100})
+    # the English stemmer would turn "ngày" (day) into "ngài" (sir)
+    assert [hit.doc_id for hit in store.search_text("kb", "ngày")] == ["day"]
+    assert [hit.doc_id for hit in store.search_text("kb", "ngài")] == ["sir"]
+
+
+def test_an_index_built_without_stemming_is_rebuilt_for_english_text(tmp_path):
+    from core.rag import store as store_module
+
+    uri = str(tmp_path / "old")
+    old = KnowledgeStore(uri)
+    table = old.table("kb", DIM)
+    table.add([{**row, "chunk_id": row["doc_id"], "doc_hash": "", "page": 0, "heading": "", "embedder": "fake",
+                "chunking": "{}", "vector": [float(x) for x in row["vector"]]}
+               for row in rows([("returns", "Returns are accepted within thirty days.")])])
+    table.create_fts_index("text", replace=True, **FTS_OPTIONS)  # as versions before stemming built it
+    assert KnowledgeStore(uri).db.open_table("kb").search("returned", query_type="fts").to_list() == []
+    store_module._CHECKED_TEXT_INDEXES.discard((uri, "kb"))
+    assert [hit.doc_id for hit in KnowledgeStore(uri).search_text("kb", "returned")] == ["returns"]
+
+
+@pytest.mark.parametrize("texts, stems", [
+    (["Returns are accepted within thirty days at the Lyon café, and the shop pays the full price back to the "
+      "card the customer used, usually within a week of the return."], True),
+    (["Thủ đô của Việt Nam là Hà Nội. Phở bò Hà Nội nổi tiếng."], False),
+    ([], False),
+])
+def test_stemming_follows_the_language_of_the_text(texts, stems):
+    from core.rag.store import stems_words
+
+    assert stems_words(texts) is stems

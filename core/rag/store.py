@@ -9,13 +9,33 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-# Every tokenizer option is pinned so an index never changes meaning with a library default. No ASCII folding
-# and no stemming: in Vietnamese "bán", "bạn" and "ban" are different words and must stay different.
+# Every tokenizer option is pinned so an index never changes meaning with a library default. No ASCII folding:
+# in Vietnamese "bán", "bạn" and "ban" are different words and must stay different. English stemming ("returns"
+# finds "returned") is decided per table from its text (stems_words): the English stemmer would merge Vietnamese
+# words ("ngày" and "ngài").
 # Past this many chunks a flat vector scan gets slow (≈90 ms p95 hybrid at 100k on 2 cores); an IVF_SQ index
 # brings it to ≈11 ms while finding ≈96% of the exact top 5 (bench/query.py).
 VECTOR_INDEX_FROM = 10_000
 FTS_OPTIONS = dict(use_tantivy=False, base_tokenizer="simple", language="English", max_token_length=40,
                    lower_case=True, stem=False, remove_stop_words=False, ascii_folding=False, with_position=True)
+# Text whose words carry non-ASCII letters more often than this is not stemmed as English.
+STEM_MAX_ACCENTED_WORDS = 0.05
+STEM_SAMPLE_ROWS = 2000
+
+
+def stems_words(texts) -> bool:
+    """Whether keyword search should stem this text as English: its words are (almost all) plain ASCII. On public
+    English articles stemming put the right passage first for 0.75 of questions instead of 0.72 (bench/README.md)."""
+    words = accented = 0
+    for text in texts:
+        for word in str(text or "").split():
+            words += 1
+            accented += not word.isascii()
+    return words > 0 and accented / words <= STEM_MAX_ACCENTED_WORDS
+
+
+def fts_options(texts) -> dict:
+    return {**FTS_OPTIONS, "stem": stems_words(texts)}
 
 
 def chunk_id(doc_id: str, text: str) -> str:
@@ -50,10 +70,14 @@ class Hit:
     ranks: dict | None = None        # rank in each search that found it (hybrid)
 
 
+_CHECKED_TEXT_INDEXES: set[tuple[str, str]] = set()
+
+
 class KnowledgeStore:
     def __init__(self, uri: str):
         import lancedb
 
+        self.uri = uri
         self.db = lancedb.connect(uri)
 
     def table(self, name: str, dim: int):
@@ -79,17 +103,26 @@ class KnowledgeStore:
         return int(getattr(result, "num_inserted_rows", len(records)))
 
     def refresh(self, name: str) -> None:
-        """Indexes after writes: the full-text index is created once with the pinned options, a vector index
-        once the table is large; optimize() folds new and deleted rows into both, so they are searchable at once."""
+        """Indexes after writes: the full-text index with the pinned options (built again when the text's language
+        calls for other stemming), a vector index once the table is large; optimize() folds new and deleted rows
+        into both, so they are searchable at once."""
         if not self.exists(name):
             return
         table = self.db.open_table(name)
         kinds = {index.index_type for index in table.list_indices()}
-        if "FTS" not in kinds:
-            table.create_fts_index("text", replace=True, **FTS_OPTIONS)
+        self._text_index_current(table)
         if not kinds & {"IVF_SQ", "IvfSq"} and table.count_rows() >= VECTOR_INDEX_FROM:
             table.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_SQ")
         table.optimize()
+
+    def _text_index_current(self, table) -> None:
+        """Builds the full-text index when it is missing or its stemming no longer fits the table's text (an index
+        from before stemming was decided by language is rebuilt once)."""
+        found = next((index for index in table.list_indices() if index.index_type == "FTS"), None)
+        options = fts_options(row["text"] for row in table.head(STEM_SAMPLE_ROWS).select(["text"]).to_pylist())
+        details = getattr(found, "index_details", None) or {}
+        if found is None or details.get("stem", options["stem"]) != options["stem"]:
+            table.create_fts_index("text", replace=True, **options)
 
     def delete_document(self, name: str, doc_id: str, refresh: bool = True) -> None:
         table = self.db.open_table(name)
@@ -159,7 +192,11 @@ class KnowledgeStore:
         passages need not be embedded again)."""
         if not query.strip():
             return []
-        search = self.db.open_table(name).search(query, query_type="fts", fts_columns="text")
+        table = self.db.open_table(name)
+        if (self.uri, name) not in _CHECKED_TEXT_INDEXES:  # once per process: indexes built by older versions
+            self._text_index_current(table)
+            _CHECKED_TEXT_INDEXES.add((self.uri, name))
+        search = table.search(query, query_type="fts", fts_columns="text")
         rows = (search.where(where) if where else search).limit(k).to_list()
         return [_hit(row, row.get("_score", 0.0), _cosine(row.get("vector"), vector)) for row in rows]
 
