@@ -22,7 +22,7 @@ from core.finetune import estimate, runs
 from core.finetune.config import (DATA_KINDS, METHODS, OBJECTIVES, PREFERENCE_METHODS, RETRIEVAL_CONTEXTS,
                                    REWARD_METHODS, TARGET_PRESETS, TrainConfig)
 from core.finetune.distributed import gpu_count, launch_command
-from core.finetune.recommend import recommend
+from core.finetune.recommend import fit_to_recipe, recommend
 from core.i18n import Msg
 from core.jobs import Job, JobStatus, event_message
 from core.models.adapters import AdapterInfo, AdapterRegistry
@@ -188,18 +188,31 @@ def advice_for(data: TrainingData, shape: estimate.ModelShape):
 
 
 # ---- settings ---------------------------------------------------------------------------------------------------
-def form_defaults(data: TrainingData, shape: estimate.ModelShape, objective: str, method: str) -> TrainConfig:
+def form_defaults(data: TrainingData, shape: estimate.ModelShape, objective: str, method: str,
+                  retrieves: bool = False) -> TrainConfig:
     """What the form starts with: the suggestion's settings when the suggested method is picked, so the numbers
-    the suggestion names (a LoRA rank, epochs) are the ones in the form."""
+    the suggestion names (a LoRA rank, epochs) are the ones in the form; with passages when the recipe retrieves."""
     advice = advice_for(data, shape)
+    config = TrainConfig()
     if objective == "sft" and method == advice.method:
-        return TrainConfig().with_changes(**advice.changes)
-    return TrainConfig()
+        config = config.with_changes(**advice.changes)
+    # passages go with training pairs only (not chats, preference pairs or ratings)
+    return fit_to_recipe(config, retrieves and objective == "sft" and data.source == "sft")
 
 
-def training_settings(data: TrainingData, objective: str, method: str, shape: estimate.ModelShape) -> TrainConfig:
+def recipe_retrieves(project: Project, recipe: Recipe) -> bool:
+    """Whether the recipe's retriever is on and its knowledge base has documents to train with."""
+    if not recipe.retriever.enabled:
+        return False
+    from core.rag.kb import KnowledgeBase
+
+    return bool(KnowledgeBase(project, recipe.retriever.knowledge_base).documents())
+
+
+def training_settings(data: TrainingData, objective: str, method: str, shape: estimate.ModelShape,
+                      retrieves: bool = False) -> TrainConfig:
     """The method's own settings and the Training settings expander, as a validated config."""
-    defaults = form_defaults(data, shape, objective, method)
+    defaults = form_defaults(data, shape, objective, method, retrieves)
     settings = method_settings(data, objective, method, shape, defaults)
     settings.update(optimisation_settings(objective, defaults))
     try:
@@ -277,6 +290,7 @@ def optimisation_settings(objective: str, defaults: TrainConfig) -> dict:
         if objective == "sft":
             settings["retrieval_context"] = st.radio(
                 t("Passages from the knowledge base"), list(RETRIEVAL_CONTEXTS), key=K + "retrieval_context",
+                index=list(RETRIEVAL_CONTEXTS).index(defaults.retrieval_context),
                 format_func=lambda value: t(RETRIEVAL_CONTEXTS[value]), horizontal=False,
                 help=t("For a recipe that retrieves: train on the prompts the assistant will really see, with the "
                        "passages its retriever finds for each question (training pairs only; needs indexed "
@@ -621,7 +635,7 @@ def main() -> None:
         st.stop()
     shape = model_shape(str(folder))
     objective, method, qlora_ok = pick_method(data, shape)
-    config = training_settings(data, objective, method, shape)
+    config = training_settings(data, objective, method, shape, recipe_retrieves(project, recipe))
     checks_block = before_you_start(project, recipe, data, config, shape)
     terminal_commands(project, config)
     start_and_runs(project, recipe, config, blocked=(method == "qlora" and not qlora_ok) or checks_block)

@@ -181,3 +181,16 @@ def test_recommend_never_qlora_without_cuda(n, free_gb):
 def test_recommend_with_unknown_memory_never_assumes_full_fits():
     rec = recommend(20000, GEMMA_270M, None, has_cuda=True)
     assert rec.method == "lora" and rec.changes["lora_rank"] == 32 and "unknown" in rec.reason
+
+
+def test_a_recipe_that_retrieves_starts_training_with_and_without_its_passages():
+    from core.finetune.recommend import PASSAGE_MAX_LENGTH, fit_to_recipe
+
+    plain = TrainConfig()
+    assert fit_to_recipe(plain, retrieves=False) == plain
+    fitted = fit_to_recipe(plain, retrieves=True)
+    assert fitted.retrieval_context == "mixed" and fitted.max_length == PASSAGE_MAX_LENGTH
+    assert fit_to_recipe(plain.with_changes(max_length=4096), True).max_length == 4096  # never shortened
+    assert fit_to_recipe(plain.with_changes(retrieval_context="always"), True).retrieval_context == "always"
+    dpo = TrainConfig(objective="dpo")
+    assert fit_to_recipe(dpo, True) == dpo  # preference pairs take no passages

@@ -296,3 +296,26 @@ def test_gguf_export_is_explained_and_its_finished_job_shows_where_and_how(tunin
     at = open_page("finetune")
     assert any("GGUF export ready" in m.value and str(target) in m.value for m in at.markdown)
     assert any("ollama create my-assistant -f Modelfile" in c.value for c in at.code)
+
+
+def test_a_recipe_that_retrieves_trains_with_its_passages_by_default(tuning_project, monkeypatch):
+    from conftest import HashEmbedder
+    from core.rag import kb as kb_module
+    from core.rag.kb import KnowledgeBase
+    from core.rag.retriever import RetrieverSettings
+
+    def shown_config():
+        at = open_page("finetune")
+        assert not at.exception, [e.value for e in at.exception]
+        return json.loads([c.value for c in at.code if c.language == "json"][0])
+
+    assert shown_config()["retrieval_context"] == "none"  # no retriever: nothing to add
+    monkeypatch.setattr(kb_module, "_embed", HashEmbedder(dims=384))
+    monkeypatch.setattr(kb_module, "_count_tokens", lambda: (lambda text: len(text.split())))
+    recipes = RecipeStore(tuning_project)
+    recipes.save(recipes.load().with_changes(retriever=RetrieverSettings(enabled=True)))
+    assert shown_config()["retrieval_context"] == "none"  # the retriever is on, but no documents are indexed
+    base = KnowledgeBase(tuning_project, "docs")
+    base.ingest(base.add_files([("shop.md", b"# Shop\n\nThe shop opens at nine and closes at six on weekdays.")]))
+    config = shown_config()
+    assert config["retrieval_context"] == "mixed" and config["max_length"] == 1024
