@@ -98,5 +98,5 @@ def ladder_ready_project(emit=lambda **event: None) -> Project:
         config = TrainConfig(dataset_version=DatasetStore(project).latest_version("examples"), **SAMPLE_TRAINING)
         run = finetune_runs.create_run(project, config, recipe)
         with runlock.holding(project.path, finetune_runs.RUNS, run.id):  # one training run at a time per project
-            finetune_runs.execute(project, run.id, emit)
+            finetune_runs.execute_recorded(project, run.id, emit)
     return project

@@ -304,3 +304,21 @@ def test_a_run_kept_before_its_first_eval_keeps_what_it_learned(project, tiny_mo
     tensors = load_file(str(next(info.folder.glob("*.safetensors"))))
     lora_b = [t for name, t in tensors.items() if "lora_B" in name]
     assert lora_b and any(float(t.abs().sum()) > 0 for t in lora_b)
+
+
+def test_a_run_trained_in_this_process_shows_as_finished_or_failed(project, tiny_model_dir):
+    """The sample's adapter is trained in the process that sets up its ladder; the Fine-tune page must not list
+    that run as never started."""
+    recipe = make_project(project, tiny_model_dir("llama"))
+    run = runs.create_run(project, quick(epochs=1), recipe)
+    assert run.status().state == "new"
+    result = runs.execute_recorded(project, run.id, lambda **e: None)
+    status = runs.get_run(project, run.id).status()
+    assert result["finished"] and status.state == "done" and status.step == status.total > 0
+
+    DatasetStore(project).save("pairs", [new_record("sft", prompt="q", response="a")], 1)
+    failing = runs.create_run(project, quick(), recipe)
+    with pytest.raises(TrainingError, match="at least"):
+        runs.execute_recorded(project, failing.id, lambda **e: None)
+    status = runs.get_run(project, failing.id).status()
+    assert status.state == "failed" and "at least" in status.error

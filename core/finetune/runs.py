@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from core import atomic, runlock
-from core.errors import TrainingError
+from core.errors import StudioError, TrainingError
 from core.finetune.config import DATA_KINDS, TrainConfig
 from core.finetune.distributed import Workers
 from core.i18n import Msg
@@ -436,6 +436,28 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
     finally:
         workers.barrier()  # the other processes wait for the adapter
     return {"finished": True, "adapter": info.id, **metrics}
+
+
+def execute_recorded(project: Project, run_id: str, emit: Emit, should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """`execute` in this process, recorded as a job of the run (core.jobs.Job.attach), so the Fine-tune page shows
+    it as finished or failed, with its curves, and not as a run that never started."""
+    from core.jobs import Job
+
+    job = Job.attach(get_run(project, run_id).folder / "jobs", f"finetune {run_id}")
+
+    def recorded(**event) -> None:
+        emit(**event)
+        job.record(**event)
+
+    try:
+        result = execute(project, run_id, recorded, should_stop=should_stop)
+    except BaseException as exc:
+        if isinstance(exc, StudioError):
+            job.record(error=exc.args[0])
+        job.finish(1)
+        raise
+    job.finish(0)
+    return result
 
 
 def _silent(**event) -> None:
