@@ -200,7 +200,7 @@ def pick_grid() -> SweepGrid | None:
         modes = cols[0].multiselect(t("Search by"), list(MODES), default=list(MODES), key=K + "modes",
                                     format_func=view.mode_label)
         ks = cols[1].multiselect(t("Passages per question (k)"), list(range(1, 21)),
-                                 default=sorted({3, 5, settings.k}), key=K + "ks",
+                                 default=sorted({2, 3, 5, settings.k}), key=K + "ks",
                                  help=t("A larger k finds more but puts more text in the prompt; ties go to the "
                                         "smaller k."))
         rrf_ks = cols[2].multiselect(t("Fusion constants (hybrid)"), with_current(RRF_CHOICES, settings.rrf_k),
