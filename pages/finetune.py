@@ -202,11 +202,7 @@ def form_defaults(data: TrainingData, shape: estimate.ModelShape, objective: str
 
 def recipe_retrieves(project: Project, recipe: Recipe) -> bool:
     """Whether the recipe's retriever is on and its knowledge base has documents to train with."""
-    if not recipe.retriever.enabled:
-        return False
-    from core.rag.kb import KnowledgeBase
-
-    return bool(KnowledgeBase(project, recipe.retriever.knowledge_base).documents())
+    return recipe.retriever.enabled and runs.retriever_has_documents(project, recipe)
 
 
 def training_settings(data: TrainingData, objective: str, method: str, shape: estimate.ModelShape,

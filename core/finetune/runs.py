@@ -200,12 +200,17 @@ def create_run(project: Project, config: TrainConfig, recipe) -> Run:
     return Run(folder)
 
 
-def _check_retriever(project: Project, recipe, kind: str) -> None:
+def retriever_has_documents(project: Project, recipe) -> bool:
+    """Whether the recipe's knowledge base holds indexed documents, so training pairs can get passages."""
     from core.rag.kb import KnowledgeBase
 
+    return bool(KnowledgeBase(project, recipe.retriever.knowledge_base).documents())
+
+
+def _check_retriever(project: Project, recipe, kind: str) -> None:
     if kind != "sft":
         raise TrainingError(Msg("Passages can be added to training pairs only, not to chats."))
-    if not KnowledgeBase(project, recipe.retriever.knowledge_base).documents():
+    if not retriever_has_documents(project, recipe):
         raise TrainingError(Msg("Training with passages needs indexed documents in knowledge base '{name}' "
                                 "(Retriever page).", name=recipe.retriever.knowledge_base))
 
