@@ -352,7 +352,7 @@ if costs is not None:
     st.plotly_chart(costs, key=K + "cost_chart")
 frame, config = board.summary_table(run_variants, summary,
                                     {key: found.get("engine") for key, found in chosen_run.models().items()})
-st.dataframe(frame, hide_index=True, column_config=config, key=K + "summary_table")
+st.dataframe(frame, hide_index=True, column_config=config, placeholder="–", key=K + "summary_table")
 board.missing_setup_links(run_variants)
 mismatch = advising.language_mismatch(rows)
 if mismatch is not None:
@@ -384,7 +384,7 @@ steps = ladder_steps(rows, ready_keys, metric)
 if steps:
     st.markdown("##### " + t("Each step and its noise"))
     step_frame, step_config = board.steps_table(steps, run_variants)
-    st.dataframe(step_frame, hide_index=True, column_config=step_config, key=K + "steps_table")
+    st.dataframe(step_frame, hide_index=True, column_config=step_config, placeholder="–", key=K + "steps_table")
     st.caption(t("A step is real when its whole 95% interval is above (or below) zero; otherwise more questions "
                  "are needed to tell it from chance."))
 trade_off = board.trade_off_chart(run_variants, summary, metric, target)
@@ -408,7 +408,8 @@ st.caption(t("{failed} of {count} questions score below {target} on {metric} for
              count=summary.get(failing_key, {}).get("answered", 0), target=f"{target:.2f}",
              metric=board.metric_label(metric), variant=board.variant_label(by_key[failing_key]))
            if failing_key else "")
-st.dataframe(examples, hide_index=True, column_config=example_config, row_height=72, key=K + "examples")
+st.dataframe(examples, hide_index=True, column_config=example_config, row_height=72, placeholder="–",
+             key=K + "examples")
 board.one_question_in_full(rows, answered, [i for i in spec["record_ids"] if only is None or i in only], metric,
                            key=K + "in_full")
 

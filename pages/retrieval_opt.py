@@ -345,7 +345,7 @@ if same is not None:
 # ---- table and charts ---------------------------------------------------------------------------------------------
 st.markdown("#### " + t("Every setting, best first"))
 frame, config = view.ranked_table(rows, metric, ranks)
-st.dataframe(frame, hide_index=True, column_config=config, key=K + "table")
+st.dataframe(frame, hide_index=True, column_config=config, placeholder="–", key=K + "table")
 heat = view.heatmap(rows, metric)
 if heat is not None:
     st.caption(t("Each cell: the best {metric} among the settings with that way of cutting, search and k.",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
 import pytest
 
 from apptest_helpers import button, open_page
@@ -60,6 +61,8 @@ def test_scoreboard_shows_charts_table_and_advice(finished_run):
     assert summary["status"].iloc[2].startswith("not set up")
     assert summary["weights_mb"].iloc[0] == pytest.approx(10.0)  # costs: the model's memory too
     assert list(summary["engine"])[:2] == ["llama.cpp", ""]  # what answered, where the run recorded it
+    assert pd.isna(summary["token_f1"].iloc[2])  # a rung not set up has no score…
+    assert all(d.proto.placeholder == "–" for d in at.dataframe)  # …and the tables draw it as "–", not "None"
     assert at.selectbox(key="evaluate.eval-shop.metric").value == "token_f1"
     assert any("+ few-shot is the cheapest variant" in s.value for s in at.success)
     at.slider(key="evaluate.eval-shop.target").set_value(0.3).run()
