@@ -230,16 +230,20 @@ def train_adapter(project, recipes, args, emit) -> dict:
     started = time.perf_counter()
     config = TrainConfig(dataset="drafted" if args.drafted else "pairs", method="lora", epochs=args.epochs, lora_rank=16, lora_alpha=32,
                          target_preset="all_linear", learning_rate=5e-4, batch_size=8, eval_fraction=0.05,
-                         max_length=1024, retrieval_context="mixed", seed=args.seed)
+                         max_length=1024, retrieval_context="mixed", seed=args.seed,
+                         max_minutes=0.0 if args.stop_at_deadline else args.train_minutes)
     run = finetune_runs.create_run(project, config, recipes.load())
     deadline = time.monotonic() + 60 * args.train_minutes
-    result = finetune_runs.execute(project, run.id, emit, should_stop=lambda: time.monotonic() > deadline)
-    if not result.get("finished"):  # out of time: keep what was learned, as "Stop and keep" does
+    result = finetune_runs.execute(project, run.id, emit,
+                                   should_stop=lambda: args.stop_at_deadline and time.monotonic() > deadline)
+    if not result.get("finished"):  # --stop-at-deadline: keep what was learned, as "Stop and keep" does
         (run.folder / finetune_runs.KEEP_FILE).touch()
         result = finetune_runs.execute(project, run.id, emit)
     recipes.save(recipes.load().with_changes(adapter=run.id), note="bench adapter")
     return {"seconds": round(time.perf_counter() - started, 1), "steps": result.get("steps"),
-            "stopped_by_time": bool(result.get("stopped_by_user"))}
+            "stopped_by_time": bool(result.get("stopped_by_time") or result.get("stopped_by_user")),
+            "eval_loss": result.get("eval_loss"),
+            "first_eval_loss": result.get("first_eval_loss")}
 
 
 def _drop_ladder_data(project) -> None:
@@ -261,7 +265,11 @@ def main() -> None:
     parser.add_argument("--drafted", type=int, default=0,
                         help="train the adapter on this many pairs drafted from the documents instead of the "
                              "crowd-written pairs")
-    parser.add_argument("--train-minutes", type=float, default=12.0, help="0 leaves the adapter rungs out")
+    parser.add_argument("--train-minutes", type=float, default=12.0,
+                        help="the run's time limit (TrainConfig.max_minutes); 0 leaves the adapter rungs out")
+    parser.add_argument("--stop-at-deadline", action="store_true",
+                        help="for comparison: no time limit in the run; it is stopped and kept at --train-minutes "
+                             "(counted from before its passages are found) with the schedule of its epochs")
     parser.add_argument("--chunk-tokens", type=int, help="passage size (default: the studio's default)")
     parser.add_argument("--overlap-tokens", type=int, help="passage overlap (default: the studio's default)")
     parser.add_argument("--reuse", action="store_true", help="with --keep: use the documents indexed there before")

@@ -255,6 +255,10 @@ def method_settings(data: TrainingData, objective: str, method: str, shape: esti
 def optimisation_settings(objective: str, defaults: TrainConfig) -> dict:
     """The Training settings expander: epochs, rates, lengths, evaluation and precision."""
     settings: dict = {}
+    settings["max_minutes"] = st.number_input(
+        t("Time limit (minutes, 0 = none)"), 0, 100_000, int(defaults.max_minutes), step=5, key=K + "max_minutes",
+        help=t("Training stops after this many minutes and keeps the adapter, its learning rate lowered over the time "
+               "as if the run had ended there. Loading the model and finding passages are not counted."))
     with st.expander(t("Training settings"), icon=":material/tune:"):
         cols = st.columns(4)
         settings["epochs"] = cols[0].number_input(t("Epochs"), 1, 100, defaults.epochs, key=K + "epochs")
@@ -358,7 +362,7 @@ def timing_estimate(project: Project, recipe: Recipe, config: TrainConfig, steps
         if status.state == "running":
             timing_wait(timing)
         else:
-            timing_result(timing, status, steps)
+            timing_result(timing, status, steps, config.max_minutes)
 
 
 @st.fragment(run_every=1.0, key=TIMING_FRAGMENT)
@@ -369,7 +373,7 @@ def timing_wait(job: Job) -> None:
     st.caption(t("Timing a few training steps…"))
 
 
-def timing_result(job: Job, status: JobStatus, steps: int) -> None:
+def timing_result(job: Job, status: JobStatus, steps: int, max_minutes: float = 0.0) -> None:
     done = next((e for e in job.events() if e.get("type") == "calibration"), None)
     if done:
         extra = done.get("prepare_s", 0.0) + done.get("eval_s", 0.0)  # passages, loading and eval passes
@@ -377,6 +381,10 @@ def timing_result(job: Job, status: JobStatus, steps: int) -> None:
         st.info(t("About {duration} for {steps} updates ({seconds} s each, {speed} tokens/s).",
                   duration=estimate.format_duration(total), steps=steps,
                   seconds=f"{done['seconds_per_step']:.1f}", speed=f"{done['tokens_per_s']:.0f}"))
+        reached = estimate.updates_within(max_minutes, done["seconds_per_step"], done.get("eval_s", 0.0))
+        if reached is not None and reached < steps:
+            st.caption(t("The {minutes}-minute time limit ends it sooner, after about {updates} of the {steps} "
+                         "updates.", minutes=f"{max_minutes:g}", updates=reached, steps=steps))
         if extra >= 1:
             st.caption(t("Included: {prepare} to find passages and load the model, {evals} for the eval passes.",
                          prepare=estimate.format_duration(done.get("prepare_s", 0.0)),
@@ -428,7 +436,8 @@ def run_summary(config: TrainConfig) -> str:
     return ((t(OBJECTIVES[config.objective]).split(":")[0] + " · " if config.is_preference else "")
             + t("{method} on {dataset} v{version} · {epochs} epochs · learning rate {lr}",
                 method=t(METHODS[config.method]).split(":")[0], dataset=config.dataset or t("chat feedback"),
-                version=config.dataset_version or "–", epochs=config.epochs, lr=config.learning_rate))
+                version=config.dataset_version or "–", epochs=config.epochs, lr=config.learning_rate)
+            + (" · " + t("at most {minutes} min", minutes=f"{config.max_minutes:g}") if config.max_minutes else ""))
 
 
 @st.fragment(run_every=2.0)
@@ -436,9 +445,13 @@ def run_panel(chosen: runs.Run) -> None:
     """The chosen run's status, metrics and curves, redrawn every two seconds; Cancel while it trains."""
     status = chosen.status()
     events = chosen.events()
-    if status.state == "running":
-        st.progress(min(1.0, status.step / status.total) if status.total else 0.0,
-                    text=t(status.message) if status.message else t("Starting"))
+    steps_seen = [e for e in events if e.get("type") == "step"]
+    if status.state == "running":  # a step's progress counts a time limit too
+        share = steps_seen[-1].get("progress", status.step / max(1, status.total)) if steps_seen else 0.0
+        st.progress(min(1.0, share), text=t(status.message) if status.message else t("Starting"))
+    elif any(e.get("type") == "time_limit" for e in chosen.messages()):
+        st.markdown(t("Status: **{state}** · stopped by its time limit at step {step} of {total}",
+                      state=t(STATES[status.state]), step=status.step, total=status.total or "?"))
     else:
         st.markdown(t("Status: **{state}** · step {step} of {total}", state=t(STATES[status.state]),
                       step=status.step, total=status.total or "?"))

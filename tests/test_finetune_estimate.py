@@ -109,6 +109,15 @@ def test_available_memory_is_detected_when_not_given():
 
 # --- steps and formatting ------------------------------------------------------------------------------------------
 
+def test_updates_within_a_time_limit():
+    from core.finetune.estimate import updates_within
+
+    assert updates_within(0, 2.0) is None  # no limit
+    assert updates_within(10, 2.0) == 300
+    assert updates_within(10, 2.0, eval_s=60.0) == 270  # the eval passes take their share first
+    assert updates_within(1, 120.0, eval_s=90.0) == 0
+
+
 @pytest.mark.parametrize("n_train,changes,expected", [
     (100, dict(batch_size=4, epochs=3), 75),
     (101, dict(batch_size=4, epochs=1), 26),  # a last partial batch still counts

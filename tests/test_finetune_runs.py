@@ -322,3 +322,40 @@ def test_a_run_trained_in_this_process_shows_as_finished_or_failed(project, tiny
         runs.execute_recorded(project, failing.id, lambda **e: None)
     status = runs.get_run(project, failing.id).status()
     assert status.state == "failed" and "at least" in status.error
+
+
+def test_the_schedule_follows_the_clock_under_a_time_limit():
+    from core.finetune.trainer import learning_rate
+
+    config = TrainConfig(learning_rate=1e-3, warmup_ratio=0.1, max_minutes=10)
+    assert learning_rate(config, 5, 100) == learning_rate(config, 5, 100, 0.0) == pytest.approx(6e-4)  # the steps'
+    assert learning_rate(config, 5, 100, 0.05) == pytest.approx(6e-4)  # the steps are further along
+    assert learning_rate(config, 5, 100, 0.5) == learning_rate(config, 50, 100)  # the clock is further along
+    assert learning_rate(config, 5, 100, 1.0) == pytest.approx(1e-4)  # the end of the time: 10% of the peak
+    assert learning_rate(config, 0, 100, 0.02) == pytest.approx(3e-4)  # warming up on the clock
+
+
+def test_a_time_limit_ends_the_run_as_finished_with_a_decayed_rate(project, tiny_model_dir, monkeypatch):
+    """The run stops when its time is used, scores and keeps what it learned as a finished run, and its last
+    updates had the decayed rate of a schedule that ends with the time, not the peak rate of one planned for 100
+    epochs. Time is a fake clock: one second per reading."""
+    import itertools
+
+    from core.finetune import trainer
+
+    ticks = itertools.count()
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: float(next(ticks)))
+    recipe = make_project(project, tiny_model_dir("llama"), n_copies=4)
+    run = runs.create_run(project, quick(epochs=100, batch_size=2, max_minutes=1.0), recipe)
+    events = []
+    result = runs.execute(project, run.id, lambda **e: events.append(e))
+    steps = [e for e in events if e.get("type") == "step"]
+    assert result["finished"] and result["stopped_by_time"] and not result["stopped_by_user"]
+    assert 5 <= result["steps"] == len(steps) < steps[-1]["total_steps"] // 10
+    assert steps[-1]["lr"] < 0.2 * 5e-3 < steps[len(steps) // 4]["lr"]
+    assert steps[-1]["progress"] > 0.9 and steps[-1]["eta_s"] < 10
+    assert [e for e in events if e.get("type") == "eval"][-1]["step"] == result["steps"]  # scored where it stopped
+    assert any(e.get("type") == "time_limit" for e in events)
+    assert AdapterRegistry(project).get(run.id).manifest["metrics"]["stopped_by_time"] is True
+    saved = json.loads((run.folder / "checkpoint" / "state.json").read_text())["state"]
+    assert saved["seconds"] >= 60 and saved["stopped_by_time"]

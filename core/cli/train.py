@@ -88,7 +88,7 @@ def train(project: str = typer.Argument(..., help="Project name or folder name."
         if resume:
             run = runs.get_run(target, resume)
             if add_epochs and workers.is_main:
-                run.update_config(epochs=run.config.epochs + add_epochs, max_steps=0)
+                run.update_config(epochs=run.config.epochs + add_epochs, max_steps=0, max_minutes=0.0)
             workers.barrier()
         else:
             if workers.is_main:  # before a run is made that could not start

@@ -112,6 +112,10 @@ class TrainConfig:
                                                                       "improvement; 0 = off."})
     precision: str = field(default="auto", metadata={"help": "auto (bf16 where supported) | bf16 | fp32."})
     max_steps: int = field(default=0, metadata={"help": "Stop after this many updates; 0 = no limit."})
+    max_minutes: float = field(default=0.0, metadata={
+        "help": "Stop after this many minutes of training and keep the adapter; the learning rate then decays over "
+                "the time instead of the epochs. Loading the model and preparing the data are not counted. "
+                "0 = no limit."})
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -138,6 +142,7 @@ class TrainConfig:
             (0 <= self.warmup_ratio < 1, Msg("The warm-up share must be at least 0 and below 1.")),
             (self.weight_decay >= 0, Msg("Weight decay cannot be negative.")),
             (self.max_grad_norm > 0, Msg("Gradient clipping must be positive.")),
+            (0 <= self.max_minutes <= 100_000, Msg("The time limit must be between 0 and 100,000 minutes.")),
             (self.eval_every >= 0 and self.save_every >= 0 and self.max_steps >= 0
              and self.early_stopping_patience >= 0, Msg("Step counts cannot be negative.")),
         ]

@@ -245,6 +245,14 @@ def planned_steps(n_train: int, config: TrainConfig) -> int:
     return min(steps, config.max_steps) if config.max_steps > 0 else steps
 
 
+def updates_within(max_minutes: float, seconds_per_step: float, eval_s: float = 0.0) -> int | None:
+    """About how many updates a time limit leaves room for (None without a limit): the eval passes take their
+    share of the time first."""
+    if not max_minutes or seconds_per_step <= 0:
+        return None
+    return max(0, int((60 * max_minutes - eval_s) / seconds_per_step))
+
+
 def format_duration(seconds: float) -> str:
     """45 s, 12 min, 1 h 20 min."""
     seconds = max(float(seconds), 0.0)

@@ -156,7 +156,7 @@ class Run:
             raise TrainingError(Msg("Add at least one epoch."))
         if not self.has_checkpoint:
             raise TrainingError(Msg("This run has no checkpoint to continue from; start a new run."))
-        self.update_config(epochs=self.config.epochs + extra, max_steps=0)
+        self.update_config(epochs=self.config.epochs + extra, max_steps=0, max_minutes=0.0)
         return self.start()
 
 
@@ -420,6 +420,7 @@ def execute(project: Project, run_id: str, emit: Emit, should_stop: Callable[[],
                "tokens_per_s": steps[-1]["tokens_per_s"] if steps else None,
                "train_examples": len(prepared.train), "eval_examples": len(prepared.eval),
                "stopped_early": result.state.stopped_early, "stopped_by_user": kept,
+               "stopped_by_time": result.state.stopped_by_time,
                **preference_metrics(trainer.history)}
     # Sharded: every process takes part in gathering the full trained tensors; the main one saves the adapter from
     # them, through the same code as always (full_parameters puts them in place of the shards while it runs).

@@ -44,6 +44,8 @@ class TrainState:
     evals_without_improvement: int = 0
     last_loss: float | None = None
     stopped_early: bool = False
+    seconds: float = 0.0          # spent in the training loop, across resumes: what a time limit counts
+    stopped_by_time: bool = False
 
 
 @dataclass
@@ -68,12 +70,16 @@ def use_bf16(config: TrainConfig, device: str) -> bool:
     return config.precision == "bf16" or (config.precision == "auto" and bf16_supported(device))
 
 
-def learning_rate(config: TrainConfig, step: int, total: int) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak; a pure function of the step so resume needs no state."""
+def learning_rate(config: TrainConfig, step: int, total: int, time_fraction: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak; a pure function of the step so resume needs no state.
+    Under a time limit `time_fraction` is the share of the time used, and whichever is further along, the updates
+    or the time, sets the schedule: a run stopped by its limit has decayed like one that ran all its epochs, rather
+    than ending at its peak rate."""
+    position = max(float(step), time_fraction * total)
     warmup = int(config.warmup_ratio * total)
-    if step < warmup:
-        return config.learning_rate * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if position < warmup:
+        return config.learning_rate * min(1.0, (position + 1) / warmup)
+    progress = min(1.0, (position - warmup) / max(1, total - warmup))
     return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -331,11 +337,33 @@ class Trainer:
             patience = self.config.early_stopping_patience
             state.stopped_early = bool(patience and state.evals_without_improvement >= patience)
 
+    # -- time limit -------------------------------------------------------------------------------------------
+    def time_fraction(self) -> float:
+        """The share of the time limit used so far (0 without a limit), by the main process's clock on every
+        process, so they agree on the learning rate and on when to stop."""
+        if not self.config.max_minutes:
+            return 0.0
+        self.state.seconds = self.workers.broadcast(self.seconds_before + time.perf_counter() - self.loop_started)
+        return self.state.seconds / (60 * self.config.max_minutes)
+
+    def _finish_on_time(self) -> None:
+        """The time limit is reached: score the weights of the last update (the best adapter may be them) and keep a
+        checkpoint, as the end of the last epoch would."""
+        state = self.state
+        state.stopped_by_time = True
+        if self.eval_examples and not any(e["type"] == "eval" and e["step"] == state.step for e in self.history):
+            self._after_eval(self.evaluate())
+        self.save_checkpoint()
+        self.emit({"type": "time_limit", "step": state.step, "minutes": self.config.max_minutes,
+                   "message": Msg("The {minutes}-minute time limit is reached at step {step}; keeping what was "
+                                  "learned.", minutes=f"{self.config.max_minutes:g}", step=state.step)})
+
     def run(self) -> TrainResult:
         config, state = self.config, self.state
         total = self.total_steps()
         self.model.train()
         self.tokens_seen, self.started, self.steps_at_start = 0, time.perf_counter(), state.step
+        self.loop_started, self.seconds_before = self.started, state.seconds
         self.objective.start(self)
         if state.step == 0 and self.eval_examples and not self.history:
             self.emit({"message": Msg("Measuring the eval loss before training ({count} examples)",
@@ -347,7 +375,11 @@ class Trainer:
                 if self.workers.any(self.should_stop(), self.device):
                     self.save_checkpoint()
                     return TrainResult(state, False, state.best_eval, self.history)
-                self._update(group, total)
+                time_used = self.time_fraction()
+                if time_used >= 1.0:
+                    self._finish_on_time()
+                    return TrainResult(state, True, state.best_eval, self.history)
+                self._update(group, total, time_used)
                 if state.step >= total or state.stopped_early:
                     break
             if state.batches_done >= sum(len(g) for g in groups):
@@ -374,14 +406,14 @@ class Trainer:
         order, accum = self.batches(epoch), self.config.grad_accum
         return [order[i:i + accum] for i in range(0, len(order), accum)]
 
-    def _update(self, group: list[list[int]], total: int) -> None:
+    def _update(self, group: list[list[int]], total: int, time_used: float = 0.0) -> None:
         import torch
 
         config, state = self.config, self.state
         torch.manual_seed(config.seed * 100_003 + state.step)  # dropout repeats on resume
         examples = [[self.train_examples[i] for i in batch] for batch in group]
         group_units = self.objective.units([e for b in examples for e in b])
-        lr = learning_rate(config, state.step, total)
+        lr = learning_rate(config, state.step, total, time_used)
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = lr
         keys = self.objective.stat_keys
@@ -405,10 +437,14 @@ class Trainer:
         state.last_loss = loss_sum / max(1, group_units)
         elapsed = time.perf_counter() - self.started
         per_step = elapsed / (state.step - self.steps_at_start)
+        eta, progress = per_step * (total - state.step), state.step / total
+        if config.max_minutes and hasattr(self, "loop_started"):  # the limit ends the run first when it comes sooner
+            limit = 60 * config.max_minutes
+            used = self.seconds_before + time.perf_counter() - self.loop_started
+            eta, progress = min(eta, max(0.0, limit - used)), max(progress, used / limit)
         record = {"type": "step", "step": state.step, "total_steps": total, "epoch": state.epoch + 1,
                   "loss": state.last_loss, "lr": lr, "grad_norm": float(getattr(norm, "full_tensor", lambda: norm)()),
-                  "tokens_per_s": self.tokens_seen / elapsed,
-                  "eta_s": per_step * (total - state.step), "progress": state.step / total,
+                  "tokens_per_s": self.tokens_seen / elapsed, "eta_s": eta, "progress": min(1.0, progress),
                   **self.objective.summary(dict(zip(keys, stats)))}
         self.history.append(record)
         self.emit(record)
