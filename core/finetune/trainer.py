@@ -186,6 +186,8 @@ class Trainer:
         self.lengths = [self.objective.length(e) for e in train]
         self.state = TrainState()
         self.history: list[dict] = []
+        self.loop_started: float | None = None  # set by run(); the time limit counts from there
+        self.seconds_before = 0.0  # the time a resumed run had used before
 
     # -- plan ------------------------------------------------------------------------------------------------
     def batches(self, epoch: int) -> list[list[int]]:
@@ -438,7 +440,7 @@ class Trainer:
         elapsed = time.perf_counter() - self.started
         per_step = elapsed / (state.step - self.steps_at_start)
         eta, progress = per_step * (total - state.step), state.step / total
-        if config.max_minutes and hasattr(self, "loop_started"):  # the limit ends the run first when it comes sooner
+        if config.max_minutes and self.loop_started is not None:  # the limit ends the run first when it comes sooner
             limit = 60 * config.max_minutes
             used = self.seconds_before + time.perf_counter() - self.loop_started
             eta, progress = min(eta, max(0.0, limit - used)), max(progress, used / limit)
