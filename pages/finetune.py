@@ -390,7 +390,7 @@ def timing_result(job: Job, status: JobStatus, steps: int, max_minutes: float = 
                          "updates.", minutes=f"{max_minutes:g}", updates=reached, steps=steps))
         elif not max_minutes and total > LONG_RUN_S:
             st.caption(t("That is long for this machine. A time limit bounds it and lowers the learning rate over "
-                         "that time, which keeps more of what was learned than stopping the run by hand."))
+                         "that time; a run stopped by hand ends at its full rate."))
         if extra >= 1:
             st.caption(t("Included: {prepare} to find passages and load the model, {evals} for the eval passes.",
                          prepare=estimate.format_duration(done.get("prepare_s", 0.0)),
