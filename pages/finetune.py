@@ -373,6 +373,9 @@ def timing_wait(job: Job) -> None:
     st.caption(t("Timing a few training steps…"))
 
 
+LONG_RUN_S = 30 * 60  # an estimate above this suggests a time limit
+
+
 def timing_result(job: Job, status: JobStatus, steps: int, max_minutes: float = 0.0) -> None:
     done = next((e for e in job.events() if e.get("type") == "calibration"), None)
     if done:
@@ -385,6 +388,9 @@ def timing_result(job: Job, status: JobStatus, steps: int, max_minutes: float = 
         if reached is not None and reached < steps:
             st.caption(t("The {minutes}-minute time limit ends it sooner, after about {updates} of the {steps} "
                          "updates.", minutes=f"{max_minutes:g}", updates=reached, steps=steps))
+        elif not max_minutes and total > LONG_RUN_S:
+            st.caption(t("That is long for this machine. A time limit bounds it and lowers the learning rate over "
+                         "that time; a run stopped by hand ends at its full rate."))
         if extra >= 1:
             st.caption(t("Included: {prepare} to find passages and load the model, {evals} for the eval passes.",
                          prepare=estimate.format_duration(done.get("prepare_s", 0.0)),

@@ -128,13 +128,29 @@ def test_a_time_limit_goes_into_the_run_config_and_the_estimate(tuning_project):
         time.sleep(0.1)
     at = open_page("finetune")
     assert json.loads(next(c.value for c in at.code if c.language == "json"))["max_minutes"] == 0
-    assert not any("time limit" in c.value for c in at.caption)
+    assert not any("time limit" in c.value for c in at.caption)  # 2 minutes: not long enough to suggest one
     at.number_input(key=f"finetune.{tuning_project.slug}.max_minutes").set_value(1).run()
     assert not at.exception, [e.value for e in at.exception]
     assert json.loads(next(c.value for c in at.code if c.language == "json"))["max_minutes"] == 1
     updates = next(m.value for m in at.metric if m.label == "Updates")
     assert any(f"The 1-minute time limit ends it sooner, after about 6 of the {updates} updates." == c.value
                for c in at.caption)
+
+
+def test_a_long_estimate_suggests_a_time_limit(tuning_project):
+    from core.jobs import Job
+
+    event = {"type": "calibration", "seconds_per_step": 600.0, "tokens_per_s": 1.0, "progress": 1.0}
+    job = Job.start(runs.runs_folder(tuning_project) / "_timing" / "jobs",
+                    ["-c", f"import json; print(json.dumps({event!r}), flush=True)"], label="Timing")
+    deadline = time.time() + 30
+    while job.status().state == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    at = open_page("finetune")
+    assert any(c.value.startswith("That is long for this machine. A time limit") for c in at.caption)
+    at.number_input(key=f"finetune.{tuning_project.slug}.max_minutes").set_value(30).run()
+    assert not any(c.value.startswith("That is long") for c in at.caption)
+    assert any("30-minute time limit ends it sooner, after about 3 of the" in c.value for c in at.caption)
 
 
 def test_running_job_shows_progress_curve_and_cancel(tuning_project):
