@@ -555,7 +555,7 @@ def pick_adapter(project: Project, recipe: Recipe, saved: Recipe, folder: Path) 
              t("Steps"): a.metrics.get("steps"),
              t("Size"): estimate.format_bytes(a.manifest.get("size_bytes", 0)),
              t("Attached"): "✓" if saved.adapter == a.id else ""} for a in adapters]
-    st.dataframe(rows, hide_index=True, key=K + "adapters_table")
+    st.dataframe(rows, hide_index=True, placeholder="–", key=K + "adapters_table")
     picked = st.selectbox(t("Adapter"), [a.id for a in adapters], key=K + "adapter",
                           format_func=lambda i: registry.get(i).label)
     info = registry.get(picked)
