@@ -255,7 +255,7 @@ def method_settings(data: TrainingData, objective: str, method: str, shape: esti
 def optimisation_settings(objective: str, defaults: TrainConfig) -> dict:
     """The Training settings expander: epochs, rates, lengths, evaluation and precision."""
     settings: dict = {}
-    settings["max_minutes"] = st.number_input(
+    settings["max_minutes"] = st.columns(4)[0].number_input(
         t("Time limit (minutes, 0 = none)"), 0, 100_000, int(defaults.max_minutes), step=5, key=K + "max_minutes",
         help=t("Training stops after this many minutes and keeps the adapter, its learning rate lowered over the time "
                "as if the run had ended there. Loading the model and finding passages are not counted."))
