@@ -102,30 +102,28 @@ def test_timing_estimate_shows_by_itself_once_the_timing_job_ends(tuning_project
     assert any(i.value.startswith("About ") and "0.5 s each, 800 tokens/s" in i.value for i in at.info)
 
 
-def test_the_estimate_includes_finding_passages_and_the_eval_passes(tuning_project):
+def finished_timing(project, event: dict) -> None:
+    """A finished "Measure the time" job that reported `event`."""
     from core.jobs import Job
 
-    event = {"type": "calibration", "seconds_per_step": 0.5, "tokens_per_s": 800.0, "prepare_s": 240.0,
-             "eval_s": 300.0, "progress": 1.0}
-    job = Job.start(runs.runs_folder(tuning_project) / "_timing" / "jobs",
+    job = Job.start(runs.runs_folder(project) / "_timing" / "jobs",
                     ["-c", f"import json; print(json.dumps({event!r}), flush=True)"], label="Timing")
     deadline = time.time() + 30
     while job.status().state == "running" and time.time() < deadline:
         time.sleep(0.1)
+
+
+def test_the_estimate_includes_finding_passages_and_the_eval_passes(tuning_project):
+    finished_timing(tuning_project, {"type": "calibration", "seconds_per_step": 0.5, "tokens_per_s": 800.0,
+                                     "prepare_s": 240.0, "eval_s": 300.0, "progress": 1.0})
     at = open_page("finetune")
     assert not at.exception, [e.value for e in at.exception]
     assert any("4 min to find passages and load the model, 5 min for the eval passes" in c.value for c in at.caption)
 
 
 def test_a_time_limit_goes_into_the_run_config_and_the_estimate(tuning_project):
-    from core.jobs import Job
-
-    event = {"type": "calibration", "seconds_per_step": 10.0, "tokens_per_s": 40.0, "progress": 1.0}
-    job = Job.start(runs.runs_folder(tuning_project) / "_timing" / "jobs",
-                    ["-c", f"import json; print(json.dumps({event!r}), flush=True)"], label="Timing")
-    deadline = time.time() + 30
-    while job.status().state == "running" and time.time() < deadline:
-        time.sleep(0.1)
+    finished_timing(tuning_project, {"type": "calibration", "seconds_per_step": 10.0, "tokens_per_s": 40.0,
+                                     "progress": 1.0})
     at = open_page("finetune")
     assert json.loads(next(c.value for c in at.code if c.language == "json"))["max_minutes"] == 0
     assert not any("time limit" in c.value for c in at.caption)  # 2 minutes: not long enough to suggest one
@@ -138,14 +136,8 @@ def test_a_time_limit_goes_into_the_run_config_and_the_estimate(tuning_project):
 
 
 def test_a_long_estimate_suggests_a_time_limit(tuning_project):
-    from core.jobs import Job
-
-    event = {"type": "calibration", "seconds_per_step": 600.0, "tokens_per_s": 1.0, "progress": 1.0}
-    job = Job.start(runs.runs_folder(tuning_project) / "_timing" / "jobs",
-                    ["-c", f"import json; print(json.dumps({event!r}), flush=True)"], label="Timing")
-    deadline = time.time() + 30
-    while job.status().state == "running" and time.time() < deadline:
-        time.sleep(0.1)
+    finished_timing(tuning_project, {"type": "calibration", "seconds_per_step": 600.0, "tokens_per_s": 1.0,
+                                     "progress": 1.0})
     at = open_page("finetune")
     assert any(c.value.startswith("That is long for this machine. A time limit") for c in at.caption)
     at.number_input(key=f"finetune.{tuning_project.slug}.max_minutes").set_value(30).run()
