@@ -450,19 +450,19 @@ def run_summary(config: TrainConfig) -> str:
 def run_panel(chosen: runs.Run) -> None:
     """The chosen run's status, metrics and curves, redrawn every two seconds; Cancel while it trains."""
     status = chosen.status()
-    events = chosen.events()
+    events, messages = chosen.events(), chosen.messages()
     steps_seen = [e for e in events if e.get("type") == "step"]
     if status.state == "running":  # a step's progress counts a time limit too
         share = steps_seen[-1].get("progress", status.step / max(1, status.total)) if steps_seen else 0.0
         st.progress(min(1.0, share), text=t(status.message) if status.message else t("Starting"))
-    elif any(e.get("type") == "time_limit" for e in chosen.messages()):
+    elif any(e.get("type") == "time_limit" for e in messages):
         st.markdown(t("Status: **{state}** · stopped by its time limit at step {step} of {total}",
                       state=t(STATES[status.state]), step=status.step, total=status.total or "?"))
     else:
         st.markdown(t("Status: **{state}** · step {step} of {total}", state=t(STATES[status.state]),
                       step=status.step, total=status.total or "?"))
     run_metrics(status, events)
-    for event in chosen.messages()[-3:]:
+    for event in messages[-3:]:
         if event.get("type") == "report" or event.get("type") == "trainable":
             st.caption(t(event_message(event, "message")))
     if status.state == "failed" and status.error:

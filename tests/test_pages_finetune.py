@@ -145,6 +145,24 @@ def test_a_long_estimate_suggests_a_time_limit(tuning_project):
     assert any("30-minute time limit ends it sooner, after about 3 of the" in c.value for c in at.caption)
 
 
+def test_a_run_ended_by_its_time_limit_says_so(tuning_project):
+    from core.jobs import Job
+
+    run = runs.create_run(tuning_project, TrainConfig(dataset="pairs", epochs=1, max_minutes=5),
+                          RecipeStore(tuning_project).load())
+    events = [{"type": "step", "step": 3, "total_steps": 10, "epoch": 1, "loss": 2.0, "lr": 1e-4,
+               "tokens_per_s": 500.0, "eta_s": 1.0, "progress": 0.99},
+              {"type": "time_limit", "step": 3, "minutes": 5, "message": "limit"}, {"type": "done", "progress": 1.0}]
+    job = Job.start(run.folder / "jobs", ["-c", "import json\n" + "".join(
+        f"print(json.dumps({e!r}), flush=True)\n" for e in events)], label="fake training")
+    deadline = time.time() + 30
+    while job.status().state == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    at = open_page("finetune")
+    assert any("· at most 5 min" in c.value for c in at.caption)
+    assert any("stopped by its time limit at step 3 of 10" in m.value for m in at.markdown)
+
+
 def test_running_job_shows_progress_curve_and_cancel(tuning_project):
     run = fake_running_run(tuning_project)
     at = open_page("finetune")
