@@ -345,8 +345,12 @@ class Trainer:
         process, so they agree on the learning rate and on when to stop."""
         if not self.config.max_minutes:
             return 0.0
-        self.state.seconds = self.workers.broadcast(self.seconds_before + time.perf_counter() - self.loop_started)
+        self.state.seconds = self.workers.broadcast(self._seconds_used())
         return self.state.seconds / (60 * self.config.max_minutes)
+
+    def _seconds_used(self) -> float:
+        """Seconds in the training loop so far, those of earlier sessions of a resumed run included."""
+        return self.seconds_before + time.perf_counter() - self.loop_started
 
     def _finish_on_time(self) -> None:
         """The time limit is reached: score the weights of the last update (the best adapter may be them) and keep a
@@ -442,7 +446,7 @@ class Trainer:
         eta, progress = per_step * (total - state.step), state.step / total
         if config.max_minutes and self.loop_started is not None:  # the limit ends the run first when it comes sooner
             limit = 60 * config.max_minutes
-            used = self.seconds_before + time.perf_counter() - self.loop_started
+            used = self._seconds_used()
             eta, progress = min(eta, max(0.0, limit - used)), max(progress, used / limit)
         record = {"type": "step", "step": state.step, "total_steps": total, "epoch": state.epoch + 1,
                   "loss": state.last_loss, "lr": lr, "grad_norm": float(getattr(norm, "full_tensor", lambda: norm)()),
