@@ -113,10 +113,28 @@ def test_without_overlap_the_recursive_chunks_are_the_section_cut_at_sentence_en
     assert all(c.text.endswith(".") for c in chunks)                 # cut after a full stop, never mid-sentence
 
 
-def test_recursive_prefers_paragraph_breaks():
-    text = paragraphs("P", 6, per=4)  # paragraphs of 24 words: two fit in 50 tokens
-    chunks = chunk_sections([Section(text, 1, ("H",))], ChunkingConfig("recursive", 50, 0), count_words)
-    assert [c.text for c in chunks] == ["\n\n".join(text.split("\n\n")[i:i + 2]) for i in (0, 2, 4)]
+@pytest.mark.parametrize("overlap", [0, 10])
+def test_recursive_ends_a_chunk_where_a_paragraph_ends(overlap):
+    text = paragraphs("P", 6, per=4)  # paragraphs of 24 words: two would fit in 50 tokens, each is a chunk
+    chunks = chunk_sections([Section(text, 1, ("H",))], ChunkingConfig("recursive", 50, overlap), count_words)
+    assert [c.text for c in chunks] == text.split("\n\n")  # no chunk repeats the end of the paragraph before
+
+
+def test_recursive_packs_paragraphs_shorter_than_a_tenth_of_the_size():
+    short = [f"Line {i} here." for i in range(20)]  # 3-word paragraphs, a tenth of 40 is 4
+    text = "\n\n".join(short)
+    chunks = chunk_sections([Section(text, 1, ("H",))], ChunkingConfig("recursive", 40, 10), count_words)
+    assert [c.text for c in chunks] == ["\n\n".join(short[i:i + 2]) for i in range(0, 20, 2)]
+
+
+def test_only_the_pieces_of_a_long_paragraph_overlap():
+    long_paragraph, next_paragraph = sentences("L", 12), sentences("N", 3)  # 72 and 18 words
+    text = long_paragraph + "\n\n" + next_paragraph
+    chunks = chunk_sections([Section(text, 1, ("H",))], ChunkingConfig("recursive", 40, 10), count_words)
+    assert chunks[-1].text == next_paragraph
+    pieces = chunks[:-1]
+    assert len(pieces) >= 2 and all(_tag(words(c.text)[0]) == "L" for c in pieces)
+    assert all(0 < _overlap_words(a.text, b.text) <= 10 for a, b in zip(pieces, pieces[1:]))
 
 
 @pytest.mark.parametrize("strategy, size, overlap", [

@@ -4,10 +4,12 @@ Two strategies:
 
 * "recursive" (default) is structure-aware. Consecutive sections with the same heading path and page are
   joined (paragraphs separated by a blank line); a group that fits in `chunk_tokens` is one chunk, a longer
-  one is cut into whole sentences (lines of a list and paragraphs end one too) packed into chunks, a chunk
-  ending where a paragraph ends when the next paragraph would not fit whole, and neighbours share their last
-  whole sentences up to `overlap_tokens`: no chunk starts or ends inside a sentence. Only a sentence longer than
-  a chunk is cut inside it, by semchunk (clauses, then words).
+  one is cut into whole sentences (lines of a list and paragraphs end one too) packed into chunks. A chunk ends
+  where a paragraph ends once it holds a tenth of `chunk_tokens` (short paragraphs are packed together), a
+  paragraph too long for one chunk is cut at sentence ends, and only the pieces of such a paragraph share their
+  last whole sentences, up to `overlap_tokens`: no chunk starts or ends inside a sentence, and none carries the
+  end of the paragraph before it. Only a sentence longer than a chunk is cut inside it, by semchunk (clauses,
+  then words).
 * "fixed" cuts plain windows of exactly `chunk_tokens` tokens (the last one may be shorter), each starting
   `chunk_tokens - overlap_tokens` tokens after the previous one, over the same groups. With a `tokenizer`
   the windows are counted in its token ids; without one, in words (shortened when `count_tokens` says a
@@ -46,6 +48,7 @@ MAX_CHUNK_TOKENS = 2048
 EMBEDDER_MAX_TOKENS = 256      # all-MiniLM-L6-v2 reads at most this many word pieces, [CLS] and [SEP] included
 TRUNCATION_MARK = "…"
 HEADING_SEPARATOR = " > "
+PARAGRAPH_MIN_FRACTION = 0.1   # a chunk this full ends at the next paragraph; smaller paragraphs are packed together
 
 CountTokens = Callable[[str], int]
 
@@ -141,29 +144,33 @@ def _groups(sections: Iterable) -> Iterable[tuple[str, int | None, str, bool]]:
 # ---- recursive ------------------------------------------------------------------------------------------------
 
 def _recursive(text: str, config: ChunkingConfig, count: CountTokens) -> list[str]:
-    """Whole sentences packed into chunks of at most `chunk_tokens`, a chunk preferring to end where a paragraph
-    ends; neighbours share their last whole sentences, up to `overlap_tokens`, so no chunk starts or ends inside
-    a sentence (a passage cut mid-sentence hides the fact it was cut from). Only a sentence longer than a chunk is
-    cut inside, by semchunk (clauses, then words)."""
+    """Whole sentences packed into chunks of at most `chunk_tokens`. A chunk ends where a paragraph ends once it
+    holds `PARAGRAPH_MIN_FRACTION` of the size: a passage that is one paragraph is about one thing, so it is found
+    for it and read without a neighbour's topic (on the SQuAD dev set, against packing paragraphs up to half the
+    size with sentences shared across them: hybrid hit@1 0.697 → 0.740, hit@5 0.887 → 0.920, bench/README.md).
+    The pieces of a paragraph too long for one chunk share their last sentences, up to `overlap_tokens`, so no
+    chunk starts or ends inside a sentence (a passage cut mid-sentence hides the fact it was cut from). Only a
+    sentence longer than a chunk is cut inside, by semchunk (clauses, then words)."""
     text = text.strip()
     if count(text) <= config.chunk_tokens:
         return [text]
     units = _sentence_units(text, config, count)
     size = lambda first, last: count(text[units[first][0]:units[last][1]])  # noqa: E731
+    enough = max(1, int(config.chunk_tokens * PARAGRAPH_MIN_FRACTION))
     chunks, first = [], 0
     while first < len(units):
         last = first
         while last + 1 < len(units) and size(first, last + 1) <= config.chunk_tokens:
-            if units[last + 1][2] and size(first, last) >= config.chunk_tokens // 2 and \
-                    size(first, _paragraph_end(units, last + 1)) > config.chunk_tokens:
-                break  # a new paragraph that will not fit whole: end this chunk with the paragraph before it
+            if units[last + 1][2] and size(first, last) >= enough:
+                break  # a new paragraph starts a new chunk
             last += 1
         chunks.append(text[units[first][0]:units[last][1]])
         if last + 1 >= len(units):
             break
         following = last + 1
-        while following - 1 > first and size(following - 1, last) <= config.overlap_tokens:
-            following -= 1  # the next chunk repeats the last sentences that fit in the overlap
+        if not units[following][2]:  # cut inside a paragraph: the next chunk repeats its last sentences
+            while following - 1 > first and size(following - 1, last) <= config.overlap_tokens:
+                following -= 1
         first = following
     return chunks
 
@@ -214,14 +221,6 @@ def _fit(text: str, start: int, end: int, config: ChunkingConfig, count: CountTo
         spans.append((found, found + len(piece)))
         cursor = found + len(piece)
     return spans or [(start, end)]
-
-
-def _paragraph_end(units: list[tuple[int, int, bool]], first: int) -> int:
-    """The last unit of the paragraph that starts at unit `first`."""
-    last = first
-    while last + 1 < len(units) and not units[last + 1][2]:
-        last += 1
-    return last
 
 
 # ---- fixed ----------------------------------------------------------------------------------------------------
