@@ -48,6 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench import sentence_transformer  # noqa: E402
 from bench.ingest import markdown_document  # noqa: E402
 from bench.quiet import BUSY_NEIGHBOUR_CORES, Quiet, measure  # noqa: E402
 
@@ -86,7 +87,6 @@ def main(argv=None) -> dict:
 
     from core.evaluate import sweep_exec
     from core.evaluate.sweep import SweepGrid, create_sweep
-    from core.models import embedder as embedder_module
     from core.rag import kb as kb_module
     from core.rag.chunking import ChunkingConfig
     from core.rag.embedders import EmbedStats
@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
 
     home = tempfile.mkdtemp(prefix="bench-sweep-")
     os.environ["STUDIO_HOME"] = home
-    load_s, model, _ = measure(embedder_module._load)
+    load_s, model, _ = measure(sentence_transformer)
     spent = {"s": 0.0, "texts": 0}
 
     def encode(texts: list[str]):
