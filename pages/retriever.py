@@ -130,6 +130,13 @@ if failed and not running:
                 show_error(exc)
 
 documents = kb.documents()
+if documents and not running and kb.indexed_before_sentences():
+    st.info(t("These documents were indexed by an earlier version: their passages are found by their whole text "
+              "only. Index them again to also find a passage by the one sentence that answers a question."),
+            icon=":material/update:")
+    if st.button(t("Index the documents again"), key=K + "reindex_sentences", icon=":material/refresh:"):
+        start_ingest([], None)  # the ingest sees the older index and rebuilds it from the stored documents
+        st.rerun()
 if documents:
     st.dataframe(pd.DataFrame([{"source": s, "chunks": d["chunks"], "pages": str(d.get("pages") or ""),
                                 "indexed": pd.to_datetime(d["ingested_at"], unit="s").strftime("%Y-%m-%d %H:%M"),

@@ -87,7 +87,8 @@ def test_new_chunking_reindexes_everything(kb):
     long_section = "\n\n## Service\n" + " ".join(f"word{i}" for i in range(60))
     ingest_text(kb, "handbook.md", HANDBOOK + long_section)
     before = kb.store().count("docs")
-    kb.ingest([], ChunkingConfig("fixed", chunk_tokens=16, overlap_tokens=0))
+    results = kb.ingest([kb.path_of("handbook.md")], ChunkingConfig("fixed", chunk_tokens=16, overlap_tokens=0))
+    assert [(r.source, r.status) for r in results] == [("handbook.md", "indexed")]  # once, not also "unchanged"
     assert kb.chunking().strategy == "fixed"
     rows = kb.store().db.open_table("docs").to_arrow().to_pylist()
     assert {json.loads(r["chunking"])["strategy"] for r in rows} == {"fixed"} and len(rows) != before
@@ -112,6 +113,23 @@ def test_search_modes_and_source_filter(kb):
         assert hits and all(h.similarity is not None for h in hits)
     only = kb.search("warranty", "hybrid", 5, where="source = 'other.md'")
     assert {h.source for h in only} == {"other.md"}
+
+
+def test_each_sentence_of_a_passage_is_embedded_and_finds_it(kb, fake_embedder):
+    from core.rag.chunking import sentences_to_embed, text_to_embed
+
+    paragraph = ("The shop opens at nine. Staff wear blue shirts. Parking is behind the building. Coffee is free "
+                 "for members. Carbon frames carry a lifetime warranty.")
+    ingest_text(kb, "handbook.md", f"# Handbook\n\n{paragraph}")
+    [row] = kb.store().db.open_table("docs").to_arrow().to_pylist()
+    sentences = sentences_to_embed(paragraph, "Handbook", "handbook.md")
+    assert len(sentences) == 5 and sentences[-1] == "Handbook\nCarbon frames carry a lifetime warranty."
+    assert len(row["sentence_vectors"]) == 6  # the passage's own vector, then one per sentence
+    expected = fake_embedder([text_to_embed(paragraph, "Handbook", "handbook.md"), *sentences])
+    assert all(abs(a - b) < 1e-6 for stored, wanted in zip(row["sentence_vectors"], expected)
+               for a, b in zip(stored, wanted))
+    [hit] = kb.search("Do carbon frames carry a lifetime warranty?", "vector", 1)
+    assert hit.score > 0.8 > hit.similarity  # found by its last sentence, judged by the whole passage
 
 
 def test_a_store_location_uri_is_used(kb, tmp_path):
@@ -220,3 +238,15 @@ def test_ingest_progress_never_goes_backwards(kb, monkeypatch):
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert any(m.startswith("Embedding") and f > 0 for f, m in seen)
+
+
+def test_an_index_from_before_sentence_vectors_is_rebuilt_by_the_next_ingest(kb):
+    ingest_text(kb, "handbook.md", HANDBOOK)
+    store = kb.store()
+    older = store.export_table("docs").drop_columns(["sentence_vectors"])
+    store.drop("docs")
+    store.db.create_table("docs", data=older)
+    assert kb.indexed_before_sentences() and kb.search("warranty", "vector", 1)  # still searched, by passages
+    assert [(r.source, r.status) for r in kb.ingest([])] == [("handbook.md", "indexed")]
+    assert not kb.indexed_before_sentences() and list(kb.documents()) == ["handbook.md"]
+    assert store.count("docs") == older.num_rows

@@ -64,3 +64,31 @@ def test_pages_explain_an_empty_knowledge_base(workspace):
     assert any("no indexed documents" in i.value for i in at.info)
     at = open_page("retriever")
     assert any("No documents yet" in i.value for i in at.info)
+
+
+def test_documents_indexed_before_sentence_vectors_are_offered_a_new_index(sample_project, monkeypatch):
+    from tests.conftest import HashEmbedder
+
+    monkeypatch.setattr(kb_module, "_embed", HashEmbedder(dims=384))
+    monkeypatch.setattr(kb_module, "_count_tokens", lambda: (lambda text: len(text.split())))
+    base = KnowledgeBase(sample_project, "docs")
+    base.ingest(base.pending())
+    store = base.store()
+    older = store.export_table("docs").drop_columns(["sentence_vectors"])  # as an earlier version stored it
+    store.drop("docs")
+    store.db.create_table("docs", data=older)
+    assert base.indexed_before_sentences()
+    at = open_page("retriever")
+    assert any("indexed by an earlier version" in i.value for i in at.info)
+    button(at, "Index the documents again").click().run()   # a job with the real MiniLM
+    assert not at.exception, [e.value for e in at.exception]
+    job = Job(sorted((sample_project.path / "runs" / "ingest" / "docs").iterdir())[-1])
+    deadline = time.time() + 180
+    while job.status().state == "running" and time.time() < deadline:
+        time.sleep(0.5)
+    assert job.status().state == "done", job.status().error
+    assert not base.indexed_before_sentences() and len(base.documents()) == 8
+    assert sorted(e["status"] for e in job.events() if "file" in e) == ["indexed"] * 8
+    at.run()
+    assert not any("indexed by an earlier version" in i.value for i in at.info)
+    assert any("Last indexing: 8 file(s)" in e.label for e in at.expander)

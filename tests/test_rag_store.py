@@ -125,3 +125,73 @@ def test_stemming_follows_the_language_of_the_text(texts, stems):
     from core.rag.store import stems_words
 
     assert stems_words(texts) is stems
+
+
+# ---- sentence vectors ---------------------------------------------------------------------------------------------
+
+def _unit(*values):
+    vector = np.zeros(DIM, dtype=np.float32)
+    vector[:len(values)] = values
+    return vector / np.linalg.norm(vector)
+
+
+def test_a_chunk_is_found_by_its_best_sentence_and_judged_by_its_own_vector(tmp_path):
+    store = KnowledgeStore(str(tmp_path / "lancedb"))
+    query = _unit(1)
+    store.upsert("kb", [
+        {"doc_id": "near", "text": "Close on the whole.", "vector": _unit(0.6, 0.8)},
+        {"doc_id": "answer", "text": "Far on the whole. One sentence answers.", "vector": _unit(0.3, 0, 0.95),
+         "sentence_vectors": [_unit(0.1, 0, 0, 1), _unit(0.95, 0, 0, 0, 0.3)]},
+    ], DIM, "fake", {})
+    hits = store.search_vector("kb", query, k=2)
+    assert [h.doc_id for h in hits] == ["answer", "near"]
+    assert hits[0].score == pytest.approx(float(_unit(0.95, 0, 0, 0, 0.3)[0]), abs=1e-5)
+    assert hits[0].similarity == pytest.approx(float(_unit(0.3, 0, 0.95)[0]), abs=1e-5)  # how relevant: its own
+    assert hits[1].score == pytest.approx(0.6, abs=1e-5) == hits[1].similarity
+    assert store.search_text("kb", "sentence", vector=query)[0].similarity == pytest.approx(hits[0].similarity)
+
+
+def test_a_table_from_before_sentence_vectors_keeps_working(tmp_path):
+    import pyarrow as pa
+
+    from core.rag.store import SENTENCE_VECTORS, schema
+
+    store = KnowledgeStore(str(tmp_path / "lancedb"))
+    old = pa.schema([f for f in schema(DIM) if f.name != SENTENCE_VECTORS])
+    store.db.create_table("kb", schema=old)
+    store.upsert("kb", [{"doc_id": "a", "text": "First one. Second one.", "vector": _unit(1),
+                         "sentence_vectors": [_unit(0, 1), _unit(0, 0, 1)]},
+                        {"doc_id": "b", "text": "Other.", "vector": _unit(0.5, 0.5)}], DIM, "fake", {})
+    assert SENTENCE_VECTORS not in store.db.open_table("kb").schema.names
+    assert [h.doc_id for h in store.search_vector("kb", _unit(0, 1), k=2)] == ["b", "a"]  # chunk vectors only
+    texts, vectors = store.texts_and_vectors("kb")
+    assert len(texts) == 2 and vectors.shape == (2, DIM)
+
+
+def test_an_exported_table_without_sentence_vectors_is_imported_with_its_chunk_vectors(tmp_path):
+    from core.rag.store import SENTENCE_VECTORS
+
+    source = KnowledgeStore(str(tmp_path / "source"))
+    source.upsert("kb", rows(), DIM, "fake", {})
+    exported = source.export_table("kb")
+    older = exported.drop_columns([SENTENCE_VECTORS])
+    target = KnowledgeStore(str(tmp_path / "target"))
+    assert target.import_table("kb", older) == len(DOCS)
+    stored = target.db.open_table("kb").to_arrow().to_pylist()
+    assert all(np.allclose(row[SENTENCE_VECTORS], [row["vector"]]) for row in stored)
+    assert target.search_vector("kb", rows()[2]["vector"], k=1)[0].doc_id == "sell"
+    assert target.search_text("kb", "khỏe")[0].doc_id == "friend"
+
+
+def test_the_sentences_embedded_are_read_back_with_their_vectors(tmp_path):
+    from core.rag.chunking import sentences_to_embed, text_to_embed
+
+    store = KnowledgeStore(str(tmp_path / "lancedb"))
+    text = "Returns are free. Refunds take a week."
+    store.upsert("kb", [{"doc_id": "d", "source": "policy.md", "heading": "Policy", "text": text,
+                         "vector": _unit(1), "sentence_vectors": [_unit(0, 1), _unit(0, 0, 1)]}], DIM, "fake", {})
+    texts, vectors = store.texts_and_vectors("kb")
+    assert texts == [text_to_embed(text, "Policy", "policy.md"),
+                     *sentences_to_embed(text, "Policy", "policy.md")]
+    assert texts[1:] == ["Policy\nReturns are free.", "Policy\nRefunds take a week."]
+    assert np.allclose(vectors, [_unit(1), _unit(0, 1), _unit(0, 0, 1)])

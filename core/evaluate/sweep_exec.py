@@ -22,10 +22,10 @@ from core.evaluate.sweep import SweepConfig, SweepRun, documents_fingerprint, ge
 from core.i18n import Msg
 from core.rag import metrics as M
 from core.rag import ranking, relevance
-from core.rag.chunking import text_to_embed
+from core.rag.chunking import sentences_to_embed, text_to_embed
 from core.rag.embedders import EmbeddingCache, EmbedStats, Stopped, get_embedder
 from core.rag.ranking import Scorer
-from core.rag.store import chunk_id
+from core.rag.store import both, chunk_id
 from core.workspace import Project
 
 Emit = Callable[..., None]
@@ -65,10 +65,12 @@ class _TempTables:
             if name.startswith(self.prefix):
                 self.store.drop(name)
 
-    def build(self, group: int, rows: list[dict], vectors, embedder: str, chunking: dict) -> str:
+    def build(self, group: int, rows: list[dict], vectors, sentence_vectors: list, embedder: str,
+              chunking: dict) -> str:
         name = f"{self.prefix}{group}"
         self.store.drop(name)
-        self.store.upsert(name, [{**row, "vector": vector} for row, vector in zip(rows, vectors)],
+        self.store.upsert(name, [{**row, "vector": vector, "sentence_vectors": sentences}
+                                 for row, vector, sentences in zip(rows, vectors, sentence_vectors)],
                           int(vectors.shape[1]), embedder, chunking)
         return name
 
@@ -241,15 +243,21 @@ def _run_groups(project, run, base, todo, emit, should_stop, scorer, rewriter, s
                      message=Msg("Embedding passages: {done} of {total}", done=count, total=todo_count))
 
             try:
-                texts = [text_to_embed(r["text"], r["heading"], r["source"]) for r in rows]  # as ingest embeds them
-                vectors, group_stats = cache.embed(texts, embedder.embed, on_batch=on_batch, should_stop=should_stop)
+                # as ingest embeds them: each passage, then the sentences of each passage
+                sentences = [sentences_to_embed(r["text"], r["heading"], r["source"]) for r in rows]
+                texts = [text_to_embed(r["text"], r["heading"], r["source"]) for r in rows]
+                embedded, group_stats = cache.embed(texts + [t for found in sentences for t in found], embedder.embed,
+                                                    on_batch=on_batch, should_stop=should_stop)
+                vectors, rest = embedded[:len(rows)], iter(embedded[len(rows):])
+                sentence_vectors = [[next(rest) for _ in found] for found in sentences]
             except Stopped:
                 return None
             stats.add(group_stats)
             _append(run.folder / "embeddings.jsonl", {
                 "chunking": first.chunking.to_dict(), "embedder": first.embedder, "chunks": len(rows),
+                "sentences": sum(len(found) for found in sentences),
                 "reused": group_stats.reused, "computed": group_stats.computed, "at": time.time()})
-            table = tables.build(number, rows, vectors, first.embedder, first.chunking.to_dict())
+            table = tables.build(number, rows, vectors, sentence_vectors, first.embedder, first.chunking.to_dict())
             searched = _search(tables.store, table, queries, members, cache, embedder, rewriter, rewrites,
                                dict(zip((chunk_id(r["doc_id"], r["text"]) for r in rows), vectors)),
                                (spec.get("min_similarity") or 0.0) > 0)
@@ -285,8 +293,8 @@ def _search(store, table: str, queries: list[dict], members: list[SweepConfig], 
             if text_query not in rewrites:
                 rewrites[text_query] = rewriter(text_query) or text_query
             text_query = rewrites[text_query]
-        by_vector = store.search_vector(table, vectors[i], fetch) if need_vector else []
-        by_text = store.search_text(table, text_query, fetch) if need_text else []
+        by_vector, by_text = both(lambda: store.search_vector(table, vectors[i], fetch) if need_vector else [],
+                                  lambda: store.search_text(table, text_query, fetch) if need_text else [])
 
         def similarity(hit, question_vector=None if vectors is None else vectors[i]) -> float:
             if hit.similarity is not None:

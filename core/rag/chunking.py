@@ -315,6 +315,22 @@ def text_to_embed(text: str, heading: str, source: str) -> str:
     return f"{title}\n{text}" if title and not text.startswith(title) else text
 
 
+def passage_sentences(text: str) -> list[str]:
+    """The sentences of a passage as the chunker cuts them (lines of a list or table and paragraphs end one too);
+    one sentence, or none, for a passage that is a single sentence."""
+    units = _sentence_units(text, ChunkingConfig(chunk_tokens=MAX_CHUNK_TOKENS), lambda piece: 0)
+    return [text[start:end] for start, end, _ in units]
+
+
+def sentences_to_embed(text: str, heading: str, source: str) -> list[str]:
+    """What is embedded for each sentence of a passage, under the passage's title as in `text_to_embed`; empty
+    for a passage of one sentence (its own vector is that sentence's). A passage is found by the best of its
+    vector and its sentences' (core.rag.store): a short question matches the one sentence that answers it better
+    than a whole paragraph (hybrid hit@1 0.74 -> 0.79 on public articles, bench/README.md)."""
+    sentences = passage_sentences(text)
+    return [text_to_embed(sentence, heading, source) for sentence in sentences] if len(sentences) > 1 else []
+
+
 # ---- the embedder's tokenizer -------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)

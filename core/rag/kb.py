@@ -142,6 +142,12 @@ class KnowledgeBase:
             raise StudioError(Msg("Re-index the documents to change how they are cut."))
         self._write({**manifest, "chunking": chunking.to_dict()})
 
+    def indexed_before_sentences(self) -> bool:
+        """Whether the documents were indexed before passages were also found by their sentences (the next ingest
+        indexes them all again)."""
+        store = self.store()
+        return bool(self.documents()) and store.exists(self.name) and not store.has_sentence_vectors(self.name)
+
     def chunking(self):
         from core.rag.chunking import ChunkingConfig
 
@@ -305,13 +311,15 @@ class KnowledgeBase:
                cancel: threading.Event | None = None) -> list[FileResult]:
         """Parse, chunk, embed and store each file. A file whose content did not change is left alone; an
         edited file replaces its old chunks; a bad file is reported and the others go on."""
-        from core.rag.chunking import chunk_sections, text_to_embed
+        from core.rag.chunking import chunk_sections, sentences_to_embed, text_to_embed
 
         progress = _never_backwards(progress or (lambda fraction, message: None))
         manifest = self.manifest()
         new_chunking = chunking is not None and chunking.to_dict() != manifest["chunking"]
-        if manifest["documents"] and (new_chunking or manifest["embedder"] != EMBEDDER):
-            self.reindex(chunking or self.chunking(), progress, cancel)  # vectors of two embedders never mix
+        outdated = manifest["embedder"] != EMBEDDER or self.indexed_before_sentences()
+        rebuilt: list[FileResult] = []
+        if manifest["documents"] and (new_chunking or outdated):
+            rebuilt = self.reindex(chunking or self.chunking(), progress, cancel)  # vectors of two kinds never mix
             manifest = self.manifest()
         if chunking is not None:
             manifest["chunking"] = chunking.to_dict()
@@ -327,14 +335,21 @@ class KnowledgeBase:
                 return
             progress(share(read["files"], len(results)),
                      Msg("Embedding {count} passages", count=sum(len(c) for _, c in waiting)))
-            vectors = iter(reuse.embed([text_to_embed(c.text, c.heading, parsed.source)
-                                        for parsed, chunks in waiting for c in chunks]))
+            passages = [c for parsed, chunks in waiting for c in chunks]
+            sources = [parsed.source for parsed, chunks in waiting for _ in chunks]
+            sentences = [sentences_to_embed(c.text, c.heading, source) for c, source in zip(passages, sources)]
+            vectors = iter(reuse.embed([text_to_embed(c.text, c.heading, source)
+                                        for c, source in zip(passages, sources)]
+                                       + [text for texts in sentences for text in texts]))
+            own = [next(vectors) for _ in passages]  # the passages' vectors come first, then their sentences'
+            rows = iter([{"vector": vector, "sentence_vectors": [next(vectors) for _ in texts]}
+                         for vector, texts in zip(own, sentences)])
             for parsed, chunks in waiting:
                 if store.exists(self.name):
                     store.delete_document(self.name, parsed.source, refresh=False)
                 store.upsert(self.name, [{"doc_id": parsed.source, "doc_hash": parsed.content_hash,
                                           "source": parsed.source, "page": c.page or 0, "heading": c.heading,
-                                          "text": c.text, "vector": next(vectors)} for c in chunks],
+                                          "text": c.text, **next(rows)} for c in chunks],
                              EMBEDDING_DIM, manifest["embedder"], config.to_dict(), refresh=False)
                 manifest["documents"][parsed.source] = {
                     "hash": parsed.content_hash, "chunks": len(chunks), "ingested_at": time.time(),
@@ -384,7 +399,8 @@ class KnowledgeBase:
             self._write(manifest)
             self._update_failed(failures)
         progress(1.0, Msg("Done"))
-        return results
+        again = {r.source for r in rebuilt}  # indexed by the rebuild: not reported a second time as unchanged
+        return rebuilt + [r for r in results if not (r.status == "unchanged" and r.source in again)]
 
     def _parse(self, path: Path, source: str):
         """The parsed document, or StudioError with the reason it cannot be indexed (a library's unexpected error
@@ -401,14 +417,15 @@ class KnowledgeBase:
             log.warning("Could not read %s", path, exc_info=True)
             raise DocumentError(Msg("{file} could not be read ({reason}).", file=source, reason=reason(exc))) from None
 
-    def reindex(self, chunking, progress: Progress | None = None, cancel: threading.Event | None = None) -> None:
+    def reindex(self, chunking, progress: Progress | None = None,
+                cancel: threading.Event | None = None) -> list[FileResult]:
         """Rebuild every chunk from the stored originals (new chunking or embedder): vectors never mix."""
         manifest = self.manifest()
         sources = [self.path_of(source) for source in manifest["documents"]]
         self.store().drop(self.name)
         manifest.update(documents={}, chunking=chunking.to_dict(), embedder=EMBEDDER)
         self._write(manifest)
-        self.ingest([p for p in sources if p.exists()], None, progress, cancel)
+        return self.ingest([p for p in sources if p.exists()], None, progress, cancel)
 
     # ---- search -------------------------------------------------------------------------------------------
     def search(self, query: str, mode: str = "hybrid", k: int = 4, where: str | None = None,
@@ -425,10 +442,11 @@ class KnowledgeBase:
         text_query = text_query if text_query and text_query.strip() else query
         fetch = ranking.fetch_depth(mode, k, reranker)
         query_vector = _embed([query])[0]  # also judges how relevant keyword-only hits are
-        by_text = store.search_text(self.name, text_query, fetch, where, query_vector) if mode != "vector" else []
-        by_vector = []
-        if mode != "fts":
-            by_vector = store.search_vector(self.name, query_vector, fetch, where)
+        from core.rag.store import both
+
+        by_vector, by_text = both(
+            lambda: store.search_vector(self.name, query_vector, fetch, where) if mode != "fts" else [],
+            lambda: store.search_text(self.name, text_query, fetch, where, query_vector) if mode != "vector" else [])
         hits = ranking.rank(mode, by_vector, by_text, k, rrf_k, reranker, query, scorer)
         missing = [h for h in hits if h.similarity is None]
         if missing:  # hits without a stored vector: measure their meaning too, so relevance is judged the same way

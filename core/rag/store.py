@@ -1,5 +1,10 @@
 """The one module that talks to LanceDB: a table of chunks per knowledge base, upserts by content hash,
-vector and full-text search. The location may be a project folder or an object-storage URI (s3://…)."""
+vector and full-text search. The location may be a project folder or an object-storage URI (s3://…).
+
+Each chunk has its own vector and, in `sentence_vectors`, that vector followed by one per sentence of the chunk
+(a LanceDB multivector column). Vector search ranks a chunk by the best of them, and judges how relevant it is by
+its own vector (`Hit.similarity`), so the minimum similarity means what it always meant. Tables made before that
+column existed are searched by their chunk vectors until the knowledge base is indexed again."""
 
 from __future__ import annotations
 
@@ -42,6 +47,10 @@ def chunk_id(doc_id: str, text: str) -> str:
     return hashlib.sha256(f"{doc_id}\x00{text}".encode("utf-8")).hexdigest()[:32]
 
 
+SENTENCE_VECTORS = "sentence_vectors"
+HIT_COLUMNS = ["chunk_id", "doc_id", "source", "page", "heading", "text", "vector"]
+
+
 def schema(dim: int) -> pa.Schema:
     return pa.schema([
         pa.field("chunk_id", pa.string()),
@@ -54,7 +63,12 @@ def schema(dim: int) -> pa.Schema:
         pa.field("vector", pa.list_(pa.float32(), dim)),
         pa.field("embedder", pa.string()),
         pa.field("chunking", pa.string()),
+        pa.field(SENTENCE_VECTORS, pa.list_(pa.list_(pa.float32(), dim))),
     ])
+
+
+def _has_sentences(table) -> bool:
+    return SENTENCE_VECTORS in table.schema.names
 
 
 @dataclass
@@ -88,15 +102,21 @@ class KnowledgeStore:
     def upsert(self, name: str, rows: list[dict], dim: int, embedder: str, chunking: dict,
                refresh: bool = True) -> int:
         """Insert chunks; a chunk already stored (same doc and text) is left as it is. Returns rows written.
-        With refresh=False the caller calls refresh() once after a batch of writes."""
+        A row may carry "sentence_vectors", one per sentence of its text. With refresh=False the caller calls
+        refresh() once after a batch of writes."""
         table = self.table(name, dim)
         records = [{"chunk_id": chunk_id(r["doc_id"], r["text"]), "doc_id": r["doc_id"],
                     "doc_hash": r.get("doc_hash", ""), "source": r.get("source", ""),
                     "page": int(r.get("page") or 0), "heading": r.get("heading", ""), "text": r["text"],
                     "vector": [float(x) for x in r["vector"]], "embedder": embedder,
-                    "chunking": json.dumps(chunking, sort_keys=True)} for r in rows]
+                    "chunking": json.dumps(chunking, sort_keys=True),
+                    SENTENCE_VECTORS: [[float(x) for x in v] for v in [r["vector"], *r.get(SENTENCE_VECTORS, ())]]}
+                   for r in rows]
         if not records:
             return 0
+        if not _has_sentences(table):  # a table from before sentence vectors: it keeps its columns
+            for record in records:
+                del record[SENTENCE_VECTORS]
         result = table.merge_insert("chunk_id").when_not_matched_insert_all().execute(records)
         if refresh:
             self.refresh(name)
@@ -112,7 +132,8 @@ class KnowledgeStore:
         kinds = {index.index_type for index in table.list_indices()}
         self._text_index_current(table)
         if not kinds & {"IVF_SQ", "IvfSq"} and table.count_rows() >= VECTOR_INDEX_FROM:
-            table.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_SQ")
+            for column in ["vector"] + ([SENTENCE_VECTORS] if _has_sentences(table) else []):
+                table.create_index(metric="cosine", vector_column_name=column, index_type="IVF_SQ")
         table.optimize()
 
     def _text_index_current(self, table) -> None:
@@ -142,22 +163,37 @@ class KnowledgeStore:
         return self.db.open_table(name).to_arrow().select(columns).to_pylist() if self.exists(name) else []
 
     def texts_and_vectors(self, name: str):
-        """(the text each vector was made from, the vectors as one float32 array), read in one go."""
+        """(the text each vector was made from, the vectors as one float32 array), read in one go: the chunks'
+        and their sentences'."""
         import numpy as np
 
-        from core.rag.chunking import text_to_embed
+        from core.rag.chunking import sentences_to_embed, text_to_embed
 
         if not self.exists(name):
             return [], np.zeros((0, 0), dtype=np.float32)
-        table = self.db.open_table(name).to_arrow().select(["text", "heading", "source", "vector"])
+        opened = self.db.open_table(name)
+        sentences = _has_sentences(opened)
+        table = opened.to_arrow().select(["text", "heading", "source", "vector"]
+                                         + ([SENTENCE_VECTORS] if sentences else []))
         vectors = table.column("vector").combine_chunks()
         dim = vectors.type.list_size
-        embedded = [text_to_embed(text, heading or "", source or "") for text, heading, source in
-                    zip(*(table.column(c).to_pylist() for c in ("text", "heading", "source")))]
-        return embedded, vectors.flatten().to_numpy().astype(np.float32).reshape(-1, dim)
+        rows = list(zip(*(table.column(c).to_pylist() for c in ("text", "heading", "source"))))
+        embedded = [text_to_embed(text, heading or "", source or "") for text, heading, source in rows]
+        found = [vectors.flatten().to_numpy().astype(np.float32).reshape(-1, dim)]
+        if sentences:
+            for (text, heading, source), stored in zip(rows, table.column(SENTENCE_VECTORS).to_pylist()):
+                texts = sentences_to_embed(text, heading or "", source or "")
+                if stored and len(texts) == len(stored) - 1:  # cut the same way as when it was stored
+                    embedded.extend(texts)
+                    found.append(np.asarray(stored[1:], dtype=np.float32).reshape(-1, dim))
+        return embedded, np.concatenate(found)
 
     def exists(self, name: str) -> bool:
         return name in self.db.list_tables().tables
+
+    def has_sentence_vectors(self, name: str) -> bool:
+        """Whether the table's chunks carry their sentences' vectors (tables made before that do not)."""
+        return self.exists(name) and _has_sentences(self.db.open_table(name))
 
     def export_table(self, name: str) -> pa.Table:
         """Every column of every chunk, vectors included (what an assistant bundle carries)."""
@@ -168,6 +204,10 @@ class KnowledgeStore:
         if rows.num_rows == 0:
             return 0
         dim = rows.schema.field("vector").type.list_size
+        if SENTENCE_VECTORS not in rows.schema.names:  # exported before sentence vectors: each chunk its own
+            vectors = rows.column("vector").combine_chunks()
+            offsets = pa.array(range(rows.num_rows + 1), pa.int32())
+            rows = rows.append_column(SENTENCE_VECTORS, pa.ListArray.from_arrays(offsets, vectors))
         self.db.create_table(name, data=rows.select(schema(dim).names).cast(schema(dim)))
         self.refresh(name)
         return rows.num_rows
@@ -196,14 +236,19 @@ class KnowledgeStore:
         if (self.uri, name) not in _CHECKED_TEXT_INDEXES:  # once per process: indexes built by older versions
             self._text_index_current(table)
             _CHECKED_TEXT_INDEXES.add((self.uri, name))
-        search = table.search(query, query_type="fts", fts_columns="text")
+        search = table.search(query, query_type="fts", fts_columns="text").select([*HIT_COLUMNS, "_score"])
         rows = (search.where(where) if where else search).limit(k).to_list()
         return [_hit(row, row.get("_score", 0.0), _cosine(row.get("vector"), vector)) for row in rows]
 
     def search_vector(self, name: str, vector, k: int = 5, where: str | None = None) -> list[Hit]:
-        search = self.db.open_table(name).search(list(map(float, vector)), query_type="vector").metric("cosine")
+        """The k chunks nearest the query: by the best of each chunk's vector and its sentences' (`score`), with
+        the chunk's own cosine as `similarity`."""
+        table = self.db.open_table(name)
+        column = SENTENCE_VECTORS if _has_sentences(table) else "vector"
+        search = table.search(list(map(float, vector)), query_type="vector",
+                              vector_column_name=column).metric("cosine").select([*HIT_COLUMNS, "_distance"])
         rows = (search.where(where) if where else search).limit(k).to_list()
-        return [_hit(row, 1.0 - row.get("_distance", 0.0), 1.0 - row.get("_distance", 0.0)) for row in rows]
+        return [_hit(row, 1.0 - row.get("_distance", 0.0), _cosine(row.get("vector"), vector)) for row in rows]
 
     def search_hybrid(self, name: str, query: str, vector, k: int = 5, where: str | None = None,
                       rrf_k: int = 60, depth: int | None = None, reranker: str = "rrf") -> list[Hit]:
@@ -212,18 +257,35 @@ class KnowledgeStore:
         from core.rag import ranking
 
         depth = depth or ranking.depth(k)
-        by_vector = self.search_vector(name, vector, depth, where)
-        by_text = self.search_text(name, query, depth, where)
+        by_vector, by_text = both(lambda: self.search_vector(name, vector, depth, where),
+                                  lambda: self.search_text(name, query, depth, where))
         return ranking.fuse(by_vector, by_text, k, rrf_k, reranker)
 
 
+_SEARCHES = None
+
+
+def both(first, second):
+    """(first(), second()) with the two run side by side: LanceDB searches run in Rust without holding the GIL, so a
+    vector and a full-text search overlap instead of adding up (bench/query.py)."""
+    global _SEARCHES
+    if _SEARCHES is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _SEARCHES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="search")
+    pending = _SEARCHES.submit(second)
+    return first(), pending.result()
+
+
 def _cosine(stored, query) -> float | None:
-    """Cosine of two unit vectors (the embedder normalizes them), or None when one is missing."""
+    """Cosine of two vectors, or None when one is missing."""
     if stored is None or query is None:
         return None
     import numpy as np
 
-    return float(np.dot(np.asarray(stored, dtype=np.float32), np.asarray(query, dtype=np.float32)))
+    a, b = np.asarray(stored, dtype=np.float32), np.asarray(query, dtype=np.float32)
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / norms if norms else 0.0
 
 
 def _hit(row: dict, score: float, similarity: float | None) -> Hit:
