@@ -204,11 +204,10 @@ class KnowledgeStore:
         if rows.num_rows == 0:
             return 0
         dim = rows.schema.field("vector").type.list_size
-        if SENTENCE_VECTORS not in rows.schema.names:  # exported before sentence vectors: each chunk its own
-            vectors = rows.column("vector").combine_chunks()
-            offsets = pa.array(range(rows.num_rows + 1), pa.int32())
-            rows = rows.append_column(SENTENCE_VECTORS, pa.ListArray.from_arrays(offsets, vectors))
-        self.db.create_table(name, data=rows.select(schema(dim).names).cast(schema(dim)))
+        fields = schema(dim)
+        if SENTENCE_VECTORS not in rows.schema.names:  # exported before sentence vectors: kept as it was, so the
+            fields = pa.schema([f for f in fields if f.name != SENTENCE_VECTORS])  # next ingest rebuilds it
+        self.db.create_table(name, data=rows.select(fields.names).cast(fields))
         self.refresh(name)
         return rows.num_rows
 
