@@ -194,7 +194,7 @@ def main(argv=None) -> dict:
     def kb_ingest():
         """The real path: KnowledgeBase.ingest in a fresh project. Returns (wall seconds, stored chunk count, the
         texts it embedded: the chunks', then their sentences')."""
-        from core.rag.chunking import sentences_to_embed, text_to_embed
+        from core.rag.chunking import passage_texts_to_embed
         from core.rag.kb import KnowledgeBase
         from core.workspace import Workspace
 
@@ -209,8 +209,7 @@ def main(argv=None) -> dict:
             wall = time.perf_counter() - t0
             assert all(r.status == "indexed" for r in results), [r for r in results if r.status != "indexed"]
             stored = kb.store().db.open_table("docs").to_arrow().select(["text", "heading", "source"]).to_pylist()
-        embedded = [text_to_embed(r["text"], r["heading"], r["source"]) for r in stored]
-        embedded += [t for r in stored for t in sentences_to_embed(r["text"], r["heading"], r["source"])]
+        embedded, _ = passage_texts_to_embed([(r["text"], r["heading"], r["source"]) for r in stored])
         return wall, len(stored), embedded
 
     # Warm-up: the model (a few batches at full length), LanceDB with its full-text index.

@@ -22,7 +22,7 @@ from core.evaluate.sweep import SweepConfig, SweepRun, documents_fingerprint, ge
 from core.i18n import Msg
 from core.rag import metrics as M
 from core.rag import ranking, relevance
-from core.rag.chunking import sentences_to_embed, text_to_embed
+from core.rag.chunking import passage_texts_to_embed, split_passage_vectors
 from core.rag.embedders import EmbeddingCache, EmbedStats, Stopped, get_embedder
 from core.rag.ranking import Scorer
 from core.rag.store import both, chunk_id
@@ -243,19 +243,16 @@ def _run_groups(project, run, base, todo, emit, should_stop, scorer, rewriter, s
                      message=Msg("Embedding passages: {done} of {total}", done=count, total=todo_count))
 
             try:
-                # as ingest embeds them: each passage, then the sentences of each passage
-                sentences = [sentences_to_embed(r["text"], r["heading"], r["source"]) for r in rows]
-                texts = [text_to_embed(r["text"], r["heading"], r["source"]) for r in rows]
-                embedded, group_stats = cache.embed(texts + [t for found in sentences for t in found], embedder.embed,
-                                                    on_batch=on_batch, should_stop=should_stop)
-                vectors, rest = embedded[:len(rows)], iter(embedded[len(rows):])
-                sentence_vectors = [[next(rest) for _ in found] for found in sentences]
+                texts, sentence_counts = passage_texts_to_embed(  # as ingest embeds them
+                    [(r["text"], r["heading"], r["source"]) for r in rows])
+                embedded, group_stats = cache.embed(texts, embedder.embed, on_batch=on_batch, should_stop=should_stop)
+                vectors, sentence_vectors = split_passage_vectors(embedded, sentence_counts)
             except Stopped:
                 return None
             stats.add(group_stats)
             _append(run.folder / "embeddings.jsonl", {
                 "chunking": first.chunking.to_dict(), "embedder": first.embedder, "chunks": len(rows),
-                "sentences": sum(len(found) for found in sentences),
+                "sentences": sum(sentence_counts),
                 "reused": group_stats.reused, "computed": group_stats.computed, "at": time.time()})
             table = tables.build(number, rows, vectors, sentence_vectors, first.embedder, first.chunking.to_dict())
             searched = _search(tables.store, table, queries, members, cache, embedder, rewriter, rewrites,

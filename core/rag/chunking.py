@@ -331,6 +331,20 @@ def sentences_to_embed(text: str, heading: str, source: str) -> list[str]:
     return [text_to_embed(sentence, heading, source) for sentence in sentences] if len(sentences) > 1 else []
 
 
+def passage_texts_to_embed(passages: list[tuple[str, str, str]]) -> tuple[list[str], list[int]]:
+    """Everything embedded for these (text, heading, source) passages, in one list: each passage, then the
+    sentences of each; and how many sentences each one has (for `split_passage_vectors`)."""
+    sentences = [sentences_to_embed(text, heading, source) for text, heading, source in passages]
+    return ([text_to_embed(text, heading, source) for text, heading, source in passages]
+            + [sentence for found in sentences for sentence in found], [len(found) for found in sentences])
+
+
+def split_passage_vectors(vectors, sentence_counts: list[int]) -> tuple[Any, list[list]]:
+    """(the passages' own vectors, each passage's sentence vectors) from the vectors of `passage_texts_to_embed`."""
+    rest = iter(vectors[len(sentence_counts):])
+    return vectors[:len(sentence_counts)], [[next(rest) for _ in range(count)] for count in sentence_counts]
+
+
 # ---- the embedder's tokenizer -------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)

@@ -311,7 +311,7 @@ class KnowledgeBase:
                cancel: threading.Event | None = None) -> list[FileResult]:
         """Parse, chunk, embed and store each file. A file whose content did not change is left alone; an
         edited file replaces its old chunks; a bad file is reported and the others go on."""
-        from core.rag.chunking import chunk_sections, sentences_to_embed, text_to_embed
+        from core.rag.chunking import chunk_sections, passage_texts_to_embed, split_passage_vectors
 
         progress = _never_backwards(progress or (lambda fraction, message: None))
         manifest = self.manifest()
@@ -335,15 +335,10 @@ class KnowledgeBase:
                 return
             progress(share(read["files"], len(results)),
                      Msg("Embedding {count} passages", count=sum(len(c) for _, c in waiting)))
-            passages = [c for parsed, chunks in waiting for c in chunks]
-            sources = [parsed.source for parsed, chunks in waiting for _ in chunks]
-            sentences = [sentences_to_embed(c.text, c.heading, source) for c, source in zip(passages, sources)]
-            vectors = iter(reuse.embed([text_to_embed(c.text, c.heading, source)
-                                        for c, source in zip(passages, sources)]
-                                       + [text for texts in sentences for text in texts]))
-            own = [next(vectors) for _ in passages]  # the passages' vectors come first, then their sentences'
-            rows = iter([{"vector": vector, "sentence_vectors": [next(vectors) for _ in texts]}
-                         for vector, texts in zip(own, sentences)])
+            texts, sentence_counts = passage_texts_to_embed([(c.text, c.heading, parsed.source)
+                                                             for parsed, chunks in waiting for c in chunks])
+            own, sentences = split_passage_vectors(reuse.embed(texts), sentence_counts)
+            rows = iter([{"vector": vector, "sentence_vectors": found} for vector, found in zip(own, sentences)])
             for parsed, chunks in waiting:
                 if store.exists(self.name):
                     store.delete_document(self.name, parsed.source, refresh=False)
