@@ -8,6 +8,7 @@ column existed are searched by their chunk vectors until the knowledge base is i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -261,18 +262,17 @@ class KnowledgeStore:
         return ranking.fuse(by_vector, by_text, k, rrf_k, reranker)
 
 
-_SEARCHES = None
+@functools.cache
+def _search_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="search")
 
 
 def both(first, second):
     """(first(), second()) with the two run side by side: LanceDB searches run in Rust without holding the GIL, so a
     vector and a full-text search overlap instead of adding up (bench/query.py)."""
-    global _SEARCHES
-    if _SEARCHES is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _SEARCHES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="search")
-    pending = _SEARCHES.submit(second)
+    pending = _search_pool().submit(second)
     return first(), pending.result()
 
 
