@@ -230,7 +230,8 @@ def train_adapter(project, recipes, args, emit) -> dict:
     started = time.perf_counter()
     config = TrainConfig(dataset="drafted" if args.drafted else "pairs", method="lora", epochs=args.epochs,
                          lora_rank=16, lora_alpha=32, target_preset="all_linear", learning_rate=args.learning_rate,
-                         batch_size=args.batch_size, eval_fraction=0.05, max_length=1024, retrieval_context="mixed",
+                         batch_size=args.batch_size, eval_fraction=0.05, max_length=1024,
+                         retrieval_context=args.retrieval_context,
                          seed=args.seed,
                          max_minutes=0.0 if args.stop_at_deadline else args.train_minutes)
     run = finetune_runs.create_run(project, config, recipes.load())
@@ -269,6 +270,8 @@ def main() -> None:
     parser.add_argument("--train-minutes", type=float, default=12.0,
                         help="the run's time limit (TrainConfig.max_minutes); 0 leaves the adapter rungs out")
     parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--retrieval-context", default="mixed", choices=("none", "mixed", "always"),
+                        help="passages in the training prompts (TrainConfig.retrieval_context)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--stop-at-deadline", action="store_true",
                         help="for comparison: no time limit in the run; it is stopped and kept at --train-minutes "
