@@ -11,6 +11,8 @@ in a throw-away STUDIO_HOME.
   mode the studio offers (meaning, keywords, both fused) the top 5 passages of `KnowledgeBase.search`. A passage
   counts as the question's gold paragraph when it shares at least a third of its word 6-grams with it (passages
   and paragraphs are cut differently, so exact ids cannot be compared). Prints hit@1, hit@5 and MRR per mode.
+  `--reranker llm` adds hybrid search with its first 10 reordered by the embedded model (question likelihood,
+  core.rag.rerank) and gives the ladder's recipe that reranker.
 * Ladder (`--ladder`): the articles are split with the seed, a quarter for evaluation and the rest for training.
   `--eval-questions` (default 40) questions of the evaluation articles become an eval set with every accepted
   answer as a reference; pairs from the training articles train a LoRA adapter (the recipe's prompt format, as the
@@ -120,18 +122,26 @@ def ingest(project, articles: list[dict], folder: Path, chunking=None) -> dict:
             "passages": sum(r.chunks for r in results), "errors": [r.source for r in results if r.status == "error"]}
 
 
-def retrieval(project, questions: list[dict]) -> dict:
+def retrieval(project, questions: list[dict], reranker: str = "rrf") -> dict:
     from core.rag.kb import KnowledgeBase
 
     kb = KnowledgeBase(project, "docs")
+    searches = [(mode, mode, {}) for mode in MODES]
+    if reranker == "llm":  # hybrid's first 10 reordered by the embedded model (the recipe's "llm" reranker)
+        from core.assistant import recipe_backend
+        from core.rag.rerank import llm_scorer
+        from core.recipe import Recipe
+
+        scorer = llm_scorer(recipe_backend(project, Recipe()))
+        searches.append(("hybrid+llm", "hybrid", {"reranker": "llm", "scorer": scorer}))
     figures = {}
-    for mode in MODES:
+    for name, mode, options in searches:
         started, ranks = time.perf_counter(), []
         for item in questions:
-            hits = kb.search(item["question"], mode, K)
+            hits = kb.search(item["question"], mode, K, **options)
             ranks.append(next((i for i, hit in enumerate(hits, start=1) if from_paragraph(hit.text, item["paragraph"])),
                               None))
-        figures[mode] = {"hit@1": round(sum(r == 1 for r in ranks) / len(ranks), 3),
+        figures[name] = {"hit@1": round(sum(r == 1 for r in ranks) / len(ranks), 3),
                          "hit@5": round(sum(r is not None for r in ranks) / len(ranks), 3),
                          "mrr": round(sum(1 / r for r in ranks if r) / len(ranks), 3),
                          "ms_per_query": round(1000 * (time.perf_counter() - started) / len(ranks), 1)}
@@ -166,7 +176,7 @@ def ladder(project, articles: list[dict], args, emit) -> dict:
     recipes = RecipeStore(project)
     recipe = recipes.load().with_changes(
         fewshot=FewShotSettings(enabled=False, dataset="examples", strategy="semantic", k=3),
-        retriever=RetrieverSettings(enabled=False, knowledge_base="docs", k=3))
+        retriever=RetrieverSettings(enabled=False, knowledge_base="docs", k=3, reranker=args.reranker))
     recipes.save(recipe, note="bench")
     figures: dict = {"eval_articles": [a["title"] for a in held_out], "eval_questions": len(eval_items),
                      "train_pairs": len(pairs)}
@@ -276,6 +286,9 @@ def main() -> None:
     parser.add_argument("--stop-at-deadline", action="store_true",
                         help="for comparison: no time limit in the run; it is stopped and kept at --train-minutes "
                              "(counted from before its passages are found) with the schedule of its epochs")
+    parser.add_argument("--reranker", default="rrf", choices=("rrf", "llm"),
+                        help="llm: also measure retrieval with hybrid's first 10 reordered by the model, and use it "
+                             "in the ladder's recipe")
     parser.add_argument("--chunk-tokens", type=int, help="passage size (default: the studio's default)")
     parser.add_argument("--overlap-tokens", type=int, help="passage overlap (default: the studio's default)")
     parser.add_argument("--reuse", action="store_true", help="with --keep: use the documents indexed there before")
@@ -305,10 +318,11 @@ def main() -> None:
     questions = questions_of(articles)
     random.Random(args.seed).shuffle(questions)
     stage = time.perf_counter()
-    report["retrieval"] = {} if args.skip_retrieval else retrieval(project, questions[:args.retrieval_questions])
+    report["retrieval"] = {} if args.skip_retrieval else retrieval(project, questions[:args.retrieval_questions],
+                                                                       args.reranker)
     report["retrieval_seconds"] = round(time.perf_counter() - stage, 1)
     for mode, found in report["retrieval"].items():
-        print(f"retrieval {mode:7} hit@1 {found['hit@1']:.3f}  hit@5 {found['hit@5']:.3f}  MRR {found['mrr']:.3f}",
+        print(f"retrieval {mode:10} hit@1 {found['hit@1']:.3f}  hit@5 {found['hit@5']:.3f}  MRR {found['mrr']:.3f}",
               file=sys.stderr)
     if args.ladder:
         def emit(**event):

@@ -181,8 +181,8 @@ def pick_rerankers() -> list[str]:
     for column, name, default in zip(cols, ("rrf", "linear", "llm"), (True, False, False)):
         disabled = name == "llm" and not local
         if column.checkbox(t(view.ORDER_LABELS[name]), value=default, key=K + "reranker." + name, disabled=disabled,
-                           help=t("The recipe's model reads the first passages and scores how relevant each is "
-                                  "(any search; slower).") if name == "llm" else None) and not disabled:
+                           help=t("The recipe's model reads the first 10 passages and puts first those the question "
+                                  "most likely asks about (any search; about two seconds per question on a CPU).") if name == "llm" else None) and not disabled:
             chosen.append(name)
     if not local:
         cols[2].caption(t("The model reranker needs a model that runs on this machine; the recipe uses an endpoint. "

@@ -209,8 +209,9 @@ rerankers = list(RERANKERS)
 reranker = cols[0].selectbox(t("Order of the passages"), rerankers, index=rerankers.index(settings.reranker),
                              format_func=lambda r: t(RERANKERS[r]), key=K + "reranker",
                              help=t("How the passages are ordered: in hybrid search, reciprocal rank fusion or a "
-                                    "weighted sum of both scores; or the recipe's local model reads the first "
-                                    "passages and scores how relevant each is (slower)."))
+                                    "weighted sum of both scores; or the recipe's local model reads the first 10 "
+                                    "passages and puts first those the question most likely asks about (slower: "
+                                    "about two seconds more per question on a laptop CPU)."))
 query_rewrite = cols[1].toggle(t("Rewrite the question"), value=settings.query_rewrite, key=K + "rewrite",
                                help=t("The recipe's model first turns the question into search keywords for the "
                                       "keyword search (one more short generation per question)."))

@@ -82,14 +82,18 @@ def test_llama_cpp_stream_honours_limits_cancel_and_stop_strings(engines):
 
 @pytest.mark.real_model
 @needs_llama_cpp
-def test_relevance_scores_agree_between_engines(engines):
+def test_question_likelihood_scores_agree_between_engines_and_rank_the_answering_passage_first(engines):
     from core.rag.rerank import llm_scorer
 
     torch_backend, fast = engines
-    passages = ["Paris is the capital and largest city of France.", "Bananas are rich in potassium."]
+    passages = ["Bananas are rich in potassium and grow in warm countries.",
+                "Paris is the capital and largest city of France.",
+                "The Eiffel Tower was finished in 1889 for the World's Fair."]
     slow_scores = llm_scorer(torch_backend)("What is the capital of France?", passages)
     fast_scores = llm_scorer(fast)("What is the capital of France?", passages)
     assert np.allclose(slow_scores, fast_scores, atol=0.05)
+    assert int(np.argmax(fast_scores)) == 1
+    assert int(np.argmax(llm_scorer(fast)("When was the Eiffel Tower built?", passages))) == 2
 
 
 @pytest.mark.real_model
@@ -118,21 +122,23 @@ def test_a_lora_adapter_written_as_gguf_changes_llama_cpp_as_it_changes_transfor
     model.save_pretrained(tmp_path / "adapter")
     gguf_write.write_lora(base_gguf, tmp_path / "adapter", tmp_path / "adapter.gguf")
     ids = tokenizer("Question: Where is the Eiffel tower?\nAnswer:")["input_ids"]
+    answer = tokenizer(" It stands in Paris, France.", add_special_tokens=False)["input_ids"]
     merged = model.merge_and_unload()
     with torch.no_grad():
-        expected = torch.log_softmax(merged(torch.tensor([ids])).logits[0, -1], -1).numpy()
-    candidates = [int(i) for i in np.argsort(expected)[::-1][:5]]
+        logits = merged(torch.tensor([ids + answer])).logits[0, len(ids) - 1:-1]
+        expected = torch.log_softmax(logits, -1).gather(1, torch.tensor(answer)[:, None]).squeeze(1).numpy()
     tuned = LlamaCppModel("tuned", base_gguf, tokenizer, {1}, tmp_path / "adapter.gguf")
     plain = LlamaCppModel("plain", base_gguf, tokenizer, {1})
     try:
-        with_adapter = np.array(tuned.choice_logprobs([ids], candidates)[0])
-        without = np.array(plain.choice_logprobs([ids], candidates)[0])
+        with_adapter = np.array(tuned.continuation_logprobs([ids], answer)[0])
+        without = np.array(plain.continuation_logprobs([ids], answer)[0])
     finally:
         tuned.close()
         plain.close()
-    error = np.abs(with_adapter - expected[candidates]).max()
+    assert with_adapter.shape == expected.shape == (len(answer),)  # every answer token, in order
+    error = np.abs(with_adapter - expected).max()
     assert error < 0.15  # the adapter applied, scaled as PEFT scales it
-    assert np.abs(without - expected[candidates]).max() > 4 * error  # and without it the probabilities differ
+    assert np.abs(without - expected).max() > 4 * error  # and without it the probabilities differ
 
 
 def test_engine_choice_follows_the_setting_and_what_llama_cpp_can_run(monkeypatch, tmp_path):

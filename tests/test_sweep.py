@@ -413,6 +413,22 @@ def test_llm_scorer_on_a_tiny_local_model(tiny_backend):
     assert llm_scorer(object()) is None                        # an endpoint cannot score
 
 
+def test_llm_scorer_is_the_mean_log_probability_of_the_question_after_the_passage(tiny_backend):
+    import torch
+
+    from core.rag.rerank import QUESTION_PROMPT, llm_scorer
+
+    backend = tiny_backend("llama")
+    tokenizer, model = backend.tokenizer, backend.model
+    prompt = tokenizer(QUESTION_PROMPT.format(passage="The shop opens at nine."))["input_ids"]
+    question = tokenizer(" When does the shop open?", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([prompt + question])).logits[0, len(prompt) - 1:-1].float()
+    expected = torch.log_softmax(logits, -1).gather(1, torch.tensor(question)[:, None]).mean().item()
+    scores = llm_scorer(backend)("When  does the shop open?", ["The shop opens at nine.", "x " * 40])
+    assert scores[0] == pytest.approx(expected, abs=1e-4)
+
+
 @pytest.mark.real_model
 def test_a_sweep_runs_as_a_background_job_with_the_real_embedder(project):
     import time

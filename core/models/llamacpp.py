@@ -28,7 +28,7 @@ from core.models.local import PromptRendering, RenderedPrompt, answer_from_token
 log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 8192  # tokens of KV cache llama.cpp reserves; $STUDIO_LLAMACPP_CONTEXT changes it
 BATCH = 512
-SCORING_CONTEXT = 2048  # the loader's own context only reads relevance prompts (choice_logprobs)
+SCORING_CONTEXT = 2048  # the loader's own context only scores passages (continuation_logprobs)
 ENGINE_WEIGHTS = "F16"  # the embedded model's and merged adapters' weights for llama.cpp (see engine_file)
 
 
@@ -174,21 +174,31 @@ class LlamaCppModel(PromptRendering):
         share = round((time.perf_counter() - started) / max(1, len(prompts)), 3)
         return [{**result, "latency_s": share} for result in results]
 
-    def choice_logprobs(self, prompts_ids: list[list[int]], choices: list[int]) -> list[list[float]]:
-        """log P(choice) of each candidate next token after each prompt (the LLM reranker's Yes/No)."""
+    def continuation_logprobs(self, prompts_ids: list[list[int]], continuation: list[int]) -> list[list[float]]:
+        """log P(each token of `continuation`) after each prompt (the question-likelihood reranker). The prompt is
+        read as usual; the last tokens go in one batch that asks llama.cpp for logits at every position."""
         import llama_cpp
         import numpy as np
 
+        continuation = list(continuation)[:BATCH]
         found = []
         with self.lock:
             for ids in prompts_ids:
+                tokens = (list(ids) + continuation[:-1])[-self.llm.n_ctx():]
+                head, tail = tokens[:-len(continuation)], tokens[-len(continuation):]
                 self.llm.reset()
-                self.llm.eval(ids[-self.llm.n_ctx():])
-                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1),
-                                               shape=(self.llm.n_vocab(),)).astype(np.float64)
-                top = logits.max()
-                log_total = top + np.log(np.exp(logits - top).sum())
-                found.append([float(logits[c] - log_total) for c in choices])
+                if head:
+                    self.llm.eval(head)
+                self.llm._batch.set_batch(batch=tail, n_past=self.llm.n_tokens, logits_all=True)
+                self.llm._ctx.decode(self.llm._batch)
+                self.llm.n_tokens += len(tail)
+                rows = []
+                for row, target in enumerate(continuation):
+                    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, row),
+                                                   shape=(self.llm.n_vocab(),)).astype(np.float64)
+                    top = logits.max()
+                    rows.append(float(logits[target] - top - np.log(np.exp(logits - top).sum())))
+                found.append(rows)
             self.llm.reset()
         return found
 

@@ -7,8 +7,8 @@ will do.
   Reranker ``linear``: score = w · cosine similarity + (1 − w) · full-text score / the best full-text score of
   the list (a hit missing from one search gets 0 there; w = `LINEAR_WEIGHT`, LanceDB's default).
 * reranker ``llm`` (any mode): the first `LLM_DEPTH` hits of the above (fused with RRF in hybrid mode) are
-  scored by a `Scorer` (the recipe's local model judging relevance, see core.rag.rerank) and re-ordered. Without
-  a scorer the first-stage order is kept.
+  scored by a `Scorer` (how likely the recipe's local model finds the question after each passage, see
+  core.rag.rerank) and re-ordered. Without a scorer the first-stage order is kept.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from core.i18n import Msg
 RERANKERS = {
     "rrf": Msg("Reciprocal rank fusion"),
     "linear": Msg("Weighted sum of scores"),
-    "llm": Msg("The model judges relevance"),
+    "llm": Msg("The model reranks (question likelihood)"),
 }
 LINEAR_WEIGHT = 0.7   # weight of the vector similarity in the linear combination
 LLM_DEPTH = 10        # first-stage passages the model re-scores
