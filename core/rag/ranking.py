@@ -20,7 +20,7 @@ from core.i18n import Msg
 RERANKERS = {
     "rrf": Msg("Reciprocal rank fusion"),
     "linear": Msg("Weighted sum of scores"),
-    "llm": Msg("The model reranks (question likelihood)"),
+    "llm": Msg("The model reranks (slower)"),
 }
 LINEAR_WEIGHT = 0.7   # weight of the vector similarity in the linear combination
 LLM_DEPTH = 10        # first-stage passages the model re-scores
