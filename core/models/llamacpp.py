@@ -181,6 +181,8 @@ class LlamaCppModel(PromptRendering):
         import numpy as np
 
         continuation = list(continuation)[:BATCH]
+        if not continuation:
+            return [[] for _ in prompts_ids]
         found = []
         with self.lock:
             for ids in prompts_ids:

@@ -1,6 +1,6 @@
 """The recipe's model helping retrieval: it scores how likely the question is after each passage (the ``llm``
-reranker) and rewrites a question into search keywords (query rewriting). Both are plain functions built from a loaded backend, so the
-sweep and the tests can pass their own.
+reranker) and rewrites a question into search keywords (query rewriting). Both are plain functions built from a
+loaded backend, so the sweep and the tests can pass their own.
 
 Scoring needs the model's token probabilities, so only a model loaded in this process (transformers'
 `LocalModel` or llama.cpp's `LlamaCppModel`) can score; `llm_scorer` returns None for an OpenAI-compatible
