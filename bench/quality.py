@@ -82,9 +82,15 @@ def load_articles(path: Path = DEVSET) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))["data"]
 
 
-def article_markdown(article: dict) -> str:
+def article_markdown(article: dict, wrap: int = 0) -> str:
+    """The article as Markdown, a paragraph per line, or hard-wrapped at `wrap` columns as many sources are."""
+    import textwrap
+
     title = article["title"].replace("_", " ")
-    return f"# {title}\n\n" + "\n\n".join(p["context"].strip() for p in article["paragraphs"]) + "\n"
+    paragraphs = [p["context"].strip() for p in article["paragraphs"]]
+    if wrap:
+        paragraphs = [textwrap.fill(p, wrap, break_long_words=False, break_on_hyphens=False) for p in paragraphs]
+    return f"# {title}\n\n" + "\n\n".join(paragraphs) + "\n"
 
 
 def questions_of(articles: list[dict]) -> list[dict]:
@@ -106,14 +112,40 @@ def from_paragraph(passage: str, paragraph: str) -> bool:
 
 # ---- stages -------------------------------------------------------------------------------------------------------
 
-def ingest(project, articles: list[dict], folder: Path, chunking=None) -> dict:
+def article_pdf(article: dict, folder: Path) -> Path:
+    """The article printed to PDF by headless Chromium, as a browser prints a web page (with its header and footer:
+    date, title, address, page n/m): the text layer has a line break at every wrapped line and none between
+    paragraphs, as in most PDFs."""
+    import html
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if not browser:
+        raise SystemExit("--format pdf needs Chromium (the Debian 'chromium' package) to print the articles")
+    title = html.escape(article["title"].replace("_", " "))
+    page = folder / f"{article['title']}.html"
+    page.write_text(f"<html><head><meta charset='utf-8'><title>{title}</title></head><body><h1>{title}</h1>"
+                    + "".join(f"<p>{html.escape(p['context'].strip())}</p>" for p in article["paragraphs"])
+                    + "</body></html>", encoding="utf-8")
+    pdf = page.with_suffix(".pdf")
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--print-to-pdf={pdf}", page.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    page.unlink()
+    return pdf
+
+
+def ingest(project, articles: list[dict], folder: Path, chunking=None, file_format: str = "md") -> dict:
     from core.rag.kb import KnowledgeBase
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for article in articles:
-        path = folder / f"{article['title']}.md"
-        path.write_text(article_markdown(article), encoding="utf-8")
+        if file_format == "pdf":
+            path = article_pdf(article, folder)
+        else:
+            path = folder / f"{article['title']}.md"
+            path.write_text(article_markdown(article, 80 if file_format == "md-wrapped" else 0), encoding="utf-8")
         files.append((path.name, path.read_bytes()))
     kb = KnowledgeBase(project, "docs")
     started = time.perf_counter()
@@ -233,12 +265,13 @@ def draft_pairs(project, recipe, args, emit) -> dict:
 
 
 def train_adapter(project, recipes, args, emit) -> dict:
-    """A LoRA run on the training pairs for at most --train-minutes, attached to the recipe."""
+    """A LoRA run (or --method) on the training pairs for at most --train-minutes, attached to the recipe."""
     from core.finetune import runs as finetune_runs
     from core.finetune.config import TrainConfig
 
     started = time.perf_counter()
-    config = TrainConfig(dataset="drafted" if args.drafted else "pairs", method="lora", epochs=args.epochs,
+    config = TrainConfig(dataset="drafted" if args.drafted else "pairs", method=args.method, epochs=args.epochs,
+                         trainable_blocks=args.trainable_blocks,
                          lora_rank=16, lora_alpha=32, target_preset="all_linear", learning_rate=args.learning_rate,
                          batch_size=args.batch_size, eval_fraction=0.05, max_length=1024,
                          retrieval_context=args.retrieval_context,
@@ -280,6 +313,10 @@ def main() -> None:
     parser.add_argument("--train-minutes", type=float, default=12.0,
                         help="the run's time limit (TrainConfig.max_minutes); 0 leaves the adapter rungs out")
     parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--method", default="lora", choices=("lora", "partial", "full"),
+                        help="partial with --trainable-blocks at the model's block count trains every block, "
+                             "embeddings frozen")
+    parser.add_argument("--trainable-blocks", type=int, default=2, help="partial: how many of the last blocks train")
     parser.add_argument("--retrieval-context", default="mixed", choices=("none", "mixed", "always"),
                         help="passages in the training prompts (TrainConfig.retrieval_context)")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -291,6 +328,9 @@ def main() -> None:
                              "in the ladder's recipe")
     parser.add_argument("--chunk-tokens", type=int, help="passage size (default: the studio's default)")
     parser.add_argument("--overlap-tokens", type=int, help="passage overlap (default: the studio's default)")
+    parser.add_argument("--format", default="md", choices=("md", "md-wrapped", "pdf"),
+                        help="how the articles are given to the studio: Markdown (a paragraph per line, or "
+                             "hard-wrapped at 80 columns), or PDF printed by Chromium")
     parser.add_argument("--reuse", action="store_true", help="with --keep: use the documents indexed there before")
     parser.add_argument("--skip-retrieval", action="store_true")
     parser.add_argument("--keep", help="keep the studio home in this folder instead of a temporary one")
@@ -306,14 +346,15 @@ def main() -> None:
     chunking = ChunkingConfig(**{k: v for k, v in (("chunk_tokens", args.chunk_tokens),
                                                    ("overlap_tokens", args.overlap_tokens)) if v is not None})
     workspace = Workspace(home)
-    report: dict = {"seed": args.seed, "articles": len(articles), "chunking": chunking.to_dict()}
+    report: dict = {"seed": args.seed, "articles": len(articles), "format": args.format,
+                    "chunking": chunking.to_dict()}
     if args.reuse and any(p.name == "Quality bench" for p in workspace.list_projects()):
         project = workspace.get("Quality bench")  # documents indexed by an earlier run in this --keep folder
         report["ingest"] = "reused"
         _drop_ladder_data(project)
     else:
         project = workspace.create("Quality bench")
-        report["ingest"] = ingest(project, articles, home / "docs", chunking)
+        report["ingest"] = ingest(project, articles, home / "docs", chunking, args.format)
     print(f"ingest: {report['ingest']}", file=sys.stderr)
     questions = questions_of(articles)
     random.Random(args.seed).shuffle(questions)

@@ -130,11 +130,11 @@ if failed and not running:
                 show_error(exc)
 
 documents = kb.documents()
-if documents and not running and kb.indexed_before_sentences():
-    st.info(t("These documents were indexed by an earlier version: their passages are found by their whole text "
-              "only. Index them again to also find a passage by the one sentence that answers a question."),
-            icon=":material/update:")
-    if st.button(t("Index the documents again"), key=K + "reindex_sentences", icon=":material/refresh:"):
+if documents and not running and kb.indexed_by_earlier_version():
+    st.info(t("These documents were indexed by an earlier version. Index them again: a passage is then also found "
+              "by the one sentence that answers a question, and PDFs and hard-wrapped text are cut at whole "
+              "sentences and paragraphs."), icon=":material/update:")
+    if st.button(t("Index the documents again"), key=K + "reindex_outdated", icon=":material/refresh:"):
         start_ingest([], None)  # the ingest sees the older index and rebuilds it from the stored documents
         st.rerun()
 if documents:

@@ -310,3 +310,36 @@ def test_with_the_minilm_tokenizer_sizes_match_what_the_embedder_reads():
             by_section = [[count(c.text) for c in chunks if c.page == page and c.text in document[page - 1].text]
                           for page in (1, 2)]
             assert all(abs(s - 200) <= 2 for sizes in by_section for s in sizes[:-1])
+
+
+def test_hard_wrapped_text_is_cut_at_sentence_ends_not_at_line_ends():
+    import textwrap
+
+    from core.rag.chunking import passage_sentences
+
+    prose = ("The harbour was built in 1850 by the city council after a long debate about its cost and its use "
+             "for trade. It served fishing boats and ferries for a century and was rebuilt twice after storms "
+             "damaged the outer wall. Today it holds a museum about the history of the town, a small market and "
+             "the offices of the coast guard, which moved there in 1998 from the old lighthouse on the hill.")
+    wrapped = textwrap.fill(prose, 72)  # as a plain-text file or a Markdown source is often written
+    assert wrapped.count("\n") >= 4
+    expected = [" ".join(s.split()) for s in passage_sentences(prose)]
+    assert len(expected) == 3
+    assert [" ".join(s.split()) for s in passage_sentences(wrapped)] == expected
+    chunks = chunk_sections([Section(wrapped + "\n\n" + wrapped, None, ())], ChunkingConfig("recursive", 45, 0),
+                            count_words)
+    runs = {" ".join(expected[i:j]) for i in range(3) for j in range(i + 1, 4)}
+    assert len(chunks) > 2 and all(" ".join(c.text.split()) in runs for c in chunks)  # whole sentences only
+
+
+def test_lines_of_a_list_stay_sentences_of_their_own_inside_wrapped_text():
+    from core.rag.chunking import passage_sentences
+
+    text = ("Members of the club can borrow equipment from the store at any time during opening\n"
+            "- a tent for up to four people\n- two sleeping bags\n"
+            "Contact the desk at least two days before you leave so the equipment is ready for\n"
+            "you when you arrive")
+    assert passage_sentences(text) == [
+        "Members of the club can borrow equipment from the store at any time during opening",
+        "- a tent for up to four people", "- two sleeping bags",
+        "Contact the desk at least two days before you leave so the equipment is ready for\nyou when you arrive"]

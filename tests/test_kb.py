@@ -9,7 +9,7 @@ import pytest
 from core import assistant
 from core.rag import kb as kb_module
 from core.rag.chunking import ChunkingConfig
-from core.rag.kb import KnowledgeBase
+from core.rag.kb import READER, KnowledgeBase
 from core.rag.retriever import RetrieverSettings
 from core.recipe import Recipe
 
@@ -238,6 +238,29 @@ def test_ingest_progress_never_goes_backwards(kb, monkeypatch):
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert any(m.startswith("Embedding") and f > 0 for f, m in seen)
+
+
+def test_an_index_made_by_an_earlier_reader_is_rebuilt_by_the_next_ingest(kb):
+    wrapped = "Members can borrow a tent from the store at any time during the opening hours of\nthe shop. " * 3
+    ingest_text(kb, "club.md", wrapped)
+    assert kb.manifest()["reader"] == READER and not kb.indexed_by_earlier_version()
+    manifest = kb.manifest()
+    del manifest["reader"]  # as an earlier version wrote it
+    kb._write(manifest)
+    assert kb.indexed_by_earlier_version()
+    assert [(r.source, r.status) for r in kb.ingest([])] == [("club.md", "indexed")]
+    assert kb.manifest()["reader"] == READER and not kb.indexed_by_earlier_version()
+    assert kb.ingest([]) == []  # current now: nothing is indexed again
+
+
+def test_an_empty_knowledge_base_from_an_earlier_version_is_current_after_its_first_ingest(kb):
+    kb.create()
+    manifest = kb.manifest()
+    del manifest["reader"]
+    kb._write(manifest)
+    assert not kb.indexed_by_earlier_version()  # nothing indexed, nothing to redo
+    ingest_text(kb, "handbook.md", HANDBOOK)
+    assert kb.manifest()["reader"] == READER and not kb.indexed_by_earlier_version()
 
 
 def test_an_index_from_before_sentence_vectors_is_rebuilt_by_the_next_ingest(kb):

@@ -177,6 +177,103 @@ def test_pdf_text_keeps_page_numbers_and_reports_pages_without_text(tmp_path):
     assert doc.warnings[0].params["count"] == 1
 
 
+PROSE = [
+    "Southern California, often abbreviated SoCal, is a geographic and cultural region that generally comprises "
+    "California's southernmost ten counties. The region is traditionally described as eight counties, based on "
+    "demographics and economic ties, and it is a major economic center for the state and for the whole country.",
+    "The megaregion's area is more expansive, extending east into Las Vegas, Nevada, and south across the Mexican "
+    "border into Tijuana. It is well-known for its beaches.",
+    "Each year the area has about 10,000 earthquakes. Nearly all of them are so small that they are not felt, and "
+    "only several hundred are greater than magnitude 3.0.",
+]
+
+
+def test_pdf_wrapped_lines_come_back_as_sentences_and_paragraphs(tmp_path):
+    from core.rag.chunking import ChunkingConfig, chunk_sections
+
+    data = make_pdf(tmp_path, ["\n".join(PROSE)])
+    raw = __import__("pypdf").PdfReader(io.BytesIO(data)).pages[0].extract_text()
+    assert raw.count("\n") >= 6 and "\n\n" not in raw  # the text layer: a break at every wrap, none between paragraphs
+    text = parse_document(data, "region.pdf").sections[0].text
+    assert text.split("\n\n") == PROSE
+    chunks = chunk_sections(parse_document(data, "region.pdf").sections,
+                            ChunkingConfig(chunk_tokens=60, overlap_tokens=0), lambda piece: len(piece.split()))
+    assert [c.text for c in chunks] == PROSE  # a passage per paragraph, none starting inside a sentence
+
+
+def test_pdf_lines_of_lists_headings_and_short_text_stay_lines():
+    from core.rag.parsers.common import text_width
+    from core.rag.parsers.pdf import unwrap
+
+    intro = "The plans below are sold in every store of the company and can be changed at any time by the owner"
+    page = "\n".join(["Plans", intro, "- Basic: 10 euros a month", "- Pro: 25 euros a month",
+                      "1. Ask in a store", "Contact us", "Shipping takes two days."])
+    width = len(intro)  # the document's prose, on its other pages, is this wide
+    assert text_width(["\n".join([intro] * 9 + ["Plans"]), page]) == width
+    assert unwrap(page, width) == "\n".join(["Plans", intro, "- Basic: 10 euros a month", "- Pro: 25 euros a month",
+                                             "1. Ask in a store", "Contact us", "Shipping takes two days."])
+    short = "Refund policy: refunds within 30 days.\nKeep the receipt."
+    assert unwrap(short, text_width([short])) == short  # too narrow to be wrapped prose: left as it is
+
+
+def test_pdf_wrap_after_a_hyphen_joins_the_word_and_keeps_the_hyphen():
+    from core.rag.parsers.pdf import unwrap
+
+    line = "The city is home to many companies and the region is famous for its well-"
+    assert unwrap(f"{line}\nknown beaches. It is sunny.", len(line)) == line + "known beaches. It is sunny."
+    assert unwrap(f"{line[:-6]} 2010 -\nThe end.", len(line)) == line[:-6] + " 2010 - The end."
+    typeset = "An example of the rules: the regulation of the port is set by the harbour master and by the exam-"
+    assert unwrap(f"{typeset}\nple of others.", len(typeset), frozenset({"example"})) == (
+        typeset[:-1] + "ple of others.")  # the document has "example" whole elsewhere: a typesetter's hyphen
+
+
+def test_pdf_running_headers_footers_and_page_numbers_are_left_out(tmp_path):
+    from fpdf import FPDF
+
+    class Report(FPDF):
+        def header(self):
+            self.set_font("Helvetica", size=9)
+            self.cell(0, 8, "Annual report 2025 - Harbour authority", new_x="LMARGIN", new_y="NEXT")
+
+        def footer(self):
+            self.set_y(-15)
+            self.set_font("Helvetica", size=9)
+            self.cell(0, 8, f"Page {self.page_no()} of 4", align="C")
+
+    pdf = Report()
+    for number in range(4):
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=12)
+        pdf.multi_cell(0, 8, f"{PROSE[number % 3]}\nSection {number + 1} ends here.")
+    data = saved(tmp_path, "report.pdf", pdf.output)
+    raw = __import__("pypdf").PdfReader(io.BytesIO(data)).pages[1].extract_text()
+    assert "Annual report 2025" in raw and "Page 2 of 4" in raw
+    doc = parse_document(data, "report.pdf")
+    assert [s.page for s in doc.sections] == [1, 2, 3, 4]
+    assert [s.text for s in doc.sections] == [f"{PROSE[n % 3]}\n\nSection {n + 1} ends here." for n in range(4)]
+
+
+def test_a_short_pdf_keeps_a_first_line_that_only_looks_repeated(tmp_path):
+    data = make_pdf(tmp_path, ["Price list\nBasic 10 euros", "Price list\nPro 25 euros"])
+    assert [s.text for s in parse_document(data, "prices.pdf").sections] == ["Price list\nBasic 10 euros",
+                                                                            "Price list\nPro 25 euros"]
+
+
+def test_pdf_ligatures_become_letters(tmp_path):
+    from fpdf import FPDF
+
+    if not DEJAVU.exists():
+        pytest.skip("needs the DejaVu Sans font for a ligature character in a PDF")
+    pdf = FPDF()
+    pdf.add_font("Body", fname=str(DEJAVU))
+    pdf.set_font("Body", size=12)
+    pdf.add_page()
+    pdf.multi_cell(0, 8, "The \ufb01rst \ufb02oor of the o\ufb03ce.")
+    data = saved(tmp_path, "typeset.pdf", pdf.output)
+    assert "\ufb01" in __import__("pypdf").PdfReader(io.BytesIO(data)).pages[0].extract_text()
+    assert parse_document(data, "typeset.pdf").sections[0].text == "The first floor of the office."
+
+
 @pytest.mark.skipif(not DEJAVU.exists(), reason="needs the DejaVu Sans font for Vietnamese text in a PDF")
 def test_pdf_vietnamese_text_comes_through_exactly(tmp_path):
     doc = parse_document(make_pdf(tmp_path, [VI], font=DEJAVU), "chinh-sach.pdf")

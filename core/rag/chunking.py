@@ -180,13 +180,17 @@ _SENTENCE_END = re.compile(r"[.!?…。！？](?:[\"'”’»)\]]*)\s+")
 
 def _sentence_units(text: str, config: ChunkingConfig, count: CountTokens) -> list[tuple[int, int, bool]]:
     """(start, end, starts a paragraph) of each sentence of the text, in order; lines of a list or table and
-    paragraphs always end a sentence. A sentence longer than a chunk comes in semchunk's pieces."""
+    paragraphs always end a sentence, a line wrapped inside a sentence does not. A sentence longer than a chunk
+    comes in semchunk's pieces."""
+    from core.rag.parsers.common import text_width
+
     units: list[tuple[int, int, bool]] = []
+    width = text_width([text])
     for paragraph in re.finditer(r"\S(?:.*?\S)?(?=\s*\n\s*\n|\s*$)", text, re.DOTALL):
         paragraph_start = True
-        for line in re.finditer(r"[^\n]+", paragraph.group()):
-            offset = paragraph.start() + line.start()
-            body = line.group()
+        for line_start, line_end in _unwrapped_lines(paragraph.group(), width):
+            offset = paragraph.start() + line_start
+            body = paragraph.group()[line_start:line_end]
             cuts = [0] + [m.end() for m in _SENTENCE_END.finditer(body) if _starts_sentence(body, m.end())]
             cuts.append(len(body))
             for begin, finish in zip(cuts, cuts[1:]):
@@ -198,6 +202,22 @@ def _sentence_units(text: str, config: ChunkingConfig, count: CountTokens) -> li
                     units.append((sub_start, sub_end, paragraph_start))
                     paragraph_start = False
     return units
+
+
+def _unwrapped_lines(paragraph: str, width: int) -> list[tuple[int, int]]:
+    """(start, end) of each line of the paragraph, a wrapped line taken together with the line it wraps into
+    (hard-wrapped text and Markdown: a line break inside a sentence does not end it)."""
+    from core.rag.parsers.common import wraps_into
+
+    lines = [(m.start(), m.end()) for m in re.finditer(r"[^\n]+", paragraph)]
+    joined: list[tuple[int, int]] = []
+    for start, end in lines:
+        if joined and wraps_into(paragraph[joined[-1][0]:joined[-1][1]].rsplit("\n", 1)[-1], paragraph[start:end],
+                                 width):
+            joined[-1] = (joined[-1][0], end)
+        else:
+            joined.append((start, end))
+    return joined
 
 
 def _starts_sentence(body: str, at: int) -> bool:

@@ -28,6 +28,10 @@ DEFAULT_KB = "docs"
 KNOWLEDGE_BASE = Msg("knowledge base")
 DOCUMENT = Msg("document")
 EMBEDDER = "all-MiniLM-L6-v2"
+# How documents are read and cut; an index made by an earlier reader is rebuilt by the next ingest (the Retriever
+# page offers it). 2: a PDF's wrapped lines are joined into sentences and paragraphs and its running headers,
+# footers and page numbers left out; a line break inside a sentence of hard-wrapped text does not end it.
+READER = 2
 EMBEDDING_DIM = 384
 EMBED_BATCH = 256  # chunks embedded per call across files
 Progress = Callable[[float, Msg], None]
@@ -110,8 +114,8 @@ class KnowledgeBase:
             return atomic.read_json(self.manifest_path)
         from core.rag.chunking import ChunkingConfig
 
-        return {"name": self.name, "embedder": EMBEDDER, "chunking": ChunkingConfig().to_dict(), "uri": None,
-                "documents": {}}
+        return {"name": self.name, "embedder": EMBEDDER, "reader": READER, "chunking": ChunkingConfig().to_dict(),
+                "uri": None, "documents": {}}
 
     def _write(self, manifest: dict) -> None:
         atomic.write_json(self.manifest_path, manifest)
@@ -147,6 +151,12 @@ class KnowledgeBase:
         indexes them all again)."""
         store = self.store()
         return bool(self.documents()) and store.exists(self.name) and not store.has_sentence_vectors(self.name)
+
+    def indexed_by_earlier_version(self) -> bool:
+        """Whether an earlier version indexed the documents, reading or cutting them otherwise or without sentence
+        vectors (the next ingest indexes them all again)."""
+        return bool(self.documents()) and (self.manifest().get("reader", 1) < READER
+                                           or self.indexed_before_sentences())
 
     def chunking(self):
         from core.rag.chunking import ChunkingConfig
@@ -316,11 +326,12 @@ class KnowledgeBase:
         progress = _never_backwards(progress or (lambda fraction, message: None))
         manifest = self.manifest()
         new_chunking = chunking is not None and chunking.to_dict() != manifest["chunking"]
-        outdated = manifest["embedder"] != EMBEDDER or self.indexed_before_sentences()
+        outdated = manifest["embedder"] != EMBEDDER or self.indexed_by_earlier_version()
         rebuilt: list[FileResult] = []
         if manifest["documents"] and (new_chunking or outdated):
             rebuilt = self.reindex(chunking or self.chunking(), progress, cancel)  # vectors of two kinds never mix
             manifest = self.manifest()
+        manifest["reader"] = READER  # every document in the index is (now) read by this version
         if chunking is not None:
             manifest["chunking"] = chunking.to_dict()
         config = self.chunking() if chunking is None else chunking
@@ -418,7 +429,7 @@ class KnowledgeBase:
         manifest = self.manifest()
         sources = [self.path_of(source) for source in manifest["documents"]]
         self.store().drop(self.name)
-        manifest.update(documents={}, chunking=chunking.to_dict(), embedder=EMBEDDER)
+        manifest.update(documents={}, chunking=chunking.to_dict(), embedder=EMBEDDER, reader=READER)
         self._write(manifest)
         return self.ingest([p for p in sources if p.exists()], None, progress, cancel)
 

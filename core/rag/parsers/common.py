@@ -40,6 +40,24 @@ def clean_text(text: str) -> str:
     return _BLANK_RUN.sub("\n\n", text).strip()
 
 
+MIN_PROSE_WIDTH = 40       # characters: text whose lines are shorter is not wrapped prose (slides, tables, lists)
+FULL_LINE_FRACTION = 0.8   # a line this close to the text's width was wrapped: the next word did not fit on it
+_LIST_ITEM = re.compile(r"[•▪◦●■‣∙·*–—-]\s|\(?(\d{1,3}|[a-z])[.)]\s")  # "J. Smith" still continues a line
+
+
+def text_width(texts: list[str]) -> int:
+    """The width of running text in characters: the length most of its longer lines reach."""
+    lengths = sorted(len(line.strip()) for text in texts for line in text.splitlines() if line.strip())
+    return lengths[int(0.9 * (len(lengths) - 1))] if lengths else 0
+
+
+def wraps_into(line: str, following: str, width: int) -> bool:
+    """Whether `following` continues `line`, which was wrapped at `width` (a PDF's text layer, hard-wrapped text
+    or Markdown): the line is nearly as wide as the text and the next one does not start a list item."""
+    return (width >= MIN_PROSE_WIDTH and len(line.strip()) >= FULL_LINE_FRACTION * width
+            and not _LIST_ITEM.match(following.lstrip()))
+
+
 def one_line(text: str) -> str:
     """A heading or a cell: whitespace runs (new lines too) become one space."""
     return " ".join(clean_text(text).split())

@@ -1,5 +1,10 @@
 """PDF with pypdf: the text of each page, with its 1-based page number. Headings are not known.
 
+A PDF's text layer breaks every wrapped line and rarely marks where a paragraph ends. Lines as wide as the
+document's text are joined with the next, and a shorter line that ends a sentence ends its paragraph, so the
+chunker sees sentences and paragraphs as the reader does (lines of lists, tables and headings stay lines).
+Typeset ligatures ("ﬁ") become their letters.
+
 Simple tables come through as lines of text. A PDF locked with a user password cannot be read (one that only
 has an owner password, which restricts printing or copying, opens with the empty password). Pages are never
 OCR'd: a page with no text layer is left out with a notice, and a PDF with no text at all is refused.
@@ -8,13 +13,20 @@ OCR'd: a page with no text layer is left out with a notice, and a PDF with no te
 from __future__ import annotations
 
 import io
+import re
 
 from core.errors import DocumentError
 from core.i18n import Msg
 
-from .common import Section, clean_text, reason
+from .common import MIN_PROSE_WIDTH, Section, clean_text, reason, text_width, wraps_into
 
 MAX_LISTED_PAGES = 20
+_PAGE_NUMBER = re.compile(r"(page\s*)?[-–—]?\s*\d{1,4}\s*[-–—]?(\s*(of|/)\s*\d{1,4})?", re.IGNORECASE)
+_LAST_WORD = re.compile(r"\w*$")
+_FIRST_WORD = re.compile(r"\w*")
+_LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+                            "\ufb05": "st", "\ufb06": "st"})
+_ENDS_SENTENCE = re.compile(r"[.!?:;…。！？][\"'”’»)\]]*$")
 
 
 def page_list(pages: list[int]) -> str:
@@ -52,20 +64,95 @@ def open_pdf(data: bytes, name: str):
     return pages
 
 
+def drop_page_furniture(texts: list[str]) -> list[str]:
+    """The pages without their running headers and footers: a page number alone ("12", "Page 3 of 9", "- 4 -")
+    as a page's first or last line, and a first or last line that at least half the pages (three or more) have
+    alike, numbers aside, and that does not end a sentence. The page number is kept with each passage anyway; left in, it would join a page's last
+    sentence and stand as a "sentence" of its own under the document's title."""
+    for _ in range(3):  # a header and a footer can both end a page's text: peel off one edge line per round
+        cleaned = _drop_edge_lines(texts)
+        if cleaned == texts:
+            break
+        texts = cleaned
+    return texts
+
+
+def _drop_edge_lines(texts: list[str]) -> list[str]:
+    def key(line: str) -> str:
+        return re.sub(r"\d+", "#", " ".join(line.lower().split()))
+
+    edges = [_edge_lines(text.splitlines()) for text in texts]
+    seen: dict[str, int] = {}
+    for lines in edges:
+        for found in {key(line) for line in lines}:
+            seen[found] = seen.get(found, 0) + 1
+    repeated = {found for found, pages in seen.items() if pages >= max(3, len(texts) / 2)}
+    cleaned = []
+    for text, lines in zip(texts, edges):
+        # a running header or footer is a label, not a sentence: "Section 2 ends here." on every page stays
+        drop = {line for line in lines if (key(line) in repeated and not _ENDS_SENTENCE.search(line.rstrip()))
+                or _PAGE_NUMBER.fullmatch(line.strip())}
+        kept = text.splitlines()
+        while kept and (kept[0] in drop or not kept[0].strip()):
+            kept.pop(0)
+        while kept and (kept[-1] in drop or not kept[-1].strip()):
+            kept.pop()
+        cleaned.append("\n".join(kept))
+    return cleaned
+
+
+def _edge_lines(lines: list[str]) -> list[str]:
+    """The first and the last non-empty line of a page."""
+    filled = [line for line in lines if line.strip()]
+    return filled[:1] + filled[-1:] if len(filled) > 1 else filled
+
+
+def unwrap(text: str, width: int, words: frozenset = frozenset()) -> str:
+    """Wrapped lines joined; a paragraph's last line (short, ending a sentence) followed by a blank line. Text
+    narrower than prose (`text_width` below `MIN_PROSE_WIDTH`) is left as it is. A word hyphenated at a wrap
+    loses its hyphen when the document has it whole elsewhere (`words`, lowercase): "exam-" + "ple" is "example"
+    there, and "well-" + "known" stays "well-known"."""
+    lines = [line.strip() for line in text.splitlines()]
+    out = []
+    for line, following in zip(lines, lines[1:] + [""]):
+        out.append(line)
+        if not line or not following:
+            out.append("\n")
+        elif wraps_into(line, following, width):
+            if line.endswith("-") and line[-2:-1].isalpha() and following[:1].islower():
+                whole = _LAST_WORD.search(line[:-1]).group() + _FIRST_WORD.match(following).group()
+                if whole.lower() in words:
+                    out[-1] = line[:-1]
+                out.append("")
+            else:
+                out.append(" ")
+        elif width >= MIN_PROSE_WIDTH and _ENDS_SENTENCE.search(line):
+            out.append("\n\n")
+        else:
+            out.append("\n")
+    return clean_text("".join(out))
+
+
 def read(data: bytes, name: str, warnings: list) -> list[Section]:
     pages = open_pdf(data, name)
-    sections, blank, failed, first_error = [], [], [], None
+    texts, blank, failed, first_error = [], [], [], None
     for number, page in enumerate(pages, start=1):
         try:
-            text = clean_text(page.extract_text() or "")
+            # typeset ligatures ("ﬁ") as letters: neither keyword search nor the embedder knows the ligature
+            text = clean_text(page.extract_text() or "").translate(_LIGATURES)
         except Exception as exc:  # one damaged page must not lose the others
             failed.append(number)
             first_error = first_error or exc
             continue
         if text:
-            sections.append(Section(text, number, ()))
+            texts.append((number, text))
         else:
             blank.append(number)
+    texts = [(number, text) for number, text in zip([n for n, _ in texts],
+                                                    drop_page_furniture([text for _, text in texts])) if text]
+    width = text_width([text for _, text in texts])
+    words = frozenset(word.lower() for _, text in texts for word in re.findall(r"\w+", text))
+    sections = [Section(unwrap(text, width, words), number, ()) for number, text in texts]
     if not sections:
         if len(failed) == len(pages):
             raise unreadable(name, reason(first_error))
