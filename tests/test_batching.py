@@ -207,3 +207,39 @@ def test_long_answers_go_on_in_chunks_and_newcomers_join(tiny_backend, monkeypat
     reader.join(timeout=60)
     assert long.text == reference
     assert backend.batcher.largest_batch == 2  # the newcomer joined the long answer between chunks
+
+
+def test_the_first_token_bans_hold_for_streams_and_batches_and_only_for_the_first_token(tiny_backend, monkeypatch):
+    import torch
+
+    from core.models.batching import Finished, Request
+
+    backend = fresh(tiny_backend)
+    prompt = render(backend, QUESTIONS[0])
+    assert prompt.format == "completion" and backend.first_token_bans(prompt) == backend.newline_token_ids
+    ids = backend.encode(prompt)
+    with torch.no_grad():
+        favourite = int(backend.model(torch.tensor([ids])).logits[0, -1].argmax())
+    settings = GenerationSettings(max_new_tokens=6)
+
+    def first_tokens(bans):
+        request = backend.batcher.submit(Request(ids, settings, (), threading.Event(), first_token_bans=bans))
+        while not isinstance(request.pieces.get(timeout=60), Finished):
+            pass
+        return request.generated
+
+    assert first_tokens(())[0] == favourite
+    banned = first_tokens((favourite,))
+    assert banned[0] != favourite and len(banned) == 6
+    monkeypatch.setattr(backend, "first_token_bans", lambda rendered: (favourite,))
+    free = backend.generate_batch([prompt], settings)  # the model's favourite is banned here too
+    assert free[0]["text"] == backend.tokenizer.decode(banned, skip_special_tokens=True).strip()
+
+
+def test_newline_tokens_are_the_white_space_tokens_with_a_line_break(tiny_backend):
+    backend = fresh(tiny_backend)
+    found = backend.newline_token_ids
+    texts = [backend.tokenizer.decode([i]) for i in found]
+    assert found and all("\n" in text and not text.strip() for text in texts)
+    assert backend.tokenizer.encode("\n", add_special_tokens=False)[0] in found
+    assert not set(found) & set(backend.tokenizer.encode("Open hours", add_special_tokens=False))

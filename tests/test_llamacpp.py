@@ -216,3 +216,46 @@ def test_a_failing_step_reaches_every_reader_and_the_engine_goes_on(engines, mon
     with pytest.raises(RuntimeError, match="llama_decode returned -1"):
         fast.stream(prompt, settings).run_to_end()
     assert fast.stream(prompt, settings).run_to_end()  # the next question is answered
+
+
+@pytest.mark.real_model
+@needs_llama_cpp
+def test_without_examples_the_base_model_answers_on_the_answer_line_instead_of_copying_passage_labels(engines):
+    """With passages and no few-shot examples the 270M base model often started its answer on a new line and copied
+    the passage list ("[1] (file.pdf, p. 3)\n[2] …"; 39 of 120 held-out questions of the dev set); the completion
+    format's answer may not start with a line break."""
+    import dataclasses
+
+    from core.rag.retriever import context_block
+    from core.rag.store import Hit
+
+    # The two passages hybrid search kept for the question below in SQuAD v1.1 articles (CC BY-SA 4.0).
+    passages = [
+        "Private schooling in the United States has been debated by educators, lawmakers and parents, since the "
+        "beginnings of compulsory education in Massachusetts in 1852. The Supreme Court precedent appears to favor "
+        "educational choice, so long as states may set standards for educational accomplishment. Some of the most "
+        "relevant Supreme Court case law on this is as follows: Runyon v. McCrary, 427 U.S. 160 (1976); Wisconsin "
+        "v. Yoder, 406 U.S. 205 (1972); Pierce v. Society of Sisters, 268 U.S. 510 (1925); Meyer v. Nebraska, 262 "
+        "U.S. 390 (1923).",
+        "The other category of schools are those run and partly or fully funded by private individuals, private "
+        "organizations and religious groups. The ones that accept government funds are called 'aided' schools. The "
+        "private 'un-aided' schools are fully funded by private parties. The standard and the quality of education "
+        "is quite high. Technically, these would be categorized as private schools, but many of them have the name "
+        "\"Public School\" appended to them, e.g., the Galaxy Public School in Kathmandu. Most of the middle-class "
+        "families send their children to such schools, which might be in their own city or far off, like boarding "
+        "schools. The medium of education is English, but as a compulsory subject, Nepali and/or the state's "
+        "official language is also taught. Preschool education is mostly limited to organized neighbourhood "
+        "nursery schools."]
+    hits = [Hit(str(i), "d", "Private_school.md", 0, "Private school", text, 1.0) for i, text in enumerate(passages)]
+    settings = GenerationSettings(max_new_tokens=40)
+    for backend in engines:
+        prompt = backend.render([{"role": "system", "content": "You are a helpful assistant for our company. Answer "
+                                  "briefly and accurately.\n\n" + context_block(hits, cite=False)},
+                                 {"role": "user", "content": "What was the first US state to have compulsory "
+                                                             "education?"}],
+                                CompletionLabels())
+        unconstrained = dataclasses.replace(prompt, format="chat template")  # the same text, no first-token bans
+        raw = backend.generate_batch([unconstrained], settings)[0]["text"]
+        assert raw.lstrip().startswith("[")  # what it did: a new line, then a copy of the passage list
+        answers = [backend.generate_batch([prompt], settings)[0]["text"], backend.stream(prompt, settings).run_to_end()]
+        assert all(not answer.startswith(("[", "(")) and "Massachusetts" in answer for answer in answers), answers

@@ -124,8 +124,10 @@ def variant_fingerprint(project: Project, variant: Variant) -> str:
     for part in ("fewshot", "retriever"):  # the settings of a switched-off step do not shape answers
         if not recipe[part].get("enabled"):
             recipe[part] = {"enabled": False}
+    from core.models.generation import DECODING_VERSION
+
     payload = {"recipe": recipe, "model": _model_identity(project, variant),
-               "inputs": _inputs_identity(project, variant)}
+               "inputs": _inputs_identity(project, variant), "decoding": DECODING_VERSION}
     if recipe["retriever"].get("enabled"):
         from core.rag.retriever import PASSAGE_PROMPT_VERSION
 

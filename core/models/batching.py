@@ -37,6 +37,7 @@ class Request:
     generated: list[int] = field(default_factory=list)
     emitted: str = ""
     done: bool = False
+    first_token_bans: tuple[int, ...] = ()  # tokens the answer may not start with
 
     @property
     def should_end(self) -> bool:
@@ -165,6 +166,8 @@ class Batcher:
         with self.lock, torch.inference_mode():
             model.generate(input_ids=input_ids, attention_mask=attention, streamer=RowStreamer(),
                            max_new_tokens=steps, stopping_criteria=StoppingCriteriaList([RowDone()]),
+                           logits_processor=first_token_processor([() if r.generated else r.first_token_bans
+                                                                   for r in batch]),
                            **generation_kwargs(batch[0].settings, pad_id))
         for request in batch:
             request.done = request.done or request.should_end
@@ -227,6 +230,29 @@ def left_padded(rows: list[list[int]], pad_id: int, device):
     return input_ids, attention
 
 
+def first_token_processor(bans: list[tuple[int, ...]]):
+    """A transformers logits processor list that keeps each row's banned tokens out of its first new token (None
+    when no row bans any)."""
+    if not any(bans):
+        return None
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class FirstTokenBans(LogitsProcessor):
+        def __init__(self):
+            self.first = True
+
+        def __call__(self, input_ids, scores):
+            if self.first:  # generate calls it once per new token: only the first is constrained
+                self.first = False
+                scores = scores.clone()
+                for row, banned in enumerate(bans):
+                    if banned:
+                        scores[row, list(banned)] = float("-inf")
+            return scores
+
+    return LogitsProcessorList([FirstTokenBans()])
+
+
 def generation_kwargs(settings, pad_id: int) -> dict:
     """The `generate` arguments a GenerationSettings stands for (greedy at temperature 0)."""
     kwargs = dict(repetition_penalty=settings.repetition_penalty, pad_token_id=pad_id)
@@ -245,11 +271,13 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return {int(i) for i in ids if i is not None}
 
 
-def stream_through(batcher: Batcher, input_ids: list[int], settings, stops: tuple[str, ...]):
+def stream_through(batcher: Batcher, input_ids: list[int], settings, stops: tuple[str, ...],
+                   first_token_bans: tuple[int, ...] = ()):
     """The `produce` function of a GenerationStream that is answered by the batcher."""
 
     def produce(emit, cancel_event):
-        request = batcher.submit(Request(input_ids, settings, stops, cancel_event))
+        request = batcher.submit(Request(input_ids, settings, stops, cancel_event,
+                                         first_token_bans=first_token_bans))
         while True:
             item = request.pieces.get()
             if isinstance(item, Finished):

@@ -12,6 +12,11 @@ from core.i18n import Msg
 from core.models.degenerate import MIN_LOOP_CHARS, loop_start
 
 
+# Raise when the same prompt and settings can give another answer (cached evaluation answers are asked again).
+# 2: an answer in the completion format may not start with a line break.
+DECODING_VERSION = 2
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     temperature: float = field(default=0.0, metadata={"help": "0 = always the most likely word (repeatable)."})

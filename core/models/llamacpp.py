@@ -145,8 +145,8 @@ class LlamaCppModel(PromptRendering):
     def stream(self, prompt: RenderedPrompt, settings: GenerationSettings) -> GenerationStream:
         """The answer as a stream; concurrent streams decode together."""
         stops = tuple(dict.fromkeys(prompt.stop + settings.stop))
-        return GenerationStream(stream_through(self.batcher, self.encode(prompt), settings, stops), stops,
-                                settings.max_new_tokens)
+        return GenerationStream(stream_through(self.batcher, self.encode(prompt), settings, stops,
+                                               self.first_token_bans(prompt)), stops, settings.max_new_tokens)
 
     def generate_batch(self, prompts: list[RenderedPrompt], settings: GenerationSettings,
                        should_stop=None) -> list[dict]:
@@ -155,7 +155,7 @@ class LlamaCppModel(PromptRendering):
         cancel = threading.Event()
         started = time.perf_counter()
         requests = [self.batcher.submit(Request(self.encode(p), settings, tuple(dict.fromkeys(p.stop + settings.stop)),
-                                                cancel)) for p in prompts]
+                                                cancel, first_token_bans=self.first_token_bans(p))) for p in prompts]
         results = []
         for request in requests:
             while True:

@@ -155,7 +155,14 @@ class SequenceBatcher:
             return None
         row.position = len(prompt)
         self._active.add(seq)
-        self._take(row, llama_cpp.llama_sampler_sample(row.sampler, self.ctx, self.batch.n_tokens - 1))
+        if request.first_token_bans:
+            first = self._sampler(request, prompt, request.first_token_bans)
+            token = llama_cpp.llama_sampler_sample(first, self.ctx, self.batch.n_tokens - 1)
+            llama_cpp.llama_sampler_free(first)
+            llama_cpp.llama_sampler_accept(row.sampler, token)  # the repetition penalty counts it
+        else:
+            token = llama_cpp.llama_sampler_sample(row.sampler, self.ctx, self.batch.n_tokens - 1)
+        self._take(row, token)
         return row
 
     def _step(self, rows: list[_Row], free: list[int]) -> None:
@@ -235,13 +242,19 @@ class SequenceBatcher:
         if code != 0:
             raise RuntimeError(f"llama_decode returned {code}")
 
-    def _sampler(self, request: Request, prompt: list[int]):
+    def _sampler(self, request: Request, prompt: list[int], banned: tuple[int, ...] = ()):
         """The request's sampling as a llama.cpp sampler chain: greedy at temperature 0, else top-k, top-p and
-        temperature as transformers samples; a repetition penalty that, as in transformers, counts the prompt."""
+        temperature as transformers samples; a repetition penalty that, as in transformers, counts the prompt.
+        `banned` tokens are never picked (the first token's bans)."""
         import random
 
         llama_cpp, settings = self.llama_cpp, request.settings
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        if banned:
+            biases = (llama_cpp.llama_logit_bias * len(banned))(
+                *[llama_cpp.llama_logit_bias(token, float("-inf")) for token in banned])
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_logit_bias(
+                self.n_vocab, len(banned), biases))
         if settings.repetition_penalty != 1.0:
             llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_penalties(
                 self.n_vocab, self.sequence_length, settings.repetition_penalty, 0.0, 0.0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -56,6 +57,25 @@ class PromptRendering:
         return RenderedPrompt(tuple(messages), render_completion(messages, labels), True, "completion",
                               (labels.stop,), tools)
 
+    def first_token_bans(self, prompt: RenderedPrompt) -> tuple[int, ...]:
+        """Tokens an answer may not start with. In the completion format every example's answer follows "Answer:"
+        on the same line; a base model that starts on a new line instead copies the block above it (the passages'
+        "[1] (file …)" labels) rather than answering."""
+        return self.newline_token_ids if prompt.format == "completion" else ()
+
+    @functools.cached_property
+    def newline_token_ids(self) -> tuple[int, ...]:
+        """Every token that is only white space with a line break ("\n", "\n\n", …)."""
+        import re
+
+        # Only pieces without ASCII letters or digits can decode to white space (byte-level BPE writes "\n" as
+        # "Ċ", SentencePiece as "\n" or the byte "<0x0A>"): decoding just those keeps this fast on 262k tokens.
+        maybe_blank = re.compile(r"[^A-Za-z0-9]*|<0x[0-9A-Fa-f]{2}>")
+        pieces = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        maybe = [i for i, piece in enumerate(pieces) if piece is not None and maybe_blank.fullmatch(piece)]
+        texts = self.tokenizer.batch_decode([[i] for i in maybe])
+        return tuple(i for i, text in zip(maybe, texts) if "\n" in text and not text.strip())
+
     def count_tokens(self, prompt: RenderedPrompt | str) -> int:
         if isinstance(prompt, str):
             return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -89,8 +109,8 @@ class LocalModel(PromptRendering):
         # Stop strings are watched in the streamed text (GenerationStream), which cancels generation at once;
         # transformers' stop_strings would precompute tables over the whole vocabulary on every new stop set.
         stops = tuple(dict.fromkeys(prompt.stop + settings.stop))
-        return GenerationStream(stream_through(self.batcher, self.encode(prompt), settings, stops), stops,
-                                settings.max_new_tokens)
+        return GenerationStream(stream_through(self.batcher, self.encode(prompt), settings, stops,
+                                               self.first_token_bans(prompt)), stops, settings.max_new_tokens)
 
     @property
     def batcher(self):
@@ -117,7 +137,7 @@ class LocalModel(PromptRendering):
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        from core.models.batching import generation_kwargs, left_padded, padding_id
+        from core.models.batching import first_token_processor, generation_kwargs, left_padded, padding_id
 
         tokenizer, model = self.tokenizer, self.model
         pad_id = padding_id(tokenizer)
@@ -137,11 +157,13 @@ class LocalModel(PromptRendering):
                 return torch.full((ids.shape[0],), bool(should_stop()), dtype=torch.bool, device=ids.device)
 
         criteria = ([StopStrings()] if any(stops) else []) + ([StopRequested()] if should_stop else [])
+        bans = [self.first_token_bans(p) for p in prompts]
         started = time.perf_counter()
         with self.lock, torch.inference_mode():
             output = model.generate(input_ids=input_ids, attention_mask=attention,
                                     max_new_tokens=settings.max_new_tokens,
                                     stopping_criteria=StoppingCriteriaList(criteria) if criteria else None,
+                                    logits_processor=first_token_processor(bans),
                                     **generation_kwargs(settings, pad_id))
         share = (time.perf_counter() - started) / len(prompts)
         results = []
