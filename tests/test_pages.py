@@ -317,3 +317,19 @@ def test_model_page_offers_to_install_llama_cpp_when_it_is_missing(tiny_project,
     next(b for b in at.button if b.label == "Install the fast engine").click().run()
     assert_clean(at)
     assert started == [True]
+
+
+def test_chat_suggests_examples_when_the_embedded_base_model_has_none(workspace):
+    from core.fewshot import FewShotSettings
+
+    project = workspace.create("First try")
+    store = RecipeStore(project)
+    store.save(Recipe(), note="defaults")
+    hint = "it answers in the form its examples show"
+    at = run_page("chat")
+    assert_clean(at)
+    assert any(hint in m.value for m in at.markdown)
+    store.save(Recipe().with_changes(fewshot=FewShotSettings(enabled=True, dataset="examples")), note="examples")
+    at = run_page("chat")
+    assert_clean(at)
+    assert not any(hint in m.value for m in at.markdown)
