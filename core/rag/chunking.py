@@ -209,14 +209,14 @@ def _unwrapped_lines(paragraph: str, width: int) -> list[tuple[int, int]]:
     (hard-wrapped text and Markdown: a line break inside a sentence does not end it)."""
     from core.rag.parsers.common import wraps_into
 
-    lines = [(m.start(), m.end()) for m in re.finditer(r"[^\n]+", paragraph)]
     joined: list[tuple[int, int]] = []
-    for start, end in lines:
-        if joined and wraps_into(paragraph[joined[-1][0]:joined[-1][1]].rsplit("\n", 1)[-1], paragraph[start:end],
-                                 width):
-            joined[-1] = (joined[-1][0], end)
+    previous = ""
+    for line in re.finditer(r"[^\n]+", paragraph):
+        if joined and wraps_into(previous, line.group(), width):
+            joined[-1] = (joined[-1][0], line.end())
         else:
-            joined.append((start, end))
+            joined.append(line.span())
+        previous = line.group()
     return joined
 
 

@@ -67,8 +67,9 @@ def open_pdf(data: bytes, name: str):
 def drop_page_furniture(texts: list[str]) -> list[str]:
     """The pages without their running headers and footers: a page number alone ("12", "Page 3 of 9", "- 4 -")
     as a page's first or last line, and a first or last line that at least half the pages (three or more) have
-    alike, numbers aside, and that does not end a sentence. The page number is kept with each passage anyway; left in, it would join a page's last
-    sentence and stand as a "sentence" of its own under the document's title."""
+    alike, numbers aside, and that does not end a sentence. The page number is kept with each passage anyway;
+    left in, it would join a page's last sentence and stand as a "sentence" of its own under the document's
+    title."""
     for _ in range(3):  # a header and a footer can both end a page's text: peel off one edge line per round
         cleaned = _drop_edge_lines(texts)
         if cleaned == texts:
@@ -148,8 +149,8 @@ def read(data: bytes, name: str, warnings: list) -> list[Section]:
             texts.append((number, text))
         else:
             blank.append(number)
-    texts = [(number, text) for number, text in zip([n for n, _ in texts],
-                                                    drop_page_furniture([text for _, text in texts])) if text]
+    numbers, cleaned = [n for n, _ in texts], drop_page_furniture([text for _, text in texts])
+    texts = [(number, text) for number, text in zip(numbers, cleaned) if text]
     width = text_width([text for _, text in texts])
     words = frozenset(word.lower() for _, text in texts for word in re.findall(r"\w+", text))
     sections = [Section(unwrap(text, width, words), number, ()) for number, text in texts]
