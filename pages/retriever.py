@@ -1,5 +1,6 @@
 """Rung 3 · Retriever: company documents in a knowledge base; answers quote numbered passages and cite them."""
 
+import math
 from dataclasses import replace
 
 import pandas as pd
@@ -10,7 +11,7 @@ from core.i18n import Msg
 from core.jobs import Job, event_message
 from core.rag import ingest_job
 from core.rag.chunking import STRATEGIES, ChunkingConfig
-from core.rag.kb import DEFAULT_KB, KnowledgeBase, failure_reason, list_knowledge_bases
+from core.rag.kb import DEFAULT_KB, KnowledgeBase, failure_reason, list_knowledge_bases, max_document_bytes
 from core.rag.parse import SUPPORTED
 from core.rag.ranking import RERANKERS
 from core.rag.retriever import MODES
@@ -65,7 +66,9 @@ job = latest_job()
 running = job is not None and job.status().state == "running"
 uploads = st.file_uploader(t("Add documents"), accept_multiple_files=True, key=K + "upload." +
                            str(st.session_state.get(K + "upload_round", 0)),
-                           type=sorted(ext.lstrip(".") for ext in SUPPORTED))
+                           type=sorted(ext.lstrip(".") for ext in SUPPORTED),
+                           # the uploader then states the studio's own limit instead of the server's
+                           max_upload_size=max(1, math.ceil(max_document_bytes() / 2**20)))
 st.caption(t("PDF (text layer), Word, HTML, Markdown, text, CSV and Excel. Files are kept in the project; a file "
              "that did not change is not indexed twice, and an edited one replaces its old passages."))
 folder = st.text_input(t("…or a folder on this machine"), key=K + "folder", placeholder="~/handbook",

@@ -52,7 +52,7 @@ with demo_tab:
         show_sources = sources_column.toggle(t("Show sources under answers"), value=settings.show_sources,
                                              key=f"share.{slug}.sources")
         logo_file = st.file_uploader(t("Logo (PNG, JPG, GIF or WebP, up to 2 MB)"), type=list(demo.LOGO_TYPES),
-                                     key=f"share.{slug}.logo")
+                                     key=f"share.{slug}.logo", max_upload_size=demo.MAX_LOGO_BYTES // 2**20)
         current_logo = demo.logo_path(project, settings)
         if current_logo is not None:
             st.image(str(current_logo), width=96)

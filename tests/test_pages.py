@@ -333,3 +333,12 @@ def test_chat_suggests_examples_when_the_embedded_base_model_has_none(workspace)
     at = run_page("chat")
     assert_clean(at)
     assert not any(hint in m.value for m in at.markdown)
+
+
+def test_document_uploader_states_the_studios_size_limit(tiny_project, monkeypatch):
+    # Streamlit's uploader would otherwise say "200MB per file" while the studio refuses larger documents itself.
+    monkeypatch.setenv("STUDIO_MAX_DOCUMENT_MB", "12")
+    at = run_page("retriever")
+    assert_clean(at)
+    uploaders = [e for e in at.get("file_uploader")]
+    assert uploaders and uploaders[0].proto.max_upload_size_mb == 12

@@ -253,6 +253,53 @@ def test_pdf_running_headers_footers_and_page_numbers_are_left_out(tmp_path):
     assert [s.text for s in doc.sections] == [f"{PROSE[n % 3]}\n\nSection {n + 1} ends here." for n in range(4)]
 
 
+RULES = [f"Rule {i} of the port says that {('ships', 'cargo', 'pilots', 'tugs')[i % 4]} must wait for the signal of "
+         f"the harbour master before they move within the inner basin." for i in range(44)]
+
+
+def test_a_sentence_cut_by_a_page_break_is_finished_on_the_page_it_starts_on(tmp_path):
+    from core.rag.chunking import ChunkingConfig, chunk_sections
+    from fpdf import FPDF
+
+    class Report(FPDF):
+        def footer(self):
+            self.set_y(-15)
+            self.cell(0, 8, f"Page {self.page_no()}", align="C")
+
+    pdf = Report()
+    pdf.set_font("Helvetica", size=12)
+    pdf.add_page()
+    pdf.multi_cell(0, 8, " ".join(RULES[:22]) + "\n" + " ".join(RULES[22:]))
+    data = saved(tmp_path, "rules.pdf", pdf.output)
+    first, second = [page.extract_text() for page in __import__("pypdf").PdfReader(io.BytesIO(data)).pages]
+    assert not first.replace("Page 1", "").rstrip().endswith(".")  # the text layer: page 1 stops mid-sentence
+    doc = parse_document(data, "rules.pdf")
+    assert [s.page for s in doc.sections] == [1, 2]
+    page_one, page_two = (" ".join(s.text.split()) for s in doc.sections)
+    assert page_one.endswith("basin.") and page_two.startswith("Rule ")
+    assert f"{page_one} {page_two}" == " ".join(RULES)  # nothing lost, nothing doubled
+    chunks = chunk_sections(doc.sections, ChunkingConfig(chunk_tokens=40, overlap_tokens=0), lambda t: len(t.split()))
+    assert all(c.text.startswith("Rule ") and c.text.endswith("basin.") for c in chunks)
+
+
+def test_page_breaks_that_end_a_sentence_or_run_on_too_long_stay_as_they_are():
+    from core.rag.parsers.pdf import finish_cut_sentences
+
+    full = "The harbour master signals to the ships and to the pilots of the tugs in the inner basin and"
+    width = len(full)
+    ended = [(1, f"{full} waits.\nShort end."), (2, f"{full}\nthe rest.")]
+    assert finish_cut_sentences(ended, width) == ended  # page 1 ends a sentence
+    assert finish_cut_sentences([(1, full), (3, "the rest. Next one.")], width) == [(1, full),
+                                                                                   (3, "the rest. Next one.")]
+    endless = [(1, full), (2, "\n".join([full] * 12))]
+    assert finish_cut_sentences(endless, width) == endless  # no end within reach
+    ends_inside = "the tugs ends here. Then a new sentence of the rules for the harbour starts on this line"
+    assert finish_cut_sentences([(1, full), (2, f"{ends_inside}\nand goes on.")], width) == [
+        (1, f"{full}\nthe tugs ends here."), (2, "Then a new sentence of the rules for the harbour starts on this "
+                                                  "line and goes on.")]
+    assert finish_cut_sentences([(1, full), (2, "the end.")], width) == [(1, f"{full}\nthe end.")]
+
+
 def test_a_short_pdf_keeps_a_first_line_that_only_looks_repeated(tmp_path):
     data = make_pdf(tmp_path, ["Price list\nBasic 10 euros", "Price list\nPro 25 euros"])
     assert [s.text for s in parse_document(data, "prices.pdf").sections] == ["Price list\nBasic 10 euros",

@@ -3,7 +3,8 @@
 A PDF's text layer breaks every wrapped line and rarely marks where a paragraph ends. Lines as wide as the
 document's text are joined with the next, and a shorter line that ends a sentence ends its paragraph, so the
 chunker sees sentences and paragraphs as the reader does (lines of lists, tables and headings stay lines).
-Typeset ligatures ("ﬁ") become their letters.
+Typeset ligatures ("ﬁ") become their letters. A sentence that a page break cuts is finished on the page it
+starts on.
 
 Simple tables come through as lines of text. A PDF locked with a user password cannot be read (one that only
 has an owner password, which restricts printing or copying, opens with the empty password). Pages are never
@@ -27,6 +28,8 @@ _FIRST_WORD = re.compile(r"\w*")
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
                             "\ufb05": "st", "\ufb06": "st"})
 _ENDS_SENTENCE = re.compile(r"[.!?:;…。！？][\"'”’»)\]]*$")
+_STOP_THEN_SPACE = re.compile(r"[.!?…][\"'”’»)\]]*\s+[\"“‘'(\[]?(.)")
+MAX_CARRIED_LINES = 8  # a sentence cut by a page break rarely runs on longer than this on the next page
 
 
 def page_list(pages: list[int]) -> str:
@@ -134,6 +137,46 @@ def unwrap(text: str, width: int, words: frozenset = frozenset()) -> str:
     return clean_text("".join(out))
 
 
+def _sentence_end_inside(line: str) -> int | None:
+    """Where the first sentence of `line` ends when another starts after it (a capital or a digit follows)."""
+    for stop in _STOP_THEN_SPACE.finditer(line):
+        if stop.group(1).isupper() or stop.group(1).isdigit():
+            return stop.start(1) - (1 if line[stop.start(1) - 1] in "\"“‘'([" else 0)
+    return None
+
+
+def finish_cut_sentences(pages: list[tuple[int, str]], width: int) -> list[tuple[int, str]]:
+    """Pages whose last sentence runs on over the page break, finished with its words from the next page (up to
+    its end), so the chunker, which never joins pages, keeps the sentence whole under the page it starts on. A
+    page ends inside a sentence when its last line is as wide as the text and does not end a sentence."""
+    pages = list(pages)
+    for index in range(len(pages) - 1):
+        (number, text), (next_number, next_text) = pages[index], pages[index + 1]
+        lines, following = text.splitlines(), next_text.splitlines()
+        if next_number != number + 1 or not lines or not following or _ENDS_SENTENCE.search(lines[-1].rstrip()) \
+                or not wraps_into(lines[-1], following[0], width):
+            continue
+        carried = []
+        while following and len(carried) < MAX_CARRIED_LINES:
+            line = following.pop(0)
+            end = _sentence_end_inside(line)
+            if end:
+                carried.append(line[:end].rstrip())
+                rest = line[end:].strip()
+                if rest:  # the next sentence's start stays, joined to its own continuation when the line wrapped
+                    wrapped = bool(following) and wraps_into(line, following[0], width)
+                    following = [rest + " " + following[0], *following[1:]] if wrapped else [rest, *following]
+                break
+            carried.append(line)
+            if _ENDS_SENTENCE.search(line.rstrip()) or not following or not wraps_into(line, following[0], width):
+                break
+        else:
+            continue  # no end within reach: the pages stay as they are
+        pages[index] = (number, "\n".join([*lines, *carried]))
+        pages[index + 1] = (next_number, "\n".join(following))
+    return [(number, text) for number, text in pages if text.strip()]
+
+
 def read(data: bytes, name: str, warnings: list) -> list[Section]:
     pages = open_pdf(data, name)
     texts, blank, failed, first_error = [], [], [], None
@@ -153,6 +196,7 @@ def read(data: bytes, name: str, warnings: list) -> list[Section]:
     texts = [(number, text) for number, text in zip(numbers, cleaned) if text]
     width = text_width([text for _, text in texts])
     words = frozenset(word.lower() for _, text in texts for word in re.findall(r"\w+", text))
+    texts = finish_cut_sentences(texts, width)
     sections = [Section(unwrap(text, width, words), number, ()) for number, text in texts]
     if not sections:
         if len(failed) == len(pages):
