@@ -243,3 +243,22 @@ def test_newline_tokens_are_the_white_space_tokens_with_a_line_break(tiny_backen
     assert found and all("\n" in text and not text.strip() for text in texts)
     assert backend.tokenizer.encode("\n", add_special_tokens=False)[0] in found
     assert not set(found) & set(backend.tokenizer.encode("Open hours", add_special_tokens=False))
+
+
+def test_below_passages_an_answer_may_not_open_a_bracket_or_a_parenthesis(tiny_backend):
+    from core.rag.retriever import context_block
+    from core.rag.store import Hit
+
+    backend = fresh(tiny_backend)
+    newlines, openers = backend.answer_start_tokens
+    texts = [backend.tokenizer.decode([i]) for i in openers]
+    assert openers and all(text.lstrip(" ")[0] in "[(" for text in texts)
+    for opener in ("(", "[", " (", " ["):
+        ids = backend.tokenizer.encode(opener, add_special_tokens=False)
+        assert len(ids) > 1 or ids[0] in openers  # the tiny BPE writes " (" as a space, then "("
+    assert not set(openers) & set(backend.tokenizer.encode("Open hours (daily)", add_special_tokens=False)[:2])
+    hits = [Hit("1", "d", "hours.md", 0, "Hours", "We open at nine.", 1.0)]
+    with_passages = backend.render([{"role": "system", "content": "Be brief.\n\n" + context_block(hits, cite=False)},
+                                    {"role": "user", "content": "Open hours?"}], LABELS)
+    assert backend.first_token_bans(with_passages) == newlines + openers
+    assert backend.first_token_bans(render(backend, "Open hours?")) == newlines  # a list answer may start with "["

@@ -259,3 +259,6 @@ def test_without_examples_the_base_model_answers_on_the_answer_line_instead_of_c
         assert raw.lstrip().startswith("[")  # what it did: a new line, then a copy of the passage list
         answers = [backend.generate_batch([prompt], settings)[0]["text"], backend.stream(prompt, settings).run_to_end()]
         assert all(not answer.startswith(("[", "(")) and "Massachusetts" in answer for answer in answers), answers
+        openers = backend.answer_start_tokens[1]
+        for opener in (" (", " [", "[", "("):  # Gemma's single tokens that start a passage label's copy
+            assert backend.tokenizer.encode(opener, add_special_tokens=False) in ([i] for i in openers)

@@ -59,22 +59,39 @@ class PromptRendering:
 
     def first_token_bans(self, prompt: RenderedPrompt) -> tuple[int, ...]:
         """Tokens an answer may not start with. In the completion format every example's answer follows "Answer:"
-        on the same line; a base model that starts on a new line instead copies the block above it (the passages'
-        "[1] (file …)" labels) rather than answering."""
-        return self.newline_token_ids if prompt.format == "completion" else ()
+        on the same line; a base model that starts on a new line instead copies the block above it rather than
+        answering. Below passages, an answer may not open with "[" or "(" either: that is how it starts copying the
+        passages' "[1] (file — heading)" labels (10 of 120 answers without examples did, bench/README.md)."""
+        from core.rag.retriever import PASSAGES_START
 
-    @functools.cached_property
+        if prompt.format != "completion":
+            return ()
+        newlines, label_openers = self.answer_start_tokens
+        return newlines + label_openers if PASSAGES_START in prompt.text else newlines
+
+    @property
     def newline_token_ids(self) -> tuple[int, ...]:
         """Every token that is only white space with a line break ("\n", "\n\n", …)."""
+        return self.answer_start_tokens[0]
+
+    @functools.cached_property
+    def answer_start_tokens(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The tokens that are only white space with a line break, and those that open a bracket or a parenthesis
+        after optional spaces (" [", "(", " (\"", …), found in one pass over the vocabulary."""
         import re
 
         # Only pieces without ASCII letters or digits can decode to white space (byte-level BPE writes "\n" as
-        # "Ċ", SentencePiece as "\n" or the byte "<0x0A>"): decoding just those keeps this fast on 262k tokens.
+        # "Ċ", SentencePiece as "\n" or the byte "<0x0A>"), and a bracket opener starts with one after at most a
+        # space marker: decoding just those keeps this fast on 262k tokens.
         maybe_blank = re.compile(r"[^A-Za-z0-9]*|<0x[0-9A-Fa-f]{2}>")
+        maybe_opener = re.compile(r"(▁|Ġ| )*[\[(].*", re.DOTALL)
         pieces = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
-        maybe = [i for i, piece in enumerate(pieces) if piece is not None and maybe_blank.fullmatch(piece)]
+        maybe = [i for i, piece in enumerate(pieces) if piece is not None
+                 and (maybe_blank.fullmatch(piece) or maybe_opener.fullmatch(piece))]
         texts = self.tokenizer.batch_decode([[i] for i in maybe])
-        return tuple(i for i, text in zip(maybe, texts) if "\n" in text and not text.strip())
+        newlines = tuple(i for i, text in zip(maybe, texts) if "\n" in text and not text.strip())
+        openers = tuple(i for i, text in zip(maybe, texts) if text.lstrip(" ")[:1] in ("[", "("))
+        return newlines, openers
 
     def count_tokens(self, prompt: RenderedPrompt | str) -> int:
         if isinstance(prompt, str):
