@@ -135,8 +135,8 @@ if failed and not running:
 documents = kb.documents()
 if documents and not running and kb.indexed_by_earlier_version():
     st.info(t("These documents were indexed by an earlier version. Index them again: a passage is then also found "
-              "by the one sentence that answers a question, and PDFs and hard-wrapped text are cut at whole "
-              "sentences and paragraphs."), icon=":material/update:")
+              "by the one sentence that answers a question, and PDFs, web pages and hard-wrapped text are cut at "
+              "whole sentences and paragraphs."), icon=":material/update:")
     if st.button(t("Index the documents again"), key=K + "reindex_outdated", icon=":material/refresh:"):
         start_ingest([], None)  # the ingest sees the older index and rebuilds it from the stored documents
         st.rerun()

@@ -291,6 +291,8 @@ def test_page_breaks_that_end_a_sentence_or_run_on_too_long_stay_as_they_are():
     assert finish_cut_sentences(ended, width) == ended  # page 1 ends a sentence
     assert finish_cut_sentences([(1, full), (3, "the rest. Next one.")], width) == [(1, full),
                                                                                    (3, "the rest. Next one.")]
+    table = [(1, f"Part Specification\nBattery {full}"), (2, "Part Specification\nRange 50 km\nCharger 4 A")]
+    assert finish_cut_sentences(table, width) == table  # a table row, then a heading: no sentence ends
     endless = [(1, full), (2, "\n".join([full] * 12))]
     assert finish_cut_sentences(endless, width) == endless  # no end within reach
     ends_inside = "the tugs ends here. Then a new sentence of the rules for the harbour starts on this line"
@@ -459,6 +461,38 @@ def test_html_main_content_with_title_and_heading_paths(tmp_path, monkeypatch):
     monkeypatch.setattr(web, "body_text", lambda *a: pytest.fail("trafilatura should have found the article"))
     data = saved(tmp_path, "policies.html", lambda p: p.write_text(NOISY_PAGE, encoding="utf-8"))
     html_checks(parse_document(data, "policies.html"))
+
+
+DOCS_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>Tool guide</title></head><body>
+<nav><ol><li><a href="/">Guide</a></li><li><a href="/install">Install</a></li></ol></nav>
+<main><h1>What the tool does</h1>
+<p>The standard distribution ships with a tool called <code>mkdocs</code>. Its job is
+to build documentation for projects. It
+takes a folder of Markdown files and produces
+HTML, CSS and JavaScript.</p>
+<p>Call it from a shell:</p>
+<pre><code>$ mkdocs build
+    --strict
+</code></pre>
+<p>It reads <code>mkdocs.yml</code>, then writes the site.<br>Nothing else is changed.</p>
+<ul><li>Fast builds of
+large sites.</li><li>Themes.</li></ul>
+<p>Every page of the site is checked for broken links before it is written, and the build stops at the first one.</p>
+</main><footer>Footer text</footer></body></html>"""
+
+
+def test_html_source_line_breaks_inside_running_text_are_spaces(tmp_path, monkeypatch):
+    import core.rag.parsers.web as web
+
+    monkeypatch.setattr(web, "body_text", lambda *a: pytest.fail("trafilatura should have found the article"))
+    text = parse_document(DOCS_PAGE.encode(), "guide.html").sections[0].text
+    assert text.split("\n\n")[:2] == [
+        "The standard distribution ships with a tool called mkdocs. Its job is to build documentation for projects. "
+        "It takes a folder of Markdown files and produces HTML, CSS and JavaScript.",
+        "Call it from a shell:"]
+    assert "$ mkdocs build\n    --strict" in text  # a code block keeps its lines and indentation
+    assert "It reads mkdocs.yml, then writes the site.\nNothing else is changed." in text  # <br> breaks the line
+    assert "Fast builds of large sites.\nThemes." in text
 
 
 def test_html_falls_back_to_the_body_text_when_trafilatura_finds_nothing(tmp_path, monkeypatch):

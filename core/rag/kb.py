@@ -30,8 +30,10 @@ DOCUMENT = Msg("document")
 EMBEDDER = "all-MiniLM-L6-v2"
 # How documents are read and cut; an index made by an earlier reader is rebuilt by the next ingest (the Retriever
 # page offers it). 2: a PDF's wrapped lines are joined into sentences and paragraphs and its running headers,
-# footers and page numbers left out; a line break inside a sentence of hard-wrapped text does not end it.
-READER = 2
+# footers and page numbers left out; a line break inside a sentence of hard-wrapped text does not end it. 3: a
+# sentence cut by a PDF's page break is finished on its page; a web page's source line breaks and inline code no
+# longer break its sentences.
+READER = 3
 EMBEDDING_DIM = 384
 EMBED_BATCH = 256  # chunks embedded per call across files
 Progress = Callable[[float, Msg], None]

@@ -156,22 +156,24 @@ def finish_cut_sentences(pages: list[tuple[int, str]], width: int) -> list[tuple
         if next_number != number + 1 or not lines or not following or _ENDS_SENTENCE.search(lines[-1].rstrip()) \
                 or not wraps_into(lines[-1], following[0], width):
             continue
-        carried = []
-        while following and len(carried) < MAX_CARRIED_LINES:
+        carried, finished = [], False
+        while following and len(carried) < MAX_CARRIED_LINES and not finished:
             line = following.pop(0)
             end = _sentence_end_inside(line)
             if end:
                 carried.append(line[:end].rstrip())
                 rest = line[end:].strip()
-                if rest:  # the next sentence's start stays, joined to its own continuation when the line wrapped
-                    wrapped = bool(following) and wraps_into(line, following[0], width)
-                    following = [rest + " " + following[0], *following[1:]] if wrapped else [rest, *following]
-                break
-            carried.append(line)
-            if _ENDS_SENTENCE.search(line.rstrip()) or not following or not wraps_into(line, following[0], width):
-                break
-        else:
-            continue  # no end within reach: the pages stay as they are
+                # the next sentence's start stays, joined to its own continuation when the line wrapped
+                wrapped = bool(following) and wraps_into(line, following[0], width)
+                following = [rest + " " + following[0], *following[1:]] if wrapped else [rest, *following]
+                finished = True
+            else:
+                carried.append(line)
+                finished = bool(_ENDS_SENTENCE.search(line.rstrip()))
+                if not finished and (not following or not wraps_into(line, following[0], width)):
+                    break  # a paragraph, heading or table row that ends without ending a sentence
+        if not finished:
+            continue  # no sentence end within reach: the pages stay as they are
         pages[index] = (number, "\n".join([*lines, *carried]))
         pages[index + 1] = (next_number, "\n".join(following))
     return [(number, text) for number, text in pages if text.strip()]

@@ -83,16 +83,71 @@ def main_content(text: str, title: str) -> list[Section]:
     return outline.done()
 
 
+_XML_BLOCKS = ("item", "list", "p", "head", "row", "quote")
+
+
 def _xml_text(element) -> str:
-    """An element's text; line breaks, list items and nested blocks start new lines."""
-    parts = [element.text or ""]
+    """An element's text as a browser shows it: white space in running text collapses to one space (a page's
+    source is often wrapped anywhere, even inside a sentence), while line breaks, list items and nested blocks
+    start new lines and code blocks keep their lines."""
+    flow = _Flow()
+    _xml_flow(element, flow)
+    return flow.result()
+
+
+def _is_code_block(element) -> bool:
+    """trafilatura writes <pre> as a <code> of the main content; inline code inside a paragraph is one line."""
+    parent = element.getparent()
+    return element.tag == "code" and (parent is None or parent.tag == "main"
+                                      or "\n" in "".join(element.itertext()).strip())
+
+
+def _xml_flow(element, flow: "_Flow") -> None:
+    if _is_code_block(element):
+        flow.line_break()
+        flow.verbatim("".join(element.itertext()).strip("\n"))
+        flow.line_break()
+        return
+    flow.text(element.text)
     for child in element:
-        if child.tag in ("lb", "item", "list", "p", "head", "row", "quote", "code"):
-            parts.append("\n")
-        if child.tag != "lb":
-            parts.append(_xml_text(child))
-        parts.append(child.tail or "")
-    return "".join(parts).strip()
+        if child.tag == "lb":
+            flow.line_break()
+        elif child.tag in _XML_BLOCKS:
+            flow.line_break()
+            _xml_flow(child, flow)
+            flow.line_break()
+        else:
+            _xml_flow(child, flow)
+        flow.text(child.tail)
+
+
+class _Flow:
+    """Running text with collapsed white space; no spaces are left around a line break, and nested blocks break
+    the line once."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def text(self, value: str | None) -> None:
+        if value:
+            value = re.sub(r"\s+", " ", value)
+            if not self.parts or self.parts[-1].endswith("\n"):
+                value = value.lstrip()
+            if value:
+                self.parts.append(value)
+
+    def verbatim(self, value: str) -> None:
+        self.parts.append(value)
+
+    def line_break(self) -> None:
+        if self.parts and self.parts[-1].endswith("\n"):
+            return  # blocks inside a block: one line each
+        if self.parts:
+            self.parts[-1] = self.parts[-1].rstrip(" ")
+        self.parts.append("\n")
+
+    def result(self) -> str:
+        return "".join(self.parts).strip()
 
 
 # ---- lxml fallback ----------------------------------------------------------------------------------------------
