@@ -563,6 +563,47 @@ def test_markdown_splits_on_atx_headings_with_paths():
     ]
 
 
+LINKED_MARKDOWN = """# The `process` object
+
+<!-- introduced_in=v0.10.0 -->
+
+The `process` object is an instance of [`EventEmitter`][] and **controls** the
+current process; see [the
+manual](https://example.org/manual_(v2) "Manual") or ![the logo](logo.png). A snake_case_name stays,
+and \\*stars\\* that are escaped stay too.<br>A new line.
+
+<!-- YAML
+added: v0.11.12
+-->
+
+    indented_code(*args)
+
+```js
+const total = a * b * c; // _not_ emphasis [x][]
+```
+
+| Option | Meaning |
+|---|---|
+| [`--trace`][] | prints a *stack* trace |
+
+<script>track("SCRIPTNOISE")</script>
+
+[`EventEmitter`]: events.md#class-eventemitter
+[`--trace`]: cli.md#trace
+"""
+
+
+def test_markdown_is_read_as_its_text_without_links_marks_comments_or_definitions():
+    doc = parse_document(LINKED_MARKDOWN.encode(), "process.md")
+    assert outline(doc) == [
+        (("The process object",),
+         "The process object is an instance of EventEmitter and controls the\ncurrent process; see the\n"
+         "manual or the logo. A snake_case_name stays,\nand *stars* that are escaped stay too.\nA new line.\n\n"
+         "    indented_code(*args)\n\n```js\nconst total = a * b * c; // _not_ emphasis [x][]\n```", False),
+        (("The process object",), "Option: --trace; Meaning: prints a stack trace", True),
+    ]
+
+
 @pytest.mark.parametrize("encoding, notice", [
     ("utf-8", None), ("utf-8-sig", None), ("utf-16", None), ("utf-16-le", None), ("utf-16-be", None),
     ("cp1258", "cp1258"),

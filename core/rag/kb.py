@@ -32,7 +32,7 @@ EMBEDDER = "all-MiniLM-L6-v2"
 # page offers it). 2: a PDF's wrapped lines are joined into sentences and paragraphs and its running headers,
 # footers and page numbers left out; a line break inside a sentence of hard-wrapped text does not end it. 3: a
 # sentence cut by a PDF's page break is finished on its page; a web page's source line breaks and inline code no
-# longer break its sentences.
+# longer break its sentences; Markdown is read as its text (no link addresses, marks, comments or definitions).
 READER = 3
 EMBEDDING_DIM = 384
 EMBED_BATCH = 256  # chunks embedded per call across files
