@@ -604,6 +604,20 @@ def test_markdown_is_read_as_its_text_without_links_marks_comments_or_definition
     ]
 
 
+def test_long_markdown_is_parsed_in_pieces_that_keep_fences_and_definitions(monkeypatch):
+    import core.rag.parsers.text as text_reader
+
+    monkeypatch.setattr(text_reader, "PIECE_CHARS", 40)  # a piece ends at nearly every blank line
+    source = ("See [the guide][guide] first.\n\n```\nfirst_line\n\n*kept* [x][guide]\n```\n\n"
+              + "Filler paragraph number one.\n\n" * 3 + "[guide]: https://example.org/guide\n")
+    pieces = list(text_reader._pieces(source.split("\n")))
+    assert len(pieces) >= 3 and pieces[0][0] == 0 and pieces[-1][1] == len(source.split("\n"))
+    assert not {end for _, end in pieces} & set(range(3, 7))  # never inside the fence (lines 2 to 6)
+    text = parse_document(source.encode(), "guide.md").sections[0].text
+    assert text == ("See the guide first.\n\n```\nfirst_line\n\n*kept* [x][guide]\n```\n\n"
+                    + "\n\n".join(["Filler paragraph number one."] * 3))
+
+
 @pytest.mark.parametrize("encoding, notice", [
     ("utf-8", None), ("utf-8-sig", None), ("utf-16", None), ("utf-16-le", None), ("utf-16-be", None),
     ("cp1258", "cp1258"),

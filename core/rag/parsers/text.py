@@ -37,6 +37,27 @@ def table_cells(line: str) -> list[str]:
     return [cell.strip().replace("\\|", "|") for cell in _CELL_SPLIT.split(line)]
 
 
+PIECE_CHARS = 2**19  # Markdown is parsed for its blocks in pieces of about this size, cut at a blank line
+
+
+def _pieces(lines: list[str]):
+    """(first, end) line ranges of about PIECE_CHARS characters, each ending before a blank line outside fenced
+    code, so no fence is cut in two."""
+    first, size, fence = 0, 0, None
+    for number, line in enumerate(lines):
+        opening = _FENCE.match(line)
+        if fence and line.strip().startswith(fence) and not line.strip().strip(fence[0]):
+            fence = None
+        elif not fence and opening:
+            fence = opening.group(1)
+        size += len(line) + 1
+        if size >= PIECE_CHARS and not fence and not line.strip():
+            yield first, number + 1
+            first, size = number + 1, 0
+    if first < len(lines):
+        yield first, len(lines)
+
+
 class MarkdownInline:
     """Markdown's inline syntax as the text a reader sees, and the lines a reader never sees: link reference
     definitions ("[id]: https://…", which CommonMark reads as no block at all) and HTML comments, scripts and
@@ -46,21 +67,25 @@ class MarkdownInline:
         from markdown_it import MarkdownIt
 
         self.md, self.env, self.hidden, self.code = MarkdownIt("commonmark"), {}, set(), set()
-        try:
-            blocks = [t for t in self.md.parse(text, self.env) if t.level == 0 and t.map]
-        except Exception:  # a parser failure must not lose the document: it is then read as written
-            self.env = {}
-            return
-        seen = set()
-        for block in blocks:
-            lines = range(*block.map)
-            seen.update(lines)
-            if block.type == "html_block" and _HIDDEN_HTML.match(block.content):
-                self.hidden.update(lines)
-            elif block.type == "code_block":  # indented code reads as written
-                self.code.update(lines)
+        # the blocks and link definitions only (inline content is parsed paragraph by paragraph in render()),
+        # a piece at a time: the tokens of a whole 100 MB document would take gigabytes
+        blocks_only = MarkdownIt("commonmark").disable(["inline", "text_join"])
         lines = text.split("\n")
-        self.hidden.update(n for n in range(len(lines)) if n not in seen and lines[n].strip())
+        for first, last in _pieces(lines):
+            try:
+                blocks = [t for t in blocks_only.parse("\n".join(lines[first:last]), self.env)
+                          if t.level == 0 and t.map]
+            except Exception:  # a parser failure must not lose the document: this piece is read as written
+                continue
+            seen = set()
+            for block in blocks:
+                numbers = range(first + block.map[0], first + block.map[1])
+                seen.update(numbers)
+                if block.type == "html_block" and _HIDDEN_HTML.match(block.content):
+                    self.hidden.update(numbers)
+                elif block.type == "code_block":  # indented code reads as written
+                    self.code.update(numbers)
+            self.hidden.update(n for n in range(first, last) if n not in seen and lines[n].strip())
 
     def render(self, source: str) -> str:
         """`source` (lines of one paragraph) with links as their text, images as their alt text, no emphasis or
