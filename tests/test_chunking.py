@@ -343,3 +343,13 @@ def test_lines_of_a_list_stay_sentences_of_their_own_inside_wrapped_text():
         "Members of the club can borrow equipment from the store at any time during opening",
         "- a tent for up to four people", "- two sleeping bags",
         "Contact the desk at least two days before you leave so the equipment is ready for\nyou when you arrive"]
+
+
+def test_a_full_stop_after_an_abbreviation_or_initial_does_not_end_the_sentence():
+    from core.rag.chunking import passage_sentences
+
+    text = ("Dr. Martin Luther King Jr. spoke in St. Louis in 1963. The U.S. Army and John F. Kennedy, e.g. The "
+            "speech, were named. In Runyon v. McCrary the court ruled. It ended.")
+    assert passage_sentences(text) == ["Dr. Martin Luther King Jr. spoke in St. Louis in 1963.",
+                                       "The U.S. Army and John F. Kennedy, e.g. The speech, were named.",
+                                       "In Runyon v. McCrary the court ruled.", "It ended."]

@@ -182,7 +182,7 @@ def _sentence_units(text: str, config: ChunkingConfig, count: CountTokens) -> li
     """(start, end, starts a paragraph) of each sentence of the text, in order; lines of a list or table and
     paragraphs always end a sentence, a line wrapped inside a sentence does not. A sentence longer than a chunk
     comes in semchunk's pieces."""
-    from core.rag.parsers.common import text_width
+    from core.rag.parsers.common import abbreviation_at, text_width
 
     units: list[tuple[int, int, bool]] = []
     width = text_width([text])
@@ -191,7 +191,8 @@ def _sentence_units(text: str, config: ChunkingConfig, count: CountTokens) -> li
         for line_start, line_end in _unwrapped_lines(paragraph.group(), width):
             offset = paragraph.start() + line_start
             body = paragraph.group()[line_start:line_end]
-            cuts = [0] + [m.end() for m in _SENTENCE_END.finditer(body) if _starts_sentence(body, m.end())]
+            cuts = [0] + [m.end() for m in _SENTENCE_END.finditer(body)
+                          if _starts_sentence(body, m.end()) and not abbreviation_at(body, m.start())]
             cuts.append(len(body))
             for begin, finish in zip(cuts, cuts[1:]):
                 piece = body[begin:finish].strip()

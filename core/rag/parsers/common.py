@@ -58,6 +58,25 @@ def wraps_into(line: str, following: str, width: int) -> bool:
             and not _LIST_ITEM.match(following.lstrip()))
 
 
+# Words a full stop follows without ending the sentence ("Dr. Martin", "St. Louis", "Runyon v. McCrary"); single
+# capitals ("John F. Kennedy") and dotted acronyms ("U.S. Army") are such words too.
+_ABBREVIATIONS = frozenset(
+    "Mr Mrs Ms Dr Prof St Mt Ft Jr Sr Sen Rep Gov Gen Col Lt Capt Sgt Rev Hon No Nos Vol Fig Figs pp approx Inc "
+    "Ltd Co Corp Bros vs v al cf Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec".split())
+_WORD_BEFORE = re.compile(r"(?:^|[^\w.])((?:[A-Za-z]\.)*[A-Za-z]+)$")
+
+
+def abbreviation_at(text: str, stop: int) -> bool:
+    """Whether the full stop at `text[stop]` ends an abbreviation rather than a sentence."""
+    if text[stop:stop + 1] != ".":
+        return False
+    word = _WORD_BEFORE.search(text[max(0, stop - 24):stop])
+    if word is None:
+        return False
+    word = word.group(1)
+    return word in _ABBREVIATIONS or (len(word) == 1 and word.isupper()) or "." in word
+
+
 def one_line(text: str) -> str:
     """A heading or a cell: whitespace runs (new lines too) become one space."""
     return " ".join(clean_text(text).split())

@@ -19,7 +19,7 @@ import re
 from core.errors import DocumentError
 from core.i18n import Msg
 
-from .common import MIN_PROSE_WIDTH, Section, clean_text, reason, text_width, wraps_into
+from .common import MIN_PROSE_WIDTH, Section, abbreviation_at, clean_text, reason, text_width, wraps_into
 
 MAX_LISTED_PAGES = 20
 _PAGE_NUMBER = re.compile(r"(page\s*)?[-–—]?\s*\d{1,4}\s*[-–—]?(\s*(of|/)\s*\d{1,4})?", re.IGNORECASE)
@@ -140,7 +140,7 @@ def unwrap(text: str, width: int, words: frozenset = frozenset()) -> str:
 def _sentence_end_inside(line: str) -> int | None:
     """Where the first sentence of `line` ends when another starts after it (a capital or a digit follows)."""
     for stop in _STOP_THEN_SPACE.finditer(line):
-        if stop.group(1).isupper() or stop.group(1).isdigit():
+        if (stop.group(1).isupper() or stop.group(1).isdigit()) and not abbreviation_at(line, stop.start()):
             return stop.start(1) - (1 if line[stop.start(1) - 1] in "\"“‘'([" else 0)
     return None
 
