@@ -23,6 +23,11 @@ class CompletionLabels:
 PROMPT_FORMATS = (Msg("chat template"), Msg("completion"), Msg("endpoint chat"))  # listed for translation
 
 
+# How the passage block (core.rag.retriever.context_block) starts in a prompt: a model backend finds it there to
+# keep an answer from copying the passages' labels.
+PASSAGES_START = "Context:\n[1] ("
+
+
 @dataclass(frozen=True)
 class RenderedPrompt:
     messages: tuple[dict, ...]

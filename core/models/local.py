@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from core.errors import ModelLoadError
-from core.models.base import CompletionLabels, RenderedPrompt, render_completion
+from core.models.base import PASSAGES_START, CompletionLabels, RenderedPrompt, render_completion
 from core.models.card import ModelCard, card_from_model
 from core.models.generation import GenerationSettings, GenerationStream
 from core.tools import normalize_tools, with_tools_block
@@ -62,8 +62,6 @@ class PromptRendering:
         on the same line; a base model that starts on a new line instead copies the block above it rather than
         answering. Below passages, an answer may not open with "[" or "(" either: that is how it starts copying the
         passages' "[1] (file — heading)" labels (10 of 120 answers without examples did, bench/README.md)."""
-        from core.rag.retriever import PASSAGES_START
-
         if prompt.format != "completion":
             return ()
         newlines, label_openers = self.answer_start_tokens

@@ -66,10 +66,6 @@ CITE_INSTRUCTION = "Answer from the context above and cite the passages you use 
 PLAIN_INSTRUCTION = "Answer from the context above."
 
 
-# How the passage block starts in a prompt: models find it there to keep an answer from copying its labels.
-PASSAGES_START = "Context:\n[1] ("
-
-
 def format_passages(hits: list) -> str:
     """Numbered passages with where they come from, as the model reads them."""
     lines = []
