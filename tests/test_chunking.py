@@ -353,3 +353,6 @@ def test_a_full_stop_after_an_abbreviation_or_initial_does_not_end_the_sentence(
     assert passage_sentences(text) == ["Dr. Martin Luther King Jr. spoke in St. Louis in 1963.",
                                        "The U.S. Army and John F. Kennedy, e.g. The speech, were named.",
                                        "In Runyon v. McCrary the court ruled.", "It ended."]
+    cited = "It covers South America.[1] The basin is large,[2][citation needed] and wet.[3][4] See a[1] here."
+    assert passage_sentences(cited) == ["It covers South America.[1]", "The basin is large,[2][citation needed] and "
+                                        "wet.[3][4]", "See a[1] here."]

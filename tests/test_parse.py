@@ -495,6 +495,21 @@ def test_html_source_line_breaks_inside_running_text_are_spaces(tmp_path, monkey
     assert "Fast builds of large sites.\nThemes." in text
 
 
+def test_html_citation_marks_are_left_out_and_superscript_text_stays(monkeypatch):
+    import core.rag.parsers.web as web
+
+    page = ("<html><head><title>Amazon rainforest</title></head><body><main><h1>Amazon rainforest</h1><p>The forest "
+            "covers most of the Amazon basin of South America.<sup class='reference'><a href='#c1'>[1]</a></sup> "
+            "The basin encompasses 7,000,000 km<sup>2</sup>,<sup><a href='#c2'>[2]</a></sup><sup>[<i>citation "
+            "needed</i>]</sup> of which most is rainforest.<sup>[a]</sup></p></main></body></html>")
+    for fallback in (False, True):
+        if fallback:
+            monkeypatch.setattr(web, "main_content", lambda *a: [])
+        text = parse_document(page.encode(), "amazon.html").sections[0].text
+        assert text == ("The forest covers most of the Amazon basin of South America. The basin encompasses "
+                        "7,000,000 km2, of which most is rainforest.")
+
+
 def test_html_falls_back_to_the_body_text_when_trafilatura_finds_nothing(tmp_path, monkeypatch):
     import trafilatura
 

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable
 
 from core.errors import StudioError
 from core.i18n import Msg
+from core.rag.parsers.common import CITATION_MARK
 
 STRATEGIES = ("recursive", "fixed")
 STRATEGY_HELP: dict[str, str] = {
@@ -175,7 +176,8 @@ def _recursive(text: str, config: ChunkingConfig, count: CountTokens) -> list[st
     return chunks
 
 
-_SENTENCE_END = re.compile(r"[.!?…。！？](?:[\"'”’»)\]]*)\s+")
+# a sentence ends at a full stop, after closing quotes and brackets and citation marks ("America.[1] This")
+_SENTENCE_END = re.compile(r"[.!?…。！？](?:[\"'”’»)\]]|" + CITATION_MARK + r")*\s+")
 
 
 def _sentence_units(text: str, config: ChunkingConfig, count: CountTokens) -> list[tuple[int, int, bool]]:

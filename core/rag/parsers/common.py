@@ -58,6 +58,8 @@ def wraps_into(line: str, following: str, width: int) -> bool:
             and not _LIST_ITEM.match(following.lstrip()))
 
 
+CITATION_MARK = r"\[(?:\d{1,3}|[a-z]|[a-z ]{3,30}\??)\]"  # Wikipedia's "[12]", "[a]", "[citation needed]"
+
 # Words a full stop follows without ending the sentence ("Dr. Martin", "St. Louis", "Runyon v. McCrary"); single
 # capitals ("John F. Kennedy") and dotted acronyms ("U.S. Army") are such words too.
 _ABBREVIATIONS = frozenset(

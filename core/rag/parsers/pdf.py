@@ -19,7 +19,7 @@ import re
 from core.errors import DocumentError
 from core.i18n import Msg
 
-from .common import MIN_PROSE_WIDTH, Section, abbreviation_at, clean_text, reason, text_width, wraps_into
+from .common import CITATION_MARK, MIN_PROSE_WIDTH, Section, abbreviation_at, clean_text, reason, text_width, wraps_into
 
 MAX_LISTED_PAGES = 20
 _PAGE_NUMBER = re.compile(r"(page\s*)?[-–—]?\s*\d{1,4}\s*[-–—]?(\s*(of|/)\s*\d{1,4})?", re.IGNORECASE)
@@ -27,8 +27,8 @@ _LAST_WORD = re.compile(r"\w*$")
 _FIRST_WORD = re.compile(r"\w*")
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
                             "\ufb05": "st", "\ufb06": "st"})
-_ENDS_SENTENCE = re.compile(r"[.!?:;…。！？][\"'”’»)\]]*$")
-_STOP_THEN_SPACE = re.compile(r"[.!?…][\"'”’»)\]]*\s+[\"“‘'(\[]?(.)")
+_ENDS_SENTENCE = re.compile(r"[.!?:;…。！？](?:[\"'”’»)\]]|" + CITATION_MARK + r")*$")
+_STOP_THEN_SPACE = re.compile(r"[.!?…](?:[\"'”’»)\]]|" + CITATION_MARK + r")*\s+[\"“‘'(\[]?(.)")
 MAX_CARRIED_LINES = 8  # a sentence cut by a page break rarely runs on longer than this on the next page
 
 
