@@ -135,6 +135,36 @@ def article_pdf(article: dict, folder: Path) -> Path:
     return pdf
 
 
+def article_html(article: dict) -> str:
+    """The article as a saved Wikipedia-style page: site navigation, a sidebar and a footer around the content, the
+    source wrapped at 80 columns inside paragraphs, a superscript citation mark ("[3]") after every other sentence
+    and a list of references at the end, as an encyclopedia page saved from a browser has them."""
+    import html
+    import textwrap
+
+    title = html.escape(article["title"].replace("_", " "))
+    marks, paragraphs = 0, []
+    for paragraph in article["paragraphs"]:
+        sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", html.escape(paragraph["context"].strip()))
+        cited = []
+        for number, sentence in enumerate(sentences):
+            if number % 2 == 0:
+                marks += 1
+                sentence += f"<sup class='reference'><a href='#cite_note-{marks}'>[{marks}]</a></sup>"
+            cited.append(sentence)
+        paragraphs.append("<p>" + textwrap.fill(" ".join(cited), 80, break_long_words=False,
+                                                break_on_hyphens=False) + "</p>")
+    references = "".join(f"<li id='cite_note-{n}'><a href='#cite_ref-{n}'>^</a> <cite>Source {n}. Encyclopedia "
+                         f"archive, retrieved 2016.</cite></li>" for n in range(1, marks + 1))
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title} - Wikipedia</title></head><body>"
+            "<nav><ul><li><a href='/'>Main page</a></li><li><a href='/random'>Random article</a></li>"
+            "<li><a href='/help'>Help</a></li></ul></nav>"
+            f"<div id='content'><h1>{title}</h1><div id='siteSub'>From Wikipedia, the free encyclopedia</div>"
+            f"<div class='mw-parser-output'>{''.join(paragraphs)}<h2>References</h2><ol class='references'>"
+            f"{references}</ol></div></div><footer>Text is available under the Creative Commons "
+            "Attribution-ShareAlike License.</footer></body></html>")
+
+
 def ingest(project, articles: list[dict], folder: Path, chunking=None, file_format: str = "md") -> dict:
     from core.rag.kb import KnowledgeBase
 
@@ -143,6 +173,9 @@ def ingest(project, articles: list[dict], folder: Path, chunking=None, file_form
     for article in articles:
         if file_format == "pdf":
             path = article_pdf(article, folder)
+        elif file_format == "html":
+            path = folder / f"{article['title']}.html"
+            path.write_text(article_html(article), encoding="utf-8")
         else:
             path = folder / f"{article['title']}.md"
             path.write_text(article_markdown(article, 80 if file_format == "md-wrapped" else 0), encoding="utf-8")
@@ -328,9 +361,10 @@ def main() -> None:
                              "in the ladder's recipe")
     parser.add_argument("--chunk-tokens", type=int, help="passage size (default: the studio's default)")
     parser.add_argument("--overlap-tokens", type=int, help="passage overlap (default: the studio's default)")
-    parser.add_argument("--format", default="md", choices=("md", "md-wrapped", "pdf"),
+    parser.add_argument("--format", default="md", choices=("md", "md-wrapped", "pdf", "html"),
                         help="how the articles are given to the studio: Markdown (a paragraph per line, or "
-                             "hard-wrapped at 80 columns), or PDF printed by Chromium")
+                             "hard-wrapped at 80 columns), PDF printed by Chromium, or a saved Wikipedia-style "
+                             "page (navigation, wrapped source, citation marks, references)")
     parser.add_argument("--reuse", action="store_true", help="with --keep: use the documents indexed there before")
     parser.add_argument("--skip-retrieval", action="store_true")
     parser.add_argument("--keep", help="keep the studio home in this folder instead of a temporary one")
