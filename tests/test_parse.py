@@ -510,6 +510,24 @@ def test_html_citation_marks_are_left_out_and_superscript_text_stays(monkeypatch
                         "7,000,000 km2, of which most is rainforest.")
 
 
+def test_mediawiki_page_furniture_is_left_out(monkeypatch):
+    import core.rag.parsers.web as web
+
+    first, second = PROSE[0], " ".join(PROSE[1:])
+    page = ("<html><head><title>Harbour - Wiki</title></head><body><div id='content'><h1>Harbour</h1>"
+            "<div class='mw-parser-output'><h2>History<span class='mw-editsection'>[<a>edit</a>]</span></h2>"
+            f"<p>{first}</p><p>{second}</p><h2>References</h2>"
+            "<div class='reflist'><ol class='references'><li>Smith, J. Harbours of the coast. 1999.</li></ol></div>"
+            "<table class='navbox'><tr><td>Ports of the coast: North, South, East</td></tr></table></div>"
+            "<div class='catlinks'>Categories: Ports</div></div></body></html>")
+    for fallback in (False, True):
+        if fallback:
+            monkeypatch.setattr(web, "main_content", lambda *a: [])
+        doc = parse_document(page.encode(), "harbour.html")
+        assert [(s.headings, s.text) for s in doc.sections] == [
+            (("Harbour - Wiki", "Harbour", "History"), f"{first}\n\n{second}")]
+
+
 def test_html_falls_back_to_the_body_text_when_trafilatura_finds_nothing(tmp_path, monkeypatch):
     import trafilatura
 

@@ -39,7 +39,7 @@ def declared_charset(data: bytes) -> str | None:
 def read_html(data: bytes, name: str, warnings: list) -> list[Section]:
     text = _XML_DECLARATION.sub("", decode_text(data, name, warnings, declared_charset(data)))
     tree = _parse(text)
-    if tree is not None and drop_citation_marks(tree):
+    if tree is not None and drop_citation_marks(tree) + drop_wiki_furniture(tree):
         import lxml.html
 
         text = lxml.html.tostring(tree, encoding="unicode")
@@ -58,6 +58,24 @@ def drop_citation_marks(tree) -> int:
     for sup in marks:
         sup.drop_tree()  # keeps the text that follows it
     return len(marks)
+
+
+# MediaWiki's page furniture (Wikipedia and wikis built on it): reference lists, "[edit]" links, navigation boxes,
+# category links and what is marked not for print.
+WIKI_FURNITURE = frozenset({"reference", "references", "reflist", "mw-references-wrap", "mw-editsection", "navbox",
+                            "catlinks", "noprint", "mw-jump-link", "printfooter"})
+
+
+def drop_wiki_furniture(tree) -> int:
+    """Leaves out what a MediaWiki page has around its text; left in, a reference list of a few hundred titles
+    becomes passages that keyword search finds. Returns how many elements were left out."""
+    furniture = [element for element in tree.iter() if isinstance(element.tag, str)
+                 and WIKI_FURNITURE.intersection((element.get("class") or "").split())]
+    inside = set(furniture)
+    for element in furniture:
+        if element.getparent() is not None and not any(a in inside for a in element.iterancestors()):
+            element.drop_tree()
+    return len(furniture)
 
 
 def _parse(text: str):
