@@ -525,7 +525,7 @@ def test_mediawiki_page_furniture_is_left_out(monkeypatch):
             monkeypatch.setattr(web, "main_content", lambda *a: [])
         doc = parse_document(page.encode(), "harbour.html")
         assert [(s.headings, s.text) for s in doc.sections] == [
-            (("Harbour - Wiki", "Harbour", "History"), f"{first}\n\n{second}")]
+            (("Harbour", "History"), f"{first}\n\n{second}")]  # the title less the site's name: the <h1>
 
 
 def test_html_falls_back_to_the_body_text_when_trafilatura_finds_nothing(tmp_path, monkeypatch):

@@ -43,11 +43,20 @@ def read_html(data: bytes, name: str, warnings: list) -> list[Section]:
         import lxml.html
 
         text = lxml.html.tostring(tree, encoding="unicode")
-    title = one_line(tree.findtext(".//title") or "") if tree is not None else ""
+    title = page_title(tree) if tree is not None else ""
     sections = main_content(text, title)
     if not sections and tree is not None:
         sections = body_text(tree, title)
     return sections
+
+
+def page_title(tree) -> str:
+    """The page's <title>, or its first <h1> when the title is that heading with the site's name ("Kenya -
+    Wikipedia", "Pricing | Acme"): the site's name would otherwise head, and be embedded with, every passage."""
+    title = one_line(tree.findtext(".//title") or "")
+    heading = tree.find(".//h1")
+    heading = one_line(heading.text_content()) if heading is not None else ""
+    return heading if heading and heading in title else title
 
 
 def drop_citation_marks(tree) -> int:
