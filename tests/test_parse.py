@@ -528,6 +528,20 @@ def test_mediawiki_page_furniture_is_left_out(monkeypatch):
             (("Harbour", "History"), f"{first}\n\n{second}")]  # the title less the site's name: the <h1>
 
 
+@pytest.mark.parametrize("title, heading, expected", [
+    ("Kenya - Wikipedia", "Kenya", "Kenya"), ("Acme | Pricing", "Pricing", "Pricing"),
+    ("What is rustdoc? - The rustdoc book", "What is rustdoc?", "What is rustdoc?"),
+    ("Homepage of ACME", "Home", "Homepage of ACME"), ("ACME – Chính sách", "Sales policies", "ACME – Chính sách"),
+])
+def test_a_title_that_is_the_heading_and_the_sites_name_becomes_the_heading(title, heading, expected):
+    import lxml.html
+
+    from core.rag.parsers.web import page_title
+
+    page = f"<html><head><title>{title}</title></head><body><h1>{heading}</h1><p>Text.</p></body></html>"
+    assert page_title(lxml.html.document_fromstring(page)) == expected
+
+
 def test_html_falls_back_to_the_body_text_when_trafilatura_finds_nothing(tmp_path, monkeypatch):
     import trafilatura
 

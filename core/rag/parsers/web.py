@@ -56,7 +56,9 @@ def page_title(tree) -> str:
     title = one_line(tree.findtext(".//title") or "")
     heading = tree.find(".//h1")
     heading = one_line(heading.text_content()) if heading is not None else ""
-    return heading if heading and heading in title else title
+    separator = r"\s*[-–—|·:]\s*"  # "Kenya - Wikipedia", "Acme | Pricing"
+    named = heading and re.fullmatch(rf"(?:.+{separator})?{re.escape(heading)}(?:{separator}.+)?", title, re.DOTALL)
+    return heading if named else title
 
 
 def drop_citation_marks(tree) -> int:
