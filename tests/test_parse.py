@@ -495,24 +495,26 @@ def test_html_source_line_breaks_inside_running_text_are_spaces(tmp_path, monkey
     assert "Fast builds of large sites.\nThemes." in text
 
 
-def test_html_citation_marks_are_left_out_and_superscript_text_stays(monkeypatch):
+def read_by_both_html_readers(page: str, monkeypatch) -> list[ParsedDocument]:
+    """The page read through trafilatura, then by the lxml fallback."""
     import core.rag.parsers.web as web
 
+    found = parse_document(page.encode(), "page.html")
+    monkeypatch.setattr(web, "main_content", lambda *a: [])
+    return [found, parse_document(page.encode(), "page.html")]
+
+
+def test_html_citation_marks_are_left_out_and_superscript_text_stays(monkeypatch):
     page = ("<html><head><title>Amazon rainforest</title></head><body><main><h1>Amazon rainforest</h1><p>The forest "
             "covers most of the Amazon basin of South America.<sup class='reference'><a href='#c1'>[1]</a></sup> "
             "The basin encompasses 7,000,000 km<sup>2</sup>,<sup><a href='#c2'>[2]</a></sup><sup>[<i>citation "
             "needed</i>]</sup> of which most is rainforest.<sup>[a]</sup></p></main></body></html>")
-    for fallback in (False, True):
-        if fallback:
-            monkeypatch.setattr(web, "main_content", lambda *a: [])
-        text = parse_document(page.encode(), "amazon.html").sections[0].text
-        assert text == ("The forest covers most of the Amazon basin of South America. The basin encompasses "
-                        "7,000,000 km2, of which most is rainforest.")
+    for doc in read_by_both_html_readers(page, monkeypatch):
+        assert doc.sections[0].text == ("The forest covers most of the Amazon basin of South America. The basin "
+                                        "encompasses 7,000,000 km2, of which most is rainforest.")
 
 
 def test_mediawiki_page_furniture_is_left_out(monkeypatch):
-    import core.rag.parsers.web as web
-
     first, second = PROSE[0], " ".join(PROSE[1:])
     page = ("<html><head><title>Harbour - Wiki</title></head><body><div id='content'><h1>Harbour</h1>"
             "<div class='mw-parser-output'><h2>History<span class='mw-editsection'>[<a>edit</a>]</span></h2>"
@@ -520,10 +522,7 @@ def test_mediawiki_page_furniture_is_left_out(monkeypatch):
             "<div class='reflist'><ol class='references'><li>Smith, J. Harbours of the coast. 1999.</li></ol></div>"
             "<table class='navbox'><tr><td>Ports of the coast: North, South, East</td></tr></table></div>"
             "<div class='catlinks'>Categories: Ports</div></div></body></html>")
-    for fallback in (False, True):
-        if fallback:
-            monkeypatch.setattr(web, "main_content", lambda *a: [])
-        doc = parse_document(page.encode(), "harbour.html")
+    for doc in read_by_both_html_readers(page, monkeypatch):
         assert [(s.headings, s.text) for s in doc.sections] == [
             (("Harbour", "History"), f"{first}\n\n{second}")]  # the title less the site's name: the <h1>
 
