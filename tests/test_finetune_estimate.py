@@ -203,3 +203,18 @@ def test_a_recipe_that_retrieves_starts_training_with_and_without_its_passages()
     assert fit_to_recipe(plain.with_changes(retrieval_context="always"), True).retrieval_context == "always"
     dpo = TrainConfig(objective="dpo")
     assert fit_to_recipe(dpo, True) == dpo  # preference pairs take no passages
+
+
+def test_batches_shrink_with_more_accumulation_until_the_estimate_fits_the_free_memory():
+    from core.finetune.recommend import fit_batch_to_memory
+    from core.sample import SAMPLE_TRAINING
+
+    sample = TrainConfig(**SAMPLE_TRAINING)  # 8 prompts of 1,024 tokens: about 13 GB by the estimate
+    assert estimate_memory(GEMMA_270M, sample, 1024).total > 12 * GB
+    laptop = fit_batch_to_memory(sample, GEMMA_270M, 1024, 6 * GB)
+    assert (laptop.batch_size, laptop.grad_accum) == (2, 4)  # the same 8 examples in every update
+    assert estimate_memory(GEMMA_270M, laptop, 1024).total <= 6 * GB
+    assert fit_batch_to_memory(sample, GEMMA_270M, 1024, 64 * GB) == sample
+    assert fit_batch_to_memory(sample, GEMMA_270M, 1024, None) == sample  # unknown: left as it is
+    tiny = fit_batch_to_memory(sample, GEMMA_270M, 1024, GB // 2)  # cannot fit: one example a step at least
+    assert (tiny.batch_size, tiny.grad_accum) == (1, 8)

@@ -10,12 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.finetune.config import TrainConfig
-from core.finetune.estimate import ModelShape, _estimate, format_bytes
+from core.finetune.estimate import ModelShape, _estimate, estimate_memory, format_bytes
 from core.i18n import Msg
 
 FEW_EXAMPLES = 50  # below this a few-shot prompt usually matches fine-tuning, and adapters overfit quickly
 MANY_EXAMPLES = 5000  # above this full fine-tuning (or a high-rank LoRA) has enough data to use its capacity
 SMALL_BATCH = {"batch_size": 1, "grad_accum": 4}  # same effective batch as the default 4, a quarter of activations
+
+
+def fit_batch_to_memory(config: TrainConfig, shape: ModelShape, seq_len: int, available_bytes: int | None,
+                        device: str = "cpu") -> TrainConfig:
+    """The config with half the batch and twice the gradient accumulation, as often as it takes for the estimate
+    to fit the free memory: an update still averages as many examples, while activations, most of the memory at
+    long prompts, shrink with the batch. Unchanged when the free memory is unknown or it already fits."""
+    while (available_bytes is not None and config.batch_size > 1
+           and estimate_memory(shape, config, seq_len, device).total > available_bytes):
+        config = config.with_changes(batch_size=config.batch_size // 2, grad_accum=config.grad_accum * 2)
+    return config
 
 
 @dataclass(frozen=True)
