@@ -40,13 +40,18 @@ def table_cells(line: str) -> list[str]:
 PIECE_CHARS = 2**19  # Markdown is parsed for its blocks in pieces of about this size, cut at a blank line
 
 
+def _closes(fence: str, line: str) -> bool:
+    """Whether `line` closes the code block `fence` ("```" or "~~~", at least as long) opened."""
+    return line.strip().startswith(fence) and not line.strip().strip(fence[0])
+
+
 def _pieces(lines: list[str]):
     """(first, end) line ranges of about PIECE_CHARS characters, each ending before a blank line outside fenced
     code, so no fence is cut in two."""
     first, size, fence = 0, 0, None
     for number, line in enumerate(lines):
         opening = _FENCE.match(line)
-        if fence and line.strip().startswith(fence) and not line.strip().strip(fence[0]):
+        if fence and _closes(fence, line):
             fence = None
         elif not fence and opening:
             fence = opening.group(1)
@@ -122,10 +127,11 @@ def markdown_sections(text: str, root: tuple[str, ...] = ()) -> list[Section]:
         line = lines[i]
         i += 1
         if i - 1 in inline.hidden and not fence:
+            flush_prose()  # a comment or a definition ends the paragraph before it
             continue
         if fence:
             outline.text(line)
-            if line.strip().startswith(fence) and not line.strip().strip(fence[0]):
+            if _closes(fence, line):
                 fence = None
             continue
         opening = _FENCE.match(line)
