@@ -78,15 +78,13 @@ def fitted_sample_training(config, recipe):
     """The sample's training settings fitted to this machine's free memory: 8 prompts of up to 1,024 tokens need
     about 13 GB by the estimate (10 GB measured), so a laptop with less gets smaller batches with gradient
     accumulation, the same examples per update."""
-    import json
-
     from core.finetune import estimate
     from core.finetune.recommend import fit_batch_to_memory
     from core.models import registry
 
     try:
         folder, _ = registry.model_folder(recipe.model)  # converts the embedded model once, as training would
-        shape = estimate.ModelShape.from_config(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+        shape = estimate.ModelShape.from_folder(folder)
     except Exception:  # a model without a local folder: training reports it; the estimate must not stop it
         return config
     return fit_batch_to_memory(config, shape, config.max_length, estimate.available_memory("cpu"))

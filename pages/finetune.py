@@ -56,7 +56,7 @@ class TrainingData:
 # ---- helpers ----------------------------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False)
 def model_shape(folder: str) -> estimate.ModelShape:
-    return estimate.ModelShape.from_config(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
+    return estimate.ModelShape.from_folder(folder)
 
 
 def base_folder(recipe: Recipe) -> Path | None:

@@ -39,6 +39,14 @@ class ModelShape:
     intermediate_size: int
 
     @classmethod
+    def from_folder(cls, folder) -> "ModelShape":
+        """From the config.json of a Hugging Face model folder."""
+        import json
+        from pathlib import Path
+
+        return cls.from_config(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
+
+    @classmethod
     def from_config(cls, config) -> "ModelShape":
         """From a transformers PretrainedConfig (or a config.json dict); multimodal configs use their text part."""
         config = _namespace(config)
