@@ -22,7 +22,7 @@ from core.finetune import estimate, runs
 from core.finetune.config import (DATA_KINDS, METHODS, OBJECTIVES, PREFERENCE_METHODS, RETRIEVAL_CONTEXTS,
                                    REWARD_METHODS, TARGET_PRESETS, TrainConfig)
 from core.finetune.distributed import gpu_count, launch_command
-from core.finetune.recommend import fit_to_recipe, recommend
+from core.finetune.recommend import fit_batch_to_memory, fit_to_recipe, recommend
 from core.i18n import Msg
 from core.jobs import Job, JobStatus, event_message
 from core.models.adapters import AdapterInfo, AdapterRegistry
@@ -193,11 +193,26 @@ def form_defaults(data: TrainingData, shape: estimate.ModelShape, objective: str
     """What the form starts with: the suggestion's settings when the suggested method is picked, so the numbers
     the suggestion names (a LoRA rank, epochs) are the ones in the form; with passages when the recipe retrieves."""
     advice = advice_for(data, shape)
-    config = TrainConfig()
+    try:  # the memory below depends on the method and objective
+        config = TrainConfig(method=method, objective=objective)
+    except StudioError:  # a pairing the form refuses by name once its settings are read
+        config = TrainConfig()
     if objective == "sft" and method == advice.method:
         config = config.with_changes(**advice.changes)
     # passages go with training pairs only (not chats, preference pairs or ratings)
-    return fit_to_recipe(config, retrieves and objective == "sft" and data.source == "sft")
+    config = fit_to_recipe(config, retrieves and objective == "sft" and data.source == "sft")
+    device = training_device()  # the batch starts at what the free memory holds, as the estimate counts it
+    return fit_batch_to_memory(config, shape, config.max_length, estimate.available_memory(device), device,
+                               sequences_per_example(objective))
+
+
+def training_device() -> str:
+    return "cuda" if gpu_present() else "cpu"
+
+
+def sequences_per_example(objective: str) -> int:
+    """A pair's two answers go through the model together: the batch holds twice the sequences."""
+    return 2 if objective in ("dpo", "orpo", "reward") else 1
 
 
 def recipe_retrieves(project: Project, recipe: Recipe) -> bool:
@@ -315,10 +330,9 @@ def before_you_start(project: Project, recipe: Recipe, data: TrainingData, confi
 
 def memory_estimate(data: TrainingData, config: TrainConfig, shape: estimate.ModelShape) -> int:
     """The memory metrics and chart; returns the number of planned updates."""
-    # A pair's two answers go through the model together: the batch holds twice the sequences.
-    pairwise = config.objective in ("dpo", "orpo", "reward")
-    memory = estimate.estimate_memory(shape, config.with_changes(batch_size=config.batch_size * (2 if pairwise else 1)),
-                                      config.max_length, "cuda" if gpu_present() else "cpu")
+    per_example = sequences_per_example(config.objective)
+    memory = estimate.estimate_memory(shape, config.with_changes(batch_size=config.batch_size * per_example),
+                                      config.max_length, training_device())
     kto_split = config.objective == "kto" and data.source == "preference"  # KTO splits each pair
     items = len(data.usable) * (2 if kto_split else 1)
     train_count = max(1, round(items * (1 - config.eval_fraction)))
@@ -339,7 +353,27 @@ def memory_estimate(data: TrainingData, config: TrainConfig, shape: estimate.Mod
     st.plotly_chart(bar, key=K + "memory_chart")
     if memory.warning():
         st.warning(t(memory.warning()))
+        offer_smaller_batch(config, shape, memory.available)
     return steps
+
+
+def offer_smaller_batch(config: TrainConfig, shape: estimate.ModelShape, available: int | None) -> None:
+    """A button with the batch that fits the free memory, gradient accumulation making up the difference."""
+    per_example = sequences_per_example(config.objective)
+    fitted = fit_batch_to_memory(config, shape, config.max_length, available, training_device(), per_example)
+    if fitted.batch_size == config.batch_size:
+        return
+    need = estimate.estimate_memory(shape, fitted.with_changes(batch_size=fitted.batch_size * per_example),
+                                    config.max_length, training_device(), available)
+
+    def use_fitted() -> None:  # a callback: the widgets above already exist in this run
+        st.session_state[K + "batch_size"] = fitted.batch_size
+        st.session_state[K + "grad_accum"] = fitted.grad_accum
+
+    st.button(t("Use batch size {batch} with gradient accumulation {accumulation} (about {need}; each update "
+                "still averages {examples} examples)", batch=fitted.batch_size, accumulation=fitted.grad_accum,
+                need=estimate.format_bytes(need.total), examples=fitted.batch_size * fitted.grad_accum),
+              key=K + "fit_batch", icon=":material/memory:", on_click=use_fitted)
 
 
 def timing_estimate(project: Project, recipe: Recipe, config: TrainConfig, steps: int) -> None:

@@ -366,3 +366,32 @@ def test_a_recipe_that_retrieves_trains_with_its_passages_by_default(tuning_proj
     base.ingest(base.add_files([("shop.md", b"# Shop\n\nThe shop opens at nine and closes at six on weekdays.")]))
     config = shown_config()
     assert config["retrieval_context"] == "mixed" and config["max_length"] == 1024
+
+
+def test_a_batch_too_big_for_the_free_memory_gets_a_button_with_one_that_fits(tuning_project, tiny_model_dir,
+                                                                              monkeypatch):
+    """The warning alone left a newcomer to guess the settings; the button halves the batch until the estimate
+    fits and doubles gradient accumulation, so each update still averages as many examples."""
+    from core.finetune import estimate
+
+    shape = estimate.ModelShape.from_folder(str(tiny_model_dir("llama")))
+    config = TrainConfig()
+    need = {b: estimate.estimate_memory(shape, config.with_changes(batch_size=b), config.max_length, "cpu", 1).total
+            for b in (1, 2, 4, 64)}
+    free = (need[2] + need[4]) // 2  # batch 2 fits, 4 does not
+    monkeypatch.setattr(estimate, "available_memory", lambda device: free if device == "cpu" else None)
+    at = open_page("finetune")
+    batch = next(n for n in at.number_input if n.label == "Batch size")
+    accumulation = next(n for n in at.number_input if n.label == "Gradient accumulation")
+    assert batch.value <= 2  # the form starts with a batch that fits
+    assert not any("needs about" in w.value for w in at.warning)
+    accumulated = accumulation.value
+    batch.set_value(64).run()
+    assert any("needs about" in w.value for w in at.warning)
+    offer = next(b for b in at.button if b.label.startswith("Use batch size 2 with gradient accumulation"))
+    assert f"averages {64 * accumulated} examples" in offer.label
+    offer.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert next(n for n in at.number_input if n.label == "Batch size").value == 2
+    assert next(n for n in at.number_input if n.label == "Gradient accumulation").value == 32 * accumulated
+    assert not at.warning, [w.value for w in at.warning]  # nor Streamlit's note on a widget set from state

@@ -19,12 +19,16 @@ SMALL_BATCH = {"batch_size": 1, "grad_accum": 4}  # same effective batch as the 
 
 
 def fit_batch_to_memory(config: TrainConfig, shape: ModelShape, seq_len: int, available_bytes: int | None,
-                        device: str = "cpu") -> TrainConfig:
+                        device: str = "cpu", sequences_per_example: int = 1) -> TrainConfig:
     """The config with half the batch and twice the gradient accumulation, as often as it takes for the estimate
     to fit the free memory: an update still averages as many examples, while activations, most of the memory at
-    long prompts, shrink with the batch. Unchanged when the free memory is unknown or it already fits."""
-    while (available_bytes is not None and config.batch_size > 1
-           and estimate_memory(shape, config, seq_len, device).total > available_bytes):
+    long prompts, shrink with the batch. Unchanged when the free memory is unknown or it already fits.
+    `sequences_per_example`: 2 when a pair's two answers go through the model together (DPO, ORPO, reward)."""
+    def needs(candidate: TrainConfig) -> int:
+        return estimate_memory(shape, candidate.with_changes(batch_size=candidate.batch_size * sequences_per_example),
+                               seq_len, device, available_bytes).total
+
+    while available_bytes is not None and config.batch_size > 1 and needs(config) > available_bytes:
         config = config.with_changes(batch_size=config.batch_size // 2, grad_accum=config.grad_accum * 2)
     return config
 
