@@ -207,7 +207,7 @@ def test_render_completion_without_chat_template(tiny_backend):
     assert rendered.text == ("Be brief.\n\nQuestion: Xin chào, bạn khỏe không?\nAnswer: Tôi khỏe.\n\n"
                              "Question: What is the capital of France?\nAnswer:")
     assert rendered.add_special_tokens is True
-    assert rendered.stop == ("\nQuestion:",)
+    assert rendered.stop == ("\nQuestion:", "\nAnswer:")  # a new question, or the answer label again
     assert rendered.messages == tuple(MESSAGES)
     # the BOS token is counted for completion prompts
     assert backend.count_tokens(rendered) == backend.count_tokens(rendered.text) + 1

@@ -166,13 +166,14 @@ def test_render_completion(messages, labels, expected):
     assert render_completion(messages, labels) == expected
 
 
-@pytest.mark.parametrize("labels, stop", [
-    (CompletionLabels(), "\nQuestion:"),
-    (CompletionLabels("User", "Bot"), "\nUser:"),
-    (CompletionLabels("Hỏi", "Đáp"), "\nHỏi:"),
+@pytest.mark.parametrize("labels, stop, again", [
+    (CompletionLabels(), "\nQuestion:", "\nAnswer:"),
+    (CompletionLabels("User", "Bot"), "\nUser:", "\nBot:"),
+    (CompletionLabels("Hỏi", "Đáp"), "\nHỏi:", "\nĐáp:"),
 ])
-def test_completion_stop_is_the_next_user_label(labels, stop):
+def test_completion_stop_is_the_next_user_label(labels, stop, again):
     assert labels.stop == stop
+    assert labels.stops == (stop, again)  # a base model without examples answers, writes the label, answers again
     rendered = render_completion([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
                                   {"role": "user", "content": "c"}], labels)
     assert stop in rendered  # the stop marks the start of the next (invented) turn

@@ -19,6 +19,12 @@ class CompletionLabels:
     def stop(self) -> str:
         return f"\n{self.user}:"
 
+    @property
+    def stops(self) -> tuple[str, str]:
+        """A new question ends the answer, and so does a new "Answer:" line: a base model without examples often
+        answers, then writes that label and answers again, and again."""
+        return self.stop, f"\n{self.assistant}:"
+
 
 PROMPT_FORMATS = (Msg("chat template"), Msg("completion"), Msg("endpoint chat"))  # listed for translation
 

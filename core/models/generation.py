@@ -15,7 +15,8 @@ from core.models.degenerate import MIN_LOOP_CHARS, loop_start
 # Raise when the same prompt and settings can give another answer (cached evaluation answers are asked again).
 # 2: an answer in the completion format may not start with a line break.
 # 3: nor, below passages, with "[" or "(" (a copy of a passage label).
-DECODING_VERSION = 3
+# 4: a completion-format answer also ends where the model writes a new "Answer:" line.
+DECODING_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ class PromptRendering:
             return RenderedPrompt(tuple(messages), text, False, "chat template", tools=tools)
         messages = with_tools_block(messages, tools)
         return RenderedPrompt(tuple(messages), render_completion(messages, labels), True, "completion",
-                              (labels.stop,), tools)
+                              labels.stops, tools)
 
     def first_token_bans(self, prompt: RenderedPrompt) -> tuple[int, ...]:
         """Tokens an answer may not start with. In the completion format every example's answer follows "Answer:"
