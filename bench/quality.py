@@ -82,12 +82,17 @@ def load_articles(path: Path = DEVSET) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))["data"]
 
 
-def article_markdown(article: dict, wrap: int = 0) -> str:
-    """The article as Markdown, a paragraph per line, or hard-wrapped at `wrap` columns as many sources are."""
+def article_markdown(article: dict, wrap: int = 0, short: bool = False) -> str:
+    """The article as Markdown, a paragraph per line, or hard-wrapped at `wrap` columns as many sources are;
+    `short`: every two sentences a paragraph of their own, as documentation and FAQs are written."""
     import textwrap
 
     title = article["title"].replace("_", " ")
     paragraphs = [p["context"].strip() for p in article["paragraphs"]]
+    if short:
+        paragraphs = [" ".join(sentences[i:i + 2]) for p in paragraphs
+                      for sentences in [re.split(r"(?<=[.!?])\s+(?=[A-Z\"“(])", p)]
+                      for i in range(0, len(sentences), 2)]
     if wrap:
         paragraphs = [textwrap.fill(p, wrap, break_long_words=False, break_on_hyphens=False) for p in paragraphs]
     return f"# {title}\n\n" + "\n\n".join(paragraphs) + "\n"
@@ -178,7 +183,8 @@ def ingest(project, articles: list[dict], folder: Path, chunking=None, file_form
             path.write_text(article_html(article), encoding="utf-8")
         else:
             path = folder / f"{article['title']}.md"
-            path.write_text(article_markdown(article, 80 if file_format == "md-wrapped" else 0), encoding="utf-8")
+            path.write_text(article_markdown(article, 80 if file_format == "md-wrapped" else 0,
+                                             short=file_format == "md-short"), encoding="utf-8")
         files.append((path.name, path.read_bytes()))
     kb = KnowledgeBase(project, "docs")
     started = time.perf_counter()
@@ -361,10 +367,11 @@ def main() -> None:
                              "in the ladder's recipe")
     parser.add_argument("--chunk-tokens", type=int, help="passage size (default: the studio's default)")
     parser.add_argument("--overlap-tokens", type=int, help="passage overlap (default: the studio's default)")
-    parser.add_argument("--format", default="md", choices=("md", "md-wrapped", "pdf", "html"),
-                        help="how the articles are given to the studio: Markdown (a paragraph per line, or "
-                             "hard-wrapped at 80 columns), PDF printed by Chromium, or a saved Wikipedia-style "
-                             "page (navigation, wrapped source, citation marks, references)")
+    parser.add_argument("--format", default="md", choices=("md", "md-wrapped", "md-short", "pdf", "html"),
+                        help="how the articles are given to the studio: Markdown (a paragraph per line, "
+                             "hard-wrapped at 80 columns, or two sentences a paragraph), PDF printed by Chromium, "
+                             "or a saved Wikipedia-style page (navigation, wrapped source, citation marks, "
+                             "references)")
     parser.add_argument("--reuse", action="store_true", help="with --keep: use the documents indexed there before")
     parser.add_argument("--skip-retrieval", action="store_true")
     parser.add_argument("--keep", help="keep the studio home in this folder instead of a temporary one")
