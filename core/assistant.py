@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.data import pairs
-from core.fewshot import Budget, fit_examples, select_examples
+from core.fewshot import Budget, fit_examples, select_examples, starter_examples
 from core.models.base import ModelBackend, RenderedPrompt
 from core.models.generation import GenerationStream
 from core.recipe import Recipe
@@ -113,12 +113,24 @@ def prepare(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dic
         uses_model = recipe.retriever.reranker == "llm" or recipe.retriever.query_rewrite
         passages = retrieve(project, recipe, question, backend) if uses_model else retrieve(project, recipe, question)
     preferred = select_examples(pool, question, recipe.fewshot, embed)
+    if not preferred and wants_starter_examples(recipe, backend):
+        preferred = starter_examples()
     kept, rendered, budget = fit_examples(backend, recipe.prompt, question, preferred,
                                           recipe.generation.max_new_tokens, context_window(recipe, backend),
                                           recipe.labels, passages, partial(context_block, cite=cites_sources(backend)),
                                           recipe_tools(recipe, tools))
     sources = tuple(passages[:len(passages) - budget.passages_dropped])
     return PreparedPrompt(rendered, kept, budget, sources, recipe.retriever.enabled and project is not None)
+
+
+def wants_starter_examples(recipe: Recipe, backend: ModelBackend) -> bool:
+    """A base model (no chat template) without an adapter, which would have learned the answers' form itself (a
+    merged export of one too)."""
+    from core.models.adapters import merged_with_adapter
+    from core.rag.retriever import cites_sources
+
+    return (recipe.prompt.starter_examples and not recipe.adapter and not cites_sources(backend)
+            and not merged_with_adapter(recipe.model))
 
 
 def plan(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dict], project: Project | None = None, *,

@@ -20,10 +20,14 @@ class PromptSettings:
                             metadata={"help": "Values for your own {variables}."})
     user_label: str = field(default="Question", metadata={"help": "Label before questions for base models."})
     assistant_label: str = field(default="Answer", metadata={"help": "Label before answers for base models."})
+    starter_examples: bool = field(default=True, metadata={
+        "help": "For a model without a chat template and no adapter: when no example of yours is in the prompt, two "
+                "built-in examples show it how a question is answered."})
 
     def to_dict(self) -> dict:
         return {"system_prompt": self.system_prompt, "template": self.template, "variables": dict(self.variables),
-                "user_label": self.user_label, "assistant_label": self.assistant_label}
+                "user_label": self.user_label, "assistant_label": self.assistant_label,
+                "starter_examples": self.starter_examples}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "PromptSettings":

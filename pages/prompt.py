@@ -63,6 +63,12 @@ with edit:
                      "'Question: … Answer:' blocks. Rename the labels to match your use, e.g. 'Customer' / 'Agent'."))
         user_label = st.text_input(t("Question label"), value=recipe.prompt.user_label, key=K + "user_label")
         assistant_label = st.text_input(t("Answer label"), value=recipe.prompt.assistant_label, key=K + "assistant_label")
+        starters = st.toggle(t("Starter examples"), value=recipe.prompt.starter_examples, key=K + "starter_examples",
+                             help=t("A base model that has seen no question answered rambles or repeats itself. "
+                                    "Until you add examples of your own (Few-shot page) or attach an adapter, two "
+                                    "built-in examples ('In what year was the Eiffel Tower completed?' → '1889', "
+                                    "'Where does the Mekong rise?' → 'On the Tibetan Plateau.') show it the form of "
+                                    "an answer."))
     with st.expander(t("Tools"), icon=":material/build:"):
         st.caption(t("Functions the model may call, as an OpenAI-style JSON list of tools. A model whose chat template "
                      "supports tools gets them there; any other model reads them as a short list in the system prompt "
@@ -80,7 +86,7 @@ with edit:
                        t("{count} tools: {names}", count=len(names), names=", ".join(names)))
 
     prompt_settings = PromptSettings(system_prompt, template, variables, user_label.strip() or "Question",
-                                     assistant_label.strip() or "Answer")
+                                     assistant_label.strip() or "Answer", starters)
     check = check_prompt(prompt_settings)
     for error in check.errors:
         st.error(t(error))

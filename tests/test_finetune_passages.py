@@ -67,8 +67,9 @@ def test_training_prompt_with_passages_is_the_inference_prompt(indexed_project, 
     [record] = with_retrieved_context([{"id": "r", "prompt": question, "response": "At 9:00."}], lookup, "always")
     assert "opens at 9:00" in record["context"]
     ids, labels = encode_record(record, "sft", backend.tokenizer, recipe.prompt, recipe.labels)
-    prepared = assistant.prepare(recipe, question, backend, [], project)
-    assert prepared.sources
+    adapted = recipe.with_changes(adapter="the-trained-adapter")  # what the adapter is asked (no starter examples)
+    prepared = assistant.prepare(adapted, question, backend, [], project)
+    assert prepared.sources and not prepared.examples
     expected = backend.tokenizer(prepared.prompt.text, add_special_tokens=prepared.prompt.add_special_tokens)
     n = next(i for i, label in enumerate(labels) if label != IGNORE)
     assert ids[:n] == expected["input_ids"]

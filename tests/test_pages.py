@@ -140,6 +140,11 @@ def test_prompt_run_streams_and_save_makes_a_version(tiny_project):
     assert [v.number for v in versions] == [1, 2]
     assert versions[-1].recipe.prompt.system_prompt == "You answer for {company}. Be brief."
     assert versions[-1].note == "shorter"
+    assert versions[-1].recipe.prompt.starter_examples  # on by default
+    at.toggle(key=key + "starter_examples").set_value(False).run()
+    next(b for b in at.button if b.label == "Save as new recipe version").click().run()
+    assert_clean(at)
+    assert not RecipeStore(tiny_project).latest().recipe.prompt.starter_examples
 
 
 def test_prompt_tools_invalid_json_is_refused_and_valid_tools_are_saved(tiny_project):

@@ -84,7 +84,8 @@ def ladder_adapter(project: Project, recipe: Recipe, objectives: tuple[str, ...]
 def ladder(project: Project, recipe: Recipe) -> list[Variant]:
     """The five rungs built from `recipe`: prompt, + few-shot, + retriever, then the adapter in place of the
     examples (+ adapter, + adapter + retriever). An adapter learnt from prompts without examples, so it is asked
-    that way: adding examples it never saw in training makes it answer worse, not better."""
+    that way: adding examples it never saw in training makes it answer worse, not better. The prompt rung is
+    zero-shot; without examples of the user's, the + retriever rung gets the starter examples, as chat does."""
     prompt_only = recipe.with_changes(adapter=None, fewshot=replace(recipe.fewshot, enabled=False),
                                       retriever=replace(recipe.retriever, enabled=False))
     examples_missing = _examples_ready(project, recipe)
@@ -94,8 +95,8 @@ def ladder(project: Project, recipe: Recipe) -> list[Variant]:
         if examples_missing is None else prompt_only
     with_retriever = with_examples.with_changes(retriever=replace(recipe.retriever, enabled=True))
     adapter_missing = None if adapter else Msg("No fine-tuned adapter for this model yet.")
-    built = {
-        "prompt": (prompt_only, None),
+    built = {  # the first rung is zero-shot: no starter examples either (core.fewshot.STARTER_EXAMPLES)
+        "prompt": (prompt_only.with_changes(prompt=replace(recipe.prompt, starter_examples=False)), None),
         "fewshot": (with_examples, examples_missing),
         "retriever": (with_retriever, retriever_missing),
         "adapter": (prompt_only.with_changes(adapter=adapter), adapter_missing),

@@ -17,8 +17,8 @@ from core import atomic
 from core.errors import TrainingError
 from core.finetune.config import TrainConfig
 from core.i18n import Msg
-from core.models.adapters import (MANIFEST, WEIGHTS, AdapterInfo, AdapterRegistry, apply_adapter, check_base,
-                                  reward_refusal)
+from core.models.adapters import (EXPORT_MANIFEST, MANIFEST, WEIGHTS, AdapterInfo, AdapterRegistry, apply_adapter,
+                                  check_base, reward_refusal)
 from core.workspace import Project
 
 
@@ -68,7 +68,6 @@ def export_adapter_zip(info: AdapterInfo, destination: Path) -> Path:
     return Path(shutil.make_archive(str(base), "zip", root_dir=info.folder))
 
 
-EXPORT_MANIFEST = "studio-export.json"  # which adapter a merged folder came from (for export parity)
 
 
 def merge_and_export(info: AdapterInfo, base_folder: Path, destination: Path, progress=None) -> Path:

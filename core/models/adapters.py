@@ -24,6 +24,20 @@ from core.workspace import Project
 
 MANIFEST = "adapter.json"
 WEIGHTS = "weights.safetensors"
+EXPORT_MANIFEST = "studio-export.json"  # which adapter a merged folder came from (for export parity)
+
+
+def merged_with_adapter(source: ModelSource) -> bool:
+    """Whether the model is one of the studio's merged exports of an adapter (its folder, or its GGUF's folder, says
+    so): it has learned what the adapter learned."""
+    if source.kind not in ("local", "gguf"):
+        return False
+    folder = Path(source.location).expanduser()
+    manifest = (folder.parent if source.kind == "gguf" else folder) / EXPORT_MANIFEST
+    try:
+        return bool(json.loads(manifest.read_text(encoding="utf-8")).get("adapter"))
+    except (OSError, ValueError, AttributeError):
+        return False
 ADAPTER = Msg("adapter")
 
 
