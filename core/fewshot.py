@@ -50,7 +50,7 @@ class FewShotSettings:
 
 
 # A base model that has seen no question answered in its prompt rambles, repeats itself or copies the passages; one
-# answered question shows it the format (dev set, passages and no examples: F1 0.186 -> 0.355 with these two,
+# answered question shows it the format (dev set, passages and no examples: F1 0.186 -> 0.351 with these two,
 # bench/README.md). Invented, about nothing a user's documents hold; a user's own examples or an adapter replace them.
 STARTER_EXAMPLES = (("In what year was the Eiffel Tower completed?", "1889"),
                     ("Where does the Mekong rise?", "On the Tibetan Plateau."))
