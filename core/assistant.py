@@ -114,7 +114,7 @@ def prepare(recipe: Recipe, question: str, backend: ModelBackend, pool: list[dic
         passages = retrieve(project, recipe, question, backend) if uses_model else retrieve(project, recipe, question)
     preferred = select_examples(pool, question, recipe.fewshot, embed)
     if not preferred and wants_starter_examples(recipe, backend):
-        preferred = starter_examples()
+        preferred = starter_examples(question)
     kept, rendered, budget = fit_examples(backend, recipe.prompt, question, preferred,
                                           recipe.generation.max_new_tokens, context_window(recipe, backend),
                                           recipe.labels, passages, partial(context_block, cite=cites_sources(backend)),

@@ -54,11 +54,17 @@ class FewShotSettings:
 # bench/README.md). Invented, about nothing a user's documents hold; a user's own examples or an adapter replace them.
 STARTER_EXAMPLES = (("In what year was the Eiffel Tower completed?", "1889"),
                     ("Where does the Mekong rise?", "On the Tibetan Plateau."))
+# The same two for a question written in Vietnamese, so the examples do not pull the answer into English.
+STARTER_EXAMPLES_VI = (("Tháp Eiffel được hoàn thành vào năm nào?", "1889"),
+                       ("Sông Mê Kông bắt nguồn từ đâu?", "Từ cao nguyên Tây Tạng."))
 
 
-def starter_examples() -> list[dict]:
-    return [{"id": f"starter-{number}", "prompt": question, "response": answer, "starter": True}
-            for number, (question, answer) in enumerate(STARTER_EXAMPLES, start=1)]
+def starter_examples(question: str = "") -> list[dict]:
+    from core.text import text_language
+
+    pairs = STARTER_EXAMPLES_VI if text_language(question) == "vi" else STARTER_EXAMPLES
+    return [{"id": f"starter-{number}", "prompt": prompt, "response": answer, "starter": True}
+            for number, (prompt, answer) in enumerate(pairs, start=1)]
 
 
 def select_examples(pool: list[dict], question: str, settings: FewShotSettings, embed: Embed | None = None) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Answer text comparison shared by evaluation and drafting: SQuAD's normalization and word-overlap F1."""
+"""Answer text shared by evaluation and drafting: SQuAD's normalization, word-overlap F1, a language guess."""
 
 from __future__ import annotations
 
@@ -30,3 +30,19 @@ def token_f1(prediction: str, reference: str) -> float:
         return 0.0
     precision, recall = common / len(predicted), common / len(expected)
     return 2 * precision * recall / (precision + recall)
+
+
+_VIETNAMESE_LETTERS = set("ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ")
+
+
+def text_language(text: str) -> str | None:
+    """A rough guess from the letters used: "vi" (Vietnamese letters), "latin" (other Latin text), None (too
+    short or another script). Enough to notice references and answers written in different languages."""
+    letters = [ch for ch in (text or "").lower() if ch.isalpha()]
+    if len(letters) < 8:
+        return None
+    if sum(ch in _VIETNAMESE_LETTERS for ch in letters) / len(letters) > 0.03:
+        return "vi"
+    if sum("a" <= ch <= "z" for ch in letters) / len(letters) > 0.9:
+        return "latin"
+    return None

@@ -67,8 +67,8 @@ with edit:
                              help=t("A base model that has seen no question answered rambles or repeats itself. "
                                     "Until you add examples of your own (Few-shot page) or attach an adapter, two "
                                     "built-in examples ('In what year was the Eiffel Tower completed?' → '1889', "
-                                    "'Where does the Mekong rise?' → 'On the Tibetan Plateau.') show it the form of "
-                                    "an answer."))
+                                    "'Where does the Mekong rise?' → 'On the Tibetan Plateau.', in Vietnamese for a "
+                                    "question in Vietnamese) show it the form of an answer."))
     with st.expander(t("Tools"), icon=":material/build:"):
         st.caption(t("Functions the model may call, as an OpenAI-style JSON list of tools. A model whose chat template "
                      "supports tools gets them there; any other model reads them as a short list in the system prompt "

@@ -247,7 +247,7 @@ def test_a_base_model_without_examples_gets_the_starter_examples_and_nothing_els
     import json
 
     from core.assistant import prepare
-    from core.fewshot import STARTER_EXAMPLES
+    from core.fewshot import STARTER_EXAMPLES, STARTER_EXAMPLES_VI
     from core.models.adapters import EXPORT_MANIFEST
     from core.models.source import ModelSource
     from core.recipe import Recipe
@@ -260,6 +260,9 @@ def test_a_base_model_without_examples_gets_the_starter_examples_and_nothing_els
     assert [(e["prompt"], e["response"]) for e in prepared.examples] == list(STARTER_EXAMPLES)
     assert f"Question: {STARTER_EXAMPLES[0][0]}\nAnswer: {STARTER_EXAMPLES[0][1]}" in prepared.prompt.text
     assert prepared.prompt.text.endswith(f"Question: {QUESTION}\nAnswer:")
+    vietnamese = "Cửa hàng mở cửa lúc mấy giờ vào Chủ nhật?"  # examples in the question's language
+    assert [(e["prompt"], e["response"]) for e in prepare(recipe, vietnamese, base, []).examples] == \
+        list(STARTER_EXAMPLES_VI)
     mine = recipe.with_changes(fewshot=_settings(strategy="fixed", k=1))
     assert _prompts(prepare(mine, QUESTION, base, POOL).examples) == [POOL[0]["prompt"]]
     assert not prepare(recipe.with_changes(adapter="an-adapter"), QUESTION, base, []).examples

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from core.evaluate.variants import RUNGS, Variant
 from core.i18n import Msg
+from core.text import text_language
 
 FAILURES_DATASET = "eval-failures"
 
@@ -94,22 +95,6 @@ def send_to_labeling(project, rows: list[dict], variant_label: str, dataset: str
     if added:
         store.save(dataset, records + added, version, note=f"{len(added)} failures from {variant_label}")
     return len(added)
-
-
-_VIETNAMESE_LETTERS = set("ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ")
-
-
-def text_language(text: str) -> str | None:
-    """A rough guess from the letters used: "vi" (Vietnamese letters), "latin" (other Latin text), None (too
-    short or another script). Enough to notice references and answers written in different languages."""
-    letters = [ch for ch in (text or "").lower() if ch.isalpha()]
-    if len(letters) < 8:
-        return None
-    if sum(ch in _VIETNAMESE_LETTERS for ch in letters) / len(letters) > 0.03:
-        return "vi"
-    if sum("a" <= ch <= "z" for ch in letters) / len(letters) > 0.9:
-        return "latin"
-    return None
 
 
 def language_mismatch(rows: list[dict]) -> Msg | None:
