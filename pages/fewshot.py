@@ -132,7 +132,10 @@ except Exception as exc:
     show_error(exc)
     st.stop()
 budget_bar(prepared.budget, key=K + "budget")
-if enabled and prepared.examples:
+if prepared.examples and all(e.get("starter") for e in prepared.examples):
+    st.info(t("No examples of yours in the prompt yet, so the model reads the two built-in starter examples "
+              "(1 · Prompt, Base-model format). Your own examples replace them."))
+elif enabled and prepared.examples:
     st.caption(t("Examples used for this question, most preferred first:"))
     st.dataframe(pd.DataFrame([{"question": e["prompt"], "answer": e["response"], "tokens": tokens}
                                for e, tokens in zip(prepared.examples, prepared.budget.example_tokens)]),

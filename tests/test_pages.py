@@ -198,6 +198,20 @@ def test_fewshot_budget_trims_examples_to_the_window(tiny_project):
     assert any("tokens planned" in c.value for c in at.caption)
 
 
+def test_fewshot_page_says_when_the_starter_examples_stand_in(tiny_project):
+    at = run_page("fewshot")
+    key = f"fewshot.{tiny_project.slug}."
+    at.toggle(key=key + "enabled").set_value(False).run()
+    at.text_input(key=key + "question").set_value("Do you ship?").run()
+    load = [b for b in at.button if b.label == "Load the model to measure"]
+    if load:
+        load[0].click().run()
+    assert_clean(at)
+    assert any("two built-in starter examples" in i.value for i in at.info)
+    prompt_text = next(c.value for c in at.code)
+    assert "Eiffel Tower" in prompt_text  # the preview shows what the model reads
+
+
 def test_fewshot_grid_edit_and_save(tiny_project):
     at = run_page("fewshot")
     assert next(b for b in at.button if b.label == "Save examples").disabled
