@@ -282,6 +282,35 @@ def test_a_sentence_cut_by_a_page_break_is_finished_on_the_page_it_starts_on(tmp
     assert all(c.text.startswith("Rule ") and c.text.endswith("basin.") for c in chunks)
 
 
+def test_a_paragraph_whose_last_line_is_full_ends_where_the_page_shows_a_gap(tmp_path):
+    """The text layer has no blank line between paragraphs, and a full last line looked like a wrapped one: the
+    paragraphs ran together. pypdf's layout mode shows the gap (bench: PDF hybrid hit@1 0.753 -> 0.787)."""
+    from fpdf import FPDF
+
+    first = ["The harbour master signals to the ships and to the pilots of the tugs in the inner basin,",
+             "and every ship waits for the signal before it moves towards the quay of the outer harbour.",
+             "The pilots board the ships at the outer buoy and bring them in at the slowest safe speed."]
+    second = ["Cargo is weighed at the gate of the terminal before it is loaded onto a ship or a lorry,",
+              "and the weight is written on the papers that travel with the cargo to its destination."]
+
+    def document(gap_after_every_line: bool) -> bytes:
+        pdf = FPDF()
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=11)
+        for paragraph in (first, second):
+            for line in paragraph:
+                pdf.cell(0, 6, line, new_x="LMARGIN", new_y="NEXT")
+                if gap_after_every_line:
+                    pdf.ln(6)
+            pdf.ln(6)
+        return saved(tmp_path, "harbour.pdf", pdf.output)
+
+    [section] = parse_document(document(False), "harbour.pdf").sections
+    assert section.text == " ".join(first) + "\n\n" + " ".join(second)
+    [spaced] = parse_document(document(True), "harbour.pdf").sections  # double-spaced: gaps say nothing
+    assert "\n\n" not in spaced.text and spaced.text == " ".join(first + second)
+
+
 def test_page_breaks_that_end_a_sentence_or_run_on_too_long_stay_as_they_are():
     from core.rag.parsers.pdf import finish_cut_sentences
 

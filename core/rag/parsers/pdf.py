@@ -111,6 +111,31 @@ def _edge_lines(lines: list[str]) -> list[str]:
     return filled[:1] + filled[-1:] if len(filled) > 1 else filled
 
 
+def _line_key(line: str) -> str:
+    return " ".join(line.split())
+
+
+def paragraph_ends(page) -> set[str]:
+    """The lines of a page that a gap follows, as pypdf's layout mode shows it (a blank line where the text has
+    more than a line's space): the ends of paragraphs and headings, which the plain text does not mark. Empty
+    when the layout cannot be read or spaces every line (double-spaced text says nothing about paragraphs)."""
+    try:
+        layout = page.extract_text(extraction_mode="layout", layout_mode_space_vertically=True) or ""
+    except Exception:  # the plain text is read anyway; this only adds paragraph breaks
+        return set()
+    lines = [_line_key(clean_text(line).translate(_LIGATURES)) for line in layout.splitlines()]
+    written = [line for line in lines if line]
+    ends = {line for line, following in zip(lines, lines[1:]) if line and not following}
+    return ends if len(ends) <= len(written) // 2 else set()
+
+
+def mark_paragraphs(text: str, ends: set[str]) -> str:
+    """A blank line after each line the layout shows a gap after (see `paragraph_ends`)."""
+    if not ends:
+        return text
+    return "\n".join(line + "\n" if _line_key(line) in ends else line for line in text.splitlines())
+
+
 def unwrap(text: str, width: int, words: frozenset = frozenset()) -> str:
     """Wrapped lines joined; a paragraph's last line (short, ending a sentence) followed by a blank line. Text
     narrower than prose (`text_width` below `MIN_PROSE_WIDTH`) is left as it is. A word hyphenated at a wrap
@@ -190,6 +215,8 @@ def read(data: bytes, name: str, warnings: list) -> list[Section]:
             failed.append(number)
             first_error = first_error or exc
             continue
+        if text:  # before pages are joined at a cut sentence, whose lines the layout no longer shows alike
+            text = mark_paragraphs(text, paragraph_ends(page))
         if text:
             texts.append((number, text))
         else:
