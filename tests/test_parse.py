@@ -310,21 +310,6 @@ def test_a_paragraph_whose_last_line_is_full_ends_where_the_page_shows_a_gap(tmp
     [spaced] = parse_document(document(True), "harbour.pdf").sections  # double-spaced: gaps say nothing
     assert "\n\n" not in spaced.text and spaced.text == " ".join(first + second)
 
-    pdf = FPDF()  # a list whose items are spaced apart stays one paragraph, so one passage holds it
-    pdf.add_page()
-    pdf.set_font("Helvetica", size=11)
-    for line in first:
-        pdf.cell(0, 6, line, new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(6)
-    items = ["- Ships wait at the outer buoy.", "- Pilots board at the buoy.", "- Tugs meet the ship at the basin."]
-    for item in items:
-        pdf.cell(0, 6, item, new_x="LMARGIN", new_y="NEXT")
-        pdf.ln(4)
-    pdf.ln(4)
-    pdf.cell(0, 6, "The harbour closes at night.", new_x="LMARGIN", new_y="NEXT")
-    [listed] = parse_document(saved(tmp_path, "list.pdf", pdf.output), "list.pdf").sections
-    assert listed.text.split("\n\n") == [" ".join(first), "\n".join(items), "The harbour closes at night."]
-
 
 def test_page_breaks_that_end_a_sentence_or_run_on_too_long_stay_as_they_are():
     from core.rag.parsers.pdf import finish_cut_sentences

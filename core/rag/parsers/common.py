@@ -51,15 +51,11 @@ def text_width(texts: list[str]) -> int:
     return lengths[int(0.9 * (len(lengths) - 1))] if lengths else 0
 
 
-def starts_list_item(line: str) -> bool:
-    return bool(_LIST_ITEM.match(line.lstrip()))
-
-
 def wraps_into(line: str, following: str, width: int) -> bool:
     """Whether `following` continues `line`, which was wrapped at `width` (a PDF's text layer, hard-wrapped text
     or Markdown): the line is nearly as wide as the text and the next one does not start a list item."""
     return (width >= MIN_PROSE_WIDTH and len(line.strip()) >= FULL_LINE_FRACTION * width
-            and not starts_list_item(following))
+            and not _LIST_ITEM.match(following.lstrip()))
 
 
 CITATION_MARK = r"\[(?:\d{1,3}|[a-z]|[a-z ]{3,30}\??)\]"  # Wikipedia's "[12]", "[a]", "[citation needed]"

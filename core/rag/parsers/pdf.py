@@ -19,8 +19,7 @@ import re
 from core.errors import DocumentError
 from core.i18n import Msg
 
-from .common import (CITATION_MARK, MIN_PROSE_WIDTH, Section, abbreviation_at, clean_text, reason,
-                     starts_list_item, text_width, wraps_into)
+from .common import CITATION_MARK, MIN_PROSE_WIDTH, Section, abbreviation_at, clean_text, reason, text_width, wraps_into
 
 MAX_LISTED_PAGES = 20
 _PAGE_NUMBER = re.compile(r"(page\s*)?[-–—]?\s*\d{1,4}\s*[-–—]?(\s*(of|/)\s*\d{1,4})?", re.IGNORECASE)
@@ -131,16 +130,10 @@ def paragraph_ends(page) -> set[str]:
 
 
 def mark_paragraphs(text: str, ends: set[str]) -> str:
-    """A blank line after each line the layout shows a gap after (see `paragraph_ends`), except between the items
-    of a list: many documents space them apart, and a list read as one paragraph stays in one passage."""
+    """A blank line after each line the layout shows a gap after (see `paragraph_ends`)."""
     if not ends:
         return text
-    lines, marked, in_list = text.splitlines(), [], False
-    for line, following in zip(lines, lines[1:] + [""]):
-        in_list = starts_list_item(line) or (in_list and bool(marked) and not marked[-1].endswith("\n"))
-        gap = _line_key(line) in ends and not (in_list and starts_list_item(following))
-        marked.append(line + "\n" if gap else line)
-    return "\n".join(marked)
+    return "\n".join(line + "\n" if _line_key(line) in ends else line for line in text.splitlines())
 
 
 def unwrap(text: str, width: int, words: frozenset = frozenset()) -> str:
@@ -162,8 +155,7 @@ def unwrap(text: str, width: int, words: frozenset = frozenset()) -> str:
                 out.append("")
             else:
                 out.append(" ")
-        elif width >= MIN_PROSE_WIDTH and _ENDS_SENTENCE.search(line) \
-                and not (starts_list_item(line) and starts_list_item(following)):  # a list stays one paragraph
+        elif width >= MIN_PROSE_WIDTH and _ENDS_SENTENCE.search(line):
             out.append("\n\n")
         else:
             out.append("\n")
