@@ -202,17 +202,11 @@ def form_defaults(data: TrainingData, shape: estimate.ModelShape, objective: str
     # passages go with training pairs only (not chats, preference pairs or ratings)
     config = fit_to_recipe(config, retrieves and objective == "sft" and data.source == "sft")
     device = training_device()  # the batch starts at what the free memory holds, as the estimate counts it
-    return fit_batch_to_memory(config, shape, config.max_length, estimate.available_memory(device), device,
-                               sequences_per_example(objective))
+    return fit_batch_to_memory(config, shape, config.max_length, estimate.available_memory(device), device)
 
 
 def training_device() -> str:
     return "cuda" if gpu_present() else "cpu"
-
-
-def sequences_per_example(objective: str) -> int:
-    """A pair's two answers go through the model together: the batch holds twice the sequences."""
-    return 2 if objective in ("dpo", "orpo", "reward") else 1
 
 
 def recipe_retrieves(project: Project, recipe: Recipe) -> bool:
@@ -330,7 +324,7 @@ def before_you_start(project: Project, recipe: Recipe, data: TrainingData, confi
 
 def memory_estimate(data: TrainingData, config: TrainConfig, shape: estimate.ModelShape) -> int:
     """The memory metrics and chart; returns the number of planned updates."""
-    per_example = sequences_per_example(config.objective)
+    per_example = estimate.sequences_per_example(config.objective)
     memory = estimate.estimate_memory(shape, config.with_changes(batch_size=config.batch_size * per_example),
                                       config.max_length, training_device())
     kto_split = config.objective == "kto" and data.source == "preference"  # KTO splits each pair
@@ -359,8 +353,8 @@ def memory_estimate(data: TrainingData, config: TrainConfig, shape: estimate.Mod
 
 def offer_smaller_batch(config: TrainConfig, shape: estimate.ModelShape, available: int | None) -> None:
     """A button with the batch that fits the free memory, gradient accumulation making up the difference."""
-    per_example = sequences_per_example(config.objective)
-    fitted = fit_batch_to_memory(config, shape, config.max_length, available, training_device(), per_example)
+    per_example = estimate.sequences_per_example(config.objective)
+    fitted = fit_batch_to_memory(config, shape, config.max_length, available, training_device())
     if fitted.batch_size == config.batch_size:
         return
     need = estimate.estimate_memory(shape, fitted.with_changes(batch_size=fitted.batch_size * per_example),

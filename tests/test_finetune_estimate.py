@@ -219,5 +219,6 @@ def test_batches_shrink_with_more_accumulation_until_the_estimate_fits_the_free_
     tiny = fit_batch_to_memory(sample, GEMMA_270M, 1024, GB // 2)  # cannot fit: one example a step at least
     assert (tiny.batch_size, tiny.grad_accum) == (1, 8)
     # a preference pair's two answers go through the model together: half the pairs fit in the same memory
-    pairs = fit_batch_to_memory(sample, GEMMA_270M, 1024, 6 * GB, sequences_per_example=2)
+    dpo = sample.with_changes(objective="dpo", retrieval_context="none")
+    pairs = fit_batch_to_memory(dpo, GEMMA_270M, 1024, 6 * GB)
     assert (pairs.batch_size, pairs.grad_accum) == (1, 8)

@@ -166,6 +166,11 @@ class MemoryEstimate:
                    "or pick a smaller model.", need=need, free=free)
 
 
+def sequences_per_example(objective: str) -> int:
+    """A preference pair's two answers go through the model together (DPO, ORPO, reward): twice the sequences."""
+    return 2 if objective in ("dpo", "orpo", "reward") else 1
+
+
 def estimate_memory(shape: ModelShape, config: TrainConfig, seq_len: int, device: str = "cpu",
                     available: int | None = None) -> MemoryEstimate:
     """Peak training memory: weights + gradients + AdamW state + activations of one batch.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.finetune.config import TrainConfig
-from core.finetune.estimate import ModelShape, _estimate, estimate_memory, format_bytes
+from core.finetune.estimate import ModelShape, _estimate, estimate_memory, format_bytes, sequences_per_example
 from core.i18n import Msg
 
 FEW_EXAMPLES = 50  # below this a few-shot prompt usually matches fine-tuning, and adapters overfit quickly
@@ -19,13 +19,15 @@ SMALL_BATCH = {"batch_size": 1, "grad_accum": 4}  # same effective batch as the 
 
 
 def fit_batch_to_memory(config: TrainConfig, shape: ModelShape, seq_len: int, available_bytes: int | None,
-                        device: str = "cpu", sequences_per_example: int = 1) -> TrainConfig:
+                        device: str = "cpu") -> TrainConfig:
     """The config with half the batch and twice the gradient accumulation, as often as it takes for the estimate
     to fit the free memory: an update still averages as many examples, while activations, most of the memory at
-    long prompts, shrink with the batch. Unchanged when the free memory is unknown or it already fits.
-    `sequences_per_example`: 2 when a pair's two answers go through the model together (DPO, ORPO, reward)."""
+    long prompts, shrink with the batch. Unchanged when the free memory is unknown or it already fits. A
+    preference pair counts as its two sequences (`sequences_per_example`)."""
+    per_example = sequences_per_example(config.objective)
+
     def needs(candidate: TrainConfig) -> int:
-        return estimate_memory(shape, candidate.with_changes(batch_size=candidate.batch_size * sequences_per_example),
+        return estimate_memory(shape, candidate.with_changes(batch_size=candidate.batch_size * per_example),
                                seq_len, device, available_bytes).total
 
     while available_bytes is not None and config.batch_size > 1 and needs(config) > available_bytes:
