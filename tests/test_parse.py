@@ -166,11 +166,12 @@ def test_pdf_text_keeps_page_numbers_and_reports_pages_without_text(tmp_path):
                                "Shipping takes two business days.", [["Plan", "Price"], ["Basic", "10"],
                                                                      ["Pro", "25"]]])
     doc = parse_document(data, "policies.pdf")
-    assert [s.page for s in doc.sections] == [1, 3, 4]
+    assert [s.page for s in doc.sections] == [1, 3, 4, 4]
     assert doc.sections[0].text == "Refund policy: refunds within 30 days.\nKeep the receipt."
     assert doc.sections[1].text == "Shipping takes two business days."
-    assert doc.sections[2].text.splitlines() == ["Plan Price", "Basic 10", "Pro 25"]  # a simple table as lines
-    assert all(s.headings == () and not s.is_table_row for s in doc.sections)
+    assert [(s.text, s.is_table_row) for s in doc.sections[2:]] == [("Plan: Basic; Price: 10", True),
+                                                                    ("Plan: Pro; Price: 25", True)]
+    assert all(s.headings == () for s in doc.sections)
     assert doc.source == "policies.pdf" and doc.content_hash == hashlib.sha256(data).hexdigest()
     assert [str(w) for w in doc.warnings] == ["1 of 4 pages have no text and were left out (scanned images? OCR "
                                               "is not enabled): pages 2."]
@@ -309,6 +310,124 @@ def test_a_paragraph_whose_last_line_is_full_ends_where_the_page_shows_a_gap(tmp
     assert section.text == " ".join(first) + "\n\n" + " ".join(second)
     [spaced] = parse_document(document(True), "harbour.pdf").sections  # double-spaced: gaps say nothing
     assert "\n\n" not in spaced.text and spaced.text == " ".join(first + second)
+
+
+MODELS = [("Model", "Price", "Range", "Motor"),
+          ("City Cruiser 500", "1,499 EUR", "60 km", "250 W rear hub motor with 40 Nm of torque and a sensor"),
+          ("Mountain Pro X", "2,899 EUR", "90 km", "500 W mid-drive motor, 85 Nm"),
+          ("Folding Mini", "999 EUR", "35 km", "250 W front hub motor, 30 Nm")]
+
+
+def table_pdf(tmp_path, pages: list, name: str = "models.pdf") -> bytes:
+    """Pages of (text before, table rows, text after); a cell too long for its column wraps onto a second line."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=11)
+    for before, rows, after in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 6, before)
+        pdf.ln(3)
+        with pdf.table(col_widths=(40, 25, 20, 105), first_row_as_headings=False, text_align="LEFT") as table:
+            for cells in rows:
+                row = table.row()
+                for cell in cells:
+                    row.cell(cell)
+        pdf.ln(3)
+        pdf.multi_cell(0, 6, after)
+    return saved(tmp_path, name, pdf.output)
+
+
+PROSE_AFTER = ("Every model ships with a charger, a lock and a bell. Ask the shop about longer warranties for "
+               "business fleets and rentals, which are priced separately, and about the trade-in of an old bike. The "
+               "prices include the first check-up in the workshop within three months of the purchase.")
+
+
+def test_a_pdf_table_becomes_one_row_per_section_under_its_caption(tmp_path):
+    """The text layer joined a row's cells with spaces, and a row as wide as the page ran on into the next line
+    (the sample manual's "Frame … Gears …"); the layout mode shows the columns."""
+    doc = parse_document(table_pdf(tmp_path, [("Table 1: Models and prices", MODELS, PROSE_AFTER)]), "models.pdf")
+    assert outline(doc) == [
+        ((), "Table 1: Models and prices", False),
+        (("Table 1: Models and prices",), "Model: City Cruiser 500; Price: 1,499 EUR; Range: 60 km; Motor: 250 W rear "
+                                          "hub motor with 40 Nm of torque and a sensor", True),
+        (("Table 1: Models and prices",), "Model: Mountain Pro X; Price: 2,899 EUR; Range: 90 km; Motor: 500 W "
+                                          "mid-drive motor, 85 Nm", True),
+        (("Table 1: Models and prices",), "Model: Folding Mini; Price: 999 EUR; Range: 35 km; Motor: 250 W front hub "
+                                          "motor, 30 Nm", True),
+        ((), PROSE_AFTER, False)]
+
+
+def test_a_pdf_table_that_runs_over_a_page_break_keeps_its_header(tmp_path):
+    from fpdf import FPDF
+
+    header, *rows = MODELS
+    extra = ("Cargo Long", "3,299 EUR", "80 km", "250 W mid-drive motor, 90 Nm")
+
+    def document(repeat_header: bool) -> bytes:
+        pdf = FPDF()
+        pdf.set_font("Helvetica", size=11)
+        for number, page_rows in enumerate([[header, *rows], [header, extra] if repeat_header else [rows[0], extra]]):
+            pdf.add_page()
+            if number == 0:
+                pdf.multi_cell(0, 6, "Our models")
+            with pdf.table(col_widths=(40, 25, 20, 105), first_row_as_headings=False, text_align="LEFT") as table:
+                for cells in page_rows:
+                    row = table.row()
+                    for cell in cells:
+                        row.cell(cell)
+        return saved(tmp_path, f"models-{repeat_header}.pdf", pdf.output)
+
+    for repeat_header in (True, False):
+        found = [(s.page, s.headings, s.text) for s in parse_document(document(repeat_header), "m.pdf").sections
+                 if s.is_table_row]
+        assert found[-1] == (2, ("Our models",), "Model: Cargo Long; Price: 3,299 EUR; Range: 80 km; Motor: 250 W "
+                                                 "mid-drive motor, 90 Nm")
+        assert len(found) == (4 if repeat_header else 5) and all(text.startswith("Model: ") for _, _, text in found)
+
+
+def test_pdf_names_and_values_in_two_columns_become_name_value_rows(tmp_path):
+    options = [("-c, --check", "checks the syntax only"), ("-o, --output=FILE", "writes the result to FILE"),
+               ("-h, --help", "shows this help and exits")]
+    data = make_pdf(tmp_path, [[list(row) for row in options]])
+    assert [(s.text, s.is_table_row) for s in parse_document(data, "usage.pdf").sections] == [
+        ("-c, --check: checks the syntax only", True), ("-o, --output=FILE: writes the result to FILE", True),
+        ("-h, --help: shows this help and exits", True)]
+
+
+@pytest.mark.parametrize("lines", [
+    ["Contents", "1 Introduction . . . . . . . . . . . . .     1", "2 Installing . . . . . . . . . . . . . .     4",
+     "3 Using it . . . . . . . . . . . . . . . .     9"],  # dot leaders: a table of contents
+    ["OtherStruct := SEQUENCE {", "    x        INTEGER,", "    y        BOOLEAN,", "    z        OCTET STRING }"],
+    ["00000000   7f 45 4c 46   02 01 01 00", "00000010   03 00 3e 00   01 00 00 00",
+     "00000020   40 00 00 00   00 00 00 00"],  # a grid of values without a header
+])
+def test_pdf_code_contents_and_headerless_grids_stay_as_lines(tmp_path, lines):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Courier", size=10)
+    for line in lines:
+        pdf.cell(0, 5, line, new_x="LMARGIN", new_y="NEXT")
+    doc = parse_document(saved(tmp_path, "code.pdf", pdf.output), "code.pdf")
+    assert not any(s.is_table_row for s in doc.sections)
+    assert [" ".join(line.split()) for line in doc.sections[0].text.splitlines()] == [
+        " ".join(line.split()) for line in lines]
+
+
+def test_pdf_prose_in_two_page_columns_is_not_a_table(tmp_path):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=10)
+    with pdf.text_columns(ncols=2, gutter=10) as columns:
+        for paragraph in PROSE * 6:
+            columns.write(paragraph + "\n\n")
+    doc = parse_document(saved(tmp_path, "columns.pdf", pdf.output), "columns.pdf")
+    assert not any(s.is_table_row for s in doc.sections)
+    assert PROSE[0] in "\n\n".join(s.text for s in doc.sections)
 
 
 def test_page_breaks_that_end_a_sentence_or_run_on_too_long_stay_as_they_are():

@@ -6,7 +6,8 @@ chunker sees sentences and paragraphs as the reader does (lines of lists, tables
 Typeset ligatures ("ﬁ") become their letters. A sentence that a page break cuts is finished on the page it
 starts on.
 
-Simple tables come through as lines of text. A PDF locked with a user password cannot be read (one that only
+A table (a block of lines whose cells line up in columns, `pdf_tables`) becomes one section per row,
+"header: value; …", as tables in Word documents and web pages do; other tables come through as lines. A PDF locked with a user password cannot be read (one that only
 has an owner password, which restricts printing or copying, opens with the empty password). Pages are never
 OCR'd: a page with no text layer is left out with a notice, and a PDF with no text at all is refused.
 """
@@ -20,6 +21,7 @@ from core.errors import DocumentError
 from core.i18n import Msg
 
 from .common import CITATION_MARK, MIN_PROSE_WIDTH, Section, abbreviation_at, clean_text, reason, text_width, wraps_into
+from .pdf_tables import LEADER, ROW_MARK, replace_tables, row_of
 
 MAX_LISTED_PAGES = 20
 _PAGE_NUMBER = re.compile(r"(page\s*)?[-–—]?\s*\d{1,4}\s*[-–—]?(\s*(of|/)\s*\d{1,4})?", re.IGNORECASE)
@@ -29,6 +31,7 @@ _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\uf
                             "\ufb05": "st", "\ufb06": "st"})
 _ENDS_SENTENCE = re.compile(r"[.!?:;…。！？](?:[\"'”’»)\]]|" + CITATION_MARK + r")*$")
 _STOP_THEN_SPACE = re.compile(r"[.!?…](?:[\"'”’»)\]]|" + CITATION_MARK + r")*\s+[\"“‘'(\[]?(.)")
+_LAYOUT_NOISE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufeff]")
 MAX_CARRIED_LINES = 8  # a sentence cut by a page break rarely runs on longer than this on the next page
 
 
@@ -94,8 +97,9 @@ def _drop_edge_lines(texts: list[str]) -> list[str]:
     cleaned = []
     for text, lines in zip(texts, edges):
         # a running header or footer is a label, not a sentence: "Section 2 ends here." on every page stays
-        drop = {line for line in lines if (key(line) in repeated and not _ENDS_SENTENCE.search(line.rstrip()))
-                or _PAGE_NUMBER.fullmatch(line.strip())}
+        drop = {line for line in lines if not line.startswith(ROW_MARK) and (
+                (key(line) in repeated and not _ENDS_SENTENCE.search(line.rstrip()))
+                or _PAGE_NUMBER.fullmatch(line.strip()))}
         kept = text.splitlines()
         while kept and (kept[0] in drop or not kept[0].strip()):
             kept.pop(0)
@@ -115,18 +119,30 @@ def _line_key(line: str) -> str:
     return " ".join(line.split())
 
 
-def paragraph_ends(page) -> set[str]:
-    """The lines of a page that a gap follows, as pypdf's layout mode shows it (a blank line where the text has
-    more than a line's space): the ends of paragraphs and headings, which the plain text does not mark. Empty
-    when the layout cannot be read or spaces every line (double-spaced text says nothing about paragraphs)."""
+def layout_lines(page) -> list[str]:
+    """The page as pypdf's layout mode shows it (columns kept by spaces, a blank line where the text has more
+    than a line's space), or nothing when the layout cannot be read."""
     try:
         layout = page.extract_text(extraction_mode="layout", layout_mode_space_vertically=True) or ""
-    except Exception:  # the plain text is read anyway; this only adds paragraph breaks
-        return set()
-    lines = [_line_key(clean_text(line).translate(_LIGATURES)) for line in layout.splitlines()]
+    except Exception:  # the plain text is read anyway; the layout only adds paragraph breaks and tables
+        return []
+    # indents stay: they tell a table's columns apart
+    return [_LAYOUT_NOISE.sub("", line).translate(_LIGATURES).rstrip() for line in layout.splitlines()]
+
+
+def paragraph_ends(layout: list[str]) -> set[str]:
+    """The lines of a page's layout that a gap follows: the ends of paragraphs and headings, which the plain text
+    does not mark. Empty when the layout spaces every line (double-spaced text says nothing about paragraphs)."""
+    lines = [_line_key(line) for line in layout]
     written = [line for line in lines if line]
     ends = {line for line, following in zip(lines, lines[1:]) if line and not following}
     return ends if len(ends) <= len(written) // 2 else set()
+
+
+def _joins(line: str, following: str, width: int) -> bool:
+    """`wraps_into`, never across a table row's line nor after a line of contents ("Installing . . . . 4")."""
+    return (not line.startswith(ROW_MARK) and not following.startswith(ROW_MARK) and not LEADER.search(line)
+            and wraps_into(line, following, width))
 
 
 def mark_paragraphs(text: str, ends: set[str]) -> str:
@@ -147,7 +163,7 @@ def unwrap(text: str, width: int, words: frozenset = frozenset()) -> str:
         out.append(line)
         if not line or not following:
             out.append("\n")
-        elif wraps_into(line, following, width):
+        elif _joins(line, following, width):
             if line.endswith("-") and line[-2:-1].isalpha() and following[:1].islower():
                 whole = _LAST_WORD.search(line[:-1]).group() + _FIRST_WORD.match(following).group()
                 if whole.lower() in words:
@@ -179,7 +195,7 @@ def finish_cut_sentences(pages: list[tuple[int, str]], width: int) -> list[tuple
         (number, text), (next_number, next_text) = pages[index], pages[index + 1]
         lines, following = text.splitlines(), next_text.splitlines()
         if next_number != number + 1 or not lines or not following or _ENDS_SENTENCE.search(lines[-1].rstrip()) \
-                or not wraps_into(lines[-1], following[0], width):
+                or not _joins(lines[-1], following[0], width):
             continue
         carried, finished = [], False
         while following and len(carried) < MAX_CARRIED_LINES and not finished:
@@ -189,13 +205,13 @@ def finish_cut_sentences(pages: list[tuple[int, str]], width: int) -> list[tuple
                 carried.append(line[:end].rstrip())
                 rest = line[end:].strip()
                 # the next sentence's start stays, joined to its own continuation when the line wrapped
-                wrapped = bool(following) and wraps_into(line, following[0], width)
+                wrapped = bool(following) and _joins(line, following[0], width)
                 following = [rest + " " + following[0], *following[1:]] if wrapped else [rest, *following]
                 finished = True
             else:
                 carried.append(line)
                 finished = bool(_ENDS_SENTENCE.search(line.rstrip()))
-                if not finished and (not following or not wraps_into(line, following[0], width)):
+                if not finished and (not following or not _joins(line, following[0], width)):
                     break  # a paragraph, heading or table row that ends without ending a sentence
         if not finished:
             continue  # no sentence end within reach: the pages stay as they are
@@ -204,9 +220,30 @@ def finish_cut_sentences(pages: list[tuple[int, str]], width: int) -> list[tuple
     return [(number, text) for number, text in pages if text.strip()]
 
 
+def _prose(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith(ROW_MARK))
+
+
+def page_sections(text: str, number: int) -> list[Section]:
+    """A page's text as sections: each table row one of its own under its table's caption, the text between them
+    another."""
+    sections, lines = [], []
+    for line in text.splitlines() + [ROW_MARK]:
+        if not line.startswith(ROW_MARK):
+            lines.append(line)
+            continue
+        if clean_text("\n".join(lines)):
+            sections.append(Section(clean_text("\n".join(lines)), number, ()))
+        lines = []
+        caption, row = row_of(line)
+        if row:
+            sections.append(Section(row, number, (caption,) if caption else (), is_table_row=True))
+    return sections
+
+
 def read(data: bytes, name: str, warnings: list) -> list[Section]:
     pages = open_pdf(data, name)
-    texts, blank, failed, first_error = [], [], [], None
+    texts, blank, failed, first_error, carried = [], [], [], None, None
     for number, page in enumerate(pages, start=1):
         try:
             # typeset ligatures ("ﬁ") as letters: neither keyword search nor the embedder knows the ligature
@@ -216,17 +253,21 @@ def read(data: bytes, name: str, warnings: list) -> list[Section]:
             first_error = first_error or exc
             continue
         if text:  # before pages are joined at a cut sentence, whose lines the layout no longer shows alike
-            text = mark_paragraphs(text, paragraph_ends(page))
+            layout = layout_lines(page)
+            text, carried = replace_tables(text, layout, carried, _line_key)
+            text = mark_paragraphs(text, paragraph_ends(layout))
+        else:
+            carried = None
         if text:
             texts.append((number, text))
         else:
             blank.append(number)
     numbers, cleaned = [n for n, _ in texts], drop_page_furniture([text for _, text in texts])
     texts = [(number, text) for number, text in zip(numbers, cleaned) if text]
-    width = text_width([text for _, text in texts])
+    width = text_width([_prose(text) for _, text in texts])
     words = frozenset(word.lower() for _, text in texts for word in re.findall(r"\w+", text))
     texts = finish_cut_sentences(texts, width)
-    sections = [Section(unwrap(text, width, words), number, ()) for number, text in texts]
+    sections = [section for number, text in texts for section in page_sections(unwrap(text, width, words), number)]
     if not sections:
         if len(failed) == len(pages):
             raise unreadable(name, reason(first_error))
