@@ -430,6 +430,51 @@ def test_pdf_prose_in_two_page_columns_is_not_a_table(tmp_path):
     assert PROSE[0] in "\n\n".join(s.text for s in doc.sections)
 
 
+def test_a_pdf_list_stays_one_paragraph_and_a_numbered_heading_stays_apart(tmp_path):
+    """Items that end sentences, or that the page spaces apart, ended paragraphs: a list was cut into passages of
+    one item each, away from the line that introduces it. A heading numbered "3." before a list numbered from "1."
+    is no item of it."""
+    from fpdf import FPDF
+
+    steps = ["Check the saddle height: with your heel on the pedal at its lowest point, your leg should be almost "
+             "straight. Never raise the seat post above the minimum insertion mark on the post.",
+             "Check the tyre pressure.",
+             "Check the brakes before you set off. On the Metro and the Volt, the left lever operates the front brake "
+             "and the right lever the rear brake."]
+    modes = ["Eco: gentle help, the longest range.", "Tour: balanced help for everyday riding.",
+             "Boost: the strongest help, for hills."]
+    prose = ("The hub gears can be changed while standing still, which makes starting at traffic lights easy. While "
+             "riding, stop pedalling for a moment as you change gear, and never change gear under a heavy load. The "
+             "derailleur of the Volt is different: keep pedalling lightly while you change gear, never change gear "
+             "while standing still, and avoid pedalling hard during the change, or the chain may jump off.")
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+
+    def line(text: str, gap_after: bool = False) -> None:
+        pdf.multi_cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
+        if gap_after:
+            pdf.ln(6)
+
+    line("3. Before your first ride", gap_after=True)
+    for number, step in enumerate(steps, start=1):
+        line(f"{number}. {step}", gap_after=number == 2)  # one item spaced apart from the next
+    pdf.ln(6)
+    line(prose, gap_after=True)
+    line("Press the plus and minus buttons to change the assistance mode. The Volt has three modes:", gap_after=True)
+    for mode in modes:
+        line(f"- {mode}", gap_after=True)
+    line(prose)
+    [section] = parse_document(saved(tmp_path, "manual.pdf", pdf.output), "manual.pdf").sections
+    assert section.text.split("\n\n") == [
+        "3. Before your first ride",
+        "\n".join(f"{number}. {step}" for number, step in enumerate(steps, start=1)),
+        prose,
+        "Press the plus and minus buttons to change the assistance mode. The Volt has three modes:\n"
+        + "\n".join(f"- {mode}" for mode in modes),
+        prose]
+
+
 def test_page_breaks_that_end_a_sentence_or_run_on_too_long_stay_as_they_are():
     from core.rag.parsers.pdf import finish_cut_sentences
 

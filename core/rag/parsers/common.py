@@ -51,6 +51,36 @@ def text_width(texts: list[str]) -> int:
     return lengths[int(0.9 * (len(lengths) - 1))] if lengths else 0
 
 
+_MARKER = re.compile(r"([•▪◦●■‣∙·*–—-])\s|(\()?(\d{1,3}|[a-z])([.)])\s")
+
+
+def list_marker(line: str) -> tuple[str, int | None] | None:
+    """The style and number of the list item `line` starts ("2." -> ("1.", 2), "b)" -> ("a)", 2), "•" -> ("•",
+    None)), or None."""
+    match = _MARKER.match(line.lstrip())
+    if match is None:
+        return None
+    if match.group(1):
+        return match.group(1), None
+    value = match.group(3)
+    number = int(value) if value.isdigit() else ord(value) - ord("a") + 1
+    return ("(" if match.group(2) else "") + ("1" if value.isdigit() else "a") + match.group(4), number
+
+
+def goes_on_with(marker: tuple[str, int | None] | None, following: str) -> bool:
+    """Whether `following` is the next item of the list whose item `marker` started: the same style, the next
+    number (a numbered heading, "3. Before your first ride", followed by "1. Check …" is not)."""
+    after = list_marker(following)
+    return (marker is not None and after is not None and after[0] == marker[0]
+            and (marker[1] is None or after[1] == marker[1] + 1))
+
+
+def introduces_list(line: str, following: str) -> bool:
+    """A line ending in a colon followed by a list's first item ("… three modes:" then "- Eco: …")."""
+    after = list_marker(following)
+    return line.rstrip().endswith(":") and after is not None and after[1] in (None, 1)
+
+
 def wraps_into(line: str, following: str, width: int) -> bool:
     """Whether `following` continues `line`, which was wrapped at `width` (a PDF's text layer, hard-wrapped text
     or Markdown): the line is nearly as wide as the text and the next one does not start a list item."""

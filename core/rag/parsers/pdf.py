@@ -2,7 +2,9 @@
 
 A PDF's text layer breaks every wrapped line and rarely marks where a paragraph ends. Lines as wide as the
 document's text are joined with the next, and a shorter line that ends a sentence ends its paragraph, so the
-chunker sees sentences and paragraphs as the reader does (lines of lists, tables and headings stay lines).
+chunker sees sentences and paragraphs as the reader does (lines of lists, tables and headings stay lines). A list
+stays one paragraph from the line that introduces it to its last item, even where its items end sentences or the
+page spaces them apart.
 Typeset ligatures ("ﬁ") become their letters. A sentence that a page break cuts is finished on the page it
 starts on.
 
@@ -20,7 +22,8 @@ import re
 from core.errors import DocumentError
 from core.i18n import Msg
 
-from .common import CITATION_MARK, MIN_PROSE_WIDTH, Section, abbreviation_at, clean_text, reason, text_width, wraps_into
+from .common import (CITATION_MARK, MIN_PROSE_WIDTH, Section, abbreviation_at, clean_text, goes_on_with,
+                     introduces_list, list_marker, reason, text_width, wraps_into)
 from .pdf_tables import LEADER, ROW_MARK, replace_tables, row_of
 
 MAX_LISTED_PAGES = 20
@@ -146,10 +149,36 @@ def _joins(line: str, following: str, width: int) -> bool:
 
 
 def mark_paragraphs(text: str, ends: set[str]) -> str:
-    """A blank line after each line the layout shows a gap after (see `paragraph_ends`)."""
+    """A blank line after each line the layout shows a gap after (see `paragraph_ends`), except inside a list
+    (`ListTracker`): many documents space a list's items apart."""
     if not ends:
         return text
-    return "\n".join(line + "\n" if _line_key(line) in ends else line for line in text.splitlines())
+    lines, marked, in_list = text.splitlines(), [], ListTracker()
+    for line, following in zip(lines, lines[1:] + [""]):
+        in_list.see(line)
+        gap = _line_key(line) in ends and not in_list.goes_on(line, following)
+        marked.append(line + "\n" if gap else line)
+        in_list.paragraph_ended(gap)
+    return "\n".join(marked)
+
+
+class ListTracker:
+    """Follows the items of a list through a page's lines, so that a list stays one paragraph (and one passage
+    when it fits) from the line that introduces it to its last item: an item that ends a sentence, or that the page
+    spaces apart from the next, does not end the paragraph when the next line is the list's next item."""
+
+    def __init__(self):
+        self.item = None
+
+    def see(self, line: str) -> None:
+        self.item = list_marker(line) or self.item
+
+    def goes_on(self, line: str, following: str) -> bool:
+        return goes_on_with(self.item, following) or introduces_list(line, following)
+
+    def paragraph_ended(self, ended: bool) -> None:
+        if ended:
+            self.item = None
 
 
 def unwrap(text: str, width: int, words: frozenset = frozenset()) -> str:
@@ -158,9 +187,11 @@ def unwrap(text: str, width: int, words: frozenset = frozenset()) -> str:
     loses its hyphen when the document has it whole elsewhere (`words`, lowercase): "exam-" + "ple" is "example"
     there, and "well-" + "known" stays "well-known"."""
     lines = [line.strip() for line in text.splitlines()]
-    out = []
+    out, in_list = [], ListTracker()
     for line, following in zip(lines, lines[1:] + [""]):
         out.append(line)
+        in_list.paragraph_ended(not line)
+        in_list.see(line)
         if not line or not following:
             out.append("\n")
         elif _joins(line, following, width):
@@ -171,8 +202,9 @@ def unwrap(text: str, width: int, words: frozenset = frozenset()) -> str:
                 out.append("")
             else:
                 out.append(" ")
-        elif width >= MIN_PROSE_WIDTH and _ENDS_SENTENCE.search(line):
+        elif width >= MIN_PROSE_WIDTH and _ENDS_SENTENCE.search(line) and not in_list.goes_on(line, following):
             out.append("\n\n")
+            in_list.paragraph_ended(True)
         else:
             out.append("\n")
     return clean_text("".join(out))

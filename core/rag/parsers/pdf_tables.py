@@ -22,7 +22,7 @@ ALIGN = 2          # characters: cells of one column start this close to each ot
 MIN_ROWS = 3       # a header and two rows
 MAX_CELL_CHARS = 30  # the median cell is short; page columns of prose are wider
 YEAR_LABEL = re.compile(r"(?:[A-Za-z]{1,3}\d?\s?)?(?:19|20)\d\d(?:\s?[A-Za-z]{1,4})?")
-LEADER = re.compile(r"(?:\. ?){4,}")  # a table of contents' dot leaders
+LEADER = re.compile(r"(?:\. ?){6,}")  # a table of contents' dot leaders (an ellipsis, ". . .", is shorter)
 CODE = re.compile(r"[{}\[(;,=]$|:=|==|->|=>")
 BULLET = re.compile(r"[•▪◦●■‣∙·*–—-]")
 ROW_MARK = "\ue000"  # starts a table row's line in the page text until the page is cut into sections
