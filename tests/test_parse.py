@@ -386,13 +386,22 @@ def test_a_pdf_table_that_runs_over_a_page_break_keeps_its_header(tmp_path):
         assert len(found) == (4 if repeat_header else 5) and all(text.startswith("Model: ") for _, _, text in found)
 
 
-def test_pdf_names_and_values_in_two_columns_become_name_value_rows(tmp_path):
-    options = [("-c, --check", "checks the syntax only"), ("-o, --output=FILE", "writes the result to FILE"),
-               ("-h, --help", "shows this help and exits")]
-    data = make_pdf(tmp_path, [[list(row) for row in options]])
+@pytest.mark.parametrize("rows, read", [
+    ([("-c, --check", "checks the syntax only"), ("-o, --output=FILE", "writes the result to FILE"),
+      ("-h, --help", "shows this help and exits")],
+     ["-c, --check: checks the syntax only", "-o, --output=FILE: writes the result to FILE",
+      "-h, --help: shows this help and exits"]),
+    # a first pair that looks like labels is still a pair
+    ([("Chair", "Maria Schmidt"), ("Chief executive", "Nguyen Van An"), ("Chief financial officer", "Peter Olsen")],
+     ["Chair: Maria Schmidt", "Chief executive: Nguyen Van An", "Chief financial officer: Peter Olsen"]),
+    # labels over longer values, or over numbers, head the columns
+    ([("Part", "Specification"), ("Motor", "Rear hub motor, 250 W, 36 V"), ("Charger", "Lumen charger, 4 A")],
+     ["Part: Motor; Specification: Rear hub motor, 250 W, 36 V", "Part: Charger; Specification: Lumen charger, 4 A"]),
+])
+def test_pdf_tables_of_two_columns_read_as_names_and_values(tmp_path, rows, read):
+    data = make_pdf(tmp_path, [[list(row) for row in rows]])
     assert [(s.text, s.is_table_row) for s in parse_document(data, "usage.pdf").sections] == [
-        ("-c, --check: checks the syntax only", True), ("-o, --output=FILE: writes the result to FILE", True),
-        ("-h, --help: shows this help and exits", True)]
+        (text, True) for text in read]
 
 
 @pytest.mark.parametrize("lines", [
@@ -584,6 +593,13 @@ def make_docx(tmp_path: Path) -> bytes:
     document.add_paragraph("Exchanges are free.")
     document.add_heading("Shipping", level=1)
     document.add_paragraph("Orders ship in two days.")
+    document.add_paragraph("We ship to:")
+    for country in ("Vietnam.", "Thailand.", "Laos."):
+        document.add_paragraph(country, style="List Bullet")
+    document.add_paragraph("Steps never listed under an introduction:")
+    document.add_paragraph("Tracking numbers come by e-mail.")
+    for step in ("Pack the item.", "Print the label."):
+        document.add_paragraph(step, style="List Number")
     return saved(tmp_path, "handbook.docx", document.save)
 
 
@@ -599,8 +615,10 @@ def test_docx_groups_paragraphs_under_heading_paths_and_splits_tables_into_rows(
         (returns, "Sản phẩm: Quần tây; Giá: 400.000 ₫; Ghi chú: Không đổi size", True),
         (returns, "After the table.", False),
         (sales + ("Exchanges",), "Exchanges are free.", False),
-        (title + ("Shipping",), "Orders ship in two days.", False),
-    ]
+        (title + ("Shipping",), "Orders ship in two days.\n\nWe ship to:\nVietnam.\nThailand.\nLaos.\n\n"
+                                "Steps never listed under an introduction:\n\nTracking numbers come by e-mail.\n\n"
+                                "Pack the item.\nPrint the label.", False),
+    ]  # a list is one paragraph, with the line ending in ":" that introduces it
     assert all(s.page is None for s in doc.sections) and doc.warnings == []
 
 

@@ -168,8 +168,12 @@ class Outline:
             self.stack.pop()
         self.stack.append((level, text))
 
-    def text(self, text: str) -> None:
-        self.lines.append(text)
+    def text(self, text: str, same_paragraph: bool = False) -> None:
+        """A paragraph, or with `same_paragraph` a line of the paragraph before it (a list's next item)."""
+        if same_paragraph and self.lines:
+            self.lines[-1] += "\n" + text
+        else:
+            self.lines.append(text)
 
     def row(self, text: str) -> None:
         self.flush()

@@ -61,6 +61,20 @@ def _row_cells(row) -> list[str]:
     return cells
 
 
+def is_list_item(paragraph) -> bool:
+    """A bulleted or numbered paragraph: Word's numbering on the paragraph or its style ("List Bullet")."""
+    properties = paragraph._p.pPr
+    if properties is not None and properties.numPr is not None:
+        return True
+    style = paragraph.style
+    while style is not None:
+        if style.name.lower().startswith("list") or (style.element.pPr is not None
+                                                     and style.element.pPr.numPr is not None):
+            return True
+        style = style.base_style
+    return False
+
+
 def read_docx(data: bytes, name: str, warnings: list) -> list[Section]:
     if data.startswith(OLE_MAGIC):
         raise DocumentError(Msg("{file} is not a DOCX file: it is password-protected or an old Word (.doc) file. "
@@ -71,15 +85,21 @@ def read_docx(data: bytes, name: str, warnings: list) -> list[Section]:
     try:
         document = docx.Document(io.BytesIO(data))
         outline = Outline(joiner="\n\n")
+        in_list, introduces = False, False
         for block in document.iter_inner_content():
             if isinstance(block, Table):
                 outline.table([_row_cells(row) for row in block.rows])
+                in_list = introduces = False
                 continue
             level = heading_level(block)
             if level is None:
-                outline.text(block.text)
+                item = is_list_item(block)
+                # a list is one paragraph with the line that introduces it, as the PDF and web readers keep it
+                outline.text(block.text, same_paragraph=item and (in_list or introduces))
+                in_list, introduces = item, block.text.rstrip().endswith(":")
             else:
                 outline.heading(level, block.text)
+                in_list = introduces = False
         return outline.done()
     except Exception as exc:  # zip, XML and package errors for a file that is not a Word document
         raise DocumentError(Msg("{file} could not be read as a Word document ({reason}).", file=name,

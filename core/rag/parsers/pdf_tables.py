@@ -154,6 +154,17 @@ def looks_like_header(cells: tuple[str, ...]) -> bool:
                     and (not re.search(r"\d", cell) or YEAR_LABEL.fullmatch(cell)) for cell in labels))
 
 
+def labels_values(rows) -> bool:
+    """Whether a two-column table's first row labels the columns ("Part", "Specification") rather than being the
+    first name and value ("Chair", "Maria Schmidt"): no digits, and values below it that are numbers, or at least
+    twice as long."""
+    label, values = rows[0][1], [row[1] for row in rows[1:] if row[1]]
+    if not label or not values or any(re.search(r"\d", cell) for cell in rows[0]):
+        return False
+    numbers = sum(bool(re.search(r"\d", value)) for value in values)
+    return numbers > len(values) / 2 or sum(len(v.split()) for v in values) / len(values) >= 2 * len(label.split())
+
+
 def caption_of(line: str) -> str:
     """The line before a table when it reads as its title ("Table 2: Prices", "Lumen Volt electric system"): short
     and not the end of a sentence."""
@@ -209,10 +220,10 @@ def replace_tables(text: str, layout_lines: list[str], carried: CarriedHeader | 
             header, caption = carried.header, carried.caption
             if header is not None and rows[0] == header:
                 rows = rows[1:]
-        elif looks_like_header(rows[0]):
+        elif looks_like_header(rows[0]) and (len(table.starts) > 2 or labels_values(rows)):
             header, rows = rows[0], rows[1:]
         elif len(table.starts) == 2 and all(re.search(r"[^\W\d_]", row[0]) for row in rows if row[0]):
-            header = None  # names and their values
+            header = None  # names and their values ("Chair", "Maria Schmidt"): each row reads "name: value"
         else:
             continue  # a grid of values with no header (code, a hex dump, a layout): its lines stay as they are
         replacement = row_lines(LayoutTable(rows, table.lines, table.starts), header, caption)
