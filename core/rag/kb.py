@@ -34,7 +34,8 @@ EMBEDDER = "all-MiniLM-L6-v2"
 # sentence cut by a PDF's page break is finished on its page; a web page's source line breaks and inline code no
 # longer break its sentences; Markdown is read as its text (no link addresses, marks, comments or definitions).
 # 4: a PDF paragraph ends where the page shows a gap, also after a full last line. 5: a PDF table whose columns
-# line up becomes one passage per row, "header: value; …", under the line before it; a list in a PDF or Word file stays one paragraph.
+# line up becomes one passage per row, "header: value; …", under the line before it; a list in a PDF or Word file
+# stays one paragraph.
 READER = 5
 EMBEDDING_DIM = 384
 EMBED_BATCH = 256  # chunks embedded per call across files
