@@ -9,9 +9,10 @@ Typeset ligatures ("ﬁ") become their letters. A sentence that a page break cut
 starts on.
 
 A table (a block of lines whose cells line up in columns, `pdf_tables`) becomes one section per row,
-"header: value; …", as tables in Word documents and web pages do; other tables come through as lines. A PDF locked with a user password cannot be read (one that only
-has an owner password, which restricts printing or copying, opens with the empty password). Pages are never
-OCR'd: a page with no text layer is left out with a notice, and a PDF with no text at all is refused.
+"header: value; …", as tables in Word documents and web pages do; other tables come through as lines. A PDF
+locked with a user password cannot be read (one that only has an owner password, which restricts printing or
+copying, opens with the empty password). Pages are never OCR'd: a page with no text layer is left out with a
+notice, and a PDF with no text at all is refused.
 """
 
 from __future__ import annotations
