@@ -706,6 +706,58 @@ def test_html_source_line_breaks_inside_running_text_are_spaces(tmp_path, monkey
     assert "Fast builds of large sites.\nThemes." in text
 
 
+WIKI_PAGE = """<html><head><title>Nikola Tesla - Wikipedia</title></head><body><h1>Nikola Tesla</h1>
+<div id="mw-content-text"><table class="infobox biography vcard"><tbody>
+<tr><th colspan="2" class="infobox-above">Nikola Tesla</th></tr>
+<tr><th scope="row">Born</th><td>10 July 1856<br>Smiljan, Austrian Empire</td></tr>
+<tr><th scope="row">Died</th><td>7 January 1943 (aged 86)</td></tr>
+<tr><th scope="row">Known for</th><td>Alternating current, induction motor</td></tr>
+</tbody></table>
+<p>Nikola Tesla was a Serbian-American inventor, electrical engineer, mechanical engineer, and futurist. He is best
+known for his contributions to the design of the modern alternating current electricity supply system.</p>
+<h2>Early years</h2><p>Tesla was born into an ethnic Serb family in the village of Smiljan, within the Military
+Frontier, in the Austrian Empire. His father was an Orthodox priest.</p>
+<table class="wikitable"><tr><th>Year</th><th>Patent</th></tr><tr><td>1888</td><td>Electrical transmission of
+power</td></tr><tr><td>1891</td><td>Tesla coil</td></tr></table>
+<h2>Later years</h2><p>In 1900 Tesla began work on the Wardenclyffe Tower facility on Long Island. He spent his
+last years in New York hotels.</p>
+</div></body></html>"""
+
+
+def test_html_headings_that_trafilatura_leaves_out_are_put_back_and_an_infobox_reads_as_names_and_values():
+    """After an infobox trafilatura kept no heading of the article: every passage lost its section. The infobox's
+    title row was taken for the header of its name/value rows ("Nikola Tesla: Born; column 2: …")."""
+    doc = parse_document(WIKI_PAGE.encode(), "Nikola_Tesla.html")
+    title, early, later = ("Nikola Tesla",), ("Nikola Tesla", "Early years"), ("Nikola Tesla", "Later years")
+    assert [(s.headings, s.text.split(". ")[0], s.is_table_row) for s in doc.sections] == [
+        (title, "Nikola Tesla", True),
+        (title, "Born: 10 July 1856\nSmiljan, Austrian Empire", True),
+        (title, "Died: 7 January 1943 (aged 86)", True),
+        (title, "Known for: Alternating current, induction motor", True),
+        (title, "Nikola Tesla was a Serbian-American inventor, electrical engineer, mechanical engineer, and futurist",
+         False),
+        (early, "Tesla was born into an ethnic Serb family in the village of Smiljan, within the Military Frontier, in "
+                "the Austrian Empire", False),
+        (early, "Year: 1888; Patent: Electrical transmission of power", True),
+        (early, "Year: 1891; Patent: Tesla coil", True),
+        (later, "In 1900 Tesla began work on the Wardenclyffe Tower facility on Long Island", False)]
+
+
+@pytest.mark.parametrize("rows, read", [
+    ([["Author", "Thomas Leonard"], ["Editor", "David Faure"], ["Reviewer", "Alex Larsson"]],
+     ["Author: Thomas Leonard", "Editor: David Faure", "Reviewer: Alex Larsson"]),  # no header row: pairs
+    ([["ctxt:", "an XSLT processing context"], ["node:", "the current node"], ["inst:", "the instruction"]],
+     ["ctxt: an XSLT processing context", "node: the current node", "inst: the instruction"]),
+    ([["Plan", "Price"], ["Basic", "10"], ["Pro", "25"]], ["Plan: Basic; Price: 10", "Plan: Pro; Price: 25"]),
+])
+def test_two_column_tables_of_web_pages_and_word_files_read_as_names_and_values(rows, read):
+    from core.rag.parsers.common import Outline
+
+    outline = Outline(("Page",))
+    outline.table(rows)
+    assert [(s.text, s.is_table_row) for s in outline.done()] == [(text, True) for text in read]
+
+
 def read_by_both_html_readers(page: str, monkeypatch) -> list[ParsedDocument]:
     """The page read through trafilatura, then by the lxml fallback."""
     import core.rag.parsers.web as web

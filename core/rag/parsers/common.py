@@ -143,6 +143,24 @@ def row_text(columns: list[str], values: list) -> str:
     return "; ".join(parts)
 
 
+def name_value(name: str, value: str) -> str:
+    """A row of two cells as 'name: value' (a name that ends in a colon keeps its own)."""
+    if not (name and value):
+        return name or value
+    return f"{name} {value}" if name.endswith(":") else f"{name}: {value}"
+
+
+def labels_values(rows) -> bool:
+    """Whether a two-column table's first row labels the columns ("Part", "Specification") rather than being the
+    first name and value ("Chair", "Maria Schmidt"): no digits, and values below it that are numbers, or at least
+    twice as long."""
+    label, values = rows[0][1], [row[1] for row in rows[1:] if row[1]]
+    if not label or not values or any(re.search(r"\d", cell) for cell in rows[0]):
+        return False
+    numbers = sum(bool(re.search(r"\d", value)) for value in values)
+    return numbers > len(values) / 2 or sum(len(v.split()) for v in values) / len(values) >= 2 * len(label.split())
+
+
 class Outline:
     """Collects text under the current heading path and cuts a Section at every heading and table row."""
 
@@ -182,15 +200,26 @@ class Outline:
             self.sections.append(Section(text, None, self.path(), is_table_row=True))
 
     def table(self, rows: list[list]) -> None:
-        """Rows of cells, the first row being the header: one Section per later row ('header: value; …')."""
-        rows = [r for r in rows if any(cell_text(c) for c in r)]
+        """Rows of cells, one Section per row: 'header: value; …' under the first row, or 'name: value' for two
+        columns whose first row is a first pair rather than labels (`labels_values`). Rows of one cell before the
+        others (a title or picture caption across the table, as in an infobox) are rows of their own."""
+        rows = [[cell_text(c) for c in r] for r in rows]
+        rows = [r for r in rows if any(r)]
+        while len(rows) > 1 and sum(bool(c) for c in rows[0]) == 1:
+            self.row(next(c for c in rows[0] if c))
+            rows = rows[1:]
         if len(rows) == 1:
-            self.row("; ".join(t for t in map(cell_text, rows[0]) if t))
+            self.row("; ".join(t for t in rows[0] if t))
             return
-        if rows:
-            columns = header_names(rows[0])
-            for cells in rows[1:]:
-                self.row(row_text(columns, cells))
+        if not rows:
+            return
+        if all(len(r) <= 2 for r in rows) and not labels_values([tuple(r + [""] * (2 - len(r))) for r in rows]):
+            for cells in rows:
+                self.row(name_value(*(cells + [""])[:2]))
+            return
+        columns = header_names(rows[0])
+        for cells in rows[1:]:
+            self.row(row_text(columns, cells))
 
     def flush(self) -> None:
         text = clean_text(self.joiner.join(self.lines))

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .common import header_names, row_text
+from .common import header_names, labels_values, name_value, row_text
 
 CELL_GAP = re.compile(r"\S+(?: {1,2}\S+)*")  # a cell: words separated by at most two spaces
 ALIGN = 2          # characters: cells of one column start this close to each other
@@ -154,17 +154,6 @@ def looks_like_header(cells: tuple[str, ...]) -> bool:
                     and (not re.search(r"\d", cell) or YEAR_LABEL.fullmatch(cell)) for cell in labels))
 
 
-def labels_values(rows) -> bool:
-    """Whether a two-column table's first row labels the columns ("Part", "Specification") rather than being the
-    first name and value ("Chair", "Maria Schmidt"): no digits, and values below it that are numbers, or at least
-    twice as long."""
-    label, values = rows[0][1], [row[1] for row in rows[1:] if row[1]]
-    if not label or not values or any(re.search(r"\d", cell) for cell in rows[0]):
-        return False
-    numbers = sum(bool(re.search(r"\d", value)) for value in values)
-    return numbers > len(values) / 2 or sum(len(v.split()) for v in values) / len(values) >= 2 * len(label.split())
-
-
 def caption_of(line: str) -> str:
     """The line before a table when it reads as its title ("Table 2: Prices", "Lumen Volt electric system"): short
     and not the end of a sentence."""
@@ -181,7 +170,7 @@ def row_lines(table: LayoutTable, header: tuple[str, ...] | None, caption: str =
         columns = header_names(list(header))
         texts = [row_text(columns, list(row)) for row in table.rows]
     else:
-        texts = [f"{row[0]}: {row[1]}" if row[0] and row[1] else row[0] or row[1] for row in table.rows]
+        texts = [name_value(row[0], row[1]) for row in table.rows]
     return [ROW_MARK + caption + CAPTION_MARK + text for text in texts if text]
 
 

@@ -44,7 +44,7 @@ def read_html(data: bytes, name: str, warnings: list) -> list[Section]:
 
         text = lxml.html.tostring(tree, encoding="unicode")
     title = page_title(tree) if tree is not None else ""
-    sections = main_content(text, title)
+    sections = main_content(text, title, headings_before(tree) if tree is not None else {})
     if not sections and tree is not None:
         sections = body_text(tree, title)
     return sections
@@ -100,8 +100,52 @@ def _parse(text: str):
 
 # ---- trafilatura ------------------------------------------------------------------------------------------------
 
-def main_content(text: str, title: str) -> list[Section]:
-    """Sections from trafilatura's main-content extraction; [] when it finds nothing."""
+_HEADING = re.compile(r"h[1-6]")
+_TEXT_BLOCKS = frozenset({"p", "li", "td", "th", "pre", "blockquote", "dd", "dt"})
+
+
+def block_key(text: str) -> str:
+    """The first letters and digits of a block of text, to find it again after extraction."""
+    return re.sub(r"\W+", "", text.lower())[:80]
+
+
+def headings_before(tree) -> dict[str, list[list[tuple[int, str]]]]:
+    """The page's headings, by the key (`block_key`) of the first block of text after them. trafilatura leaves
+    out a page's headings on some pages (an article after an infobox, for one), and a passage would lose the
+    heading it was under."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    waiting: list[tuple[int, str]] = []
+    for element in tree.iter():
+        tag = element.tag.lower() if isinstance(element.tag, str) else ""
+        if _HEADING.fullmatch(tag):
+            text = one_line(element.text_content())
+            if text:
+                waiting.append((int(tag[1]), text))
+        elif tag in _TEXT_BLOCKS and waiting:
+            key = block_key(element.text_content())
+            if key:
+                found.setdefault(key, []).append(waiting)
+                waiting = []
+    return found
+
+
+def _blocks(parent):
+    """trafilatura's blocks, inside any <div> it kept around them."""
+    for element in parent:
+        if element.tag == "div" and any(child.tag in _XML_BLOCKS + ("table", "div") for child in element):
+            yield from _blocks(element)
+        else:
+            yield element
+
+
+def _first_text(element) -> str:
+    cell = element.find(".//cell") if element.tag == "table" else None
+    return _xml_text(cell if cell is not None else element)
+
+
+def main_content(text: str, title: str, headings: dict | None = None) -> list[Section]:
+    """Sections from trafilatura's main-content extraction, with the page's headings (`headings_before`) put back
+    before the blocks they were over; [] when it finds nothing."""
     try:
         import trafilatura
         from lxml import etree
@@ -115,7 +159,11 @@ def main_content(text: str, title: str) -> list[Section]:
     if main is None:
         return []
     outline = Outline((title,), joiner="\n\n")
-    for element in main:
+    headings = {key: list(queue) for key, queue in (headings or {}).items()}
+    for element in _blocks(main):
+        waiting = headings.get(block_key(_first_text(element))) if element.tag != "head" else None
+        for level, heading in waiting.pop(0) if waiting else ():
+            outline.heading(level, heading)
         if element.tag == "head":
             rend = re.fullmatch(r"h([1-6])", element.get("rend") or "")
             outline.heading(int(rend.group(1)) if rend else 2, _xml_text(element))
