@@ -358,6 +358,37 @@ def test_a_pdf_table_becomes_one_row_per_section_under_its_caption(tmp_path):
         ((), PROSE_AFTER, False)]
 
 
+def test_a_pdf_table_whose_first_cell_wraps_keeps_it_in_its_row(tmp_path):
+    """A narrow first column wraps "North America" over two lines, centred beside the row's values; the text
+    layer holds "North", "America", then the values. A short line right under the table is no wrapped cell."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(0, 6, "Revenue by region")
+    with pdf.table(col_widths=(22, 20, 20, 20, 108), text_align="LEFT") as table:
+        for cells in [("Region", "2024", "2025", "Change", "Comment"),
+                      ("Europe", "1,204", "1,311", "+8.9%", "Strong fourth quarter"),
+                      ("North America", "955", "987", "+3.4%", "Flat hardware sales"),
+                      ("Asia", "642", "803", "+25.1%", "Service contracts in Vietnam and Japan")]:
+            row = table.row()
+            for cell in cells:
+                row.cell(cell)
+    pdf.multi_cell(0, 6, "Board", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 6, "The board met eleven times during the year, and every member attended at least nine of "
+                         "the meetings held, as the rules of the company ask of every member of its board.")
+    doc = parse_document(saved(tmp_path, "report.pdf", pdf.output), "report.pdf")
+    assert [(s.headings, s.text) for s in doc.sections if s.is_table_row] == [
+        (("Revenue by region",), "Region: Europe; 2024: 1,204; 2025: 1,311; Change: +8.9%; Comment: Strong fourth "
+                                 "quarter"),
+        (("Revenue by region",), "Region: North America; 2024: 955; 2025: 987; Change: +3.4%; Comment: Flat "
+                                 "hardware sales"),
+        (("Revenue by region",), "Region: Asia; 2024: 642; 2025: 803; Change: +25.1%; Comment: Service contracts in "
+                                 "Vietnam and Japan")]
+    assert doc.sections[-1].text.startswith("Board\n")
+
+
 def test_a_pdf_table_that_runs_over_a_page_break_keeps_its_header(tmp_path):
     from fpdf import FPDF
 

@@ -4,7 +4,9 @@ as tables in Word and web pages do.
 The plain text layer joins a row's cells with single spaces ("Price 649 euros 899 euros") and a row as wide as
 the page runs on into the next line. The layout mode keeps the gaps between columns: a block of lines whose
 pieces, separated by three or more spaces, start at the same columns is a table. A line with the first column
-empty continues the row above (a cell wrapped over two lines). The table replaces its lines in the plain text only
+empty continues the row above (a cell wrapped over two lines); a line holding only a first cell continues the row's
+first cell when the text layer has it there ("North" / "America", as browsers and word processors write a table
+cell by cell). The table replaces its lines in the plain text only
 when those lines hold exactly the table's characters, so text in page columns, whose plain lines do not follow
 the layout's, is never taken for a table.
 """
@@ -43,11 +45,13 @@ def cells_of(line: str) -> list[tuple[int, str]]:
     return [(match.start(), " ".join(match.group().split())) for match in CELL_GAP.finditer(line)]
 
 
-def find_tables(layout_lines: list[str], min_rows: int = MIN_ROWS) -> list[LayoutTable]:
+def find_tables(layout_lines: list[str], min_rows: int = MIN_ROWS, plain: str = "") -> list[LayoutTable]:
+    """The tables of a page's layout; `plain`, the page's text layer with its white space collapsed, tells a
+    wrapped first cell from a line after the table."""
     tables, index = [], 0
     while index < len(layout_lines):
         block, end = _block_from(layout_lines, index)
-        table = _table_of(block, min_rows) if block else None
+        table = _table_of(block, min_rows, plain) if block else None
         if table:
             tables.append(table)
         # a long block that is no table is skipped whole: trying every line of it as a start would take a while
@@ -62,20 +66,36 @@ def _block_from(lines: list[str], index: int) -> tuple[list[str], int]:
     if len(first) < 2:
         return [], index
     left = first[0][0]
-    block, position = [lines[index]], index + 1
+    block, position, after_gap = [lines[index]], index + 1, False
     while position < len(lines):
         line = lines[position]
         if not line.strip():
             if position + 1 < len(lines) and lines[position + 1].strip():
-                position += 1
+                position, after_gap = position + 1, True
                 continue
             break
         cells = cells_of(line)
-        if len(cells) < 2 and cells[0][0] <= left + ALIGN:
-            break  # a line of prose or a heading at the table's left edge
+        if len(cells) < 2 and cells[0][0] <= left + ALIGN and (
+                len(cells[0][1]) > MAX_CELL_CHARS or (after_gap and not _values_follow(lines, position, left))):
+            break  # prose or a heading at the table's left edge (a short line right under a row may be its wrap)
         block.append(line)
+        after_gap = False
         position += 1
     return block, position
+
+
+def _values_follow(lines: list[str], position: int, left: int) -> bool:
+    """Whether the line after `position` holds cells with the first column empty: the values of a row whose first
+    cell, on the line at `position`, is centred over two lines ("North" / values / "America")."""
+    following = cells_of(lines[position + 1]) if position + 1 < len(lines) else []
+    return len(following) >= 2 and following[0][0] > left + ALIGN
+
+
+def _wraps_first_cell(row: list[str], line: str, plain: str) -> bool:
+    """Whether a line holding only a first cell ends the first cell of `row` ("North" / "America"): the text layer
+    has it between that cell and the row's next one, as browsers and word processors write a table cell by cell."""
+    following = next((cell for cell in row[1:] if cell), "")
+    return bool(plain) and f"{row[0]} {line} {following}" in plain
 
 
 def _column_starts(block: list[str]) -> list[int]:
@@ -95,18 +115,25 @@ def _column_starts(block: list[str]) -> list[int]:
     return [group[0] for group in starts if sum(counts[s] for s in group) >= max(2, len(wide) / 2)]
 
 
-def _table_of(block: list[str], min_rows: int) -> LayoutTable | None:
+def _table_of(block: list[str], min_rows: int, plain: str = "") -> LayoutTable | None:
     starts = _column_starts(block)
     if len(starts) < 2:
         return None
     rows: list[list[str]] = []
-    for line in block:
+    for number, line in enumerate(block):
         row = [""] * len(starts)
         for start, text in cells_of(line):
             column = max((i for i, s in enumerate(starts) if s <= start + ALIGN), default=None)
             if column is None or row[column]:
                 return None  # a piece outside the columns, or two in one: not a grid
             row[column] = text
+        if rows and row[0] and not any(row[1:]):
+            if _wraps_first_cell(rows[-1], row[0], plain):
+                rows[-1][0] += " " + row[0]
+                continue
+            if not _values_follow(block, number, starts[0]):
+                block = block[:number]  # a heading after the table, or a group's name: the table ends above it
+                break
         if row[0] or not rows:
             rows.append(row)
         else:  # the first column empty: the cells wrapped from the row above
@@ -147,11 +174,12 @@ def looks_like_header(cells: tuple[str, ...]) -> bool:
     """A first row of labels: at least two, distinct, short, capitalised, none a sentence, none a value (a number
     other than a year or a quarter)."""
     labels = [cell for cell in cells if cell]
-    return (len(labels) >= 2 and len(set(labels)) == len(labels)
-            and all(not first.islower() for first in (re.search(r"[^\W\d_]", cell).group() for cell in labels
-                                                      if re.search(r"[^\W\d_]", cell)))
-            and all(len(cell.split()) <= 6 and not cell.endswith(".") and re.search(r"[^\W\d_]", cell)
-                    and (not re.search(r"\d", cell) or YEAR_LABEL.fullmatch(cell)) for cell in labels))
+    letters = [re.search(r"[^\W\d_]", cell) for cell in labels]
+    return (len(labels) >= 2 and len(set(labels)) == len(labels) and any(letters)
+            and all(not letter.group().islower() for letter in letters if letter)
+            and all(len(cell.split()) <= 6 and not cell.endswith(".")
+                    and (YEAR_LABEL.fullmatch(cell) or (letter and not re.search(r"\d", cell)))
+                    for cell, letter in zip(labels, letters)))
 
 
 def caption_of(line: str) -> str:
@@ -196,7 +224,7 @@ def replace_tables(text: str, layout_lines: list[str], carried: CarriedHeader | 
     the page before continues it: a repeated header is dropped, a missing one is taken from there."""
     plain = text.splitlines()
     carry = None
-    for table in find_tables(layout_lines, 2 if carried else MIN_ROWS):
+    for table in find_tables(layout_lines, 2 if carried else MIN_ROWS, " ".join(text.split())):
         spot = place(table, plain, key)
         if spot is None:
             continue
