@@ -33,25 +33,29 @@ class Section:
     is_table_row: bool = False
 
 
+def drop_controls(text: str) -> str:
+    """The text without control characters other than tab and new line, and without a byte-order mark."""
+    return _CONTROL.sub("", text).replace("\ufeff", "")
+
+
 def clean_text(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n").replace("\v", "\n")
-    text = _CONTROL.sub("", text).replace("\ufeff", "")
+    text = drop_controls(text)
     text = _TRAILING.sub("\n", text + "\n")
     return _BLANK_RUN.sub("\n\n", text).strip()
 
 
 MIN_PROSE_WIDTH = 40       # characters: text whose lines are shorter is not wrapped prose (slides, tables, lists)
 FULL_LINE_FRACTION = 0.8   # a line this close to the text's width was wrapped: the next word did not fit on it
-_LIST_ITEM = re.compile(r"[•▪◦●■‣∙·*–—-]\s|\(?(\d{1,3}|[a-z])[.)]\s")  # "J. Smith" still continues a line
+BULLETS = "•▪◦●■‣∙·*–—-"
+# a list item's marker: a bullet, or a number or letter with "." or ")" ("J. Smith" still continues a line)
+_MARKER = re.compile(rf"([{BULLETS}])\s|(\()?(\d{{1,3}}|[a-z])([.)])\s")
 
 
 def text_width(texts: list[str]) -> int:
     """The width of running text in characters: the length most of its longer lines reach."""
     lengths = sorted(len(line.strip()) for text in texts for line in text.splitlines() if line.strip())
     return lengths[int(0.9 * (len(lengths) - 1))] if lengths else 0
-
-
-_MARKER = re.compile(r"([•▪◦●■‣∙·*–—-])\s|(\()?(\d{1,3}|[a-z])([.)])\s")
 
 
 def list_marker(line: str) -> tuple[str, int | None] | None:
@@ -85,7 +89,7 @@ def wraps_into(line: str, following: str, width: int) -> bool:
     """Whether `following` continues `line`, which was wrapped at `width` (a PDF's text layer, hard-wrapped text
     or Markdown): the line is nearly as wide as the text and the next one does not start a list item."""
     return (width >= MIN_PROSE_WIDTH and len(line.strip()) >= FULL_LINE_FRACTION * width
-            and not _LIST_ITEM.match(following.lstrip()))
+            and list_marker(following) is None)
 
 
 CITATION_MARK = r"\[(?:\d{1,3}|[a-z]|[a-z ]{3,30}\??)\]"  # Wikipedia's "[12]", "[a]", "[citation needed]"

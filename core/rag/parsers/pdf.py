@@ -23,9 +23,9 @@ import re
 from core.errors import DocumentError
 from core.i18n import Msg
 
-from .common import (CITATION_MARK, MIN_PROSE_WIDTH, Section, abbreviation_at, clean_text, goes_on_with,
-                     introduces_list, list_marker, reason, text_width, wraps_into)
-from .pdf_tables import LEADER, ROW_MARK, replace_tables, row_of
+from .common import (CITATION_MARK, MIN_PROSE_WIDTH, Section, abbreviation_at, clean_text, drop_controls,
+                     goes_on_with, introduces_list, list_marker, reason, text_width, wraps_into)
+from .pdf_tables import LEADER, ROW_MARK, line_key, replace_tables, row_of
 
 MAX_LISTED_PAGES = 20
 _PAGE_NUMBER = re.compile(r"(page\s*)?[-–—]?\s*\d{1,4}\s*[-–—]?(\s*(of|/)\s*\d{1,4})?", re.IGNORECASE)
@@ -35,7 +35,6 @@ _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\uf
                             "\ufb05": "st", "\ufb06": "st"})
 _ENDS_SENTENCE = re.compile(r"[.!?:;…。！？](?:[\"'”’»)\]]|" + CITATION_MARK + r")*$")
 _STOP_THEN_SPACE = re.compile(r"[.!?…](?:[\"'”’»)\]]|" + CITATION_MARK + r")*\s+[\"“‘'(\[]?(.)")
-_LAYOUT_NOISE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufeff]")
 MAX_CARRIED_LINES = 8  # a sentence cut by a page break rarely runs on longer than this on the next page
 
 
@@ -119,10 +118,6 @@ def _edge_lines(lines: list[str]) -> list[str]:
     return filled[:1] + filled[-1:] if len(filled) > 1 else filled
 
 
-def _line_key(line: str) -> str:
-    return " ".join(line.split())
-
-
 def layout_lines(page) -> list[str]:
     """The page as pypdf's layout mode shows it (columns kept by spaces, a blank line where the text has more
     than a line's space), or nothing when the layout cannot be read."""
@@ -131,13 +126,13 @@ def layout_lines(page) -> list[str]:
     except Exception:  # the plain text is read anyway; the layout only adds paragraph breaks and tables
         return []
     # indents stay: they tell a table's columns apart
-    return [_LAYOUT_NOISE.sub("", line).translate(_LIGATURES).rstrip() for line in layout.splitlines()]
+    return [drop_controls(line).translate(_LIGATURES).rstrip() for line in layout.splitlines()]
 
 
 def paragraph_ends(layout: list[str]) -> set[str]:
     """The lines of a page's layout that a gap follows: the ends of paragraphs and headings, which the plain text
     does not mark. Empty when the layout spaces every line (double-spaced text says nothing about paragraphs)."""
-    lines = [_line_key(line) for line in layout]
+    lines = [line_key(line) for line in layout]
     written = [line for line in lines if line]
     ends = {line for line, following in zip(lines, lines[1:]) if line and not following}
     return ends if len(ends) <= len(written) // 2 else set()
@@ -157,7 +152,7 @@ def mark_paragraphs(text: str, ends: set[str]) -> str:
     lines, marked, in_list = text.splitlines(), [], ListTracker()
     for line, following in zip(lines, lines[1:] + [""]):
         in_list.see(line)
-        gap = _line_key(line) in ends and not in_list.goes_on(line, following)
+        gap = line_key(line) in ends and not in_list.goes_on(line, following)
         marked.append(line + "\n" if gap else line)
         in_list.paragraph_ended(gap)
     return "\n".join(marked)
@@ -265,8 +260,9 @@ def page_sections(text: str, number: int) -> list[Section]:
         if not line.startswith(ROW_MARK):
             lines.append(line)
             continue
-        if clean_text("\n".join(lines)):
-            sections.append(Section(clean_text("\n".join(lines)), number, ()))
+        between = clean_text("\n".join(lines))
+        if between:
+            sections.append(Section(between, number, ()))
         lines = []
         caption, row = row_of(line)
         if row:
@@ -283,11 +279,11 @@ def read(data: bytes, name: str, warnings: list) -> list[Section]:
             text = clean_text(page.extract_text() or "").translate(_LIGATURES)
         except Exception as exc:  # one damaged page must not lose the others
             failed.append(number)
-            first_error = first_error or exc
+            first_error, carried = first_error or exc, None
             continue
         if text:  # before pages are joined at a cut sentence, whose lines the layout no longer shows alike
             layout = layout_lines(page)
-            text, carried = replace_tables(text, layout, carried, _line_key)
+            text, carried = replace_tables(text, layout, carried)
             text = mark_paragraphs(text, paragraph_ends(layout))
         else:
             carried = None

@@ -6,9 +6,8 @@ the page runs on into the next line. The layout mode keeps the gaps between colu
 pieces, separated by three or more spaces, start at the same columns is a table. A line with the first column
 empty continues the row above (a cell wrapped over two lines); a line holding only a first cell continues the row's
 first cell when the text layer has it there ("North" / "America", as browsers and word processors write a table
-cell by cell). The table replaces its lines in the plain text only
-when those lines hold exactly the table's characters, so text in page columns, whose plain lines do not follow
-the layout's, is never taken for a table.
+cell by cell). The table replaces its lines in the plain text only when those lines hold exactly the table's
+characters, so text in page columns, whose plain lines do not follow the layout's, is never taken for a table.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .common import header_names, labels_values, name_value, row_text
+from .common import BULLETS, header_names, labels_values, name_value, row_text
 
 CELL_GAP = re.compile(r"\S+(?: {1,2}\S+)*")  # a cell: words separated by at most two spaces
 ALIGN = 2          # characters: cells of one column start this close to each other
@@ -26,7 +25,7 @@ MAX_CELL_CHARS = 30  # the median cell is short; page columns of prose are wider
 YEAR_LABEL = re.compile(r"(?:[A-Za-z]{1,3}\d?\s?)?(?:19|20)\d\d(?:\s?[A-Za-z]{1,4})?")
 LEADER = re.compile(r"(?:\. ?){6,}")  # a table of contents' dot leaders (an ellipsis, ". . .", is shorter)
 CODE = re.compile(r"[{}\[(;,=]$|:=|==|->|=>")
-BULLET = re.compile(r"[•▪◦●■‣∙·*–—-]")
+BULLET = re.compile(f"[{BULLETS}]")
 ROW_MARK = "\ue000"  # starts a table row's line in the page text until the page is cut into sections
 CAPTION_MARK = "\ue001"  # ends the table's caption at the start of a row's line
 MAX_CAPTION_WORDS = 12
@@ -153,12 +152,17 @@ def _characters(lines) -> Counter:
     return Counter(char for line in lines for char in line if not char.isspace())
 
 
-def place(table: LayoutTable, plain_lines: list[str], key) -> tuple[int, int] | None:
+def line_key(line: str) -> str:
+    """A line with its white space collapsed, to find the layout's lines in the plain text."""
+    return " ".join(line.split())
+
+
+def place(table: LayoutTable, plain_lines: list[str]) -> tuple[int, int] | None:
     """The lines [start, end) of the plain text that hold exactly the table's characters, starting with the
     table's first line (cells joined by single spaces), or None."""
-    wanted, first = _characters(table.lines), key(table.lines[0])
+    wanted, first = _characters(table.lines), line_key(table.lines[0])
     for start, line in enumerate(plain_lines):
-        if key(line) != first:
+        if line_key(line) != first:
             continue
         have: Counter = Counter()
         for end in range(start, min(len(plain_lines), start + 3 * len(table.lines) + 2)):
@@ -217,15 +221,15 @@ class CarriedHeader:
     caption: str
 
 
-def replace_tables(text: str, layout_lines: list[str], carried: CarriedHeader | None,
-                   key) -> tuple[str, CarriedHeader | None]:
+def replace_tables(text: str, layout_lines: list[str],
+                   carried: CarriedHeader | None) -> tuple[str, CarriedHeader | None]:
     """The page text with each table's lines replaced by one marked line per row, and the header to carry to the
     next page when a table ends the page. A table that starts the page with as many columns as the one that ended
     the page before continues it: a repeated header is dropped, a missing one is taken from there."""
     plain = text.splitlines()
     carry = None
     for table in find_tables(layout_lines, 2 if carried else MIN_ROWS, " ".join(text.split())):
-        spot = place(table, plain, key)
+        spot = place(table, plain)
         if spot is None:
             continue
         start, end = spot
