@@ -156,7 +156,8 @@ elif not pending and not running and not failed:
     st.info(t("No documents yet. Add some above."))
 
 # ---- chunking ---------------------------------------------------------------------------------------------------
-with st.expander(t("How documents are cut into passages"), icon=":material/content_cut:"):
+# keyed: the indexing results appearing above it must not close it as the user opens it
+with st.expander(t("How documents are cut into passages"), icon=":material/content_cut:", key=K + "cutting"):
     current = kb.chunking()
     cols = st.columns(3)
     strategy = cols[0].radio(t("Strategy"), STRATEGIES, index=STRATEGIES.index(current.strategy),
