@@ -324,9 +324,7 @@ def before_you_start(project: Project, recipe: Recipe, data: TrainingData, confi
 
 def memory_estimate(data: TrainingData, config: TrainConfig, shape: estimate.ModelShape) -> int:
     """The memory metrics and chart; returns the number of planned updates."""
-    per_example = estimate.sequences_per_example(config.objective)
-    memory = estimate.estimate_memory(shape, config.with_changes(batch_size=config.batch_size * per_example),
-                                      config.max_length, training_device())
+    memory = estimate.estimate_memory(shape, config, config.max_length, training_device())
     kto_split = config.objective == "kto" and data.source == "preference"  # KTO splits each pair
     items = len(data.usable) * (2 if kto_split else 1)
     train_count = max(1, round(items * (1 - config.eval_fraction)))
@@ -353,12 +351,10 @@ def memory_estimate(data: TrainingData, config: TrainConfig, shape: estimate.Mod
 
 def offer_smaller_batch(config: TrainConfig, shape: estimate.ModelShape, available: int | None) -> None:
     """A button with the batch that fits the free memory, gradient accumulation making up the difference."""
-    per_example = estimate.sequences_per_example(config.objective)
     fitted = fit_batch_to_memory(config, shape, config.max_length, available, training_device())
     if fitted.batch_size == config.batch_size:
         return
-    need = estimate.estimate_memory(shape, fitted.with_changes(batch_size=fitted.batch_size * per_example),
-                                    config.max_length, training_device(), available)
+    need = estimate.estimate_memory(shape, fitted, config.max_length, training_device(), available)
 
     def use_fitted() -> None:  # a callback: the widgets above already exist in this run
         st.session_state[K + "batch_size"] = fitted.batch_size

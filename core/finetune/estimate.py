@@ -173,7 +173,8 @@ def sequences_per_example(objective: str) -> int:
 
 def estimate_memory(shape: ModelShape, config: TrainConfig, seq_len: int, device: str = "cpu",
                     available: int | None = None) -> MemoryEstimate:
-    """Peak training memory: weights + gradients + AdamW state + activations of one batch.
+    """Peak training memory: weights + gradients + AdamW state + activations of one batch (a preference pair's two
+    answers count as two sequences, `sequences_per_example`).
 
     Full fine-tuning in fp32 with AdamW costs 4 (weights) + 4 (gradients) + 8 (two Adam moments) = 16 bytes per
     parameter: 4x the fp32 weights, or 8x the same model's 16-bit weights (2 bytes/param). The rule of thumb
@@ -196,7 +197,7 @@ def _estimate(shape: ModelShape, config: TrainConfig, seq_len: int, device: str,
     else:
         weights = 4 * (shape.parameters + added)
     gradients, optimizer = 4 * trainable, 8 * trainable
-    activations = activation_bytes(shape, config.batch_size,
+    activations = activation_bytes(shape, config.batch_size * sequences_per_example(config.objective),
                                    seq_len + (config.virtual_tokens if config.method == "prompt_tuning" else 0))
     total = weights + gradients + optimizer + activations
     return MemoryEstimate(weights=weights, gradients=gradients, optimizer=optimizer, activations=activations,

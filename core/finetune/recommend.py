@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.finetune.config import TrainConfig
-from core.finetune.estimate import ModelShape, _estimate, estimate_memory, format_bytes, sequences_per_example
+from core.finetune.estimate import ModelShape, _estimate, estimate_memory, format_bytes
 from core.i18n import Msg
 
 FEW_EXAMPLES = 50  # below this a few-shot prompt usually matches fine-tuning, and adapters overfit quickly
@@ -23,12 +23,9 @@ def fit_batch_to_memory(config: TrainConfig, shape: ModelShape, seq_len: int, av
     """The config with half the batch and twice the gradient accumulation, as often as it takes for the estimate
     to fit the free memory: an update still averages as many examples, while activations, most of the memory at
     long prompts, shrink with the batch. Unchanged when the free memory is unknown or it already fits. A
-    preference pair counts as its two sequences (`sequences_per_example`)."""
-    per_example = sequences_per_example(config.objective)
-
+    preference pair counts as its two sequences (the estimate counts them)."""
     def needs(candidate: TrainConfig) -> int:
-        return estimate_memory(shape, candidate.with_changes(batch_size=candidate.batch_size * per_example),
-                               seq_len, device, available_bytes).total
+        return estimate_memory(shape, candidate, seq_len, device, available_bytes).total
 
     while available_bytes is not None and config.batch_size > 1 and needs(config) > available_bytes:
         config = config.with_changes(batch_size=config.batch_size // 2, grad_accum=config.grad_accum * 2)

@@ -113,7 +113,7 @@ def headings_before(tree) -> dict[str, list[list[tuple[int, str]]]]:
     """The page's headings, by the key (`block_key`) of the first block of text after them. trafilatura leaves
     out a page's headings on some pages (an article after an infobox, for one), and a passage would lose the
     heading it was under."""
-    found: dict[str, list[tuple[int, str]]] = {}
+    found: dict[str, list[list[tuple[int, str]]]] = {}
     waiting: list[tuple[int, str]] = []
     for element in tree.iter():
         tag = element.tag.lower() if isinstance(element.tag, str) else ""
