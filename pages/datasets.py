@@ -39,7 +39,7 @@ if infos:
         "saved": t("Saved")})
 
 # ---- import ------------------------------------------------------------------------------------------------------
-with st.expander(t("Import a file"), icon=":material/upload_file:", expanded=not infos):
+with st.expander(t("Import a file"), icon=":material/upload_file:", expanded=not infos, key=K + "import_panel"):
     st.caption(t("CSV, TSV, Excel, JSONL (OpenAI chat, Alpaca, ShareGPT, prompt/completion), Parquet, or a "
                  "Hugging Face datasets folder on this machine. You check the column mapping before anything "
                  "is saved."))
@@ -116,7 +116,7 @@ with st.expander(t("Import a file"), icon=":material/upload_file:", expanded=not
             except Exception as exc:
                 show_error(exc)
 
-with st.expander(t("New empty dataset"), icon=":material/add:"):
+with st.expander(t("New empty dataset"), icon=":material/add:", key=K + "new_panel"):
     with st.form(K + "create"):
         new_name = st.text_input(t("Name"))
         new_kind = st.selectbox(t("Dataset kind"), KINDS, format_func=lambda k: t(KIND_LABELS[k]))

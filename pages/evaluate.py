@@ -226,7 +226,7 @@ def pick_win_rate(chosen_keys: dict[str, str], judge_on: bool) -> tuple[str, str
 
 
 def pick_options(questions: int, chosen_keys: dict[str, str]) -> runs.EvalOptions | None:
-    with st.expander(t("Options"), icon=":material/tune:"):
+    with st.expander(t("Options"), icon=":material/tune:", key=K + "options_panel"):
         defaults = runs.EvalOptions()
         cols = st.columns(4)
         semantic = cols[0].toggle(t("Meaning similarity"), value=True, key=K + "semantic",

@@ -73,7 +73,7 @@ download_col.download_button(t("Download JSONL"), pairs.export_jsonl(rows), file
 if grid_changed:
     st.caption(t("The grid has unsaved edits; the preview below uses the saved examples."))
 
-with st.expander(t("Import examples from a file"), icon=":material/upload_file:"):
+with st.expander(t("Import examples from a file"), icon=":material/upload_file:", key=K + "import_panel"):
     st.caption(t("CSV, TSV, Excel, JSONL or Parquet with a question column (prompt, question, instruction…) and "
                  "an answer column (response, answer, output…); JSONL may also hold OpenAI chat `messages` or "
                  "ShareGPT `conversations`. To choose the columns yourself, import on the Datasets page."))
@@ -144,7 +144,8 @@ elif enabled and prepared.examples:
 elif enabled and not rows:
     st.info(t("Add examples above to use them."))
 with st.expander(t("Final prompt ({tokens} tokens, {format})", tokens=f"{prepared.budget.used:,}",
-                   format=t(prepared.prompt.format)), expanded=False, icon=":material/visibility:"):
+                   format=t(prepared.prompt.format)), expanded=False, icon=":material/visibility:",
+                 key=K + "final_prompt_panel"):
     st.code(prepared.prompt.text, language=None, wrap_lines=True)
 if st.button(t("Try this question"), type="primary", disabled=not question.strip(), icon=":material/play_arrow:"):
     stream_answer(project, recipe, question, key=K + "run")

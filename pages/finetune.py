@@ -268,7 +268,7 @@ def optimisation_settings(objective: str, defaults: TrainConfig) -> dict:
         t("Time limit (minutes, 0 = none)"), 0, 100_000, int(defaults.max_minutes), step=5, key=K + "max_minutes",
         help=t("Training stops after this many minutes and keeps the adapter, its learning rate lowered over the time "
                "as if the run had ended there. Loading the model and finding passages are not counted."))
-    with st.expander(t("Training settings"), icon=":material/tune:"):
+    with st.expander(t("Training settings"), icon=":material/tune:", key=K + "training_settings_panel"):
         cols = st.columns(4)
         settings["epochs"] = cols[0].number_input(t("Epochs"), 1, 100, defaults.epochs, key=K + "epochs")
         settings["learning_rate"] = cols[1].number_input(t("Learning rate"), 1e-6, 0.5, defaults.learning_rate,
@@ -425,7 +425,7 @@ def timing_result(job: Job, status: JobStatus, steps: int, max_minutes: float = 
 
 # ---- terminal ---------------------------------------------------------------------------------------------------
 def terminal_commands(project: Project, config: TrainConfig) -> None:
-    with st.expander(t("Run it from a terminal"), icon=":material/terminal:"):
+    with st.expander(t("Run it from a terminal"), icon=":material/terminal:", key=K + "terminal_panel"):
         st.caption(t("Save this config as run.json; the same run then trains headless, for example on a server."))
         st.code(json.dumps(config.to_dict(), indent=2), language="json")
         st.download_button(t("Download run.json"), json.dumps(config.to_dict(), indent=2), file_name="run.json",

@@ -77,7 +77,7 @@ col_model, col_prompt = st.columns(2)
 col_model.page_link("../pages/model.py", label=t("Model"), icon=":material/memory:")
 col_prompt.page_link("../pages/prompt.py", label=t("1 · Prompt"), icon=":material/edit_note:")
 
-with st.expander(t("Rename or duplicate"), icon=":material/edit:"):
+with st.expander(t("Rename or duplicate"), icon=":material/edit:", key="projects.rename_panel"):
     new_name = st.text_input(t("New name"), value=current.name, key="projects.rename")
     rename_col, duplicate_col = st.columns(2)
     if rename_col.button(t("Rename")):
@@ -85,7 +85,7 @@ with st.expander(t("Rename or duplicate"), icon=":material/edit:"):
     if duplicate_col.button(t("Duplicate under the new name")):
         create_and_open(lambda: ws.duplicate(current, new_name))
 
-with st.expander(t("Delete this project"), icon=":material/delete:"):
+with st.expander(t("Delete this project"), icon=":material/delete:", key="projects.delete_panel"):
     st.warning(t("This deletes the folder {folder} with all its recipes, datasets, runs and adapters.",
                  folder=str(current.path)))
     confirm = st.text_input(t("Type **{name}** to confirm", name=current.name), key="projects.delete_confirm")

@@ -46,7 +46,7 @@ with edit:
     variables = {str(r["variable"]).strip(): str(r["value"] if r["value"] is not None else "")
                  for r in edited.to_dict("records") if r.get("variable") and str(r["variable"]).strip()}
 
-    with st.expander(t("Generation settings"), icon=":material/tune:"):
+    with st.expander(t("Generation settings"), icon=":material/tune:", key=K + "generation_settings_panel"):
         g = recipe.generation
         temperature = st.slider(t("Temperature"), 0.0, 1.5, g.temperature, 0.05, key=K + "temperature",
                                 help=t("0 gives the same answer every time; higher is more varied."))
@@ -58,7 +58,7 @@ with edit:
                                        help=t("Above 1 avoids loops but also discourages copying facts from the prompt."))
         stop_text = st.text_area(t("Stop sequences (one per line)"), value="\n".join(g.stop), key=K + "stop",
                                  help=t("The answer ends before any of these."))
-    with st.expander(t("Base-model format"), icon=":material/description:"):
+    with st.expander(t("Base-model format"), icon=":material/description:", key=K + "base_format_panel"):
         st.caption(t("Models without a chat template (like the embedded Gemma 3 270M) read the prompt as "
                      "'Question: … Answer:' blocks. Rename the labels to match your use, e.g. 'Customer' / 'Agent'."))
         user_label = st.text_input(t("Question label"), value=recipe.prompt.user_label, key=K + "user_label")
@@ -69,7 +69,7 @@ with edit:
                                     "built-in examples ('In what year was the Eiffel Tower completed?' → '1889', "
                                     "'Where does the Mekong rise?' → 'On the Tibetan Plateau.', in Vietnamese for a "
                                     "question in Vietnamese) show it the form of an answer."))
-    with st.expander(t("Tools"), icon=":material/build:"):
+    with st.expander(t("Tools"), icon=":material/build:", key=K + "tools_panel"):
         st.caption(t("Functions the model may call, as an OpenAI-style JSON list of tools. A model whose chat template "
                      "supports tools gets them there; any other model reads them as a short list in the system prompt "
                      "and is asked to answer with a JSON call. Leave empty for no tools."))
@@ -108,7 +108,8 @@ with edit:
                               can_save=check.ok and tools_problem is None)
     versions = RecipeStore(project).versions()
     if versions:
-        with st.expander(t("Version history ({count})", count=len(versions)), icon=":material/history:"):
+        with st.expander(t("Version history ({count})", count=len(versions)), icon=":material/history:",
+                         key=K + "history_panel"):
             st.dataframe(pd.DataFrame([{"version": v.number, "saved": pd.to_datetime(v.saved_at, unit="s"),
                                         "by": v.author, "note": v.note} for v in reversed(versions)]),
                          hide_index=True, width="stretch", column_config={

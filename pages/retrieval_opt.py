@@ -109,7 +109,7 @@ def pick_queries() -> tuple[str, int] | None:
 
 def generate_panel(expanded: bool) -> None:
     with st.expander(t("Generate questions with the recipe's model"), icon=":material/auto_awesome:",
-                     expanded=expanded):
+                     expanded=expanded, key=K + "generate_panel"):
         st.caption(t("Picks random passages of '{kb}' and asks the model for a question each passage answers. The "
                      "questions are suggestions: they count once you accept them on the Labeling page.", kb=kb_name))
         cols = st.columns([1, 2], vertical_alignment="bottom")

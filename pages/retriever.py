@@ -118,7 +118,7 @@ elif job is not None:
 failed = kb.failed()
 if failed and not running:
     with st.expander(t("{count} file(s) could not be added or read", count=len(failed)), expanded=True,
-                     icon=":material/error:"):
+                     icon=":material/error:", key=K + "failed_panel"):
         for source, entry in sorted(failed.items()):
             st.error(f"**{source}** — {t(STATUS['refused' if entry.get('refused') else 'error'])}: "
                      f"{t(failure_reason(entry))}")
