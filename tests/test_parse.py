@@ -648,7 +648,7 @@ def test_docx_groups_paragraphs_under_heading_paths_and_splits_tables_into_rows(
         (sales + ("Exchanges",), "Exchanges are free.", False),
         (title + ("Shipping",), "Orders ship in two days.\n\nWe ship to:\nVietnam.\nThailand.\nLaos.\n\n"
                                 "Steps never listed under an introduction:\n\nTracking numbers come by e-mail.\n\n"
-                                "Pack the item.\nPrint the label.", False),
+                                "1. Pack the item.\n2. Print the label.", False),
     ]  # a list is one paragraph, with the line ending in ":" that introduces it
     assert all(s.page is None for s in doc.sections) and doc.warnings == []
 
@@ -1047,3 +1047,62 @@ def test_sections_are_frozen():
     section = parse_document(b"Hello", "a.txt").sections[0]
     with pytest.raises(Exception):
         section.text = "changed"
+
+
+def numbered_docx(tmp_path: Path) -> bytes:
+    """A procedure numbered as Word writes it: "1." / "a)" / "i." levels, a restarted copy of the list, headings
+    numbered "%1" and "%1.%2", a bulleted line, numbering removed with numId 0, and a second list of the same
+    definition that counts on."""
+    import docx
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    def level(ilvl, fmt, text):
+        return (f'<w:lvl w:ilvl="{ilvl}"><w:start w:val="1"/><w:numFmt w:val="{fmt}"/>'
+                f'<w:lvlText w:val="{text}"/></w:lvl>')
+
+    document = docx.Document()
+    numbering = document.part.numbering_part.element
+    for position, (abstract_id, levels) in enumerate([
+            (90, level(0, "decimal", "%1.") + level(1, "lowerLetter", "%2)") + level(2, "lowerRoman", "%3.")),
+            (91, level(0, "decimal", "%1") + level(1, "decimal", "%1.%2")),
+            (92, level(0, "bullet", "\uf0b7"))]):
+        numbering.insert(position, parse_xml(
+            f'<w:abstractNum {nsdecls("w")} w:abstractNumId="{abstract_id}">{levels}</w:abstractNum>'))
+    for num_id, abstract_id, override in [(90, 90, ""), (93, 91, ""), (94, 92, ""), (95, 90, ""), (91, 90, (
+            '<w:lvlOverride w:ilvl="0"><w:startOverride w:val="7"/></w:lvlOverride>'))]:
+        numbering.append(parse_xml(f'<w:num {nsdecls("w")} w:numId="{num_id}">'
+                                   f'<w:abstractNumId w:val="{abstract_id}"/>{override}</w:num>'))
+
+    def add(text, num_id, ilvl=0, style=None):
+        paragraph = document.add_paragraph(text, style=style)
+        paragraph._p.get_or_add_pPr().insert(0, parse_xml(
+            f'<w:numPr {nsdecls("w")}><w:ilvl w:val="{ilvl}"/><w:numId w:val="{num_id}"/></w:numPr>'))
+
+    add("Setting up", 93, 0, style="Heading 1")
+    document.add_paragraph("Before the first ride:")
+    add("Unpack the bike.", 90)
+    add("Check the tyres.", 90)
+    add("Front tyre.", 90, 1)
+    add("Valve cap.", 90, 2)
+    add("Rear tyre.", 90, 1)
+    add("Charge the battery.", 90)
+    add("Not numbered any more.", 0)
+    document.add_paragraph("Later:")
+    add("Book a service.", 91)
+    add("Wash the bike.", 91)
+    add("Store it dry.", 95)  # another list of the same definition, not restarted: it counts on from "3."
+    add("Brakes", 93, 1, style="Heading 2")
+    document.add_paragraph("Pull both levers.")
+    add("Bulleted, no number.", 94)
+    return saved(tmp_path, "numbered.docx", document.save)
+
+
+def test_docx_keeps_the_numbers_word_shows_before_list_items_and_headings(tmp_path):
+    doc = parse_document(numbered_docx(tmp_path), "numbered.docx")
+    assert outline(doc) == [
+        (("1 Setting up",), "Before the first ride:\n1. Unpack the bike.\n2. Check the tyres.\na) Front tyre.\n"
+                            "i. Valve cap.\nb) Rear tyre.\n3. Charge the battery.\nNot numbered any more.\n\n"
+                            "Later:\n7. Book a service.\n8. Wash the bike.\n4. Store it dry.", False),
+        (("1 Setting up", "1.1 Brakes"), "Pull both levers.\n\nBulleted, no number.", False),
+    ]

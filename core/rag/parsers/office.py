@@ -2,7 +2,9 @@
 
 DOCX: body paragraphs in order, grouped under their heading path (Title, Heading 1-9, or any style or
 paragraph with an outline level); each table row after the first is one Section, "header: value; …", with the
-first row as the header. Text boxes, headers, footers, comments and tables nested in cells are not read.
+first row as the header. Numbered paragraphs and headings keep the numbers Word shows ("2.", "b)", "1.2"), which
+python-docx leaves out: `Numbering` counts them from the numbering part. Text boxes, headers, footers, comments and
+tables nested in cells are not read.
 
 XLSX: every worksheet, one Section per row under the sheet's name, with the project's Excel reader (saved values
 only: formulas are never run; a formula with no saved value is reported).
@@ -75,6 +77,129 @@ def is_list_item(paragraph) -> bool:
     return False
 
 
+_ROMAN = ((1000, "m"), (900, "cm"), (500, "d"), (400, "cd"), (100, "c"), (90, "xc"), (50, "l"), (40, "xl"),
+          (10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i"))
+
+
+def _roman(number: int) -> str:
+    out = ""
+    for value, letters in _ROMAN:
+        count, number = divmod(number, value)
+        out += letters * count
+    return out
+
+
+def _letters(number: int) -> str:
+    """Word's letter numbering: a … z, then aa … zz."""
+    return chr(ord("a") + (number - 1) % 26) * ((number - 1) // 26 + 1)
+
+
+NUMBER_FORMATS = {
+    "decimal": str, "decimalZero": lambda n: f"{n:02d}", "lowerLetter": _letters,
+    "upperLetter": lambda n: _letters(n).upper(), "lowerRoman": _roman, "upperRoman": lambda n: _roman(n).upper(),
+}
+
+
+class Numbering:
+    """The numbers Word shows before numbered paragraphs ("1.", "2.1", "b)"), which python-docx does not give.
+
+    Counts level by level as Word does: a level restarts after a higher one; lists that share a definition
+    (abstractNum) count on together unless one restarts with a start override. Bullets and formats not in
+    NUMBER_FORMATS get no label."""
+
+    def __init__(self, document):
+        from docx.oxml.ns import qn
+
+        self._qn = qn
+        self.levels: dict[str, dict[int, tuple[str, str, int]]] = {}  # numId -> ilvl -> (format, text, start)
+        self.counted_as: dict[str, str] = {}  # numId -> whose counters it uses
+        self.style_levels: dict[str, int] = {}  # a list level tied to a paragraph style (w:pStyle)
+        self.counters: dict[str, dict[int, int]] = {}
+        try:
+            root = document.part.numbering_part.element
+        except Exception:  # no numbering part: nothing is numbered
+            return
+        abstract = {node.get(qn("w:abstractNumId")): self._read_levels(node)
+                    for node in root.findall(qn("w:abstractNum"))}
+        for num in root.findall(qn("w:num")):
+            ref = num.find(qn("w:abstractNumId"))
+            abstract_id = ref.get(qn("w:val")) if ref is not None else None
+            levels = dict(abstract.get(abstract_id, {}))
+            num_id = num.get(qn("w:numId"))
+            self.counted_as[num_id] = f"abstract {abstract_id}"
+            for override in num.findall(qn("w:lvlOverride")):
+                ilvl, start = self._int(override.get(qn("w:ilvl"))), override.find(qn("w:startOverride"))
+                if ilvl in levels and start is not None:
+                    fmt, text, _ = levels[ilvl]
+                    levels[ilvl] = (fmt, text, self._int(start.get(qn("w:val")), 1))
+                    self.counted_as[num_id] = num_id
+            self.levels[num_id] = levels
+
+    def _int(self, value, default: int = 0) -> int:
+        return int(value) if value is not None and value.isdigit() else default
+
+    def _read_levels(self, abstract) -> dict[int, tuple[str, str, int]]:
+        qn, levels = self._qn, {}
+        for lvl in abstract.findall(qn("w:lvl")):
+            ilvl = self._int(lvl.get(qn("w:ilvl")))
+            fmt, text, start, style = (lvl.find(qn(tag)) for tag in ("w:numFmt", "w:lvlText", "w:start", "w:pStyle"))
+            levels[ilvl] = (fmt.get(qn("w:val")) if fmt is not None else "decimal",
+                            text.get(qn("w:val")) or "" if text is not None else "",
+                            self._int(start.get(qn("w:val")), 1) if start is not None else 1)
+            if style is not None:
+                self.style_levels[style.get(qn("w:val"))] = ilvl
+        return levels
+
+    def _list_of(self, paragraph) -> tuple[str, int] | None:
+        qn = self._qn
+        properties = paragraph._p.pPr
+        num_pr = properties.numPr if properties is not None else None
+        if num_pr is not None and num_pr.numId is not None:
+            ilvl = num_pr.ilvl.val if num_pr.ilvl is not None else 0
+            return str(num_pr.numId.val), ilvl
+        style = paragraph.style
+        while style is not None:
+            ppr = style.element.pPr
+            if ppr is not None and ppr.numPr is not None and ppr.numPr.numId is not None:
+                ilvl = ppr.numPr.ilvl.val if ppr.numPr.ilvl is not None else self.style_levels.get(style.style_id, 0)
+                return str(ppr.numPr.numId.val), ilvl
+            style = style.base_style
+        return None
+
+    def label(self, paragraph) -> str:
+        """The paragraph's number as Word shows it ("3.", "1.2", "(b)"), counting it; "" when it has none."""
+        try:
+            return self._label(paragraph)
+        except (ValueError, KeyError, TypeError, AttributeError):  # odd numbering never costs the text
+            return ""
+
+    def _label(self, paragraph) -> str:
+        found = self._list_of(paragraph)
+        levels = self.levels.get(found[0]) if found else None
+        if not levels or found[1] not in levels:
+            return ""  # numId 0 (numbering removed) or an unknown list
+        num_id, ilvl = found
+        counters = self.counters.setdefault(self.counted_as[num_id], {})
+        counters[ilvl] = counters.get(ilvl, levels[ilvl][2] - 1) + 1
+        for deeper in [level for level in counters if level > ilvl]:
+            del counters[deeper]  # a sub-list starts again under the next item
+
+        def shown(match: re.Match) -> str:
+            level = int(match.group(1)) - 1
+            fmt, _, start = levels.get(level, ("decimal", "", 1))
+            number = counters.get(level, start)
+            return NUMBER_FORMATS[fmt](number) if fmt in NUMBER_FORMATS else ""
+
+        fmt, text, _ = levels[ilvl]
+        if fmt not in NUMBER_FORMATS:
+            return ""  # bullets, pictures, or a format this reader does not write
+        return re.sub(r"%([1-9])", shown, text).strip()
+
+
+def numbered(label: str, text: str) -> str:
+    return f"{label} {text}" if label and text.strip() else text
+
+
 def read_docx(data: bytes, name: str, warnings: list) -> list[Section]:
     if data.startswith(OLE_MAGIC):
         raise DocumentError(Msg("{file} is not a DOCX file: it is password-protected or an old Word (.doc) file. "
@@ -84,6 +209,7 @@ def read_docx(data: bytes, name: str, warnings: list) -> list[Section]:
 
     try:
         document = docx.Document(io.BytesIO(data))
+        numbering = Numbering(document)
         outline = Outline(joiner="\n\n")
         in_list, introduces = False, False
         for block in document.iter_inner_content():
@@ -95,10 +221,11 @@ def read_docx(data: bytes, name: str, warnings: list) -> list[Section]:
             if level is None:
                 item = is_list_item(block)
                 # a list is one paragraph with the line that introduces it, as the PDF and web readers keep it
-                outline.text(block.text, same_paragraph=item and (in_list or introduces))
+                outline.text(numbered(numbering.label(block), block.text),
+                             same_paragraph=item and (in_list or introduces))
                 in_list, introduces = item, block.text.rstrip().endswith(":")
             else:
-                outline.heading(level, block.text)
+                outline.heading(level, numbered(numbering.label(block), block.text))
                 in_list = introduces = False
         return outline.done()
     except Exception as exc:  # zip, XML and package errors for a file that is not a Word document
