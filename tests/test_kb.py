@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from core import assistant
@@ -129,7 +130,25 @@ def test_each_sentence_of_a_passage_is_embedded_and_finds_it(kb, fake_embedder):
     assert all(abs(a - b) < 1e-6 for stored, wanted in zip(row["sentence_vectors"], expected)
                for a, b in zip(stored, wanted))
     [hit] = kb.search("Do carbon frames carry a lifetime warranty?", "vector", 1)
-    assert hit.score > 0.8 > hit.similarity  # found by its last sentence, judged by the whole passage
+    whole = float(np.asarray(row["vector"]) @ fake_embedder(["Do carbon frames carry a lifetime warranty?"])[0])
+    assert hit.similarity == pytest.approx(hit.score) and hit.score > 0.8 > whole  # found and judged by its sentence
+
+
+def test_a_passage_whose_one_sentence_answers_is_not_left_out_as_irrelevant(kb, fake_embedder):
+    """A procedure asked about one of its steps: the passage as a whole is far from the question, its step is not."""
+    from core.assistant import retrieve
+
+    steps = ("Log in to your account and open Orders. Choose the order and click Return. Print the prepaid "
+             "shipping label. Pack the product in its original box. Drop the parcel at any post office. Refunds "
+             "reach the original payment method within five business days. Store credit never expires.")
+    ingest_text(kb, "returns.md", f"# Returns\n\n{steps}")
+    question = "What do I do after I print the shipping label?"
+    [hit] = kb.search(question, "hybrid", 1)
+    whole = float(np.asarray(kb.store().db.open_table("docs").to_arrow().to_pylist()[0]["vector"]) @
+                  fake_embedder([question])[0])
+    settings = RetrieverSettings(enabled=True)
+    assert whole < settings.min_similarity <= hit.similarity
+    assert retrieve(kb.project, Recipe(retriever=settings), question) == [hit]
 
 
 def test_a_store_location_uri_is_used(kb, tmp_path):

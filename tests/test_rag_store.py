@@ -135,7 +135,7 @@ def _unit(*values):
     return vector / np.linalg.norm(vector)
 
 
-def test_a_chunk_is_found_by_its_best_sentence_and_judged_by_its_own_vector(tmp_path):
+def test_a_chunk_is_found_and_judged_by_its_best_sentence(tmp_path):
     store = KnowledgeStore(str(tmp_path / "lancedb"))
     query = _unit(1)
     store.upsert("kb", [
@@ -146,9 +146,12 @@ def test_a_chunk_is_found_by_its_best_sentence_and_judged_by_its_own_vector(tmp_
     hits = store.search_vector("kb", query, k=2)
     assert [h.doc_id for h in hits] == ["answer", "near"]
     assert hits[0].score == pytest.approx(float(_unit(0.95, 0, 0, 0, 0.3)[0]), abs=1e-5)
-    assert hits[0].similarity == pytest.approx(float(_unit(0.3, 0, 0.95)[0]), abs=1e-5)  # how relevant: its own
+    # how relevant: its answering sentence, not its own vector (0.3), which the rest of its text pulls away
+    assert hits[0].similarity == pytest.approx(hits[0].score, abs=1e-5)
     assert hits[1].score == pytest.approx(0.6, abs=1e-5) == hits[1].similarity
+    # a keyword hit is judged the same way
     assert store.search_text("kb", "sentence", vector=query)[0].similarity == pytest.approx(hits[0].similarity)
+    assert store.search_text("kb", "sentence")[0].similarity is None  # no query vector: the caller measures it
 
 
 def test_a_table_from_before_sentence_vectors_keeps_working(tmp_path):

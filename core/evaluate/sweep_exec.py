@@ -291,7 +291,9 @@ def _search(store, table: str, queries: list[dict], members: list[SweepConfig], 
                 rewrites[text_query] = rewriter(text_query) or text_query
             text_query = rewrites[text_query]
         by_vector, by_text = both(lambda: store.search_vector(table, vectors[i], fetch) if need_vector else [],
-                                  lambda: store.search_text(table, text_query, fetch) if need_text else [])
+                                  lambda: store.search_text(table, text_query, fetch, None,
+                                                            None if vectors is None else vectors[i])
+                                  if need_text else [])
 
         def similarity(hit, question_vector=None if vectors is None else vectors[i]) -> float:
             if hit.similarity is not None:

@@ -2,9 +2,11 @@
 vector and full-text search. The location may be a project folder or an object-storage URI (s3://…).
 
 Each chunk has its own vector and, in `sentence_vectors`, that vector followed by one per sentence of the chunk
-(a LanceDB multivector column). Vector search ranks a chunk by the best of them, and judges how relevant it is by
-its own vector (`Hit.similarity`), so the minimum similarity means what it always meant. Tables made before that
-column existed are searched by their chunk vectors until the knowledge base is indexed again."""
+(a LanceDB multivector column). Vector search ranks a chunk by the best of them, and `Hit.similarity` (what the
+minimum similarity is compared with, for keyword hits too) is that best: a passage one of whose sentences answers
+the question is kept even when the rest of it is about something else (a procedure asked about one step). Tables
+made before that column existed are searched and judged by their chunk vectors until the knowledge base is indexed
+again."""
 
 from __future__ import annotations
 
@@ -81,7 +83,7 @@ class Hit:
     heading: str
     text: str
     score: float
-    similarity: float | None = None  # cosine to the query when known: how relevant the chunk is, 0..1
+    similarity: float | None = None  # cosine of the query to the chunk's or its closest sentence's vector, when known
     ranks: dict | None = None        # rank in each search that found it (hybrid)
 
 
@@ -236,19 +238,19 @@ class KnowledgeStore:
         if (self.uri, name) not in _CHECKED_TEXT_INDEXES:  # once per process: indexes built by older versions
             self._text_index_current(table)
             _CHECKED_TEXT_INDEXES.add((self.uri, name))
-        search = table.search(query, query_type="fts", fts_columns="text").select([*HIT_COLUMNS, "_score"])
+        search = table.search(query, query_type="fts", fts_columns="text").select([*_columns(table), "_score"])
         rows = (search.where(where) if where else search).limit(k).to_list()
-        return [_hit(row, row.get("_score", 0.0), _cosine(row.get("vector"), vector)) for row in rows]
+        return [_hit(row, row.get("_score", 0.0), _relevance(row, vector)) for row in rows]
 
     def search_vector(self, name: str, vector, k: int = 5, where: str | None = None) -> list[Hit]:
-        """The k chunks nearest the query: by the best of each chunk's vector and its sentences' (`score`), with
-        the chunk's own cosine as `similarity`."""
+        """The k chunks nearest the query: by the best of each chunk's vector and its sentences' (`score`, and
+        `similarity`)."""
         table = self.db.open_table(name)
         column = SENTENCE_VECTORS if _has_sentences(table) else "vector"
         search = table.search(list(map(float, vector)), query_type="vector",
-                              vector_column_name=column).metric("cosine").select([*HIT_COLUMNS, "_distance"])
+                              vector_column_name=column).metric("cosine").select([*_columns(table), "_distance"])
         rows = (search.where(where) if where else search).limit(k).to_list()
-        return [_hit(row, 1.0 - row.get("_distance", 0.0), _cosine(row.get("vector"), vector)) for row in rows]
+        return [_hit(row, 1.0 - row.get("_distance", 0.0), _relevance(row, vector)) for row in rows]
 
     def search_hybrid(self, name: str, query: str, vector, k: int = 5, where: str | None = None,
                       rrf_k: int = 60, depth: int | None = None, reranker: str = "rrf") -> list[Hit]:
@@ -274,6 +276,17 @@ def both(first, second):
     vector and a full-text search overlap instead of adding up (bench/query.py)."""
     pending = _search_pool().submit(second)
     return first(), pending.result()
+
+
+def _columns(table) -> list[str]:
+    return [*HIT_COLUMNS, SENTENCE_VECTORS] if _has_sentences(table) else HIT_COLUMNS
+
+
+def _relevance(row: dict, query) -> float | None:
+    """Cosine of the query to the passage's closest vector: its own or one of its sentences'."""
+    vectors = [v for v in (row.get(SENTENCE_VECTORS) or ()) if v is not None] or [row.get("vector")]
+    found = [c for c in (_cosine(v, query) for v in vectors) if c is not None]
+    return max(found) if found else None
 
 
 def _cosine(stored, query) -> float | None:
