@@ -761,8 +761,7 @@ def test_html_headings_that_trafilatura_leaves_out_are_put_back_and_an_infobox_r
     doc = parse_document(WIKI_PAGE.encode(), "Nikola_Tesla.html")
     title, early, later = ("Nikola Tesla",), ("Nikola Tesla", "Early years"), ("Nikola Tesla", "Later years")
     assert [(s.headings, s.text.split(". ")[0], s.is_table_row) for s in doc.sections] == [
-        (title, "Nikola Tesla", True),
-        (title, "Born: 10 July 1856\nSmiljan, Austrian Empire", True),
+        (title, "Born: 10 July 1856\nSmiljan, Austrian Empire", True),  # its title row is the page's title
         (title, "Died: 7 January 1943 (aged 86)", True),
         (title, "Known for: Alternating current, induction motor", True),
         (title, "Nikola Tesla was a Serbian-American inventor, electrical engineer, mechanical engineer, and futurist",
@@ -787,6 +786,27 @@ def test_two_column_tables_of_web_pages_and_word_files_read_as_names_and_values(
     outline = Outline(("Page",))
     outline.table(rows)
     assert [(s.text, s.is_table_row) for s in outline.done()] == [(text, True) for text in read]
+
+
+def test_a_tables_title_row_heads_its_rows_instead_of_being_a_passage_of_its_own():
+    from core.rag.parsers.common import Outline
+
+    long_note = "All prices include VAT and delivery to any address in the country, and they may change every month."
+    outline = Outline(("Page",))
+    outline.heading(1, "Prices")
+    outline.table([["Price list 2025", ""], ["Plan", "Price"], ["Basic", "10"], ["Pro", "25"]])
+    outline.table([["Opening hours"], ["Photo: the shop in 2024"], ["Monday", "9-17"], ["Sunday", "closed"]])
+    outline.table([[long_note], ["Plan", "Price"], ["Basic", "10"]])
+    outline.text("After the tables.")
+    prices, hours = ("Page", "Prices", "Price list 2025"), ("Page", "Prices", "Opening hours")
+    assert [(s.headings, s.text) for s in outline.done()] == [
+        (prices, "Plan: Basic; Price: 10"), (prices, "Plan: Pro; Price: 25"),
+        (hours, "Photo: the shop in 2024"),  # a picture's caption after the title stays a row
+        (hours, "Monday: 9-17"), (hours, "Sunday: closed"),
+        (("Page", "Prices"), long_note),  # too long for a title: a row, as before
+        (("Page", "Prices"), "Plan: Basic; Price: 10"),
+        (("Page", "Prices"), "After the tables."),  # the title heads its table only
+    ]
 
 
 def read_by_both_html_readers(page: str, monkeypatch) -> list[ParsedDocument]:

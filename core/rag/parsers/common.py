@@ -48,6 +48,8 @@ def clean_text(text: str) -> str:
 MIN_PROSE_WIDTH = 40       # characters: text whose lines are shorter is not wrapped prose (slides, tables, lists)
 FULL_LINE_FRACTION = 0.8   # a line this close to the text's width was wrapped: the next word did not fit on it
 BULLETS = "•▪◦●■‣∙·*–—-"
+TABLE_TITLE_CHARS = 80     # a table's first row of one cell this short is its title, a heading of its rows
+TABLE_TITLE_LEVEL = 10     # below every heading level (0-9), so a table's title is the last part of its rows' path
 # a list item's marker: a bullet, or a number or letter with "." or ")" ("J. Smith" still continues a line)
 _MARKER = re.compile(rf"([{BULLETS}])\s|(\()?(\d{{1,3}}|[a-z])([.)])\s")
 
@@ -205,13 +207,27 @@ class Outline:
 
     def table(self, rows: list[list]) -> None:
         """Rows of cells, one Section per row: 'header: value; …' under the first row, or 'name: value' for two
-        columns whose first row is a first pair rather than labels (`labels_values`). Rows of one cell before the
-        others (a title or picture caption across the table, as in an infobox) are rows of their own."""
+        columns whose first row is a first pair rather than labels (`labels_values`). A short first row of one cell
+        across the table (an infobox's name, a table's title) heads its rows as a caption does, instead of being a
+        passage of its own that says nothing; other rows of one cell before the rest (a picture's caption) are rows
+        of their own."""
         rows = [[cell_text(c) for c in r] for r in rows]
         rows = [r for r in rows if any(r)]
-        while len(rows) > 1 and sum(bool(c) for c in rows[0]) == 1:
-            self.row(next(c for c in rows[0] if c))
-            rows = rows[1:]
+        depth = len(self.stack)
+        try:
+            while len(rows) > 1 and sum(bool(c) for c in rows[0]) == 1:
+                cell = next(c for c in rows[0] if c)
+                rows = rows[1:]
+                if len(self.stack) == depth and len(one_line(cell)) <= TABLE_TITLE_CHARS:
+                    self.flush()
+                    self.stack.append((TABLE_TITLE_LEVEL, one_line(cell)))
+                else:
+                    self.row(cell)
+            self._rows(rows)
+        finally:
+            del self.stack[depth:]
+
+    def _rows(self, rows: list[list[str]]) -> None:
         if len(rows) == 1:
             self.row("; ".join(t for t in rows[0] if t))
             return
