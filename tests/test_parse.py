@@ -1126,3 +1126,19 @@ def test_docx_keeps_the_numbers_word_shows_before_list_items_and_headings(tmp_pa
                             "Later:\n7. Book a service.\n8. Wash the bike.\n4. Store it dry.", False),
         (("1 Setting up", "1.1 Brakes"), "Pull both levers.\n\nBulleted, no number.", False),
     ]
+
+
+@pytest.mark.timeout(60)
+def test_a_word_file_whose_styles_are_based_on_each_other_in_a_loop_is_read(tmp_path):
+    """A style "based on" a style based on it: following base styles never ended, and ingest hung on the file."""
+    import docx
+    from docx.enum.style import WD_STYLE_TYPE
+
+    document = docx.Document()
+    first = document.styles.add_style("Loop A", WD_STYLE_TYPE.PARAGRAPH)
+    second = document.styles.add_style("Loop B", WD_STYLE_TYPE.PARAGRAPH)
+    first.base_style, second.base_style = second, first
+    document.add_paragraph("Text in a looping style.", style="Loop A")
+    document.add_paragraph("More text.", style="Loop B")
+    doc = parse_document(saved(tmp_path, "loop.docx", document.save), "loop.docx")
+    assert [s.text for s in doc.sections] == ["Text in a looping style.\n\nMore text."]

@@ -25,6 +25,17 @@ _HEADING_STYLE = re.compile(r"heading ([1-9])", re.IGNORECASE)
 
 # ---- DOCX -------------------------------------------------------------------------------------------------------
 
+MAX_STYLE_DEPTH = 10  # base styles followed at most: a file may name styles based on each other in a loop
+
+
+def style_chain(paragraph):
+    """The paragraph's style, then the styles it is based on."""
+    style, seen = paragraph.style, 0
+    while style is not None and seen < MAX_STYLE_DEPTH:
+        yield style
+        style, seen = style.base_style, seen + 1
+
+
 def heading_level(paragraph) -> int | None:
     """0 for Title, 1-9 for headings (by style name, along the style's base styles, or outline level)."""
     from docx.oxml.ns import qn
@@ -32,8 +43,7 @@ def heading_level(paragraph) -> int | None:
     level = _outline_level(paragraph._p.pPr, qn)
     if level is not None:
         return level
-    style, seen = paragraph.style, 0
-    while style is not None and seen < 10:
+    for style in style_chain(paragraph):
         name = (style.name or "").strip()
         if name.lower() == "title":
             return 0
@@ -43,7 +53,7 @@ def heading_level(paragraph) -> int | None:
         level = _outline_level(style.element.pPr, qn)
         if level is not None:
             return level
-        style, seen = style.base_style, seen + 1
+    return None
     return None
 
 
@@ -68,13 +78,9 @@ def is_list_item(paragraph) -> bool:
     properties = paragraph._p.pPr
     if properties is not None and properties.numPr is not None:
         return True
-    style = paragraph.style
-    while style is not None:
-        if style.name.lower().startswith("list") or (style.element.pPr is not None
-                                                     and style.element.pPr.numPr is not None):
-            return True
-        style = style.base_style
-    return False
+    return any((style.name or "").lower().startswith("list") or (style.element.pPr is not None
+                                                                  and style.element.pPr.numPr is not None)
+               for style in style_chain(paragraph))
 
 
 _ROMAN = ((1000, "m"), (900, "cm"), (500, "d"), (400, "cd"), (100, "c"), (90, "xc"), (50, "l"), (40, "xl"),
@@ -157,13 +163,11 @@ class Numbering:
         if num_pr is not None and num_pr.numId is not None:
             ilvl = num_pr.ilvl.val if num_pr.ilvl is not None else 0
             return str(num_pr.numId.val), ilvl
-        style = paragraph.style
-        while style is not None:
+        for style in style_chain(paragraph):
             ppr = style.element.pPr
             if ppr is not None and ppr.numPr is not None and ppr.numPr.numId is not None:
                 ilvl = ppr.numPr.ilvl.val if ppr.numPr.ilvl is not None else self.style_levels.get(style.style_id, 0)
                 return str(ppr.numPr.numId.val), ilvl
-            style = style.base_style
         return None
 
     def label(self, paragraph) -> str:
