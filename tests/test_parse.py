@@ -1142,3 +1142,16 @@ def test_a_word_file_whose_styles_are_based_on_each_other_in_a_loop_is_read(tmp_
     document.add_paragraph("More text.", style="Loop B")
     doc = parse_document(saved(tmp_path, "loop.docx", document.save), "loop.docx")
     assert [s.text for s in doc.sections] == ["Text in a looping style.\n\nMore text."]
+
+
+def test_a_word_style_without_a_name_does_not_fail_the_file(tmp_path):
+    import docx
+    from docx.enum.style import WD_STYLE_TYPE
+    from docx.oxml.ns import qn
+
+    document = docx.Document()
+    style = document.styles.add_style("Nameless", WD_STYLE_TYPE.PARAGRAPH)
+    document.add_paragraph("Text in a style without a name.", style="Nameless")
+    style.element.remove(style.element.find(qn("w:name")))
+    doc = parse_document(saved(tmp_path, "nameless.docx", document.save), "nameless.docx")
+    assert [s.text for s in doc.sections] == ["Text in a style without a name."]
