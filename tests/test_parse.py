@@ -1155,3 +1155,38 @@ def test_a_word_style_without_a_name_does_not_fail_the_file(tmp_path):
     style.element.remove(style.element.find(qn("w:name")))
     doc = parse_document(saved(tmp_path, "nameless.docx", document.save), "nameless.docx")
     assert [s.text for s in doc.sections] == ["Text in a style without a name."]
+
+
+def packed(tmp_path, name: str, save, member: str, grow: bytes) -> bytes:
+    """A saved Office file with `grow` repeated into one of its XML parts: small on disk, large unpacked."""
+    import zipfile
+
+    original = zipfile.ZipFile(io.BytesIO(saved(tmp_path, name, save)))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for item in original.infolist():
+            data = original.read(item.filename)
+            if item.filename == member:
+                data = data.replace(b"<w:body>", b"<w:body>" + grow) if name.endswith(".docx") else data + grow
+            bomb.writestr(item, data)
+    return out.getvalue()
+
+
+def test_an_office_file_that_unpacks_beyond_the_size_limit_is_refused_at_once(tmp_path):
+    """400 KB on disk, 150 MB of XML: reading it took 160 s and its text would have taken hours to embed."""
+    import docx
+    import openpyxl
+
+    document = docx.Document()
+    document.add_paragraph("Hello.")
+    paragraph = b"<w:p><w:r><w:t>" + b"A" * 1000 + b"</w:t></w:r></w:p>"
+    big_docx = packed(tmp_path, "big.docx", document.save, "word/document.xml", paragraph * 2_000)
+    workbook = openpyxl.Workbook()
+    workbook.active["A1"] = "Hello"
+    big_xlsx = packed(tmp_path, "big.xlsx", workbook.save, "docProps/app.xml", b"<!--" + b"A" * 2_100_000 + b"-->")
+    for data, name in ((big_docx, "big.docx"), (big_xlsx, "big.xlsx")):
+        assert len(data) < 100_000
+        with pytest.raises(DocumentError, match=rf"^{name} unpacks to 2\.\d MB of text and markup, more than the "
+                                                 r"2 MB limit\. Split it into smaller files\.$"):
+            parse_document(data, name, max_bytes=2 * 1024 * 1024)
+    assert parse_document(big_docx, "big.docx").sections  # within the default limit it is read

@@ -117,6 +117,7 @@ def _read(ext: str, data: bytes, name: str, warnings: list, max_bytes: int) -> l
     if ext in (".docx", ".xlsx"):
         from .parsers import office
 
+        office.check_unpacked(data, name, max_bytes)
         return (office.read_docx if ext == ".docx" else office.read_xlsx)(data, name, warnings)
     if ext in (".html", ".htm"):
         from .parsers import web
