@@ -248,6 +248,27 @@ def test_size_is_checked_before_reading(tmp_path):
         F.read_source(huge, "huge.jsonl")
 
 
+def test_a_workbook_whose_xml_unpacks_beyond_the_size_limit_is_refused_before_reading(tmp_path):
+    """A few kilobytes on disk, megabytes of XML: read row by row it would hold the import for as long as it likes."""
+    original = zipfile.ZipFile(io.BytesIO(xlsx([["prompt", "response"], ["a", "b"]])))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as packed:
+        for item in original.infolist():
+            data = original.read(item.filename)
+            packed.writestr(item, data + b"<!--" + b"A" * 2_100_000 + b"-->" if item.filename == "docProps/app.xml"
+                            else data)
+    data = out.getvalue()
+    assert len(data) < 50_000
+    with pytest.raises(DataImportError, match=r"^big\.xlsx unpacks to 2\.\d MB of text and markup, more than the 2 MB "
+                                              r"limit\. Split it into smaller files\.$"):
+        F.read_source(data, "big.xlsx", max_bytes=2 * 1024 * 1024)
+    path = tmp_path / "big.xlsx"
+    path.write_bytes(data)
+    with pytest.raises(DataImportError, match="unpacks to"):
+        F.read_source(path, "big.xlsx", max_bytes=2 * 1024 * 1024)
+    assert F.read_source(data, "big.xlsx").rows  # within the default limit it is read
+
+
 def test_missing_files_and_folders(tmp_path):
     with pytest.raises(DataImportError, match="gone.csv was not found"):
         F.read_source(tmp_path / "gone.csv", "gone.csv")

@@ -23,6 +23,21 @@ def _reason(exc: Exception) -> str:
 
 # ---- XLSX -----------------------------------------------------------------------------------------------------
 
+def unpacked_xml_bytes(source: bytes | Path) -> int:
+    """How large an Office file's XML is once unpacked (0 when it is not a zip). A few hundred kilobytes can unpack
+    to gigabytes (by mistake or on purpose), which would take hours to read; pictures and other media are not read,
+    so they do not count. Sizes come from the zip's directory, which `zipfile` also holds each member to when it
+    unpacks it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return 0  # not a zip: the reader says what is wrong with it
+    return sum(m.file_size for m in members if m.filename.lower().endswith((".xml", ".rels")))
+
+
 def read_xlsx(source: bytes | Path, filename: str, ticker: Progress) -> SourceTable:
     import openpyxl
 

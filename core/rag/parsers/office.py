@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import io
 import re
-import zipfile
 
+from core.data.formats.binary import unpacked_xml_bytes
 from core.data.formats.table import size_mb
 from core.errors import DataImportError, DocumentError
 from core.i18n import Msg
@@ -26,15 +26,8 @@ _HEADING_STYLE = re.compile(r"heading ([1-9])", re.IGNORECASE)
 
 
 def check_unpacked(data: bytes, name: str, max_bytes: int) -> None:
-    """A Word or Excel file is a zip of XML: a few hundred kilobytes can unpack to gigabytes of text (by mistake or
-    on purpose), which would take hours to read and embed. Its XML must fit the size limit of any file; pictures
-    and other media are not read, so they do not count. Sizes come from the zip's directory, which `zipfile` also
-    holds each member to when it unpacks it."""
-    try:
-        members = zipfile.ZipFile(io.BytesIO(data)).infolist()
-    except (zipfile.BadZipFile, ValueError, OSError):
-        return  # not a zip: the reader says what is wrong with it
-    unpacked = sum(m.file_size for m in members if m.filename.lower().endswith((".xml", ".rels")))
+    """A Word or Excel file's XML must fit the size limit of any file (see unpacked_xml_bytes)."""
+    unpacked = unpacked_xml_bytes(data)
     if unpacked > max_bytes:
         raise DocumentError(Msg("{file} unpacks to {size} MB of text and markup, more than the {limit} MB limit. "
                                 "Split it into smaller files.", file=name, size=size_mb(unpacked),
