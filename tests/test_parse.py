@@ -809,6 +809,34 @@ def test_a_tables_title_row_heads_its_rows_instead_of_being_a_passage_of_its_own
     ]
 
 
+def test_a_row_of_one_cell_across_a_table_heads_the_rows_under_it():
+    from core.rag.parsers.common import Outline
+
+    outline = Outline(("Report",))
+    outline.text("Revenue grew in every region.")
+    outline.table([["Revenue by region"], ["Region", "2024", "2025"], ["Europe"], ["Germany", "10", "12"],
+                   ["France", "8", "9"], ["Asia", "", ""], ["Japan", "5", "6"], ["Source: company data"]])
+    outline.table([["Nikola Tesla"], ["Born", "10 July 1856"], ["Scientific career"], ["Fields", "Physics"],
+                   ["Institutions", "Edison Machine Works"], ["Signature", ""]])
+    table, tesla = ("Report", "Revenue by region"), ("Report", "Nikola Tesla")
+    assert [(s.headings, s.text) for s in outline.done()] == [
+        (("Report",), "Revenue grew in every region."),  # the text before keeps its headings
+        (table + ("Europe",), "Region: Germany; 2024: 10; 2025: 12"),
+        (table + ("Europe",), "Region: France; 2024: 8; 2025: 9"),
+        (table + ("Asia",), "Region: Japan; 2024: 5; 2025: 6"),
+        (table, "Source: company data"),  # nothing under it: a row of its own, outside the last group
+        (tesla, "Born: 10 July 1856"),
+        (tesla + ("Scientific career",), "Fields: Physics"),
+        (tesla + ("Scientific career",), "Institutions: Edison Machine Works"),
+        (tesla + ("Scientific career",), "Signature"),  # two columns, the value empty (a picture): a name
+    ]  # "Asia" padded with empty cells, as trafilatura gives a spanning cell, names a group too
+    untitled = Outline(("Report",))
+    untitled.text("Revenue grew.")
+    untitled.table([["Region", "2024", "2025"], ["Europe"], ["Germany", "10", "12"]])
+    assert [(s.headings, s.text) for s in untitled.done()] == [
+        (("Report",), "Revenue grew."), (("Report", "Europe"), "Region: Germany; 2024: 10; 2025: 12")]
+
+
 def read_by_both_html_readers(page: str, monkeypatch) -> list[ParsedDocument]:
     """The page read through trafilatura, then by the lxml fallback."""
     import core.rag.parsers.web as web

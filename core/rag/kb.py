@@ -37,7 +37,8 @@ EMBEDDER = "all-MiniLM-L6-v2"
 # line up becomes one passage per row, "header: value; …", under the line before it; a list in a PDF or Word file
 # stays one paragraph; a web page keeps the headings trafilatura left out; a table of two columns reads "name: value".
 # 6: a Word file's numbered paragraphs and headings keep the numbers Word shows ("2.", "b)", "1.2"); a table's
-# title row (an infobox's name) heads its rows instead of being a passage of its own.
+# title row (an infobox's name) heads its rows instead of being a passage of its own, a row of one cell across a
+# table ("Europe") the rows under it.
 READER = 6
 EMBEDDING_DIM = 384
 EMBED_BATCH = 256  # chunks embedded per call across files

@@ -50,6 +50,7 @@ FULL_LINE_FRACTION = 0.8   # a line this close to the text's width was wrapped: 
 BULLETS = "•▪◦●■‣∙·*–—-"
 TABLE_TITLE_CHARS = 80     # a table's first row of one cell this short is its title, a heading of its rows
 TABLE_TITLE_LEVEL = 10     # below every heading level (0-9), so a table's title is the last part of its rows' path
+TABLE_GROUP_LEVEL = 11     # a group of rows inside a table, under the table's title
 # a list item's marker: a bullet, or a number or letter with "." or ")" ("J. Smith" still continues a line)
 _MARKER = re.compile(rf"([{BULLETS}])\s|(\()?(\d{{1,3}}|[a-z])([.)])\s")
 
@@ -211,6 +212,7 @@ class Outline:
         across the table (an infobox's name, a table's title) heads its rows as a caption does, instead of being a
         passage of its own that says nothing; other rows of one cell before the rest (a picture's caption) are rows
         of their own."""
+        self.flush()  # the text before the table keeps its own headings
         rows = [[cell_text(c) for c in r] for r in rows]
         rows = [r for r in rows if any(r)]
         depth = len(self.stack)
@@ -219,7 +221,6 @@ class Outline:
                 cell = next(c for c in rows[0] if c)
                 rows = rows[1:]
                 if len(self.stack) == depth and len(one_line(cell)) <= TABLE_TITLE_CHARS:
-                    self.flush()
                     self.stack.append((TABLE_TITLE_LEVEL, one_line(cell)))
                 else:
                     self.row(cell)
@@ -228,18 +229,43 @@ class Outline:
             del self.stack[depth:]
 
     def _rows(self, rows: list[list[str]]) -> None:
+        """The rows after the title. A short row of one cell across a wider table ("Scientific career" in an
+        infobox, "Europe" above its countries) heads the rows under it, up to the next such row; one with no row
+        under it (a source line at the bottom) stays a row."""
         if len(rows) == 1:
             self.row("; ".join(t for t in rows[0] if t))
             return
         if not rows:
             return
-        if all(len(r) <= 2 for r in rows) and not labels_values([tuple(r + [""] * (2 - len(r))) for r in rows]):
-            for cells in rows:
-                self.row(name_value(*(cells + [""])[:2]))
-            return
-        columns = header_names(rows[0])
-        for cells in rows[1:]:
-            self.row(row_text(columns, cells))
+        pairs = all(len(r) <= 2 for r in rows) and not labels_values([tuple(r + [""] * (2 - len(r))) for r in rows])
+        columns = None if pairs else header_names(rows[0])
+        width = max(len(r) for r in rows)
+
+        def names_a_group(cells: list[str]) -> bool:
+            # one cell across the row; or, where a reader pads a spanning cell (trafilatura), only the first of
+            # three or more filled: in two columns that is as likely a name whose value is a picture
+            return (0 < len(one_line(cells[0])) <= TABLE_TITLE_CHARS
+                    and (len(cells) == 1 < width or (width >= 3 and not any(cells[1:]))))
+
+        depth, group = len(self.stack), None
+        try:
+            for cells in rows if pairs else rows[1:]:
+                if names_a_group(cells):
+                    if group is not None:  # a group with no rows: its name is text of its own
+                        del self.stack[depth:]
+                        self.row(group)
+                    group = one_line(cells[0])
+                    continue
+                if group is not None:
+                    del self.stack[depth:]
+                    self.stack.append((TABLE_GROUP_LEVEL, group))
+                    group = None
+                self.row(name_value(*(cells + [""])[:2]) if pairs else row_text(columns, cells))
+            if group is not None:
+                del self.stack[depth:]
+                self.row(group)
+        finally:
+            del self.stack[depth:]
 
     def flush(self) -> None:
         text = clean_text(self.joiner.join(self.lines))
