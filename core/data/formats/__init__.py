@@ -20,7 +20,7 @@ from pathlib import Path
 from core.errors import DataImportError
 from core.i18n import Msg
 
-from .binary import read_hf_folder, read_parquet, read_xlsx, unpacked_xml_bytes
+from .binary import read_hf_folder, read_parquet, read_xlsx, unpacks_too_large
 from .export import EXPORT_EXTENSIONS, EXPORT_FORMATS, export_folder, export_notes, export_records
 from .mapping import MAPPING_FIELDS, ImportResult, apply_mapping, detect_kind, propose_mapping
 from .table import (DEFAULT_MAX_BYTES, FORMATS, LAYOUTS, Progress, SourceTable, empty_error, format_for, guard_cell,
@@ -58,11 +58,10 @@ def read_source(data: bytes | Path, filename: str, *, max_bytes: int = DEFAULT_M
                                   size=size_mb(size)))
     if size == 0:
         raise empty_error(shown)
-    unpacked = unpacked_xml_bytes(path if path is not None else bytes(data)) if fmt == "xlsx" else 0
-    if unpacked > max_bytes:
-        raise DataImportError(Msg("{file} unpacks to {size} MB of text and markup, more than the {limit} MB limit. "
-                                  "Split it into smaller files.", file=shown, size=size_mb(unpacked),
-                                  limit=size_mb(max_bytes).removesuffix(".0")))
+    too_large = None if fmt != "xlsx" else unpacks_too_large(path if path is not None else bytes(data), shown,
+                                                             max_bytes)
+    if too_large is not None:
+        raise DataImportError(too_large)
     ticker = Progress(progress, size)
     if fmt == "hf_folder":
         table = read_hf_folder(path, shown, ticker)

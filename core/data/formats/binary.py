@@ -14,7 +14,7 @@ from core.errors import DataImportError
 from core.i18n import Msg
 
 from .table import (Problems, Progress, SourceTable, detect_layout, drop_blank_columns, empty_error, excel_unescape,
-                    name_columns, no_rows_error, unguard_cell)
+                    name_columns, no_rows_error, size_mb, unguard_cell)
 
 
 def _reason(exc: Exception) -> str:
@@ -36,6 +36,15 @@ def unpacked_xml_bytes(source: bytes | Path) -> int:
     except (zipfile.BadZipFile, ValueError, OSError):
         return 0  # not a zip: the reader says what is wrong with it
     return sum(m.file_size for m in members if m.filename.lower().endswith((".xml", ".rels")))
+
+
+def unpacks_too_large(source: bytes | Path, shown: str, max_bytes: int) -> Msg | None:
+    """The message for an Office file whose XML is larger than the size limit of any file, or None."""
+    unpacked = unpacked_xml_bytes(source)
+    if unpacked <= max_bytes:
+        return None
+    return Msg("{file} unpacks to {size} MB of text and markup, more than the {limit} MB limit. Split it into smaller "
+               "files.", file=shown, size=size_mb(unpacked), limit=size_mb(max_bytes).removesuffix(".0"))
 
 
 def read_xlsx(source: bytes | Path, filename: str, ticker: Progress) -> SourceTable:

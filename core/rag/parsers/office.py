@@ -15,8 +15,7 @@ from __future__ import annotations
 import io
 import re
 
-from core.data.formats.binary import unpacked_xml_bytes
-from core.data.formats.table import size_mb
+from core.data.formats.binary import unpacks_too_large
 from core.errors import DataImportError, DocumentError
 from core.i18n import Msg
 
@@ -27,11 +26,9 @@ _HEADING_STYLE = re.compile(r"heading ([1-9])", re.IGNORECASE)
 
 def check_unpacked(data: bytes, name: str, max_bytes: int) -> None:
     """A Word or Excel file's XML must fit the size limit of any file (see unpacked_xml_bytes)."""
-    unpacked = unpacked_xml_bytes(data)
-    if unpacked > max_bytes:
-        raise DocumentError(Msg("{file} unpacks to {size} MB of text and markup, more than the {limit} MB limit. "
-                                "Split it into smaller files.", file=name, size=size_mb(unpacked),
-                                limit=size_mb(max_bytes).removesuffix(".0")))
+    too_large = unpacks_too_large(data, name, max_bytes)
+    if too_large is not None:
+        raise DocumentError(too_large)
 
 
 # ---- DOCX -------------------------------------------------------------------------------------------------------
@@ -64,7 +61,6 @@ def heading_level(paragraph) -> int | None:
         level = _outline_level(style.element.pPr, qn)
         if level is not None:
             return level
-    return None
     return None
 
 
