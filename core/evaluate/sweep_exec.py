@@ -25,7 +25,7 @@ from core.rag import ranking, relevance
 from core.rag.chunking import passage_texts_to_embed, split_passage_vectors
 from core.rag.embedders import EmbeddingCache, EmbedStats, Stopped, get_embedder
 from core.rag.ranking import Scorer
-from core.rag.store import both, chunk_id
+from core.rag.store import both
 from core.workspace import Project
 
 Emit = Callable[..., None]
@@ -134,11 +134,11 @@ def _score_config(config: SweepConfig, queries: list[dict], searched: dict, scor
                   min_similarity: float) -> dict:
     rows = []
     for query in queries:
-        by_vector, by_text, text_query, similarity = searched[query["id"]]
+        by_vector, by_text, text_query = searched[query["id"]]
         hits = ranking.rank(config.mode, by_vector, by_text, config.k, config.rrf_k, config.reranker,
                             query["question"], scorer)
         if min_similarity > 0:  # as the assistant does (core.rag.retriever.relevant)
-            hits = [h for h in hits if similarity(h) >= min_similarity]
+            hits = [h for h in hits if h.similarity is None or h.similarity >= min_similarity]
         row = {"id": query["id"], "question": query["question"], **score_query(hits, query["units"])}
         if config.query_rewrite:
             row["query"] = text_query
@@ -256,7 +256,6 @@ def _run_groups(project, run, base, todo, emit, should_stop, scorer, rewriter, s
                 "reused": group_stats.reused, "computed": group_stats.computed, "at": time.time()})
             table = tables.build(number, rows, vectors, sentence_vectors, first.embedder, first.chunking.to_dict())
             searched = _search(tables.store, table, queries, members, cache, embedder, rewriter, rewrites,
-                               dict(zip((chunk_id(r["doc_id"], r["text"]) for r in rows), vectors)),
                                (spec.get("min_similarity") or 0.0) > 0)
             for i, config in enumerate(members):
                 if should_stop():
@@ -275,9 +274,9 @@ def _run_groups(project, run, base, todo, emit, should_stop, scorer, rewriter, s
 
 
 def _search(store, table: str, queries: list[dict], members: list[SweepConfig], cache: EmbeddingCache, embedder,
-            rewriter, rewrites: dict, chunk_vectors: dict, filtered: bool) -> dict:
-    """query id -> (vector hits, full-text hits, full-text query, similarity(hit) -> cosine to the question),
-    deep enough for every setting of the group."""
+            rewriter, rewrites: dict, filtered: bool) -> dict:
+    """query id -> (vector hits, full-text hits, full-text query), deep enough for every setting of the group; with
+    the question's vector every hit carries its similarity, judged as the assistant judges it."""
     fetch = max(ranking.fetch_depth(c.mode, c.k, c.reranker) for c in members)
     need_vector = any(c.mode != "fts" for c in members)
     need_text = any(c.mode != "vector" for c in members)
@@ -294,11 +293,5 @@ def _search(store, table: str, queries: list[dict], members: list[SweepConfig], 
                                   lambda: store.search_text(table, text_query, fetch, None,
                                                             None if vectors is None else vectors[i])
                                   if need_text else [])
-
-        def similarity(hit, question_vector=None if vectors is None else vectors[i]) -> float:
-            if hit.similarity is not None:
-                return hit.similarity
-            return float(chunk_vectors[hit.chunk_id] @ question_vector)
-
-        searched[query["id"]] = (by_vector, by_text, text_query, similarity)
+        searched[query["id"]] = (by_vector, by_text, text_query)
     return searched
