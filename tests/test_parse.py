@@ -254,6 +254,78 @@ def test_pdf_running_headers_footers_and_page_numbers_are_left_out(tmp_path):
     assert [s.text for s in doc.sections] == [f"{PROSE[n % 3]}\n\nSection {n + 1} ends here." for n in range(4)]
 
 
+def test_pdf_running_heads_that_carry_the_page_number_are_left_out(tmp_path):
+    """A book's running head names its chapter and carries the printed page number, so no one line is shared by
+    half the pages; the number running with the page's own tells it apart from text."""
+    from fpdf import FPDF
+
+    heads = ["Chapter 1: Arrival 3", "Chapter 1: Arrival 4", "Chapter 2: Departure 5", "Chapter 2: Departure 6"]
+    pdf = FPDF()
+    for number, head in enumerate(heads):
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=9)
+        pdf.cell(0, 8, head, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", size=12)
+        pdf.multi_cell(0, 8, f"{PROSE[number % 3]}\nSection {number + 1} ends here.")
+    doc = parse_document(saved(tmp_path, "book.pdf", pdf.output), "book.pdf")
+    assert [s.text for s in doc.sections] == [f"{PROSE[n % 3]}\n\nSection {n + 1} ends here." for n in range(4)]
+
+
+def test_a_large_header_on_every_pdf_page_is_left_out_rather_than_a_heading(tmp_path):
+    from fpdf import FPDF
+
+    class Letterhead(FPDF):
+        def header(self):
+            self.set_font("Helvetica", size=18)
+            self.cell(0, 10, "Lumen Harbour Authority", new_x="LMARGIN", new_y="NEXT")
+
+    pdf = Letterhead()
+    for number in range(3):
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=11)
+        pdf.multi_cell(0, 6, PROSE[number])
+    doc = parse_document(saved(tmp_path, "letters.pdf", pdf.output), "letters.pdf")
+    assert [(s.headings, s.text) for s in doc.sections] == [((), text) for text in PROSE[:3]]
+
+
+def test_pdf_headings_printed_larger_head_the_passages_after_them(tmp_path):
+    """Passages of a PDF had no heading path, so "(manual.pdf)" was all a passage said about where it stood. Lines
+    printed larger than the body text now head the passages after them, across pages, the largest level 1; a
+    heading wrapped onto two lines is one heading; a title page's names (three large lines in a row) are not
+    headings, and a table of contents' lines are left out."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+
+    def write(text: str, size: float) -> None:
+        pdf.set_font("Helvetica", size=size)
+        pdf.multi_cell(0, size * 0.6, text, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(3)
+
+    write("Harbour rules", 22)
+    for name in ("Port authority of Lumen", "Maria Schmidt", "Tran Van Minh"):
+        write(name, 15)
+    write("1. Arrival . . . . . . . . . . . . . . . . . . . . . . . . 2", 15)
+    write(PROSE[0], 11)
+    write("1. Arrival", 15)
+    write(PROSE[1], 11)
+    write("1.1 Pilots and tugs for ships longer than one hundred metres that enter the inner basin at night", 13)
+    write(PROSE[2], 11)
+    pdf.add_page()
+    write(RULES[0], 11)
+    write("2. Departure", 15)
+    write(RULES[1], 11)
+    doc = parse_document(saved(tmp_path, "rules.pdf", pdf.output), "rules.pdf")
+    pilots = ("1.1 Pilots and tugs for ships longer than one hundred metres that enter the inner basin at night",)
+    assert [(s.page, s.headings, s.text) for s in doc.sections] == [
+        (1, ("Harbour rules",), "Port authority of Lumen\nMaria Schmidt\nTran Van Minh\n" + PROSE[0]),
+        (1, ("Harbour rules", "1. Arrival"), PROSE[1]),
+        (1, ("Harbour rules", "1. Arrival", *pilots), PROSE[2]),
+        (2, ("Harbour rules", "1. Arrival", *pilots), RULES[0]),
+        (2, ("Harbour rules", "2. Departure"), RULES[1])]
+
+
 RULES = [f"Rule {i} of the port says that {('ships', 'cargo', 'pilots', 'tugs')[i % 4]} must wait for the signal of "
          f"the harbour master before they move within the inner basin." for i in range(44)]
 
@@ -452,8 +524,9 @@ def test_pdf_code_contents_and_headerless_grids_stay_as_lines(tmp_path, lines):
         pdf.cell(0, 5, line, new_x="LMARGIN", new_y="NEXT")
     doc = parse_document(saved(tmp_path, "code.pdf", pdf.output), "code.pdf")
     assert not any(s.is_table_row for s in doc.sections)
-    assert [" ".join(line.split()) for line in doc.sections[0].text.splitlines()] == [
-        " ".join(line.split()) for line in lines]
+    contents = "Contents" in lines  # a table of contents' lines are left out, its title stays
+    assert [" ".join(line.split()) for line in doc.sections[0].text.splitlines()] == (
+        ["Contents"] if contents else [" ".join(line.split()) for line in lines])
 
 
 def test_pdf_prose_in_two_page_columns_is_not_a_table(tmp_path):

@@ -1,4 +1,9 @@
-"""PDF with pypdf: the text of each page, with its 1-based page number. Headings are not known.
+"""PDF with pypdf: the text of each page, with its 1-based page number, under the headings it follows.
+
+Headings are told by their size, as PDF-to-Markdown tools do: a line or two printed clearly larger than the body
+text (the size most characters have) is a heading, the largest size level 1. Three or more such lines in a row are
+a lead paragraph or a title page's names, and a table of contents' lines (dot leaders) are not headings. Those lines
+(and an index's) are left out: they say where a heading's text is, and keyword search would find them for it.
 
 A PDF's text layer breaks every wrapped line and rarely marks where a paragraph ends. Lines as wide as the
 document's text are joined with the next, and a shorter line that ends a sentence ends its paragraph, so the
@@ -18,7 +23,10 @@ notice, and a PDF with no text at all is refused.
 from __future__ import annotations
 
 import io
+import math
 import re
+from collections import Counter
+from dataclasses import dataclass
 
 from core.errors import DocumentError
 from core.i18n import Msg
@@ -29,6 +37,12 @@ from .pdf_tables import LEADER, ROW_MARK, line_key, replace_tables, row_of
 
 MAX_LISTED_PAGES = 20
 _PAGE_NUMBER = re.compile(r"(page\s*)?[-–—]?\s*\d{1,4}\s*[-–—]?(\s*(of|/)\s*\d{1,4})?", re.IGNORECASE)
+# a table of contents' or an index's line: where something is, which search would find instead of the thing
+_CONTENTS_LINE = re.compile(LEADER.pattern + r"\s*(\d{1,4}|[ivxlc]{1,7})\s*$")
+_ROMAN_PAGE_NUMBER = re.compile(r"[ivxlc]{1,7}")  # front matter's pages: "iv"
+# a running head's page number: "12 Installing" on a left page, "Installing 13" on a right one
+_EDGE_NUMBER = re.compile(r"^(\d{1,4})\s+[^\W\d_]|[^\W\d_][\w.)]*:?\s+(\d{1,4})$")
+RUNNING_HEAD_PAGES = 3
 _LAST_WORD = re.compile(r"\w*$")
 _FIRST_WORD = re.compile(r"\w*")
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
@@ -36,6 +50,11 @@ _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\uf
 _ENDS_SENTENCE = re.compile(r"[.!?:;…。！？](?:[\"'”’»)\]]|" + CITATION_MARK + r")*$")
 _STOP_THEN_SPACE = re.compile(r"[.!?…](?:[\"'”’»)\]]|" + CITATION_MARK + r")*\s+[\"“‘'(\[]?(.)")
 MAX_CARRIED_LINES = 8  # a sentence cut by a page break rarely runs on longer than this on the next page
+HEADING_MARK = "\ue002"  # starts a heading's line, then its level digit, until the page is cut into sections
+HEADING_SCALE = 1.15  # a line printed this much larger than the body text is a heading
+MAX_HEADING_LINES = 2  # a heading wraps onto a second line at most
+MAX_HEADING_WORDS = 20
+MAX_HEADING_LEVEL = 9
 
 
 def page_list(pages: list[int]) -> str:
@@ -73,36 +92,52 @@ def open_pdf(data: bytes, name: str):
     return pages
 
 
-def drop_page_furniture(texts: list[str]) -> list[str]:
+def drop_page_furniture(texts: list[str], numbers: list[int] | None = None) -> list[str]:
     """The pages without their running headers and footers: a page number alone ("12", "Page 3 of 9", "- 4 -")
-    as a page's first or last line, and a first or last line that at least half the pages (three or more) have
-    alike, numbers aside, and that does not end a sentence. The page number is kept with each passage anyway;
-    left in, it would join a page's last sentence and stand as a "sentence" of its own under the document's
-    title."""
+    as a page's first or last line, a first or last line that at least half the pages (three or more) have
+    alike, numbers aside, and that does not end a sentence, and a running head that carries the printed page
+    number ("Chapter 2: Installing 17"), told by that number running with the page's own (`numbers`, 1-based) on
+    three or more pages, however often its words change. The page number is kept with each passage anyway; left
+    in, it would join a page's last sentence and stand as a "sentence" of its own under the document's title."""
+    numbers = numbers or list(range(1, len(texts) + 1))
     for _ in range(3):  # a header and a footer can both end a page's text: peel off one edge line per round
-        cleaned = _drop_edge_lines(texts)
+        cleaned = _drop_edge_lines(texts, numbers)
         if cleaned == texts:
             break
         texts = cleaned
     return texts
 
 
-def _drop_edge_lines(texts: list[str]) -> list[str]:
+def _edge_number(line: str) -> int | None:
+    match = _EDGE_NUMBER.search(line.strip())
+    return int(match.group(1) or match.group(2)) if match else None
+
+
+def _drop_edge_lines(texts: list[str], numbers: list[int]) -> list[str]:
     def key(line: str) -> str:
         return re.sub(r"\d+", "#", " ".join(line.lower().split()))
 
+    def label(line: str) -> bool:  # a running header or footer is a label: "Section 2 ends here." stays
+        return not line.startswith(ROW_MARK) and not _ENDS_SENTENCE.search(line.rstrip())
+
+    def numbered_head(line: str) -> bool:  # a heading's own number ("1 Introduction") is no page number
+        return label(line) and not line.startswith(HEADING_MARK) and _edge_number(line) is not None
+
     edges = [_edge_lines(text.splitlines()) for text in texts]
     seen: dict[str, int] = {}
-    for lines in edges:
+    offsets: Counter = Counter()
+    for lines, number in zip(edges, numbers):
         for found in {key(line) for line in lines}:
             seen[found] = seen.get(found, 0) + 1
+        offsets.update({_edge_number(line) - number for line in lines if numbered_head(line)})
     repeated = {found for found, pages in seen.items() if pages >= max(3, len(texts) / 2)}
+    running = {offset for offset, pages in offsets.items() if pages >= RUNNING_HEAD_PAGES}
     cleaned = []
-    for text, lines in zip(texts, edges):
-        # a running header or footer is a label, not a sentence: "Section 2 ends here." on every page stays
-        drop = {line for line in lines if not line.startswith(ROW_MARK) and (
-                (key(line) in repeated and not _ENDS_SENTENCE.search(line.rstrip()))
-                or _PAGE_NUMBER.fullmatch(line.strip()))}
+    for text, lines, number in zip(texts, edges, numbers):
+        drop = {line for line in lines if label(line) and (
+                key(line) in repeated or _PAGE_NUMBER.fullmatch(line.strip())
+                or _ROMAN_PAGE_NUMBER.fullmatch(line.strip())
+                or (numbered_head(line) and _edge_number(line) - number in running))}
         kept = text.splitlines()
         while kept and (kept[0] in drop or not kept[0].strip()):
             kept.pop(0)
@@ -140,8 +175,8 @@ def paragraph_ends(layout: list[str]) -> set[str]:
 
 def _joins(line: str, following: str, width: int) -> bool:
     """`wraps_into`, never across a table row's line nor after a line of contents ("Installing . . . . 4")."""
-    return (not line.startswith(ROW_MARK) and not following.startswith(ROW_MARK) and not LEADER.search(line)
-            and wraps_into(line, following, width))
+    return (not line.startswith((ROW_MARK, HEADING_MARK)) and not following.startswith((ROW_MARK, HEADING_MARK))
+            and not LEADER.search(line) and wraps_into(line, following, width))
 
 
 def mark_paragraphs(text: str, ends: set[str]) -> str:
@@ -249,41 +284,168 @@ def finish_cut_sentences(pages: list[tuple[int, str]], width: int) -> list[tuple
 
 
 def _prose(text: str) -> str:
-    return "\n".join(line for line in text.splitlines() if not line.startswith(ROW_MARK))
+    return "\n".join(line for line in text.splitlines() if not line.startswith((ROW_MARK, HEADING_MARK)))
 
 
-def page_sections(text: str, number: int) -> list[Section]:
-    """A page's text as sections: each table row one of its own under its table's caption, the text between them
-    another."""
+def _line_key(line: str) -> str:
+    return " ".join(drop_controls(line).translate(_LIGATURES).split())
+
+
+def text_and_sizes(page) -> tuple[str, list[tuple[str, float]]]:
+    """The page's plain text, and each of its lines (white space collapsed) with the size most of its characters
+    are printed in. pypdf hands the visitor the pieces the text is made of, in order."""
+    pieces: list[tuple[str, float]] = []
+
+    def visit(text, cm, tm, font, size):
+        try:
+            scale = math.hypot(float(tm[2]), float(tm[3])) * math.hypot(float(cm[2]), float(cm[3]))
+            printed = round(float(size) * scale * 2) / 2  # half points: the same style, the same size
+        except (TypeError, ValueError, IndexError, OverflowError):  # an odd matrix costs the size, not the text
+            printed = 0.0
+        pieces.append((text, printed if math.isfinite(printed) else 0.0))
+
+    text = page.extract_text(visitor_text=visit) or ""
+    lines, current, sizes = [], "", Counter()
+    for piece, size in pieces:
+        for index, part in enumerate(piece.split("\n")):
+            if index:
+                lines.append((current, sizes))
+                current, sizes = "", Counter()
+            current += part
+            sizes[size] += len(part.strip())
+    lines.append((current, sizes))
+    sized = [(_line_key(line), counts.most_common(1)[0][0]) for line, counts in lines if _line_key(line) and counts]
+    return text, sized
+
+
+@dataclass(frozen=True)
+class Heading:
+    lines: tuple[str, ...]  # the page's lines it is printed on (white space collapsed)
+    level: int
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+
+def find_headings(pages: list[list[tuple[str, float]]]) -> list[list[Heading]]:
+    """Each page's headings, in order (see the module's docstring)."""
+    counts = Counter()
+    for lines in pages:
+        for line, size in lines:
+            counts[size] += len(line)
+    if not counts:
+        return [[] for _ in pages]
+    body = counts.most_common(1)[0][0]
+    if body <= 0:  # sizes unknown
+        return [[] for _ in pages]
+    found: list[list[tuple[tuple[str, ...], float]]] = []
+    for lines in pages:
+        runs: list[tuple[list[str], float]] = []
+        for line, size in lines:
+            large = size >= body * HEADING_SCALE
+            if large and runs and runs[-1][1] == size:
+                runs[-1][0].append(line)
+            else:
+                runs.append(([line], size if large else 0.0))
+        found.append([(tuple(run), size) for run, size in runs if size and _heading_like(run)])
+    sizes = sorted({size for page in found for _, size in page}, reverse=True)
+    level = {size: min(rank + 1, MAX_HEADING_LEVEL) for rank, size in enumerate(sizes)}
+    return [[Heading(run, level[size]) for run, size in page] for page in found]
+
+
+def _heading_like(run: list[str]) -> bool:
+    text = " ".join(run)
+    return (len(run) <= MAX_HEADING_LINES and len(text.split()) <= MAX_HEADING_WORDS and not LEADER.search(text)
+            and re.search(r"[^\W\d_]", text) is not None and not text.endswith((",", ";")))
+
+
+def mark_headings(text: str, headings: list[Heading]) -> str:
+    """The page text with each heading's line (or lines) replaced by one marked line, `HEADING_MARK` + level +
+    text. Headings are looked for in order; one not found (its line went into a table) is skipped."""
+    lines, marked, start = text.splitlines(), [], 0
+    spots: dict[int, Heading] = {}
+    for heading in headings:
+        count = len(heading.lines)
+        for index in range(start, len(lines) - count + 1):
+            if tuple(_line_key(line) for line in lines[index:index + count]) == heading.lines:
+                spots[index], start = heading, index + count
+                break
+    index = 0
+    while index < len(lines):
+        heading = spots.get(index)
+        if heading is None:
+            marked.append(lines[index])
+            index += 1
+        else:
+            marked.append(HEADING_MARK + str(heading.level) + heading.text)
+            index += len(heading.lines)
+    return "\n".join(marked)
+
+
+def page_sections(text: str, number: int, outline: list[tuple[int, str]] | None = None) -> list[Section]:
+    """A page's text as sections under the headings before them: each table row one of its own under its table's
+    caption, the text between headings and rows another. `outline` is the heading path so far (level, text), kept
+    from page to page."""
+    outline = [] if outline is None else outline
     sections, lines = [], []
-    for line in text.splitlines() + [ROW_MARK]:
-        if not line.startswith(ROW_MARK):
-            lines.append(line)
-            continue
+
+    def path(*more: str) -> tuple[str, ...]:
+        names: list[str] = []
+        for name in [*(heading for _, heading in outline), *more]:
+            if name and (not names or names[-1] != name):  # a caption that repeats the heading is not said twice
+                names.append(name)
+        return tuple(names)
+
+    def flush() -> None:
         between = clean_text("\n".join(lines))
         if between:
-            sections.append(Section(between, number, ()))
-        lines = []
-        caption, row = row_of(line)
-        if row:
-            sections.append(Section(row, number, (caption,) if caption else (), is_table_row=True))
+            sections.append(Section(between, number, path()))
+        lines.clear()
+
+    for line in text.splitlines():
+        if line.startswith(HEADING_MARK):
+            flush()
+            level = int(line[len(HEADING_MARK)])
+            while outline and outline[-1][0] >= level:
+                outline.pop()
+            outline.append((level, line[len(HEADING_MARK) + 1:]))
+        elif _CONTENTS_LINE.search(line):
+            continue
+        elif line.startswith(ROW_MARK):
+            flush()
+            caption, row = row_of(line)
+            if row:
+                sections.append(Section(row, number, path(caption), is_table_row=True))
+        else:
+            lines.append(line)
+    flush()
     return sections
 
 
 def read(data: bytes, name: str, warnings: list) -> list[Section]:
     pages = open_pdf(data, name)
-    texts, blank, failed, first_error, carried = [], [], [], None, None
+    extracted, blank, failed, first_error = [], [], [], None
     for number, page in enumerate(pages, start=1):
         try:
+            text, sizes = text_and_sizes(page)
             # typeset ligatures ("ﬁ") as letters: neither keyword search nor the embedder knows the ligature
-            text = clean_text(page.extract_text() or "").translate(_LIGATURES)
+            text = clean_text(text).translate(_LIGATURES)
         except Exception as exc:  # one damaged page must not lose the others
             failed.append(number)
-            first_error, carried = first_error or exc, None
+            first_error = first_error or exc
             continue
+        extracted.append((number, page, text, sizes))
+    headings = find_headings([sizes for _, _, _, sizes in extracted])
+    texts, carried, last = [], None, None
+    for (number, page, text, _), page_headings in zip(extracted, headings):
+        if number != last:
+            carried = None  # a table goes on only on the very next page
+        last = number + 1
         if text:  # before pages are joined at a cut sentence, whose lines the layout no longer shows alike
             layout = layout_lines(page)
             text, carried = replace_tables(text, layout, carried)
+            text = mark_headings(text, page_headings)
             text = mark_paragraphs(text, paragraph_ends(layout))
         else:
             carried = None
@@ -291,12 +453,15 @@ def read(data: bytes, name: str, warnings: list) -> list[Section]:
             texts.append((number, text))
         else:
             blank.append(number)
-    numbers, cleaned = [n for n, _ in texts], drop_page_furniture([text for _, text in texts])
+    numbers = [number for number, _ in texts]
+    cleaned = drop_page_furniture([text for _, text in texts], numbers)
     texts = [(number, text) for number, text in zip(numbers, cleaned) if text]
     width = text_width([_prose(text) for _, text in texts])
     words = frozenset(word.lower() for _, text in texts for word in re.findall(r"\w+", text))
     texts = finish_cut_sentences(texts, width)
-    sections = [section for number, text in texts for section in page_sections(unwrap(text, width, words), number)]
+    outline: list[tuple[int, str]] = []
+    sections = [section for number, text in texts
+                for section in page_sections(unwrap(text, width, words), number, outline)]
     if not sections:
         if len(failed) == len(pages):
             raise unreadable(name, reason(first_error))
