@@ -271,6 +271,33 @@ def test_pdf_running_heads_that_carry_the_page_number_are_left_out(tmp_path):
     assert [s.text for s in doc.sections] == [f"{PROSE[n % 3]}\n\nSection {n + 1} ends here." for n in range(4)]
 
 
+def test_a_short_bold_pdf_line_before_plain_text_is_a_heading_below_the_larger_ones(tmp_path):
+    """Word's "Heading 3" and a manual's "Walk assist" are printed in bold at the body's size; a bold line that
+    ends a sentence, or a bold numbered item, stays text."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+
+    def write(text: str, size: float = 11, style: str = "") -> None:
+        pdf.set_font("Helvetica", style=style, size=size)
+        pdf.multi_cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(3)
+
+    write("4. Riding the Lumen Volt", 15, "B")
+    write("Walk assist", style="B")
+    write(PROSE[0])
+    write("Never ride without lights.", style="B")
+    write(PROSE[1])
+    write("1. Check the brakes", style="B")
+    write(PROSE[2])
+    doc = parse_document(saved(tmp_path, "manual.pdf", pdf.output), "manual.pdf")
+    [section] = doc.sections
+    assert section.headings == ("4. Riding the Lumen Volt", "Walk assist")
+    assert section.text.startswith(PROSE[0]) and "Walk assist" not in section.text
+    assert "Never ride without lights." in section.text and "1. Check the brakes" in section.text
+
+
 def test_a_large_header_on_every_pdf_page_is_left_out_rather_than_a_heading(tmp_path):
     from fpdf import FPDF
 

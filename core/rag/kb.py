@@ -38,8 +38,8 @@ EMBEDDER = "all-MiniLM-L6-v2"
 # stays one paragraph; a web page keeps the headings trafilatura left out; a table of two columns reads "name: value".
 # 6: a Word file's numbered paragraphs and headings keep the numbers Word shows ("2.", "b)", "1.2"); a table's
 # title row (an infobox's name) heads its rows instead of being a passage of its own, a row of one cell across a
-# table ("Europe") the rows under it. 7: a PDF's headings (lines printed larger than its body text) head the
-# passages after them, and running heads that carry the page number are left out.
+# table ("Europe") the rows under it. 7: a PDF's headings (lines printed larger than its body text, or short bold
+# lines before plain text) head the passages after them, and running heads that carry the page number are left out.
 READER = 7
 EMBEDDING_DIM = 384
 EMBED_BATCH = 256  # chunks embedded per call across files

@@ -2,7 +2,9 @@
 
 Headings are told by their size, as PDF-to-Markdown tools do: a line or two printed clearly larger than the body
 text (the size most characters have) is a heading, the largest size level 1. Three or more such lines in a row are
-a lead paragraph or a title page's names, and a table of contents' lines (dot leaders) are not headings. Those lines
+a lead paragraph or a title page's names, and a table of contents' lines (dot leaders) are not headings. A short
+line all in bold at the body's size, standing alone before text that is not bold, is a heading below those
+("Walk assist", a Word document's "Heading 3"). Those lines
 (and an index's) are left out: they say where a heading's text is, and keyword search would find them for it.
 
 A PDF's text layer breaks every wrapped line and rarely marks where a paragraph ends. Lines as wide as the
@@ -55,6 +57,8 @@ HEADING_SCALE = 1.15  # a line printed this much larger than the body text is a 
 MAX_HEADING_LINES = 2  # a heading wraps onto a second line at most
 MAX_HEADING_WORDS = 20
 MAX_HEADING_LEVEL = 9
+MAX_BOLD_HEADING_WORDS = 8
+_BOLD_FONT = re.compile(r"bold|black|heavy|demi|semibold", re.IGNORECASE)
 
 
 def page_list(pages: list[int]) -> str:
@@ -291,31 +295,40 @@ def _line_key(line: str) -> str:
     return " ".join(drop_controls(line).translate(_LIGATURES).split())
 
 
-def text_and_sizes(page) -> tuple[str, list[tuple[str, float]]]:
-    """The page's plain text, and each of its lines (white space collapsed) with the size most of its characters
-    are printed in. pypdf hands the visitor the pieces the text is made of, in order."""
-    pieces: list[tuple[str, float]] = []
+@dataclass(frozen=True)
+class PrintedLine:
+    text: str  # white space collapsed
+    size: float  # the size most of its characters are printed in (0: unknown)
+    bold: bool  # every character in a bold face
+
+
+def text_and_sizes(page) -> tuple[str, list[PrintedLine]]:
+    """The page's plain text, and each of its lines as printed. pypdf hands the visitor the pieces the text is made
+    of, in order."""
+    pieces: list[tuple[str, float, bool]] = []
 
     def visit(text, cm, tm, font, size):
         try:
             scale = math.hypot(float(tm[2]), float(tm[3])) * math.hypot(float(cm[2]), float(cm[3]))
             printed = round(float(size) * scale * 2) / 2  # half points: the same style, the same size
-        except (TypeError, ValueError, IndexError, OverflowError):  # an odd matrix costs the size, not the text
-            printed = 0.0
-        pieces.append((text, printed if math.isfinite(printed) else 0.0))
+            bold = bool(_BOLD_FONT.search(str(font.get("/BaseFont", "")))) if font else False
+        except (TypeError, ValueError, IndexError, OverflowError, AttributeError):  # costs the style, not the text
+            printed, bold = 0.0, False
+        pieces.append((text, printed if math.isfinite(printed) else 0.0, bold))
 
     text = page.extract_text(visitor_text=visit) or ""
-    lines, current, sizes = [], "", Counter()
-    for piece, size in pieces:
+    lines, current, sizes, faces = [], "", Counter(), Counter()
+    for piece, size, bold in pieces:
         for index, part in enumerate(piece.split("\n")):
             if index:
-                lines.append((current, sizes))
-                current, sizes = "", Counter()
+                lines.append((current, sizes, faces))
+                current, sizes, faces = "", Counter(), Counter()
             current += part
             sizes[size] += len(part.strip())
-    lines.append((current, sizes))
-    sized = [(_line_key(line), counts.most_common(1)[0][0]) for line, counts in lines if _line_key(line) and counts]
-    return text, sized
+            faces[bold] += len(part.strip())
+    lines.append((current, sizes, faces))
+    return text, [PrintedLine(_line_key(line), sizes.most_common(1)[0][0], faces[True] > 0 and not faces[False])
+                  for line, sizes, faces in lines if _line_key(line) and sizes]
 
 
 @dataclass(frozen=True)
@@ -328,30 +341,48 @@ class Heading:
         return " ".join(self.lines)
 
 
-def find_headings(pages: list[list[tuple[str, float]]]) -> list[list[Heading]]:
+def find_headings(pages: list[list[PrintedLine]]) -> list[list[Heading]]:
     """Each page's headings, in order (see the module's docstring)."""
-    counts = Counter()
+    counts, bold_chars = Counter(), 0
     for lines in pages:
-        for line, size in lines:
-            counts[size] += len(line)
-    if not counts:
-        return [[] for _ in pages]
-    body = counts.most_common(1)[0][0]
+        for line in lines:
+            counts[line.size] += len(line.text)
+            bold_chars += len(line.text) if line.bold else 0
+    body = counts.most_common(1)[0][0] if counts else 0.0
     if body <= 0:  # sizes unknown
         return [[] for _ in pages]
+    bold_labels = bold_chars * 2 < sum(counts.values())  # in a document set in bold, bold says nothing
     found: list[list[tuple[tuple[str, ...], float]]] = []
     for lines in pages:
         runs: list[tuple[list[str], float]] = []
-        for line, size in lines:
-            large = size >= body * HEADING_SCALE
-            if large and runs and runs[-1][1] == size:
-                runs[-1][0].append(line)
+        for line in lines:
+            large = line.size >= body * HEADING_SCALE
+            if large and runs and runs[-1][1] == line.size:
+                runs[-1][0].append(line.text)
             else:
-                runs.append(([line], size if large else 0.0))
-        found.append([(tuple(run), size) for run, size in runs if size and _heading_like(run)])
-    sizes = sorted({size for page in found for _, size in page}, reverse=True)
+                runs.append(([line.text], line.size if large else 0.0))
+        headings = [(tuple(run), size) for run, size in runs if size and _heading_like(run)]
+        if bold_labels:
+            labels = {line.text for line, following in zip(lines, lines[1:]) if _bold_label(line, following, body)}
+            headings = [(run, size) for run, size in headings if run[0] not in labels] + \
+                [((line.text,), BOLD_SIZE) for line in lines if line.text in labels]
+            order = {line.text: index for index, line in reversed(list(enumerate(lines)))}
+            headings.sort(key=lambda heading: order[heading[0][0]])
+        found.append(headings)
+    sizes = sorted({size for page in found for _, size in page if size != BOLD_SIZE}, reverse=True)
     level = {size: min(rank + 1, MAX_HEADING_LEVEL) for rank, size in enumerate(sizes)}
+    level[BOLD_SIZE] = min(len(sizes) + 1, MAX_HEADING_LEVEL)
     return [[Heading(run, level[size]) for run, size in page] for page in found]
+
+
+BOLD_SIZE = -1.0  # a bold label's place among the heading sizes: below all of them
+
+
+def _bold_label(line: PrintedLine, following: PrintedLine, body: float) -> bool:
+    """A short line all in bold at about the body's size, before a line that is not bold."""
+    return (line.bold and not following.bold and abs(line.size - body) <= body * 0.1
+            and len(line.text.split()) <= MAX_BOLD_HEADING_WORDS and not list_marker(line.text)
+            and not line.text.endswith((".", ",", ";", ":")) and _heading_like([line.text]))
 
 
 def _heading_like(run: list[str]) -> bool:
@@ -428,15 +459,15 @@ def read(data: bytes, name: str, warnings: list) -> list[Section]:
     extracted, blank, failed, first_error = [], [], [], None
     for number, page in enumerate(pages, start=1):
         try:
-            text, sizes = text_and_sizes(page)
+            text, printed = text_and_sizes(page)
             # typeset ligatures ("ﬁ") as letters: neither keyword search nor the embedder knows the ligature
             text = clean_text(text).translate(_LIGATURES)
         except Exception as exc:  # one damaged page must not lose the others
             failed.append(number)
             first_error = first_error or exc
             continue
-        extracted.append((number, page, text, sizes))
-    headings = find_headings([sizes for _, _, _, sizes in extracted])
+        extracted.append((number, page, text, printed))
+    headings = find_headings([printed for _, _, _, printed in extracted])
     texts, carried, last = [], None, None
     for (number, page, text, _), page_headings in zip(extracted, headings):
         if number != last:
