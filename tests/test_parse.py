@@ -298,6 +298,21 @@ def test_a_short_bold_pdf_line_before_plain_text_is_a_heading_below_the_larger_o
     assert "Never ride without lights." in section.text and "1. Check the brakes" in section.text
 
 
+def test_pdf_headings_that_differ_only_by_their_number_head_their_pages(tmp_path):
+    """An itinerary's "Day 1", "Day 2", … at the top of every page are headings, not a running header."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    for day in range(1, 5):
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=18)
+        pdf.cell(0, 10, f"Day {day}", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", size=11)
+        pdf.multi_cell(0, 6, PROSE[day % 3])
+    doc = parse_document(saved(tmp_path, "trip.pdf", pdf.output), "trip.pdf")
+    assert [(s.headings, s.text) for s in doc.sections] == [((f"Day {day}",), PROSE[day % 3]) for day in range(1, 5)]
+
+
 def test_a_large_header_on_every_pdf_page_is_left_out_rather_than_a_heading(tmp_path):
     from fpdf import FPDF
 
@@ -549,11 +564,15 @@ def test_pdf_code_contents_and_headerless_grids_stay_as_lines(tmp_path, lines):
     pdf.set_font("Courier", size=10)
     for line in lines:
         pdf.cell(0, 5, line, new_x="LMARGIN", new_y="NEXT")
-    doc = parse_document(saved(tmp_path, "code.pdf", pdf.output), "code.pdf")
+    data = saved(tmp_path, "code.pdf", pdf.output)
+    if "Contents" in lines:  # a table of contents is left out with its title: nothing else is there
+        assert str(error_for(data, "code.pdf")) == ("code.pdf holds only a table of contents or an index: no text "
+                                                    "to search.")
+        return
+    doc = parse_document(data, "code.pdf")
     assert not any(s.is_table_row for s in doc.sections)
-    contents = "Contents" in lines  # a table of contents' lines are left out, its title stays
-    assert [" ".join(line.split()) for line in doc.sections[0].text.splitlines()] == (
-        ["Contents"] if contents else [" ".join(line.split()) for line in lines])
+    assert [" ".join(line.split()) for line in doc.sections[0].text.splitlines()] == [
+        " ".join(line.split()) for line in lines]
 
 
 def test_pdf_prose_in_two_page_columns_is_not_a_table(tmp_path):
@@ -840,7 +859,9 @@ def test_html_source_line_breaks_inside_running_text_are_spaces(tmp_path, monkey
 WIKI_PAGE = """<html><head><title>Nikola Tesla - Wikipedia</title></head><body><h1>Nikola Tesla</h1>
 <div id="mw-content-text"><table class="infobox biography vcard"><tbody>
 <tr><th colspan="2" class="infobox-above">Nikola Tesla</th></tr>
+<tr><td colspan="2" class="infobox-image"><img src="Tesla.jpg" alt="Tesla"><div>Tesla, c. 1890</div></td></tr>
 <tr><th scope="row">Born</th><td>10 July 1856<br>Smiljan, Austrian Empire</td></tr>
+<tr><td><img src="flag.png" alt=""><br>Flag</td><td><img src="arms.png" alt=""><br>Coat of arms</td></tr>
 <tr><th scope="row">Died</th><td>7 January 1943 (aged 86)</td></tr>
 <tr><th scope="row">Known for</th><td>Alternating current, induction motor</td></tr>
 </tbody></table>
@@ -857,7 +878,8 @@ last years in New York hotels.</p>
 
 def test_html_headings_that_trafilatura_leaves_out_are_put_back_and_an_infobox_reads_as_names_and_values():
     """After an infobox trafilatura kept no heading of the article: every passage lost its section. The infobox's
-    title row was taken for the header of its name/value rows ("Nikola Tesla: Born; column 2: …")."""
+    title row was taken for the header of its name/value rows ("Nikola Tesla: Born; column 2: …"). Its picture
+    rows are left out: "Tesla, c. 1890" alone was a passage close to every question about Tesla."""
     doc = parse_document(WIKI_PAGE.encode(), "Nikola_Tesla.html")
     title, early, later = ("Nikola Tesla",), ("Nikola Tesla", "Early years"), ("Nikola Tesla", "Later years")
     assert [(s.headings, s.text.split(". ")[0], s.is_table_row) for s in doc.sections] == [
@@ -981,6 +1003,15 @@ def test_a_title_that_is_the_heading_and_the_sites_name_becomes_the_heading(titl
 
     page = f"<html><head><title>{title}</title></head><body><h1>{heading}</h1><p>Text.</p></body></html>"
     assert page_title(lxml.html.document_fromstring(page)) == expected
+
+
+def test_html_picture_rows_of_a_table_are_left_out_when_trafilatura_finds_nothing_too(monkeypatch):
+    import trafilatura
+
+    monkeypatch.setattr(trafilatura, "extract", lambda *a, **k: None)
+    texts = [s.text for s in parse_document(WIKI_PAGE.encode(), "Nikola_Tesla.html").sections]
+    assert [text.split(":")[0] for text in texts[:3]] == ["Born", "Died", "Known for"]
+    assert not any("1890" in text or "Coat of arms" in text for text in texts)
 
 
 def test_html_falls_back_to_the_body_text_when_trafilatura_finds_nothing(tmp_path, monkeypatch):

@@ -118,8 +118,9 @@ def _edge_number(line: str) -> int | None:
 
 
 def _drop_edge_lines(texts: list[str], numbers: list[int]) -> list[str]:
-    def key(line: str) -> str:
-        return re.sub(r"\d+", "#", " ".join(line.lower().split()))
+    def key(line: str) -> str:  # numbers aside, except in a heading: "Day 1", "Day 2" head pages of their own
+        text = " ".join(line.lower().split())
+        return text if line.startswith(HEADING_MARK) else re.sub(r"\d+", "#", text)
 
     def label(line: str) -> bool:  # a running header or footer is a label: "Section 2 ends here." stays
         return not line.startswith(ROW_MARK) and not _ENDS_SENTENCE.search(line.rstrip())
@@ -442,7 +443,8 @@ def page_sections(text: str, number: int, outline: list[tuple[int, str]] | None 
                 outline.pop()
             outline.append((level, line[len(HEADING_MARK) + 1:]))
         elif _CONTENTS_LINE.search(line):
-            continue
+            if len(lines) == 1 and len(lines[0].split()) <= 3 and not _ENDS_SENTENCE.search(lines[0]):
+                lines.pop()  # the list's title ("Contents" opening the page), a passage of one word otherwise
         elif line.startswith(ROW_MARK):
             flush()
             caption, row = row_of(line)
@@ -496,6 +498,9 @@ def read(data: bytes, name: str, warnings: list) -> list[Section]:
     if not sections:
         if len(failed) == len(pages):
             raise unreadable(name, reason(first_error))
+        if texts:  # text there was, all of it lines of contents
+            raise DocumentError(Msg("{file} holds only a table of contents or an index: no text to search.",
+                                    file=name))
         raise DocumentError(Msg("{file} has no text layer (scanned images?) — OCR is not enabled.", file=name))
     if blank:
         warnings.append(Msg("{count} of {total} pages have no text and were left out (scanned images? OCR is not "
