@@ -1316,6 +1316,57 @@ def test_a_word_style_without_a_name_does_not_fail_the_file(tmp_path):
     assert [s.text for s in doc.sections] == ["Text in a style without a name."]
 
 
+def _content_control(children, gallery: str | None = None):
+    """A Word content control (<w:sdt>) holding `children`, of a building-block gallery ("Table of Contents")."""
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    control, properties, content = OxmlElement("w:sdt"), OxmlElement("w:sdtPr"), OxmlElement("w:sdtContent")
+    if gallery:
+        part, kind = OxmlElement("w:docPartObj"), OxmlElement("w:docPartGallery")
+        kind.set(qn("w:val"), gallery)
+        part.append(kind)
+        properties.append(part)
+    for child in children:
+        content.append(child)
+    control.append(properties)
+    control.append(content)
+    return control
+
+
+def test_word_text_inside_content_controls_is_read_and_a_table_of_contents_left_out(tmp_path):
+    """python-docx skips content controls: a template's section kept in a rich-text control lost all its text, and a
+    form's filled-in field read "Customer: ". Word's table of contents (a control of its gallery, or paragraphs in
+    its TOC styles) is left out: its lines only say where the headings are."""
+    import docx
+    from docx.oxml import OxmlElement
+
+    document = docx.Document()
+    document.add_heading("Travel policy", 1)
+    contents = [document.add_paragraph(line)._p for line in ("1 Booking a trip\t2", "2 Hotels\t3")]
+    intro = document.add_paragraph("This policy applies to every employee who travels for work.")
+    document.add_paragraph("Contents", style="TOC Heading")
+    heading = document.add_heading("1 Booking a trip", 2)
+    kept = [document.add_paragraph(text)._p for text in ("Book every trip through the travel desk.",
+                                                          "Travel by train when the journey takes under five hours.")]
+    field = document.add_paragraph("Approved by: ")
+    run = OxmlElement("w:r")
+    run.append(OxmlElement("w:t"))
+    run[0].text = "Maria Schmidt"
+    field._p.append(_content_control([run]))
+    field.add_run(" (travel desk)")
+    for element in contents + kept:
+        element.getparent().remove(element)
+    intro._p.addprevious(_content_control(contents, "Table of Contents"))
+    heading._p.addnext(_content_control(kept))
+    doc = parse_document(saved(tmp_path, "policy.docx", document.save), "policy.docx")
+    assert [(s.headings, s.text) for s in doc.sections] == [
+        (("Travel policy",), "This policy applies to every employee who travels for work."),
+        (("Travel policy", "1 Booking a trip"), "Book every trip through the travel desk.\n\nTravel by train when "
+                                                "the journey takes under five hours.\n\nApproved by: Maria Schmidt "
+                                                "(travel desk)")]
+
+
 def packed(tmp_path, name: str, save, member: str, grow: bytes) -> bytes:
     """A saved Office file with `grow` repeated into one of its XML parts: small on disk, large unpacked."""
     import zipfile

@@ -76,8 +76,42 @@ def _row_cells(row) -> list[str]:
     for cell in row.cells:
         if id(cell._tc) not in seen:
             seen.add(id(cell._tc))
-            cells.append(cell.text)
+            cells.append(cell_text(cell._tc))
     return cells
+
+
+_SHOWN = {"t": None, "tab": "\t", "ptab": "\t", "br": "\n", "cr": "\n", "noBreakHyphen": "-"}
+# what is not the paragraph's own text: its properties, deleted text, and drawings or text boxes (read on their own)
+_NOT_SHOWN = ("pPr", "rPr", "del", "moveFrom", "drawing", "pict", "txbxContent", "AlternateContent")
+
+
+def paragraph_text(p_element) -> str:
+    """The text Word shows for a paragraph, with the runs inside content controls, tracked insertions and simple
+    fields, which python-docx's `Paragraph.text` leaves out (a form's filled-in "Customer: Harbour Logistics" read
+    "Customer: ")."""
+    from docx.oxml.ns import qn
+
+    skipped = {qn("w:" + tag) for tag in _NOT_SHOWN} | {
+        "{http://schemas.openxmlformats.org/markup-compatibility/2006}AlternateContent"}
+    parts = []
+    for node in p_element.iter(*(qn("w:" + tag) for tag in _SHOWN)):
+        if any(ancestor.tag in skipped for ancestor in node.iterancestors()) or node.tag in skipped:
+            continue
+        tag = node.tag.rsplit("}", 1)[-1]
+        if tag == "t":
+            parts.append(node.text or "")
+        elif tag == "br" and node.get(qn("w:type")) not in (None, "textWrapping"):
+            continue  # a page or column break shows no text
+        else:
+            parts.append(_SHOWN[tag])
+    return "".join(parts)
+
+
+def cell_text(tc_element) -> str:
+    """A table cell's paragraphs, one per line (content controls included, as in `paragraph_text`)."""
+    from docx.oxml.ns import qn
+
+    return "\n".join(paragraph_text(p) for p in tc_element.iter(qn("w:p")))
 
 
 def is_list_item(paragraph) -> bool:
@@ -211,6 +245,37 @@ def numbered(label: str, text: str) -> str:
     return f"{label} {text}" if label and text.strip() else text
 
 
+_TOC_STYLE = re.compile(r"toc( \d| heading)?", re.IGNORECASE)  # Word's "TOC 1" … "TOC 9" and "TOC Heading"
+
+
+def body_blocks(document):
+    """The body's paragraphs and tables in reading order, also those inside content controls (<w:sdt>), which
+    python-docx's `iter_inner_content` skips: a template's filled-in fields or a section kept in a rich-text
+    control lost all its text. A table of contents (a control of Word's "Table of Contents" gallery, or paragraphs
+    in its TOC styles) is left out: its lines say where the headings are, and keyword search found them for each."""
+    from docx.oxml.ns import qn
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    body = document._body
+
+    def blocks(element):
+        for child in element.iterchildren():
+            if child.tag == qn("w:p"):
+                paragraph = Paragraph(child, body)
+                if not any(_TOC_STYLE.fullmatch((style.name or "").strip()) for style in style_chain(paragraph)):
+                    yield paragraph
+            elif child.tag == qn("w:tbl"):
+                yield Table(child, body)
+            elif child.tag == qn("w:sdt"):
+                gallery = child.find(f"{qn('w:sdtPr')}/{qn('w:docPartObj')}/{qn('w:docPartGallery')}")
+                content = child.find(qn("w:sdtContent"))
+                if content is not None and (gallery is None or gallery.get(qn("w:val")) != "Table of Contents"):
+                    yield from blocks(content)
+
+    yield from blocks(body._element)
+
+
 def read_docx(data: bytes, name: str, warnings: list) -> list[Section]:
     if data.startswith(OLE_MAGIC):
         raise DocumentError(Msg("{file} is not a DOCX file: it is password-protected or an old Word (.doc) file. "
@@ -223,20 +288,19 @@ def read_docx(data: bytes, name: str, warnings: list) -> list[Section]:
         numbering = Numbering(document)
         outline = Outline(joiner="\n\n")
         in_list, introduces = False, False
-        for block in document.iter_inner_content():
+        for block in body_blocks(document):
             if isinstance(block, Table):
                 outline.table([_row_cells(row) for row in block.rows])
                 in_list = introduces = False
                 continue
-            level = heading_level(block)
+            level, text = heading_level(block), paragraph_text(block._p)
             if level is None:
                 item = is_list_item(block)
                 # a list is one paragraph with the line that introduces it, as the PDF and web readers keep it
-                outline.text(numbered(numbering.label(block), block.text),
-                             same_paragraph=item and (in_list or introduces))
-                in_list, introduces = item, block.text.rstrip().endswith(":")
+                outline.text(numbered(numbering.label(block), text), same_paragraph=item and (in_list or introduces))
+                in_list, introduces = item, text.rstrip().endswith(":")
             else:
-                outline.heading(level, numbered(numbering.label(block), block.text))
+                outline.heading(level, numbered(numbering.label(block), text))
                 in_list = introduces = False
         return outline.done()
     except Exception as exc:  # zip, XML and package errors for a file that is not a Word document
