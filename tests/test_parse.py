@@ -1367,6 +1367,40 @@ def test_word_text_inside_content_controls_is_read_and_a_table_of_contents_left_
                                                 "(travel desk)")]
 
 
+TEXT_BOX_RUN = """<w:r {w} xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006"
+  xmlns:wps="http://schemas.microsoft.com/office/word/2010/wordprocessingShape"
+  xmlns:wp="http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing"
+  xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" xmlns:v="urn:schemas-microsoft-com:vml">
+<mc:AlternateContent><mc:Choice Requires="wps"><w:drawing><wp:anchor><a:graphic><a:graphicData><wps:wsp><wps:txbx>
+<w:txbxContent>{box}</w:txbxContent></wps:txbx></wps:wsp></a:graphicData></a:graphic></wp:anchor></w:drawing>
+</mc:Choice><mc:Fallback><w:pict><v:shape><v:textbox><w:txbxContent>{box}</w:txbxContent></v:textbox></v:shape>
+</w:pict></mc:Fallback></mc:AlternateContent></w:r>"""
+
+
+def test_word_text_boxes_are_read_once_after_the_paragraph_they_are_anchored_in(tmp_path):
+    """A newsletter's or a cover page's text boxes were left out; Word also keeps a copy of each box for older
+    readers, which must not be read twice."""
+    import docx
+    from docx.oxml.ns import nsdecls
+    from lxml import etree
+
+    box = "".join(f"<w:p><w:r><w:t>{text}</w:t></w:r></w:p>" for text in ("Opening party on 4 April at 18:00.",
+                                                                          "Free coffee for every visitor."))
+    document = docx.Document()
+    document.add_heading("Spring newsletter", 1)
+    anchor = document.add_paragraph("Our shop moves to a new address in April.")
+    anchor._p.append(etree.fromstring(TEXT_BOX_RUN.format(w=nsdecls("w"), box=box)))
+    document.add_paragraph("The new shop is at Harbour Street 12.")
+    cell = document.add_table(rows=1, cols=2).rows[0].cells
+    cell[0].text, cell[1].text = "Open on", "Sundays"
+    cell[1].paragraphs[0]._p.append(etree.fromstring(TEXT_BOX_RUN.format(w=nsdecls("w"), box=box)))
+    doc = parse_document(saved(tmp_path, "news.docx", document.save), "news.docx")
+    assert [s.text for s in doc.sections] == [
+        "Our shop moves to a new address in April.\n\nOpening party on 4 April at 18:00.\n\nFree coffee for every "
+        "visitor.\n\nThe new shop is at Harbour Street 12.",
+        "Open on; Sundays\nOpening party on 4 April at 18:00.\nFree coffee for every visitor."]
+
+
 def packed(tmp_path, name: str, save, member: str, grow: bytes) -> bytes:
     """A saved Office file with `grow` repeated into one of its XML parts: small on disk, large unpacked."""
     import zipfile

@@ -41,8 +41,9 @@ EMBEDDER = "all-MiniLM-L6-v2"
 # table ("Europe") the rows under it. 7: a PDF's headings (lines printed larger than its body text, or short bold
 # lines before plain text) head the passages after them, and running heads that carry the page number are left out.
 # 8: a web page's table rows that are pictures with their captions (an infobox's portrait) are left out.
-# 9: a Word file's text inside content controls is read, and its table of contents left out.
-READER = 9
+# 9: a Word file's text inside content controls is read, and its table of contents left out. 10: and its text
+# boxes, after the paragraph each is anchored in.
+READER = 10
 EMBEDDING_DIM = 384
 EMBED_BATCH = 256  # chunks embedded per call across files
 Progress = Callable[[float, Msg], None]

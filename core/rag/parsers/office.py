@@ -93,9 +93,16 @@ def paragraph_text(p_element) -> str:
 
     skipped = {qn("w:" + tag) for tag in _NOT_SHOWN} | {
         "{http://schemas.openxmlformats.org/markup-compatibility/2006}AlternateContent"}
+    def shown(node) -> bool:  # nothing between the paragraph and the node hides it
+        while node is not None and node is not p_element:
+            if node.tag in skipped:
+                return False
+            node = node.getparent()
+        return True
+
     parts = []
     for node in p_element.iter(*(qn("w:" + tag) for tag in _SHOWN)):
-        if any(ancestor.tag in skipped for ancestor in node.iterancestors()) or node.tag in skipped:
+        if not shown(node):
             continue
         tag = node.tag.rsplit("}", 1)[-1]
         if tag == "t":
@@ -111,7 +118,10 @@ def cell_text(tc_element) -> str:
     """A table cell's paragraphs, one per line (content controls included, as in `paragraph_text`)."""
     from docx.oxml.ns import qn
 
-    return "\n".join(paragraph_text(p) for p in tc_element.iter(qn("w:p")))
+    def read_once(p) -> bool:  # not the copy of a text box Word keeps for older readers
+        return not any(node.tag == _FALLBACK for node in p.iterancestors() if tc_element in node.iterancestors())
+
+    return "\n".join(paragraph_text(p) for p in tc_element.iter(qn("w:p")) if read_once(p))
 
 
 def is_list_item(paragraph) -> bool:
@@ -248,10 +258,26 @@ def numbered(label: str, text: str) -> str:
 _TOC_STYLE = re.compile(r"toc( \d| heading)?", re.IGNORECASE)  # Word's "TOC 1" … "TOC 9" and "TOC Heading"
 
 
+_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+
+
+def text_boxes(p_element):
+    """The text boxes anchored in a paragraph (their <w:txbxContent>), outermost first; the copy Word keeps for
+    older readers (mc:Fallback) is not read twice."""
+    from docx.oxml.ns import qn
+
+    for box in p_element.iter(qn("w:txbxContent")):
+        node = box.getparent()
+        while node is not None and node is not p_element and node.tag not in (qn("w:txbxContent"), _FALLBACK):
+            node = node.getparent()
+        if node is p_element:
+            yield box
+
+
 def body_blocks(document):
     """The body's paragraphs and tables in reading order, also those inside content controls (<w:sdt>), which
     python-docx's `iter_inner_content` skips: a template's filled-in fields or a section kept in a rich-text
-    control lost all its text. A table of contents (a control of Word's "Table of Contents" gallery, or paragraphs
+    control lost all its text. A text box's paragraphs follow the paragraph it is anchored in. A table of contents (a control of Word's "Table of Contents" gallery, or paragraphs
     in its TOC styles) is left out: its lines say where the headings are, and keyword search found them for each."""
     from docx.oxml.ns import qn
     from docx.table import Table
@@ -265,6 +291,8 @@ def body_blocks(document):
                 paragraph = Paragraph(child, body)
                 if not any(_TOC_STYLE.fullmatch((style.name or "").strip()) for style in style_chain(paragraph)):
                     yield paragraph
+                for box in text_boxes(child):
+                    yield from blocks(box)
             elif child.tag == qn("w:tbl"):
                 yield Table(child, body)
             elif child.tag == qn("w:sdt"):
