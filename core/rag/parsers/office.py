@@ -82,7 +82,18 @@ def _row_cells(row) -> list[str]:
 
 _SHOWN = {"t": None, "tab": "\t", "ptab": "\t", "br": "\n", "cr": "\n", "noBreakHyphen": "-"}
 # what is not the paragraph's own text: its properties, deleted text, and drawings or text boxes (read on their own)
-_NOT_SHOWN = ("pPr", "rPr", "del", "moveFrom", "drawing", "pict", "txbxContent", "AlternateContent")
+_NOT_SHOWN = ("pPr", "rPr", "del", "moveFrom", "drawing", "pict", "txbxContent")
+_MARKUP_COMPATIBILITY = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
+_ALTERNATE, _FALLBACK = _MARKUP_COMPATIBILITY + "AlternateContent", _MARKUP_COMPATIBILITY + "Fallback"
+
+
+def _inside(node, top, tags: set) -> bool:
+    """Whether an element with one of `tags` lies between `node` (itself included) and its ancestor `top`."""
+    while node is not None and node is not top:
+        if node.tag in tags:
+            return True
+        node = node.getparent()
+    return False
 
 
 def paragraph_text(p_element) -> str:
@@ -91,18 +102,10 @@ def paragraph_text(p_element) -> str:
     "Customer: ")."""
     from docx.oxml.ns import qn
 
-    skipped = {qn("w:" + tag) for tag in _NOT_SHOWN} | {
-        "{http://schemas.openxmlformats.org/markup-compatibility/2006}AlternateContent"}
-    def shown(node) -> bool:  # nothing between the paragraph and the node hides it
-        while node is not None and node is not p_element:
-            if node.tag in skipped:
-                return False
-            node = node.getparent()
-        return True
-
+    hidden = {qn("w:" + tag) for tag in _NOT_SHOWN} | {_ALTERNATE}
     parts = []
     for node in p_element.iter(*(qn("w:" + tag) for tag in _SHOWN)):
-        if not shown(node):
+        if _inside(node, p_element, hidden):
             continue
         tag = node.tag.rsplit("}", 1)[-1]
         if tag == "t":
@@ -115,13 +118,11 @@ def paragraph_text(p_element) -> str:
 
 
 def cell_text(tc_element) -> str:
-    """A table cell's paragraphs, one per line (content controls included, as in `paragraph_text`)."""
+    """A table cell's paragraphs, one per line (content controls and text boxes included, as in `paragraph_text`;
+    the copy of a text box Word keeps for older readers, `mc:Fallback`, is not read twice)."""
     from docx.oxml.ns import qn
 
-    def read_once(p) -> bool:  # not the copy of a text box Word keeps for older readers
-        return not any(node.tag == _FALLBACK for node in p.iterancestors() if tc_element in node.iterancestors())
-
-    return "\n".join(paragraph_text(p) for p in tc_element.iter(qn("w:p")) if read_once(p))
+    return "\n".join(paragraph_text(p) for p in tc_element.iter(qn("w:p")) if not _inside(p, tc_element, {_FALLBACK}))
 
 
 def is_list_item(paragraph) -> bool:
@@ -258,27 +259,23 @@ def numbered(label: str, text: str) -> str:
 _TOC_STYLE = re.compile(r"toc( \d| heading)?", re.IGNORECASE)  # Word's "TOC 1" … "TOC 9" and "TOC Heading"
 
 
-_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
-
-
 def text_boxes(p_element):
-    """The text boxes anchored in a paragraph (their <w:txbxContent>), outermost first; the copy Word keeps for
-    older readers (mc:Fallback) is not read twice."""
+    """The text boxes anchored in a paragraph (their <w:txbxContent>), not those inside another box (read with
+    it); the copy Word keeps for older readers (mc:Fallback) is not read twice."""
     from docx.oxml.ns import qn
 
-    for box in p_element.iter(qn("w:txbxContent")):
-        node = box.getparent()
-        while node is not None and node is not p_element and node.tag not in (qn("w:txbxContent"), _FALLBACK):
-            node = node.getparent()
-        if node is p_element:
+    box_tag = qn("w:txbxContent")
+    for box in p_element.iter(box_tag):
+        if not _inside(box.getparent(), p_element, {box_tag, _FALLBACK}):
             yield box
 
 
 def body_blocks(document):
     """The body's paragraphs and tables in reading order, also those inside content controls (<w:sdt>), which
     python-docx's `iter_inner_content` skips: a template's filled-in fields or a section kept in a rich-text
-    control lost all its text. A text box's paragraphs follow the paragraph it is anchored in. A table of contents (a control of Word's "Table of Contents" gallery, or paragraphs
-    in its TOC styles) is left out: its lines say where the headings are, and keyword search found them for each."""
+    control lost all its text. A text box's paragraphs follow the paragraph it is anchored in. A table of contents
+    (a control of Word's "Table of Contents" gallery, or paragraphs in its TOC styles) is left out: its lines say
+    where the headings are, and keyword search found them for each."""
     from docx.oxml.ns import qn
     from docx.table import Table
     from docx.text.paragraph import Paragraph

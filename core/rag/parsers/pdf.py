@@ -365,8 +365,7 @@ def find_headings(pages: list[list[PrintedLine]]) -> list[list[Heading]]:
         headings = [(tuple(run), size) for run, size in runs if size and _heading_like(run)]
         if bold_labels:
             labels = {line.text for line, following in zip(lines, lines[1:]) if _bold_label(line, following, body)}
-            headings = [(run, size) for run, size in headings if run[0] not in labels] + \
-                [((line.text,), BOLD_SIZE) for line in lines if line.text in labels]
+            headings += [((line.text,), BOLD_SIZE) for line in lines if line.text in labels]  # body-sized: never large
             order = {line.text: index for index, line in reversed(list(enumerate(lines)))}
             headings.sort(key=lambda heading: order[heading[0][0]])
         found.append(headings)
