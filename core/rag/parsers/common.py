@@ -176,11 +176,14 @@ class Outline:
         self.stack: list[tuple[int, str]] = []
         self.lines: list[str] = []
         self.sections: list[Section] = []
+        self.page: int | None = None  # the page the text now collected is on (PDFs)
 
-    def path(self) -> tuple[str, ...]:
+    def path(self, *more: str) -> tuple[str, ...]:
+        """The heading path, then `more` (a table row's caption); a name that repeats the one before it (an <h1>
+        that repeats the page title, a caption that repeats the heading) is not said twice."""
         path: list[str] = []
-        for heading in [*self.root, *(text for _, text in self.stack)]:
-            if not path or path[-1] != heading:  # an <h1> that repeats the page title is not said twice
+        for heading in [*self.root, *(text for _, text in self.stack), *more]:
+            if heading and (not path or path[-1] != heading):
                 path.append(heading)
         return tuple(path)
 
@@ -200,11 +203,11 @@ class Outline:
         else:
             self.lines.append(text)
 
-    def row(self, text: str) -> None:
+    def row(self, text: str, caption: str = "") -> None:
         self.flush()
         text = clean_text(text)
         if text:
-            self.sections.append(Section(text, None, self.path(), is_table_row=True))
+            self.sections.append(Section(text, self.page, self.path(caption), is_table_row=True))
 
     def table(self, rows: list[list]) -> None:
         """Rows of cells, one Section per row: 'header: value; …' under the first row, or 'name: value' for two
@@ -271,7 +274,7 @@ class Outline:
         text = clean_text(self.joiner.join(self.lines))
         self.lines = []
         if text:
-            self.sections.append(Section(text, None, self.path()))
+            self.sections.append(Section(text, self.page, self.path()))
 
     def done(self) -> list[Section]:
         self.flush()

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from core.errors import DocumentError
 from core.i18n import Msg
 
-from .common import (CITATION_MARK, MIN_PROSE_WIDTH, Section, abbreviation_at, clean_text, drop_controls,
+from .common import (CITATION_MARK, MIN_PROSE_WIDTH, Outline, Section, abbreviation_at, clean_text, drop_controls,
                      goes_on_with, introduces_list, list_marker, reason, text_width, wraps_into)
 from .pdf_tables import LEADER, ROW_MARK, line_key, replace_tables, row_of
 
@@ -414,45 +414,23 @@ def mark_headings(text: str, headings: list[Heading]) -> str:
     return "\n".join(marked)
 
 
-def page_sections(text: str, number: int, outline: list[tuple[int, str]] | None = None) -> list[Section]:
-    """A page's text as sections under the headings before them: each table row one of its own under its table's
-    caption, the text between headings and rows another. `outline` is the heading path so far (level, text), kept
-    from page to page."""
-    outline = [] if outline is None else outline
-    sections, lines = [], []
-
-    def path(*more: str) -> tuple[str, ...]:
-        names: list[str] = []
-        for name in [*(heading for _, heading in outline), *more]:
-            if name and (not names or names[-1] != name):  # a caption that repeats the heading is not said twice
-                names.append(name)
-        return tuple(names)
-
-    def flush() -> None:
-        between = clean_text("\n".join(lines))
-        if between:
-            sections.append(Section(between, number, path()))
-        lines.clear()
-
+def page_sections(text: str, number: int, outline: Outline) -> None:
+    """A page's text as sections of `outline` (kept from page to page, so headings head the pages after them):
+    each table row one of its own under its table's caption, the text between headings and rows another."""
+    outline.page = number
     for line in text.splitlines():
         if line.startswith(HEADING_MARK):
-            flush()
-            level = int(line[len(HEADING_MARK)])
-            while outline and outline[-1][0] >= level:
-                outline.pop()
-            outline.append((level, line[len(HEADING_MARK) + 1:]))
+            outline.heading(int(line[len(HEADING_MARK)]), line[len(HEADING_MARK) + 1:])
         elif _CONTENTS_LINE.search(line):
+            lines = outline.lines
             if len(lines) == 1 and len(lines[0].split()) <= 3 and not _ENDS_SENTENCE.search(lines[0]):
                 lines.pop()  # the list's title ("Contents" opening the page), a passage of one word otherwise
         elif line.startswith(ROW_MARK):
-            flush()
             caption, row = row_of(line)
-            if row:
-                sections.append(Section(row, number, path(caption), is_table_row=True))
+            outline.row(row, caption)
         else:
-            lines.append(line)
-    flush()
-    return sections
+            outline.text(line)
+    outline.flush()  # a passage never crosses a page
 
 
 def read(data: bytes, name: str, warnings: list) -> list[Section]:
@@ -491,9 +469,10 @@ def read(data: bytes, name: str, warnings: list) -> list[Section]:
     width = text_width([_prose(text) for _, text in texts])
     words = frozenset(word.lower() for _, text in texts for word in re.findall(r"\w+", text))
     texts = finish_cut_sentences(texts, width)
-    outline: list[tuple[int, str]] = []
-    sections = [section for number, text in texts
-                for section in page_sections(unwrap(text, width, words), number, outline)]
+    outline = Outline()
+    for number, text in texts:
+        page_sections(unwrap(text, width, words), number, outline)
+    sections = outline.sections
     if not sections:
         if len(failed) == len(pages):
             raise unreadable(name, reason(first_error))
