@@ -1,11 +1,14 @@
 """Chat: talk to the assistant built from a saved recipe version; rate answers to improve it."""
 
+from dataclasses import replace
+
 import streamlit as st
 
+from core.rag.kb import KnowledgeBase, list_knowledge_bases
 from core.recipe import Recipe, RecipeStore
 from studio.ui.chat_view import clear_history, conversation, history_key
 from studio.ui.i18n import t
-from studio.ui.state import require_project
+from studio.ui.state import draft, require_project, set_draft
 
 project = require_project()
 slug = project.slug
@@ -31,6 +34,26 @@ if reset.button(t("New chat"), icon=":material/refresh:", disabled=not st.sessio
     st.rerun()
 st.caption(t("Each question is answered on its own with the recipe's prompt and examples; earlier turns are "
              "shown for reference."))
+indexed = [] if recipe.retriever.enabled else [name for name in list_knowledge_bases(project)
+                                               if KnowledgeBase(project, name).documents()]
+if indexed:
+    # A newcomer uploads documents on 3 · Retriever and asks here: answers ignored them until the recipe was saved
+    # with the retriever on, at the bottom of that page.
+    kb_name = recipe.retriever.knowledge_base if recipe.retriever.knowledge_base in indexed else indexed[0]
+    with st.container(border=True):
+        st.markdown(t("**Your documents are not used.** The knowledge base '{name}' holds {count} document(s), but "
+                      "this recipe does not add passages from it to the prompt.", name=kb_name,
+                      count=len(KnowledgeBase(project, kb_name).documents())))
+        if st.button(t("Answer from the documents"), type="primary", icon=":material/library_books:",
+                     help=t("Saves the recipe as a new version that adds the best passages of '{name}' to the "
+                            "prompt (3 · Retriever changes how).", name=kb_name)):
+            retriever = replace(recipe.retriever, enabled=True, knowledge_base=kb_name)
+            RecipeStore(project).save(recipe.with_changes(retriever=retriever), note=f"Retriever: {kb_name}")
+            edited = draft(project)
+            set_draft(project, edited.with_changes(retriever=replace(edited.retriever, enabled=True,
+                                                                     knowledge_base=kb_name)))
+            st.session_state.pop(f"chat.{slug}.version", None)  # show the new version
+            st.rerun()
 if recipe.model.kind == "embedded" and not recipe.fewshot.enabled and not recipe.adapter:
     # A base model copies the form of its examples; with none it rambles (bench/README.md: F1 0.19 against 0.31).
     with st.container(border=True):

@@ -12,7 +12,7 @@ from core.rag.highlight import highlight_html
 from core.rag.kb import DEFAULT_KB, KnowledgeBase, list_knowledge_bases
 from core.rag.retriever import MODES
 from studio.ui.i18n import t
-from studio.ui.text import escape_markdown
+from studio.ui.text import escape_markdown, where_from
 from studio.ui.state import draft, require_project, show_error
 
 project = require_project()
@@ -57,9 +57,7 @@ for column, mode in zip(columns, MODES):
             st.caption(t("Nothing found."))
         for rank, hit in enumerate(hits, start=1):
             with st.container(border=True):
-                where_from = " · ".join(x for x in [hit.source, t("page {page}", page=hit.page) if hit.page else "",
-                                                    hit.heading] if x)
-                st.caption(f"**{rank}.** {escape_markdown(where_from)}")
+                st.caption(f"**{rank}.** {escape_markdown(where_from(hit.source, hit.page, hit.heading))}")
                 st.html(highlight_html(hit.text, question))
                 st.caption(t("score {score} · similarity {similarity}", score=f"{hit.score:.3f}",
                              similarity=f"{hit.similarity:.2f}" if hit.similarity is not None else "—"))

@@ -19,6 +19,7 @@ from studio.ui.i18n import t
 from studio.ui.run_panel import job_progress
 from studio.ui.state import (draft, recipe_save_bar, require_project, saved_recipe, set_draft, show_error,
                              widget_prefix)
+from studio.ui.text import where_from
 
 project = require_project()
 slug = project.slug
@@ -69,8 +70,8 @@ uploads = st.file_uploader(t("Add documents"), accept_multiple_files=True, key=K
                            type=sorted(ext.lstrip(".") for ext in SUPPORTED),
                            # the uploader then states the studio's own limit instead of the server's
                            max_upload_size=max(1, math.ceil(max_document_bytes() / 2**20)))
-st.caption(t("PDF (text layer), Word, HTML, Markdown, text, CSV and Excel. Files are kept in the project; a file "
-             "that did not change is not indexed twice, and an edited one replaces its old passages."))
+st.caption(t("PDF (text layer), Word, PowerPoint, HTML, Markdown, text, CSV and Excel. Files are kept in the project; "
+             "a file that did not change is not indexed twice, and an edited one replaces its old passages."))
 folder = st.text_input(t("…or a folder on this machine"), key=K + "folder", placeholder="~/handbook",
                        help=t("Every supported file in the folder and its sub-folders is copied into the project, "
                               "under its path in the folder. Only folders in your home folder or the studio's "
@@ -184,7 +185,7 @@ with st.expander(t("How documents are cut into passages"), icon=":material/conte
             st.caption(t("{count} passages", count=len(chunks)))
             for chunk in chunks[:8]:
                 with st.container(border=True):
-                    st.caption(" · ".join(x for x in [chunk.heading, f"p. {chunk.page}" if chunk.page else ""] if x))
+                    st.caption(where_from(preview_of, chunk.page, chunk.heading))
                     st.text(chunk.text)
         except Exception as exc:
             show_error(exc)

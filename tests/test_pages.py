@@ -354,6 +354,28 @@ def test_chat_suggests_examples_when_the_embedded_base_model_has_none(workspace)
     assert not any(hint in m.value for m in at.markdown)
 
 
+def test_chat_offers_to_answer_from_documents_the_recipe_does_not_use(tiny_project):
+    """A newcomer uploads documents on 3 · Retriever and asks on the Chat page: the saved recipe's retriever was off,
+    so answers ignored the documents without a word."""
+    from core.rag.kb import KnowledgeBase
+
+    kb = KnowledgeBase(tiny_project, "handbook")
+    manifest = kb.manifest()
+    manifest["documents"] = {"faq.md": {"chunks": 3}, "prices.csv": {"chunks": 9}}
+    kb._write(manifest)
+    notice = "**Your documents are not used.** The knowledge base 'handbook' holds 2 document(s)"
+    at = run_page("chat")
+    assert_clean(at)
+    assert any(m.value.startswith(notice) for m in at.markdown)
+    next(b for b in at.button if b.label == "Answer from the documents").click().run()
+    assert_clean(at)
+    store = RecipeStore(tiny_project)
+    saved = store.latest()
+    assert saved.number == 2 and saved.recipe.retriever.enabled and saved.recipe.retriever.knowledge_base == "handbook"
+    assert saved.recipe.model == store.load(1).model  # the recipe the chat used, with its retriever on
+    assert not any(m.value.startswith(notice) for m in at.markdown)
+
+
 def test_document_uploader_states_the_studios_size_limit(tiny_project, monkeypatch):
     # Streamlit's uploader would otherwise say "200MB per file" while the studio refuses larger documents itself.
     monkeypatch.setenv("STUDIO_MAX_DOCUMENT_MB", "12")

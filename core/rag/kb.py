@@ -42,8 +42,9 @@ EMBEDDER = "all-MiniLM-L6-v2"
 # lines before plain text) head the passages after them, and running heads that carry the page number are left out.
 # 8: a web page's table rows that are pictures with their captions (an infobox's portrait) are left out.
 # 9: a Word file's text inside content controls is read, and its table of contents left out. 10: and its text
-# boxes, after the paragraph each is anchored in.
-READER = 10
+# boxes, after the paragraph each is anchored in. 11: and its footnotes and endnotes, after the paragraph that
+# refers to them.
+READER = 11
 EMBEDDING_DIM = 384
 EMBED_BATCH = 256  # chunks embedded per call across files
 Progress = Callable[[float, Msg], None]

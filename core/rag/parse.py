@@ -1,4 +1,5 @@
-"""Company documents -> text Sections for the knowledge base: PDF, DOCX, HTML, Markdown, TXT, CSV/TSV and XLSX.
+"""Company documents -> text Sections for the knowledge base: PDF, DOCX, PPTX, HTML, Markdown, TXT, CSV/TSV and
+XLSX.
 
 `parse_document(data, filename)` checks the size, the type and emptiness, then reads the file with the
 reader for its extension (see `core.rag.parsers`) and returns a `ParsedDocument`: a safe display name, the
@@ -6,9 +7,9 @@ SHA-256 of the raw bytes, the Sections in reading order and notices for the user
 unusable raises `DocumentError` with one sentence for the user. Text is never normalised (Vietnamese keeps its
 exact code points).
 
-Sections carry where their text came from: a 1-based page for PDFs, a heading path for DOCX, HTML and
-Markdown (the sheet or file name for tables), and `is_table_row` for one record of a table, which the chunker
-keeps whole.
+Sections carry where their text came from: a 1-based page for PDFs (the slide for PPTX), a heading path for DOCX,
+PPTX, HTML and Markdown (the sheet or file name for tables), and `is_table_row` for one record of a table, which the
+chunker keeps whole.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .parsers.common import Section
 __all__ = ["SUPPORTED", "DEFAULT_MAX_BYTES", "Section", "ParsedDocument", "safe_name", "safe_relative_name",
            "check_file", "parse_document"]
 
-SUPPORTED = {".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt", ".csv", ".tsv", ".xlsx"}
+SUPPORTED = {".pdf", ".docx", ".pptx", ".html", ".htm", ".md", ".markdown", ".txt", ".csv", ".tsv", ".xlsx"}
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 MAX_NAME_BYTES = 200  # in UTF-8: file systems allow 255 bytes, and Vietnamese letters take 2-3 each
 # Characters that can hide or reorder what a name shows: bidirectional controls, separators, the BOM.
@@ -87,8 +88,8 @@ def check_file(name: str, size: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None
         raise DocumentError(Msg("{file} is larger than the {limit} MB limit ({size} MB). Split it into smaller "
                                 "files.", file=name, limit=size_mb(max_bytes).removesuffix(".0"), size=size_mb(size)))
     if extension(name) not in SUPPORTED:
-        raise DocumentError(Msg("{file}: this file type is not supported; use PDF, DOCX, HTML, Markdown, TXT, CSV "
-                                "or XLSX.", file=name))
+        raise DocumentError(Msg("{file}: this file type is not supported; use PDF, DOCX, PPTX, HTML, Markdown, TXT, "
+                                "CSV or XLSX.", file=name))
     if not size:
         raise DocumentError(Msg("{file} is empty.", file=name))
 
@@ -114,11 +115,12 @@ def _read(ext: str, data: bytes, name: str, warnings: list, max_bytes: int) -> l
         from .parsers import pdf
 
         return pdf.read(data, name, warnings)
-    if ext in (".docx", ".xlsx"):
+    if ext in (".docx", ".pptx", ".xlsx"):
         from .parsers import office
 
         office.check_unpacked(data, name, max_bytes)
-        return (office.read_docx if ext == ".docx" else office.read_xlsx)(data, name, warnings)
+        reader = {".docx": office.read_docx, ".pptx": office.read_pptx, ".xlsx": office.read_xlsx}[ext]
+        return reader(data, name, warnings)
     if ext in (".html", ".htm"):
         from .parsers import web
 

@@ -13,6 +13,7 @@ from core.i18n import Msg
 from core.rag.ranking import RERANKERS
 from core.rag.retriever import MODES
 from studio.ui.i18n import t
+from studio.ui.text import where_from
 
 STRATEGY_LABELS = {"recursive": Msg("By structure"), "fixed": Msg("Fixed token windows")}
 ORDER_LABELS = {"plain": Msg("The search's own order"), **RERANKERS}
@@ -211,8 +212,7 @@ def show_questions(queries: list[dict], k: int, limit: int = 30) -> None:
                 st.caption(t("Nothing was retrieved: every passage was less similar to the question than the "
                              "minimum similarity."))
             for number, hit in enumerate(query.get("retrieved") or [], start=1):
-                where = " · ".join(str(x) for x in [hit.get("source"), t("page {page}", page=hit["page"])
-                                                    if hit.get("page") else "", hit.get("heading")] if x)
+                where = where_from(hit.get("source"), hit.get("page"), hit.get("heading"))
                 mark = ":green[:material/check:] " if hit.get("relevant") else ""
                 st.markdown(f"{number}. {mark}**{escape(where)}**  \n{escape(hit.get('text', ''))}…")
     if len(queries) > limit:

@@ -11,7 +11,7 @@ from core.workspace import Project
 from studio.ui.i18n import t
 from studio.ui.model_panel import recipe_backend
 from studio.ui.state import show_error
-from studio.ui.text import as_written
+from studio.ui.text import as_written, where_from
 
 
 def stats_caption(stats: dict, prepared: assistant.PreparedPrompt | None = None) -> str:
@@ -40,8 +40,7 @@ def show_sources(sources: list[dict]) -> None:
         title += " · " + t("answer drawn from {numbers}", numbers=", ".join(drawn_from))
     with st.expander(title, icon=":material/menu_book:"):
         for source in sources:
-            where = " · ".join(x for x in [source["source"], t("page {page}", page=source["page"])
-                                           if source["page"] else "", source["heading"]] if x)
+            where = where_from(source["source"], source["page"], source["heading"])
             mark = " ✓ " + t("the answer is drawn from this passage") if source.get("supports") else ""
             st.markdown(f"**[{source['number']}]** {where}{mark}")
             st.caption(source["text"])

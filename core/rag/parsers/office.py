@@ -1,10 +1,14 @@
-"""Word (python-docx) and Excel (openpyxl) files.
+"""Word (python-docx), PowerPoint (python-pptx) and Excel (openpyxl) files.
 
 DOCX: body paragraphs in order, grouped under their heading path (Title, Heading 1-9, or any style or
 paragraph with an outline level); each table row after the first is one Section, "header: value; …", with the
 first row as the header. Numbered paragraphs and headings keep the numbers Word shows ("2.", "b)", "1.2"), which
-python-docx leaves out: `Numbering` counts them from the numbering part. Text boxes, headers, footers, comments and
-tables nested in cells are not read.
+python-docx leaves out: `Numbering` counts them from the numbering part. Text boxes and footnotes follow the paragraph
+they belong to; headers, footers, comments and tables nested in cells are not read.
+
+PPTX: one Section per slide, under the slide's title (and the deck's title, from a first slide laid out as a title
+slide); its text boxes in reading order (top to bottom, left to right), a box's bullets one paragraph; tables and
+charts' data as rows; the speaker notes after the slide's text. Footers, dates and slide numbers are left out.
 
 XLSX: every worksheet, one Section per row under the sheet's name, with the project's Excel reader (saved values
 only: formulas are never run; a formula with no saved value is reported).
@@ -19,7 +23,7 @@ from core.data.formats.binary import unpacks_too_large
 from core.errors import DataImportError, DocumentError
 from core.i18n import Msg
 
-from .common import OLE_MAGIC, Outline, Section, reason, row_text
+from .common import OLE_MAGIC, Outline, Section, one_line, reason, row_text
 
 _HEADING_STYLE = re.compile(r"heading ([1-9])", re.IGNORECASE)
 
@@ -270,17 +274,49 @@ def text_boxes(p_element):
             yield box
 
 
+_NOTE_KINDS = ("footnote", "endnote")
+
+
+def notes_of(document) -> dict[tuple[str, str], list]:
+    """The document's footnotes and endnotes, their paragraphs by (kind, id); the separator lines Word keeps as
+    notes of their own are left out."""
+    from docx.opc.constants import RELATIONSHIP_TYPE
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import qn
+
+    notes = {}
+    for kind in _NOTE_KINDS:
+        try:
+            part = document.part.part_related_by(getattr(RELATIONSHIP_TYPE, kind.upper() + "S"))
+        except KeyError:
+            continue
+        root = part.element if hasattr(part, "element") else parse_xml(part.blob)
+        for note in root.iterchildren(qn("w:" + kind)):
+            if note.get(qn("w:type")) in (None, "normal"):
+                notes[(kind, note.get(qn("w:id")))] = list(note.iter(qn("w:p")))
+    return notes
+
+
+def is_note(paragraph) -> bool:
+    from docx.oxml.ns import qn
+
+    return paragraph._p.getparent().tag in {qn("w:" + kind) for kind in _NOTE_KINDS}
+
+
 def body_blocks(document):
     """The body's paragraphs and tables in reading order, also those inside content controls (<w:sdt>), which
     python-docx's `iter_inner_content` skips: a template's filled-in fields or a section kept in a rich-text
     control lost all its text. A text box's paragraphs follow the paragraph it is anchored in. A table of contents
     (a control of Word's "Table of Contents" gallery, or paragraphs in its TOC styles) is left out: its lines say
-    where the headings are, and keyword search found them for each."""
+    where the headings are, and keyword search found them for each. The footnotes and endnotes a paragraph refers
+    to follow it too, as they explain it."""
     from docx.oxml.ns import qn
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
     body = document._body
+    notes = notes_of(document)
+    references = {qn(f"w:{kind}Reference"): kind for kind in _NOTE_KINDS}
 
     def blocks(element):
         for child in element.iterchildren():
@@ -290,6 +326,10 @@ def body_blocks(document):
                     yield paragraph
                 for box in text_boxes(child):
                     yield from blocks(box)
+                for reference in child.iter(*references):
+                    if not _inside(reference, child, {_FALLBACK}):
+                        for note in notes.pop((references[reference.tag], reference.get(qn("w:id"))), []):
+                            yield Paragraph(note, body)
             elif child.tag == qn("w:tbl"):
                 yield Table(child, body)
             elif child.tag == qn("w:sdt"):
@@ -319,6 +359,8 @@ def read_docx(data: bytes, name: str, warnings: list) -> list[Section]:
                 in_list = introduces = False
                 continue
             level, text = heading_level(block), paragraph_text(block._p)
+            if is_note(block):
+                level, text = None, text.strip()  # a note starts with its mark, then a space
             if level is None:
                 item = is_list_item(block)
                 # a list is one paragraph with the line that introduces it, as the PDF and web readers keep it
@@ -331,6 +373,131 @@ def read_docx(data: bytes, name: str, warnings: list) -> list[Section]:
     except Exception as exc:  # zip, XML and package errors for a file that is not a Word document
         raise DocumentError(Msg("{file} could not be read as a Word document ({reason}).", file=name,
                                 reason=reason(exc))) from None
+
+
+# ---- PPTX -------------------------------------------------------------------------------------------------------
+
+# Placeholders that repeat on every slide, not its content.
+_SLIDE_FURNITURE = {"FOOTER", "DATE", "SLIDE_NUMBER", "HEADER"}
+
+
+def _placeholder_kind(shape) -> str | None:
+    if not shape.is_placeholder:
+        return None
+    try:
+        return shape.placeholder_format.type.name
+    except (AttributeError, ValueError):  # a placeholder type python-pptx does not know
+        return None
+
+
+def _reading_order(shapes) -> list:
+    """Shapes top to bottom, then left to right (their order in the file is the drawing order)."""
+    return sorted(shapes, key=lambda shape: (shape.top or 0, shape.left or 0))
+
+
+def _category_axis_title(chart) -> str:
+    try:
+        axis = chart.category_axis
+        return axis.axis_title.text_frame.text if axis.has_title else ""
+    except (ValueError, AttributeError):  # a pie chart has no axes
+        return ""
+
+
+def _chart_rows(chart) -> list[list]:
+    """A chart's data as a table: its title, a header of series names, a row per category."""
+    plot = chart.plots[0]
+    series = list(plot.series)
+    rows = [[chart.chart_title.text_frame.text]] if chart.has_title and chart.chart_title.has_text_frame else []
+    rows.append([_category_axis_title(chart), *(s.name or "" for s in series)])
+    values = [list(s.values) for s in series]
+    for index, category in enumerate(plot.categories):
+        rows.append([category, *(v[index] if index < len(v) else None for v in values)])
+    return rows
+
+
+_DIAGRAM = "{http://schemas.openxmlformats.org/drawingml/2006/diagram}"
+_DRAWING = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
+_RELATIONSHIP = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+
+
+def _diagram_lines(shape, slide_part) -> list[str]:
+    """A SmartArt graphic's text, a line per box: its data part's points of type "node" (the others are
+    connectors and layout), which python-pptx does not read."""
+    from lxml import etree
+
+    lines = []
+    for ids in shape._element.iter(_DIAGRAM + "relIds"):
+        data = etree.fromstring(slide_part.related_part(ids.get(_RELATIONSHIP + "dm")).blob)
+        for point in data.iter(_DIAGRAM + "pt"):
+            if point.get("type", "node") == "node":
+                text = "\n".join("".join(t.text or "" for t in paragraph.iter(_DRAWING + "t"))
+                                 for paragraph in point.iter(_DRAWING + "p"))
+                if text.strip():
+                    lines.append(text)
+    return lines
+
+
+def _slide_shapes(shapes, outline: Outline, slide_part) -> int:
+    """Reads the shapes' text into `outline`; returns how many could not be read (left out)."""
+    from pptx.enum.shapes import MSO_SHAPE_TYPE
+
+    unread = 0
+    for shape in _reading_order(shapes):
+        kind = _placeholder_kind(shape)
+        if kind in _SLIDE_FURNITURE or kind in ("TITLE", "CENTER_TITLE", "VERTICAL_TITLE"):
+            continue
+        lines: list[str] = []
+        try:
+            if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+                unread += _slide_shapes(shape.shapes, outline, slide_part)
+            elif shape.has_text_frame:
+                lines = [p.text for p in shape.text_frame.paragraphs if p.text.strip()]
+            elif getattr(shape, "has_table", False) and shape.has_table:
+                outline.table([[cell.text for cell in row.cells if not cell.is_spanned] for row in shape.table.rows])
+            elif getattr(shape, "has_chart", False) and shape.has_chart:
+                outline.table(_chart_rows(shape.chart))
+            else:
+                lines = _diagram_lines(shape, slide_part)
+        except Exception:  # one odd shape (a chart kind without categories, a broken part) never costs the deck
+            unread += 1
+        if lines:
+            outline.text("\n".join(lines))
+    return unread
+
+
+def read_pptx(data: bytes, name: str, warnings: list) -> list[Section]:
+    if data.startswith(OLE_MAGIC):
+        raise DocumentError(Msg("{file} is not a PPTX file: it is password-protected or an old PowerPoint (.ppt) "
+                                "file. Save it as .pptx without a password and upload it again.", file=name))
+    import pptx
+
+    try:
+        deck = pptx.Presentation(io.BytesIO(data))
+        outline, unread = Outline(joiner="\n\n"), 0
+        for number, slide in enumerate(deck.slides, 1):
+            outline.flush()
+            outline.page = number
+            title_shape = slide.shapes.title
+            title = one_line(title_shape.text_frame.text) if title_shape is not None else ""
+            if number == 1 and title and _placeholder_kind(title_shape) == "CENTER_TITLE":
+                outline.heading(0, title)  # a title slide: the deck's name heads every slide
+            else:
+                outline.stack = outline.stack[:1] if outline.stack and outline.stack[0][0] == 0 else []
+                if title:
+                    outline.heading(1, title)
+            unread += _slide_shapes(slide.shapes, outline, slide.part)
+            if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+                notes = slide.notes_slide.notes_text_frame.text
+                if notes.strip():
+                    outline.text(notes)
+        sections = outline.done()
+    except Exception as exc:  # zip, XML and package errors for a file that is not a presentation
+        raise DocumentError(Msg("{file} could not be read as a PowerPoint presentation ({reason}).", file=name,
+                                reason=reason(exc))) from None
+    if unread:
+        warnings.append(Msg("{file}: some charts or graphics could not be read and were left out ({count}).",
+                            file=name, count=unread))
+    return sections
 
 
 # ---- XLSX -------------------------------------------------------------------------------------------------------
