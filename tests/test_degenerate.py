@@ -11,7 +11,9 @@ from core.models.generation import GenerationStream
 
 
 @pytest.mark.parametrize("text, kept", [
-    ("The answer is 1" + "0" * 60, "The answer is 1" + "0"),
+    ("The answer is 1" + "0" * 60, "The answer is"),  # a runaway number goes whole: "10" would read as an answer
+    ("It costs $2,5" + "5" * 40, "It costs"),
+    ("1" + "0" * 60, ""),
     ("Sources: " + "".join(f"[{n}] (users-and-groups.html — Users) " for n in range(1, 12)),
      "Sources: [1] (users-and-groups.html — Users)"),
     ("We are open. " + "It opens at nine. " * 7, "We are open. It opens at nine."),

@@ -312,6 +312,29 @@ def test_chat_marks_the_passage_the_answer_is_drawn_from(tiny_project, monkeypat
     assert marked == ["**[1]** hours.md · Hours", "**[2]** shipping.md ✓ the answer is drawn from this passage"]
 
 
+def test_chat_says_so_when_an_answer_was_only_a_loop(tiny_project, monkeypatch):
+    """"1000000…" was cut to "10", shown as the answer to "How long does a charge last?"."""
+    from core import assistant
+    from core.fewshot import Budget
+    from core.models.generation import GenerationStream
+
+    def produce(emit, cancel):
+        for piece in ["1"] + ["0"] * 80:
+            if cancel.is_set():
+                break
+            emit(piece)
+        return 40, 81
+
+    prepared = assistant.PreparedPrompt(None, [], Budget(2048, 10, (), 5, 64, 0, False), (), False)
+    monkeypatch.setattr(assistant, "answer", lambda *a, **k: (prepared, GenerationStream(produce, (), 200)))
+    at = run_page("chat")
+    at.chat_input[0].set_value("How long does a charge last?").run()
+    assert_clean(at)
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("The model gave no usable answer: it repeated itself.") for c in captions)
+    assert any(c.endswith("stopped: the answer repeated itself") for c in captions)
+
+
 def test_model_page_names_the_engine_and_keeps_the_setting(tiny_project, monkeypatch):
     from core.models import engine
 

@@ -11,6 +11,7 @@ MIN_LOOP_CHARS = 48         # a repeated stretch shorter than this is ordinary t
 MIN_REPEATS = 3             # a unit seen this many times in a row is a loop
 LONGEST_UNIT = 200
 SAME_CHARACTER_RUN = 32     # "0000…" or "!!!!…": longer than any number or rule line
+_NUMBER_END = re.compile(r"[-+$€£¥₫]?[\d.,]*$")  # the digits, separators and sign before a run of one digit
 
 
 def loop_start(text: str) -> int | None:
@@ -19,6 +20,8 @@ def loop_start(text: str) -> int | None:
     start = max(0, len(text) - TAIL_CHARS)
     raw = text[start:]
     run = re.search(r"(.)\1{%d,}$" % (SAME_CHARACTER_RUN - 1), raw, re.DOTALL)
+    if run and run.group(1).isdigit():  # "1000000…" is no number: the whole of it goes ("10" read as an answer)
+        return start + _NUMBER_END.search(raw[:run.start()]).start()
     if run:
         return start + run.start() + 1  # keep one of the characters
     tail, where = _numbers_as_one(raw)

@@ -16,7 +16,8 @@ from core.models.degenerate import MIN_LOOP_CHARS, loop_start
 # 2: an answer in the completion format may not start with a line break.
 # 3: nor, below passages, with "[" or "(" (a copy of a passage label).
 # 4: a completion-format answer also ends where the model writes a new "Answer:" line.
-DECODING_VERSION = 4
+# 5: a runaway number ("1000000…") is cut whole, not to its first two digits.
+DECODING_VERSION = 5
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from core.workspace import Project
 from studio.ui.i18n import t
 from studio.ui.model_panel import model_ready
 from studio.ui.state import show_error
-from studio.ui.trial import show_sources, stats_caption, stream_answer
+from studio.ui.trial import empty_answer_note, show_sources, stats_caption, stream_answer
 
 
 def history_key(key: str, number: int | None) -> str:
@@ -32,6 +32,7 @@ def conversation(project: Project, recipe: Recipe, number: int | None, key: str,
         with st.chat_message(message["role"]):
             st.write(message["content"])
             if message["role"] == "assistant":
+                empty_answer_note(message["content"], message.get("stats") or {})
                 if sources:
                     show_sources(message.get("sources") or [])
                 if stats:

@@ -25,7 +25,16 @@ def stats_caption(stats: dict, prepared: assistant.PreparedPrompt | None = None)
         parts.append(t("{count} passage(s)", count=len(prepared.sources)))
     if stats.get("stopped_by") == "length":
         parts.append(t("stopped at max new tokens"))
+    elif stats.get("stopped_by") == "repetition":
+        parts.append(t("stopped: the answer repeated itself"))
     return " · ".join(parts)
+
+
+def empty_answer_note(answer: str, stats: dict) -> None:
+    """Says why an answer is empty when the model only repeated itself ("1000000…" is cut whole)."""
+    if not answer.strip() and stats.get("stopped_by") == "repetition":
+        st.caption(t("The model gave no usable answer: it repeated itself. Ask again in other words, or add "
+                     "examples of the answers you expect (2 · Few-shot)."))
 
 
 sources_of = assistant.source_dicts  # kept in chat history and feedback
@@ -57,6 +66,7 @@ def stream_answer(project: Project, recipe: Recipe, question: str, key: str, *, 
         prepared, stream = assistant.answer(recipe, question, backend, assistant.example_pool(project, recipe), project)
         with st.chat_message("assistant"):
             st.write_stream(stream)
+            empty_answer_note(stream.text, stream.stats())
             if prepared.nothing_found and stats:
                 st.caption(t("No passage in the knowledge base was relevant enough, so the model was not asked."))
             if sources:
