@@ -148,6 +148,9 @@ if documents:
                  hide_index=True, width="stretch", column_config={
         "source": t("Document"), "chunks": t("Passages"), "pages": t("Pages"), "indexed": t("Indexed"),
         "notes": t("Notes")})
+    if not running and not (saved.retriever.enabled and saved.retriever.knowledge_base == kb_name):
+        st.info(t("The assistant does not use these documents yet: turn on **Add passages from this knowledge base "
+                  "to the prompt** under *Use in the assistant* below, then save the recipe."), icon=":material/info:")
     remove = st.selectbox(t("Remove a document"), [""] + list(documents), format_func=lambda s: s or "—",
                           key=K + "remove")
     if remove and st.button(t("Remove '{name}' from the knowledge base", name=remove), icon=":material/delete:"):

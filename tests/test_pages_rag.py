@@ -36,10 +36,13 @@ def test_index_waiting_documents_in_a_job_then_use_them_in_the_recipe(sample_pro
         "sales-policies.md", "warranty-policy.md", "workshop-and-services.md")}
     at.run()
     assert any("sales-policies.md" in str(df.value["source"].tolist()) for df in at.dataframe)
+    not_used = "The assistant does not use these documents yet"
+    assert any(i.value.startswith(not_used) for i in at.info)
     at.toggle(key=f"retriever.{sample_project.slug}.enabled").set_value(True).run()
     button(at, "Save as new recipe version").click().run()
     recipe = RecipeStore(sample_project).load()
     assert recipe.retriever.enabled and recipe.retriever.knowledge_base == "docs"
+    assert not any(i.value.startswith(not_used) for i in at.info)
 
 
 def test_retrieval_test_compares_the_three_searches(sample_project, monkeypatch):
