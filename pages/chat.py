@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from core.rag.kb import KnowledgeBase, list_knowledge_bases
+from core.rag.kb import KnowledgeBase, indexed_knowledge_bases
 from core.recipe import Recipe, RecipeStore
 from studio.ui.chat_view import clear_history, conversation, history_key
 from studio.ui.i18n import t
@@ -34,8 +34,7 @@ if reset.button(t("New chat"), icon=":material/refresh:", disabled=not st.sessio
     st.rerun()
 st.caption(t("Each question is answered on its own with the recipe's prompt and examples; earlier turns are "
              "shown for reference."))
-indexed = [] if recipe.retriever.enabled else [name for name in list_knowledge_bases(project)
-                                               if KnowledgeBase(project, name).documents()]
+indexed = [] if recipe.retriever.enabled else indexed_knowledge_bases(project)
 if indexed:
     # A newcomer uploads documents on 3 · Retriever and asks here: answers ignored them until the recipe was saved
     # with the retriever on, at the bottom of that page.

@@ -8,6 +8,7 @@ import streamlit as st
 from core import demo
 from core.errors import StudioError
 from core.hosts import is_loopback
+from core.rag.kb import indexed_knowledge_bases
 from core.recipe import RecipeStore, list_recipes
 from core.report import latest_finished_run
 from studio.ui.demo_state import start_presenting
@@ -41,6 +42,11 @@ with demo_tab:
                                if settings.version in choices else 0, key=f"share.{slug}.version",
                                format_func=lambda n: t("always the latest") if n is None else t("version {number}",
                                                                                                   number=n))
+        if versions and not RecipeStore(project, recipe_name).load(version).retriever.enabled \
+                and indexed_knowledge_bases(project):
+            st.warning(t("This recipe version does not search your indexed documents: visitors get answers without "
+                         "them. Turn the retriever on (3 · Retriever, or *Answer from the documents* on the Chat "
+                         "page) and save."))
         title = st.text_input(t("Title"), value=settings.title, placeholder=project.name, max_chars=80,
                               key=f"share.{slug}.title")
         welcome = st.text_area(t("Welcome text"), value=settings.welcome, height=80, key=f"share.{slug}.welcome",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -170,6 +171,25 @@ def test_share_page_saves_settings_and_password_hash(shop):
     assert not at.exception, [e.value for e in at.exception]
     stored = (demo.demo_folder(shop) / "demo.json").read_text()
     assert "velo-2026!" not in stored and demo.check_password("velo-2026!", json.loads(stored)["password_hash"])
+
+
+def test_share_page_warns_when_the_shown_version_ignores_indexed_documents(shop):
+    from core.rag.kb import KnowledgeBase
+
+    warning = "This recipe version does not search your indexed documents"
+    at = open_page("share")
+    assert not any(w.value.startswith(warning) for w in at.warning)  # no documents yet
+    kb = KnowledgeBase(shop, "docs")
+    manifest = kb.manifest()
+    manifest["documents"] = {"faq.md": {"chunks": 3}}
+    kb._write(manifest)
+    at = open_page("share")
+    assert not at.exception and any(w.value.startswith(warning) for w in at.warning)
+    store = RecipeStore(shop)
+    recipe = store.load()
+    store.save(recipe.with_changes(retriever=replace(recipe.retriever, enabled=True)), note="retriever on")
+    at = open_page("share")
+    assert not at.exception and not any(w.value.startswith(warning) for w in at.warning)
 
 
 # --- command line -------------------------------------------------------------------------------------------------

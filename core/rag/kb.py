@@ -508,3 +508,8 @@ def list_knowledge_bases(project: Project) -> list[str]:
     names = {p.stem for p in project.subdir("indexes").glob("*.json")}
     names |= {p.name for p in project.subdir("documents").iterdir() if p.is_dir()}
     return sorted(names)
+
+
+def indexed_knowledge_bases(project: Project) -> list[str]:
+    """The knowledge bases that hold indexed documents."""
+    return [name for name in list_knowledge_bases(project) if KnowledgeBase(project, name).documents()]

@@ -7,7 +7,7 @@ import streamlit as st
 from core.rag import drafting
 from core.errors import StudioError
 from core.models.source import ModelSource
-from core.rag.kb import KnowledgeBase, list_knowledge_bases
+from core.rag.kb import indexed_knowledge_bases
 from core.workspace import Project
 from studio.ui.i18n import t
 from studio.ui.run_panel import job_progress
@@ -26,7 +26,7 @@ def draft_panel(project: Project, key: str, expanded: bool) -> None:
             return
         if status is not None:
             result_line(job, status)
-        bases = [name for name in list_knowledge_bases(project) if KnowledgeBase(project, name).documents()]
+        bases = indexed_knowledge_bases(project)
         if not bases:
             st.info(t("No indexed documents yet: add some on the Retriever page first."))
             st.page_link("../pages/retriever.py", label=t("Go to Retriever"), icon=":material/description:")
