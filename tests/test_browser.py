@@ -185,7 +185,8 @@ def test_newcomer_walks_every_page(page):
     until_visible(page, page.get_by_text("Last indexing: 8 file(s)"))
     assert not page.get_by_role("button", name="Index 8 waiting file(s)").count()
     settle(page)
-    page.get_by_text("Add passages from this knowledge base to the prompt").click()
+    # the switch, named also by the notice above it that the documents are not used yet
+    page.get_by_text("Add passages from this knowledge base to the prompt").last.click()
     settle(page)
     page.get_by_role("button", name="Save as new recipe version").click()
     settle(page)
@@ -231,8 +232,11 @@ def test_newcomer_walks_every_page(page):
 
     go(page, "4 · Fine-tune")
     page.get_by_text("Suggested:").wait_for()
+    page.get_by_role("spinbutton", name="Time limit (minutes, 0 = none)").fill("1")  # a minute keeps the walk short
+    page.keyboard.press("Enter")
+    settle(page)
     page.get_by_text("Training settings").click()
-    page.get_by_label("Epochs").fill("1")  # one pass over the sample's pairs keeps the walk short
+    page.get_by_label("Epochs").fill("1")
     page.keyboard.press("Enter")
     settle(page)
     page.get_by_role("button", name="Start training").click()
