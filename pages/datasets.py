@@ -28,6 +28,13 @@ st.title(t("Datasets"))
 st.write(t("Training pairs, chat conversations, preference pairs and eval sets. Import them from files, check "
            "them before training or evaluation, split and export them. Every change is a new version."))
 
+# An import ends with a rerun that empties the file field, so the same file cannot be imported twice by a second
+# click; its message is kept for that run.
+imported_message = st.session_state.pop(K + "imported_message", None)
+if imported_message:
+    st.success(imported_message)
+upload_round = str(st.session_state.get(K + "upload_round", 0))
+
 infos = store.list()
 if infos:
     st.dataframe(pd.DataFrame([{
@@ -44,8 +51,9 @@ with st.expander(t("Import a file"), icon=":material/upload_file:", expanded=not
                  "Hugging Face datasets folder on this machine. You check the column mapping before anything "
                  "is saved."))
     upload = st.file_uploader(t("File"), type=["csv", "tsv", "txt", "jsonl", "json", "ndjson", "xlsx", "parquet"],
-                              key=K + "upload")
-    folder = st.text_input(t("…or a datasets folder path"), key=K + "folder", placeholder="/data/my_dataset")
+                              key=K + "upload." + upload_round)
+    folder = st.text_input(t("…or a datasets folder path"), key=K + "folder." + upload_round,
+                           placeholder="/data/my_dataset")
     source = None
     if upload is not None or folder.strip():
         bar = st.progress(0.0, text=t("Reading…"))
@@ -111,10 +119,13 @@ with st.expander(t("Import a file"), icon=":material/upload_file:", expanded=not
                 else:
                     number = store.create(target, kind, result.records, note=f"Imported {len(result.records)}")
                 drop_working_copy(f"labeling.{slug}.{target}")
-                st.success(t("Imported {count} records into '{name}' (version {number}).",
-                             count=len(result.records), name=target, number=number))
             except Exception as exc:
                 show_error(exc)
+            else:
+                st.session_state[K + "imported_message"] = t("Imported {count} records into '{name}' (version {number}).",
+                                                             count=len(result.records), name=target, number=number)
+                st.session_state[K + "upload_round"] = int(upload_round) + 1
+                st.rerun()
 
 with st.expander(t("New empty dataset"), icon=":material/add:", key=K + "new_panel"):
     with st.form(K + "create"):

@@ -274,6 +274,13 @@ def pick_options(questions: int, chosen_keys: dict[str, str]) -> runs.EvalOption
 
 # ---- 4 · run ----------------------------------------------------------------------------------------------------
 
+def run_title(run: runs.EvalRun) -> str:
+    spec = run.spec
+    return t("{date} · {dataset} · {count} variants", date=time.strftime("%Y-%m-%d %H:%M",
+                                                                        time.localtime(spec["created"])),
+             dataset=spec["dataset"], count=len(spec["variants"]))
+
+
 def run_button(dataset: str, chosen: list[variants.Variant], options: runs.EvalOptions | None,
                only_ids: set | None) -> None:
     ready = [v for v in chosen if v.ready]
@@ -281,7 +288,8 @@ def run_button(dataset: str, chosen: list[variants.Variant], options: runs.EvalO
     start_button(t("Run evaluation"), K + "start", bool(active) or not ready or options is None,
                  lambda: runs.create_eval_run(project, dataset, chosen, options, only_ids=only_ids), K + "run")
     if active:
-        st.caption(t("One evaluation runs at a time; {run} is answering now.", run=active[0].id))
+        st.caption(t("One evaluation runs at a time; the run {run} is answering now (its progress is under "
+                     "Results).", run=run_title(active[0])))
 
 
 picked = pick_eval_set()
@@ -297,13 +305,6 @@ if not all_runs:
 
 
 # ---- the chosen run: progress, then the scoreboard --------------------------------------------------------------
-
-def run_title(run: runs.EvalRun) -> str:
-    spec = run.spec
-    return t("{date} · {dataset} · {count} variants", date=time.strftime("%Y-%m-%d %H:%M",
-                                                                        time.localtime(spec["created"])),
-             dataset=spec["dataset"], count=len(spec["variants"]))
-
 
 st.divider()
 st.subheader(t("Results"))

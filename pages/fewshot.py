@@ -77,8 +77,9 @@ with st.expander(t("Import examples from a file"), icon=":material/upload_file:"
     st.caption(t("CSV, TSV, Excel, JSONL or Parquet with a question column (prompt, question, instruction…) and "
                  "an answer column (response, answer, output…); JSONL may also hold OpenAI chat `messages` or "
                  "ShareGPT `conversations`. To choose the columns yourself, import on the Datasets page."))
+    upload_round = st.session_state.get(K + "upload_round", 0)  # a new round empties the field after adding
     upload = st.file_uploader(t("File"), type=["csv", "tsv", "txt", "jsonl", "json", "xlsx", "parquet"],
-                              key=K + "upload")
+                              key=K + "upload." + str(upload_round))
     if upload is not None:
         try:
             _, report = formats.import_file(upload.getvalue(), upload.name, "sft")
@@ -91,8 +92,9 @@ with st.expander(t("Import examples from a file"), icon=":material/upload_file:"
                          width="stretch")
             if st.button(t("Add {count} examples", count=len(imported)), type="primary", disabled=not imported):
                 pairs.save_pairs(project, settings.dataset, rows + imported)
-                for key in (base_key, K + "grid", K + "upload"):
+                for key in (base_key, K + "grid"):
                     st.session_state.pop(key, None)
+                st.session_state[K + "upload_round"] = upload_round + 1
                 st.rerun()
         except StudioError as exc:
             st.error(t(exc.args[0]))

@@ -218,6 +218,21 @@ def test_fewshot_grid_edit_and_save(tiny_project):
     assert len(load_pairs(tiny_project, "examples")) == 6
 
 
+def test_fewshot_import_adds_the_examples_once(tiny_project):
+    """After adding, the file field is empty: a second click could not add the same rows again."""
+    at = run_page("fewshot")
+    key = f"fewshot.{tiny_project.slug}."
+    data = "question,answer\nDo you ship abroad?,Yes, to the EU.\nCan I pay by card?,Yes.\n".encode()
+    at.file_uploader(key=key + "upload.0").set_value(("more.csv", data, "text/csv")).run()
+    assert_clean(at)
+    next(b for b in at.button if b.label == "Add 2 examples").click().run()
+    assert_clean(at)
+    assert [r["prompt"] for r in load_pairs(tiny_project, "examples")][-2:] == ["Do you ship abroad?",
+                                                                               "Can I pay by card?"]
+    assert len(load_pairs(tiny_project, "examples")) == 8
+    assert not [b for b in at.button if b.label.startswith("Add 2")]
+
+
 def test_chat_answer_and_thumbs_down_with_correction(tiny_project):
     at = run_page("chat")
     at.chat_input[0].set_value("Do you ship abroad?").run()

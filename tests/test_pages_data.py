@@ -33,7 +33,7 @@ def test_import_a_csv_with_the_mapping_step(opened, tmp_path):
     path = tmp_path / "hỏi đáp.csv"
     path.write_text("câu hỏi;trả lời\nMấy giờ mở cửa?;8 giờ.\nCó giao hàng không?;Có.\n", encoding="utf-8")
     at = open_page("datasets")
-    at.text_input(key=f"datasets.{opened.slug}.folder").set_value(str(path)).run()
+    at.text_input(key=f"datasets.{opened.slug}.folder.0").set_value(str(path)).run()
     assert not at.exception, [e.value for e in at.exception]
     assert mapping(at, "prompt").value == "câu hỏi"
     assert mapping(at, "response").value == "trả lời"
@@ -41,13 +41,18 @@ def test_import_a_csv_with_the_mapping_step(opened, tmp_path):
     store = DatasetStore(opened)
     records, version = store.load("hỏi đáp")
     assert version == 1 and [r["prompt"] for r in records] == ["Mấy giờ mở cửa?", "Có giao hàng không?"]
+    # The field is emptied, so a second click cannot import the same rows again; the message stays for that run.
+    assert any("Imported 2 records into 'hỏi đáp' (version 1)" in s.value for s in at.success)
+    assert not any(b.label.startswith("Import ") for b in at.button)
+    assert next(i for i in at.text_input if i.label == "…or a datasets folder path").value == ""
+    assert "hỏi đáp" in at.dataframe[0].value["name"].tolist()  # the list at the top shows the new dataset
 
 
 def test_a_broken_file_shows_a_message_and_saves_nothing(opened, tmp_path):
     path = tmp_path / "broken.csv"
     path.write_bytes(b"\x00\x01\x02binary\x00" * 100)
     at = open_page("datasets")
-    at.text_input(key=f"datasets.{opened.slug}.folder").set_value(str(path)).run()
+    at.text_input(key=f"datasets.{opened.slug}.folder.0").set_value(str(path)).run()
     assert not at.exception
     assert at.error and DatasetStore(opened).names() == []
 
@@ -59,9 +64,9 @@ def test_a_good_file_after_a_bad_one_gets_its_own_column_mapping(opened, tmp_pat
     good = tmp_path / "good.csv"
     good.write_text("question,answer\nWhen do you open?,At nine.\nDo you ship?,Yes.\n", encoding="utf-8")
     at = open_page("datasets")
-    at.text_input(key=f"datasets.{opened.slug}.folder").set_value(str(wrong)).run()
+    at.text_input(key=f"datasets.{opened.slug}.folder.0").set_value(str(wrong)).run()
     assert mapping(at, "prompt").value in (None, "")
-    at.text_input(key=f"datasets.{opened.slug}.folder").set_value(str(good)).run()
+    at.text_input(key=f"datasets.{opened.slug}.folder.0").set_value(str(good)).run()
     assert not at.exception, [e.value for e in at.exception]
     assert (mapping(at, "prompt").value, mapping(at, "response").value) == ("question", "answer")
     assert not any("No column is chosen" in e.value for e in at.error)
@@ -72,7 +77,7 @@ def test_a_good_file_after_a_bad_one_gets_its_own_column_mapping(opened, tmp_pat
 @pytest.mark.parametrize("typed", ["/etc/passwd", "/proc/self/environ"])
 def test_a_typed_path_outside_the_allowed_folders_is_not_read(opened, typed):
     at = open_page("datasets")
-    at.text_input(key=f"datasets.{opened.slug}.folder").set_value(typed).run()
+    at.text_input(key=f"datasets.{opened.slug}.folder.0").set_value(typed).run()
     assert not at.exception
     assert any("system folder" in e.value or "outside the folders" in e.value for e in at.error)
     assert not any(s.label == "prompt" for s in at.selectbox)

@@ -119,6 +119,8 @@ def test_running_evaluation_shows_progress_and_cancel(eval_project):
     assert at.get("progress") and "0 of 6 answers" in at.get("progress")[0].proto.text
     assert any("+ few-shot: answering" in c.value for c in at.caption)
     assert button(at, "Run evaluation").disabled  # one evaluation at a time
+    assert any("the run " + time.strftime("%Y-%m-%d", time.localtime(run.spec["created"])) in c.value
+               and "· faq ·" in c.value and "is answering now" in c.value for c in at.caption)  # named, not its id
     button(at, "Cancel").click().run()
     deadline = time.time() + 30
     while run.status().state == "running" and time.time() < deadline:  # Cancel returns at once; the job ends soon
