@@ -57,26 +57,30 @@ def labeling_link(dataset: str, key: str) -> None:
 
 # ---- 1 · labeled questions ----------------------------------------------------------------------------------------
 
-def query_counts() -> dict[str, tuple[int, int]]:
-    """Per eval dataset: usable retrieval questions, and generated questions still waiting for review."""
+def query_counts() -> dict[str, tuple[int, int, int]]:
+    """Per eval dataset: usable retrieval questions, how many of them are judged by their reference answers, and
+    generated questions still waiting for review."""
     found = {}
     for info in store.list():
         if info.kind != "eval":
             continue
         records, _ = store.load(info.name)
         waiting = sum(1 for r in records if r.get("suggestion") and r.get("status") not in ("accepted", "rejected"))
-        found[info.name] = (len(queries.queries_from_records(records)), waiting)
+        usable = queries.queries_from_records(records)
+        found[info.name] = (len(usable), sum(1 for q in usable if q.answers), waiting)
     return found
 
 
 def explain_ways() -> None:
     st.info(t("No labeled questions yet. A sweep needs questions for which you know where the answer is: the "
-              "passages or documents that answer them. There are three ways to get them:"))
+              "passages or documents that answer them, or a short answer to look for. There are three ways to get "
+              "them:"))
     st.markdown(t("1. **Mark supporting passages** on the Retrieval test page: search a question, tick the passages "
                   "that answer it and save."))
     st.page_link("../pages/retrieval_test.py", label=t("Go to Retrieval test"), icon=":material/search:")
-    st.markdown(t("2. **An evaluation set whose questions name their gold documents** (a gold_ids column; the "
-                  "sample project's 'eval' set has one): import it on the Datasets page."))
+    st.markdown(t("2. **An evaluation set**: questions with short reference answers (a passage that holds the answer "
+                  "counts as finding it), or questions that name their gold documents (a gold_ids column; the "
+                  "sample project's 'eval' set has one). Import it on the Datasets page."))
     st.page_link("../pages/datasets.py", label=t("Go to Datasets"), icon=":material/dataset:")
     st.markdown(t("3. **Generate questions** below: the recipe's model writes a question for random passages. They "
                   "are suggestions: review them on the Labeling page before they count."))
@@ -85,21 +89,28 @@ def explain_ways() -> None:
 def pick_queries() -> tuple[str, int] | None:
     st.subheader(t("1 · Labeled questions"))
     counts = query_counts()
-    usable = [name for name, (count, _) in counts.items() if count]
+    usable = [name for name, (count, _, _) in counts.items() if count]
     chosen = None
     if not usable:
         explain_ways()
     else:
-        default = queries.DEFAULT_DATASET if queries.DEFAULT_DATASET in usable else usable[0]
+        # Marked passages and documents measure more surely than answers found in passages: such a set comes first.
+        default = queries.DEFAULT_DATASET if queries.DEFAULT_DATASET in usable else \
+            max(usable, key=lambda n: counts[n][0] - counts[n][1])
         if st.session_state.get(K + "queries") not in usable:
             st.session_state[K + "queries"] = default
         name = st.selectbox(t("Questions"), usable, key=K + "queries",
                             format_func=lambda n: t("{name} · {count} questions", name=n, count=counts[n][0]),
-                            help=t("Evaluation sets with questions that name their gold passages or documents. "
-                                   "Rejected questions and unreviewed suggestions are left out."))
+                            help=t("Evaluation sets with questions that name their gold passages or documents, "
+                                   "or that have short reference answers. Rejected questions and unreviewed "
+                                   "suggestions are left out."))
         st.caption(t("{count} usable questions in '{name}'.", count=counts[name][0], name=name))
+        if counts[name][1]:
+            st.caption(t("{count} of them name no passage or document: a passage that holds one of their reference "
+                         "answers (word for word) counts as finding the answer. Marked passages are a surer "
+                         "measure.", count=counts[name][1]))
         chosen = (name, counts[name][0])
-    for name, (_, waiting) in counts.items():
+    for name, (_, _, waiting) in counts.items():
         if waiting:
             st.caption(t("{count} generated question(s) in '{name}' wait for review.", count=waiting, name=name))
             labeling_link(name, "review.")
@@ -374,7 +385,7 @@ st.caption(t("{missed} of {count} questions have no relevant passage among the {
              count=len(result.queries), k=result.config.k))
 shown = misses if only_misses else result.queries
 if shown:
-    view.show_questions(shown, result.config.k)
+    view.show_questions(shown, result.config.k, answers=view.looked_for(spec))
 elif only_misses:
     st.caption(t("No question was missed with this setting."))
 

@@ -181,6 +181,29 @@ def test_without_labeled_questions_the_page_explains_the_three_ways_and_generate
     assert at.session_state[f"labeling.{SLUG}.dataset"] == Q.DEFAULT_DATASET
 
 
+def test_an_eval_set_of_questions_and_short_answers_can_be_swept(shop):
+    DatasetStore(shop).create("faq", "eval", [
+        new_record("eval", question="Who fits derailleurs?", reference="The service desk."),
+        new_record("eval", question="Do you ship?", reference="Yes.")])   # a bare yes tells no place
+    at = open_page("retrieval_opt")
+    assert not any("No labeled questions yet" in i.value for i in at.info)
+    assert at.selectbox(key=K + "queries").value == "faq"
+    assert any("1 usable questions in 'faq'" in c.value for c in at.caption)
+    assert any("1 of them name no passage or document" in c.value for c in at.caption)
+    assert not button(at, "Start the sweep").disabled
+    run = create_sweep(shop, "faq", SweepGrid(modes=("fts",), ks=(1,)))
+    execute(shop, run.id)
+    at = open_page("retrieval_opt")
+    assert not at.exception, [e.value for e in at.exception]
+    at.toggle(key=K + "only_misses").set_value(False).run()
+    assert any(c.value == "A passage counts when it holds: The service desk." for c in at.caption)
+
+
+def test_a_set_with_marked_gold_is_offered_before_one_judged_by_answers(labeled):
+    at = open_page("retrieval_opt")
+    assert at.selectbox(key=K + "queries").value == "queries"   # 'faq' comes first by name, judged by its answer
+
+
 def test_the_grid_counts_its_settings_and_disables_the_model_reranker_for_an_endpoint(labeled):
     store = RecipeStore(labeled)
     store.save(store.load().with_changes(model=ModelSource(kind="openai", location="http://localhost:1/v1",

@@ -14,6 +14,7 @@ from core.errors import StudioError
 from core.evaluate.sweep import SweepConfig, SweepGrid, apply_best, create_sweep, get_sweep, list_sweeps, reindex_needed
 from core.evaluate.sweep_exec import execute
 from core.rag import queries as Q
+from core.rag import relevance
 from core.rag.chunking import ChunkingConfig
 from core.rag.embedders import EmbedderSpec, EmbeddingCache, register_embedder, unregister_embedder
 from core.rag.kb import KnowledgeBase
@@ -81,11 +82,29 @@ def test_queries_from_records_keep_only_reviewed_ones_with_gold():
             {**new_record("eval", question="draft", gold_ids=["a.md"]), "suggestion": True},
             {**new_record("eval", question="accepted draft", gold_ids=["a.md"]), "suggestion": True,
              "status": "accepted"},
-            new_record("eval", question="no gold", reference="R"),
-            new_record("eval", question="passages", gold_passages=[{"source": "a.md", "text": "T"}])]
+            new_record("eval", question="no gold, a long answer", reference="We ship every order within two working "
+                                                                           "days to any address in the EU."),
+            new_record("eval", question="no gold, yes or no", reference="Yes.", references=["no"]),
+            new_record("eval", question="passages", gold_passages=[{"source": "a.md", "text": "T"}]),
+            new_record("eval", question="short answers", reference="The service desk.", references=["Yes", "desk"]),
+            new_record("eval", question="gold and answer", gold_ids=["a.md"], reference="R")]
     found = Q.queries_from_records(rows)
-    assert [q.question for q in found] == ["kept", "accepted draft", "passages"]
+    assert [q.question for q in found] == ["kept", "accepted draft", "passages", "short answers", "gold and answer"]
     assert found[2].gold_passages == ({"source": "a.md", "text": "T"},)
+    assert found[3].answers == ("The service desk.", "desk")   # a bare yes or no is no place to look for
+    assert found[4].answers == ()                              # a question's gold says more than its answer
+
+
+def test_a_question_without_gold_is_judged_by_the_passages_that_hold_its_answer():
+    units = relevance.gold_units(answers=["the Tibetan Plateau", "Tibet"])
+    assert [u.kind for u in units] == ["answer"]  # one unit: any answer found is the question found (recall 1)
+    judged = relevance.judge([("c1", "a.md", "The river rises on the Tibetan plateau, then flows south."),
+                              ("c2", "b.md", "Plateaus are high and flat."),
+                              ("c3", "c.md", "Tibetans farm barley."),
+                              ("c4", "d.md", "It crosses Tibet.")], units)
+    assert judged == [("g0",), (), (), ("g0",)]   # whole words in order: "Tibetans" is not "Tibet"
+    assert relevance.holds_answer("Giá: 2.690 euro (đã gồm VAT).", "2.690 Euro")
+    assert not relevance.holds_answer("Plateau of Tibet", "Tibetan Plateau")
 
 
 def test_mark_supporting_creates_then_merges(project, fake_embedder):
@@ -175,6 +194,20 @@ def test_keyword_search_wins_when_queries_share_only_rare_words(project, parts):
     assert spec["queries"]["dataset"] == "queries" and spec["queries"]["version"] == 1
     assert set(spec["kb"]["documents"]) == set(parts_corpus()) and spec["embedders"] == ["all-MiniLM-L6-v2"]
     assert temporary_tables(project) == []
+
+
+def test_an_eval_set_with_short_answers_is_swept_by_the_passages_that_hold_them(project, parts):
+    """Questions and answers only, as most eval sets are: keyword search finds the part whose text holds the
+    answer, the glossary does not hold it."""
+    topics = [topic.split(" of ")[0].split(" for ")[0].split(" on ")[0] for topic in TOPICS]
+    save_queries(project, [new_record("eval", question=f"{code} {COMMON} {COMMON}?", reference=topic)
+                           for code, topic in zip(CODES, topics)], name="answers")
+    run = create_sweep(project, "answers", SweepGrid(modes=("vector", "fts"), ks=(1,)))
+    assert [g["kind"] for q in run.spec["queries"]["items"] for g in q["gold"]] == ["answer"] * 5
+    execute(project, run.id)
+    by_mode = {r.config.mode: r for r in run.results()}
+    assert by_mode["fts"].metrics["hit_at_k"] == 1.0 and by_mode["vector"].metrics["hit_at_k"] == 0.0
+    assert by_mode["fts"].queries[0]["retrieved"][0]["relevant"]
 
 
 def boundary_corpus() -> dict[str, str]:

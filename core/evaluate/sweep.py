@@ -352,7 +352,7 @@ def create_sweep(project: Project, queries: str, grid: SweepGrid | None = None, 
     by_id = {r["chunk_id"]: {"source": r["source"], "text": r["text"]}
              for r in store.rows(kb, ["chunk_id", "source", "text"])}
     documents = list(manifest["documents"])
-    gold = {q.id: relevance.gold_units(q.gold_ids, q.gold_passages, documents, by_id) for q in found}
+    gold = {q.id: relevance.gold_units(q.gold_ids, q.gold_passages, documents, by_id, q.answers) for q in found}
     configs = grid.configs(base.chunking())
     sweep_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
     folder = project.child("runs/sweep", sweep_id, SWEEP)

@@ -2,10 +2,12 @@
 
 A retrieval query is an eval-kind record with a `question` and gold information: `gold_ids` (document names or
 chunk ids) and/or `gold_passages` ([{"source": document name, "text": passage text}]). It needs no reference
-answer (`core.data.records.has_gold`). Three ways to get them:
+answer (`core.data.records.has_gold`). Four ways to get them:
 
 * `mark_supporting`: a person marks the passages that answer a question (the retrieval test page);
 * an eval set whose questions carry gold ids (the sample project's);
+* an eval set of questions with short reference answers and no gold: a passage that holds one of the answers
+  counts (`answer_targets`, core.rag.relevance);
 * `generate_queries`: the recipe's model writes a question for random passages; the drafts are suggestions
   (unlabeled) and only count once a person accepted them in the labeling queue.
 
@@ -30,6 +32,10 @@ DEFAULT_DATASET = "retrieval-queries"
 GENERATE_PROMPT = ("Write one question a customer could ask that this passage answers. Write only the "
                    "question.\n\nPassage: {passage}")
 MIN_PASSAGE_WORDS = 8
+# A reference answer longer than this is a sentence written for the reader, which no passage holds word for word.
+MAX_ANSWER_WORDS = 8
+# Answers that a passage about anything may hold: they tell nothing about where the answer is.
+_NO_PLACE_ANSWERS = {"yes", "no", "true", "false", "none", "có", "không", "đúng", "sai"}
 Progress = Callable[[float, Msg], None]
 
 
@@ -39,26 +45,42 @@ class RetrievalQuery:
     question: str
     gold_ids: tuple[str, ...] = ()
     gold_passages: tuple[dict, ...] = ()   # {"source", "text"}
+    answers: tuple[str, ...] = ()          # only for a question without gold: a passage holding one counts
 
     def to_dict(self) -> dict:
         return {"id": self.id, "question": self.question, "gold_ids": list(self.gold_ids),
-                "gold_passages": [dict(p) for p in self.gold_passages]}
+                "gold_passages": [dict(p) for p in self.gold_passages], "answers": list(self.answers)}
+
+
+def answer_targets(record: dict) -> list[str]:
+    """The reference answers a passage can be checked for: short ones (at most MAX_ANSWER_WORDS words) that are not
+    a bare yes or no."""
+    from core.rag.relevance import words
+
+    found = []
+    for answer in rec.accepted_answers(record):
+        said = words(answer)
+        if said and len(said) <= MAX_ANSWER_WORDS and not set(said) <= _NO_PLACE_ANSWERS:
+            found.append(answer)
+    return found
 
 
 def is_usable(record: dict) -> bool:
-    """Not rejected, not an unreviewed suggestion, a question and some gold."""
+    """Not rejected, not an unreviewed suggestion, a question, and some gold or a short reference answer."""
     if record.get("status") == "rejected":
         return False
     if record.get("suggestion") and record.get("status") != "accepted":
         return False
-    return bool(str(record.get("question") or "").strip()) and rec.has_gold(record)
+    return bool(str(record.get("question") or "").strip()) and (rec.has_gold(record) or bool(answer_targets(record)))
 
 
 def queries_from_records(records: list[dict]) -> list[RetrievalQuery]:
-    """The usable retrieval queries among eval records (see `is_usable`), in order."""
+    """The usable retrieval queries among eval records (see `is_usable`), in order. A question's answers are used
+    only when it names no gold: a marked passage says more than a passage that happens to hold the answer."""
     return [RetrievalQuery(r["id"], r["question"].strip(), tuple(str(g) for g in r.get("gold_ids") or ()),
                            tuple({"source": str(p.get("source") or ""), "text": p["text"]}
-                                 for p in r.get("gold_passages") or () if str(p.get("text") or "").strip()))
+                                 for p in r.get("gold_passages") or () if str(p.get("text") or "").strip()),
+                           () if rec.has_gold(r) else tuple(answer_targets(r)))
             for r in records if is_usable(r)]
 
 
@@ -76,7 +98,8 @@ def load_queries(project: Project, dataset: str, version: int | None = None) -> 
     queries = queries_from_records(records)
     if not queries:
         raise StudioError(Msg("'{name}' has no usable retrieval queries: mark the passages that answer a question, "
-                              "or accept generated questions in the labeling queue.", name=dataset))
+                              "give questions short reference answers, or accept generated questions in the "
+                              "labeling queue.", name=dataset))
     return queries, number
 
 

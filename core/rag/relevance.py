@@ -8,7 +8,11 @@ matched to them:
   two texts (`overlap`, counted in word trigrams, so a chunk cut from the passage, or one that holds it, counts);
 * ``document`` (a gold id that names a document of the knowledge base): any chunk of that document;
 * ``id`` (any other gold id, e.g. a chunk id that could not be turned into a passage): a chunk with exactly that
-  chunk id or source name, as `core.evaluate.metrics` matches ids.
+  chunk id or source name, as `core.evaluate.metrics` matches ids;
+* ``answer`` (the short reference answers of a question that names no gold, one unit for all of them): any chunk
+  whose words hold one answer's words in order, as open-domain QA scores a retriever when only answers are known
+  (Karpukhin et al., "Dense Passage Retrieval", 2020). A passage can hold the answer by chance, so this is a
+  weaker label than a marked passage.
 
 Each unit is credited once, to the first chunk that matches it, by the retrieval metrics of
 `core.evaluate.metrics`: `judge` turns every retrieved chunk into the tuple of unit labels ("g0", "g1", …) it
@@ -25,14 +29,14 @@ from typing import Iterable
 
 THRESHOLD = 0.5   # share of the smaller text that must be shared
 SHINGLE = 3       # words per shingle (fewer when a text is shorter)
-UNIT_KINDS = ("passage", "document", "id")
+UNIT_KINDS = ("passage", "document", "id", "answer")
 
 
 @dataclass(frozen=True)
 class GoldUnit:
     kind: str           # passage | document | id
     source: str = ""    # passage, document: the document's name
-    text: str = ""      # passage: its text
+    text: str = ""      # passage: its text; answer: the accepted answers, one a line
     id: str = ""        # id: the gold id as given
 
     def __post_init__(self):
@@ -68,6 +72,12 @@ def overlap(a: str, b: str) -> float:
     return len(left & right) / min(len(left), len(right))
 
 
+def holds_answer(text: str, answer: str) -> bool:
+    """Whether `text` holds the words of `answer` in order, case, accents' composition and punctuation aside."""
+    wanted = words(answer)
+    return bool(wanted) and f" {' '.join(wanted)} " in f" {' '.join(words(text))} "
+
+
 def chunk_fields(item) -> tuple[str, str, str]:
     """(chunk_id, source, text) of a Hit, a dict or a (chunk_id, source, text) tuple."""
     if isinstance(item, dict):
@@ -84,12 +94,14 @@ def matches(unit: GoldUnit, item, threshold: float = THRESHOLD) -> bool:
         return source == unit.source
     if unit.kind == "id":
         return unit.id in (chunk_id, source)
+    if unit.kind == "answer":
+        return any(holds_answer(text, answer) for answer in unit.text.splitlines())
     return source == unit.source and overlap(text, unit.text) >= threshold
 
 
 def gold_units(gold_ids: Iterable[str] = (), gold_passages: Iterable[dict] = (), documents: Iterable[str] = (),
-               passages_by_id: dict[str, dict] | None = None) -> list[GoldUnit]:
-    """The gold units of one query, passages first, without repeats.
+               passages_by_id: dict[str, dict] | None = None, answers: Iterable[str] = ()) -> list[GoldUnit]:
+    """The gold units of one query, passages first, answers last, without repeats.
 
     `documents` are the knowledge base's document names (gold ids naming one become ``document`` units);
     `passages_by_id` maps chunk ids to {"source", "text"} (gold ids found there become ``passage`` units, so they
@@ -122,6 +134,9 @@ def gold_units(gold_ids: Iterable[str] = (), gold_passages: Iterable[dict] = (),
             add(GoldUnit("passage", source=found["source"], text=found["text"]))
         else:
             add(GoldUnit("id", id=gold))
+    said = [str(answer).strip() for answer in answers or () if str(answer).strip()]
+    if said:  # one unit for all of a question's answers: finding any of them is finding where the answer is
+        add(GoldUnit("answer", text="\n".join(said)))
     return units
 
 

@@ -197,8 +197,16 @@ def escape(text: str) -> str:
     return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>$~" else c for c in text)
 
 
-def show_questions(queries: list[dict], k: int, limit: int = 30) -> None:
-    """Each question with the rank of its first relevant passage (or "missed") and what was retrieved."""
+def looked_for(spec: dict) -> dict[str, list[str]]:
+    """Per question id of a sweep, the reference answers a passage had to hold (questions judged by answers)."""
+    return {item["id"]: [line for unit in item["gold"] if unit.get("kind") == "answer"
+                         for line in unit.get("text", "").splitlines()]
+            for item in spec["queries"]["items"] if any(u.get("kind") == "answer" for u in item["gold"])}
+
+
+def show_questions(queries: list[dict], k: int, limit: int = 30, answers: dict[str, list[str]] | None = None) -> None:
+    """Each question with the rank of its first relevant passage (or "missed") and what was retrieved; `answers`
+    (see `looked_for`) names what a passage had to hold."""
     for query in queries[:limit]:
         rank = query.get("rank")
         status = t("missed") if rank is None else t("first relevant at rank {rank}", rank=rank)
@@ -206,6 +214,9 @@ def show_questions(queries: list[dict], k: int, limit: int = 30) -> None:
                          else ":material/check:", expanded=len(queries) <= 3):
             if query.get("query"):
                 st.caption(t("Searched for: {query}", query=query["query"]))
+            if (answers or {}).get(query.get("id")):
+                st.caption(t("A passage counts when it holds: {answers}",
+                             answers=" · ".join(answers[query["id"]])))
             if rank is None:
                 st.markdown(t("No relevant passage among the {k} retrieved. Retrieved instead:", k=k))
             if not query.get("retrieved"):
