@@ -278,14 +278,15 @@ def test_semantic_similarity_embeds_once_and_clips():
 
 def test_registry():
     assert list(METRICS) == ["exact_match", "token_f1", "rouge_l", "semantic_similarity", "contains_reference",
-                             "valid_json", "tool_name", "tool_args", "hit_at_k", "mrr", "judge", "win_rate", "latency_s",
-                             "prompt_tokens", "output_tokens", "weights_mb"]
+                             "valid_json", "tool_name", "tool_args", "hit_at_k", "mrr", "answer_in_passages", "judge",
+                             "win_rate", "latency_s", "prompt_tokens", "output_tokens", "weights_mb"]
     for name, metric in METRICS.items():
         assert metric.name == name and metric.label and metric.help.endswith(".")
-        assert metric.needs in ("reference", "expected_call", "gold_ids", "judge", "win", "nothing")
+        assert metric.needs in ("reference", "short_reference", "expected_call", "gold_ids", "judge", "win",
+                                "nothing")
         assert metric.kind in ("answer", "retrieval", "cost")
         assert metric.higher_is_better is (metric.kind != "cost")
-    assert {n for n, m in METRICS.items() if m.kind == "retrieval"} == {"hit_at_k", "mrr"}
+    assert {n for n, m in METRICS.items() if m.kind == "retrieval"} == {"hit_at_k", "mrr", "answer_in_passages"}
     with pytest.raises(dataclasses.FrozenInstanceError):
         METRICS["mrr"].label = "x"
 
@@ -324,10 +325,12 @@ COST = ["latency_s", "prompt_tokens", "output_tokens", "weights_mb"]
     ([], []),
     ([{"question": "q"}], COST),
     ([{"question": "q", "reference": "r"}, {"question": "q2", "gold_ids": ["a.pdf"]}],
-     ["exact_match", "token_f1", "rouge_l", "semantic_similarity", "contains_reference", "hit_at_k", "mrr", *COST]),
+     ["exact_match", "token_f1", "rouge_l", "semantic_similarity", "contains_reference", "hit_at_k", "mrr",
+      "answer_in_passages", *COST]),
     ([{"question": "q", "expected_call": CALL}], ["valid_json", "tool_name", "tool_args", *COST]),
     ([{"question": "q", "reference": "[1, 2]", "gold_ids": []}],
-     ["exact_match", "token_f1", "rouge_l", "semantic_similarity", "contains_reference", "valid_json", *COST]),
+     ["exact_match", "token_f1", "rouge_l", "semantic_similarity", "contains_reference", "valid_json",
+      "answer_in_passages", *COST]),
 ])
 def test_applicable_metrics(records, expected):
     assert applicable_metrics(records) == expected

@@ -307,3 +307,37 @@ def test_evaluation_asks_the_model_exactly_what_chat_asks(eval_project, tiny_mod
         assistant.answer(recipe, record["question"], backend, pool, eval_project)[1].run_to_end()
     runs._ask_batch(eval_project, Variant("v", "v", recipe), records, backend, pool)
     assert asked["chat"] and asked["chat"] == asked["eval"]
+
+
+def test_a_retriever_rung_measures_whether_its_passages_hold_the_answer(eval_project, fake_embedder):
+    """The split between finding and reading: a passage in the prompt holds the short reference or it does not."""
+    from core.rag.retriever import RetrieverSettings
+    from tests.test_sweep import CODES, make_kb, parts_corpus
+
+    make_kb(eval_project, parts_corpus())
+    DatasetStore(eval_project).create("parts", "eval", [
+        new_record("eval", question=f"What does part {CODES[0]} fit?", reference="the rear derailleur"),
+        new_record("eval", question=f"What is part {CODES[1]}?", reference="a tyre lever"),   # in no document
+        new_record("eval", question="Do you sell parts?", reference="Yes.")])                  # nothing to look for
+    recipe = RecipeStore(eval_project).load()
+    searching = recipe.with_changes(retriever=RetrieverSettings(enabled=True, knowledge_base="docs", k=1,
+                                                                min_similarity=0.0, mode="fts"))
+    run = runs.create_eval_run(eval_project, "parts", [Variant("prompt", "prompt", recipe),
+                                                       Variant("retriever", "retriever", searching)],
+                               runs.EvalOptions(semantic=False))
+    runs.execute(eval_project, run.id, lambda **e: None)
+    found = {(r["variant"], r["question"]): r["scores"].get("answer_in_passages") for r in run.results()}
+    assert found[("retriever", f"What does part {CODES[0]} fit?")] == 1.0
+    assert found[("retriever", f"What is part {CODES[1]}?")] == 0.0
+    assert found[("retriever", "Do you sell parts?")] is None
+    assert all(value is None for (variant, _), value in found.items() if variant == "prompt")
+    assert run.summary()["retriever"]["answer_in_passages"] == 0.5
+
+
+def test_advice_tells_finding_from_reading_by_the_answer_in_the_passages():
+    ladder = [Variant(k, k, Recipe()) for k in ("prompt", "fewshot", "retriever")]
+    reading = advice.advise(ladder, {"retriever": {"token_f1": 0.3, "answer_in_passages": 0.85}}, "token_f1", 0.6)
+    assert any("hold the answer for 85% of the questions" in str(step) and "Fine-tune" in str(step)
+               for step in reading.next_steps)
+    finding = advice.advise(ladder, {"retriever": {"token_f1": 0.3, "answer_in_passages": 0.4}}, "token_f1", 0.6)
+    assert any("only 40%" in str(step) and "Retrieval optimization" in str(step) for step in finding.next_steps)

@@ -56,6 +56,18 @@ def _next_steps(variants: list[Variant], summary: dict[str, dict]) -> list[Msg]:
     elif retriever is not None and summary.get("retriever", {}).get("hit_at_k", 1.0) < 0.7:
         steps.append(Msg("The retriever often misses the right passage: try other chunk sizes, hybrid search or "
                          "a larger k (Retrieval optimization)."))
+    elif retriever is not None and "answer_in_passages" in summary.get("retriever", {}):
+        # Which half fails, finding or reading, decides what to try: the bench's "answer in what it reads".
+        share = summary["retriever"]["answer_in_passages"]
+        if share < 0.7:
+            steps.append(Msg("The passages in the prompt hold the answer for only {share} of the questions: try other "
+                             "chunk sizes, hybrid search or a larger k (Retrieval optimization can sweep this "
+                             "evaluation set).", share=f"{share:.0%}"))
+        else:
+            steps.append(Msg("The passages in the prompt hold the answer for {share} of the questions, so finding it "
+                             "is not what fails most: the model does not pick it out. Examples of answers in the "
+                             "form you want (Few-shot) or an adapter trained with passages (Fine-tune) teach it "
+                             "to.", share=f"{share:.0%}"))
     adapter = by_key.get("adapter")
     if adapter is not None and not adapter.ready:
         steps.append(Msg("Fine-tune an adapter on your training pairs (Fine-tune page)."))

@@ -211,8 +211,8 @@ class Metric:
     name: str
     label: str
     help: str
-    # "reference" | "expected_call" | "gold_ids" | "judge" / "win" (only when the run's options set that judge) |
-    # "nothing"
+    # "reference" | "short_reference" (an answer short enough to look for in passages) | "expected_call" |
+    # "gold_ids" | "judge" / "win" (only when the run's options set that judge) | "nothing"
     needs: str
     higher_is_better: bool = True
     kind: str = "answer"  # "answer" | "retrieval" | "cost"
@@ -239,6 +239,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            "the first k retrieved."), "gold_ids", kind="retrieval"),
     Metric("mrr", Msg("MRR"), Msg("Mean of 1/rank of the first gold passage retrieved: 1 when it comes first, "
            "0.5 when second."), "gold_ids", kind="retrieval"),
+    Metric("answer_in_passages", Msg("Answer in passages"), Msg("Share of questions whose passages in the prompt "
+           "hold one of the reference answers word for word (short answers only): whether retrieval gave the model "
+           "the answer to read."), "short_reference", kind="retrieval"),
     Metric("judge", Msg("Judge grade"), Msg("Grade an LLM judge gave with your rubric, from 1 (wrong) to 5 "
            "(correct and complete), shown from 0 to 1."), "judge"),
     Metric("win_rate", Msg("Win rate"), Msg("Share of questions on which this variant's answer beats the compared "
@@ -260,6 +263,10 @@ def _applies(metric: Metric, record: dict) -> bool:
         return bool(record.get("expected_call")) or any(valid_json(r) for r in accepted_answers(record))
     if metric.needs == "reference":
         return bool(accepted_answers(record))
+    if metric.needs == "short_reference":
+        from core.rag.queries import answer_targets
+
+        return bool(answer_targets(record))
     if metric.needs == "nothing":
         return True
     if metric.needs in ("judge", "win"):

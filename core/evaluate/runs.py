@@ -347,7 +347,21 @@ def _ask(project: Project, variant: Variant, record: dict, backend, pool: list[d
     stats = stream.stats()
     return {"answer": text.strip(), "latency_s": round(time.perf_counter() - started, 3),
             "prompt_tokens": stats["prompt_tokens"], "output_tokens": stats["output_tokens"],
-            "retrieved": [[hit.chunk_id, hit.source] for hit in prepared.sources]}
+            "retrieved": [[hit.chunk_id, hit.source] for hit in prepared.sources],
+            "passages_hold_answer": passages_hold_answer(record, prepared)}
+
+
+def passages_hold_answer(record: dict, prepared) -> bool | None:
+    """Whether the passages put in the prompt hold one of the record's short reference answers word for word (what
+    retrieval gave the model to read); None when the recipe did not search or no answer is short enough to look
+    for (core.rag.queries.answer_targets)."""
+    from core.rag.queries import answer_targets
+    from core.rag.relevance import holds_answer
+
+    targets = answer_targets(record) if prepared.searched else []
+    if not targets:
+        return None
+    return any(holds_answer(hit.text, answer) for hit in prepared.sources for answer in targets)
 
 
 def _ask_batch(project: Project, variant: Variant, records: list[dict], backend, pool: list[dict],
@@ -359,8 +373,9 @@ def _ask_batch(project: Project, variant: Variant, records: list[dict], backend,
                                       tools=[r.get("tools") for r in records], should_stop=should_stop)
     return [{"answer": out["text"].strip(), "latency_s": out["latency_s"], "prompt_tokens": out["prompt_tokens"],
              "output_tokens": out["output_tokens"],
-             "retrieved": [[hit.chunk_id, hit.source] for hit in prepared.sources], "batched": True}
-            for prepared, out in answered]
+             "retrieved": [[hit.chunk_id, hit.source] for hit in prepared.sources], "batched": True,
+             "passages_hold_answer": passages_hold_answer(record, prepared)}
+            for record, (prepared, out) in zip(records, answered)]
 
 
 def _answer(project: Project, variant: Variant, records: list[dict], backend, pool: list[dict],
@@ -376,6 +391,8 @@ def _score(record: dict, answered: dict, k: int) -> dict:
                                   answered.get("searched") else None, k)
     scores.update(latency_s=answered["latency_s"], prompt_tokens=float(answered["prompt_tokens"]),
                   output_tokens=float(answered["output_tokens"]))
+    if answered.get("passages_hold_answer") is not None:  # answers cached before this was measured lack it
+        scores["answer_in_passages"] = float(answered["passages_hold_answer"])
     return scores
 
 
