@@ -128,6 +128,24 @@ def test_drafts_the_model_cannot_answer_from_their_passage_are_dropped():
     assert not drafting.agrees("the blue whale", "14:00") and not drafting.agrees("", "14:00")
 
 
+def test_the_progress_follows_the_passages_read_when_most_drafts_are_dropped():
+    """A newcomer saw "Drafted 7 of 50 pairs" at a seventh of the bar after ten minutes of a run that was nearly
+    through its passages."""
+    off_topic = "What is the largest animal in the world?"
+    writer = QuestionWriter({"9:00": "When does the Lyon shop open?"}, off_topic=(off_topic,))
+    writer.questions = {answer: off_topic for answer in ("18:00", "14:00", "2 weeks", "August", "Lyon", "Monday",
+                                                           "Saturday")} | writer.questions
+    rows = [{"source": f"hours-{i}.md", "heading": "", "text": HOURS} for i in range(40)]
+    events = []
+    drafting.draft_pairs(writer, rows, drafting.DraftSettings(count=10, seed=3),
+                         progress=lambda fraction, message: events.append((fraction, message)))
+    fractions = [fraction for fraction, _ in events]
+    assert fractions == sorted(fractions) and fractions[-1] >= 0.9  # through the passages, not at a tenth
+    last = events[-1][1]
+    assert str(last).startswith("Drafted ") and "passages read" in str(last)
+    assert last.params["read"] == last.params["passages"]
+
+
 def test_drafting_needs_documents_and_a_pair_dataset(project, fake_embedder):
     writer = QuestionWriter({})
     with pytest.raises(StudioError, match="no indexed documents"):

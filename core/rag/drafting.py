@@ -217,8 +217,12 @@ def draft_pairs(backend, rows: list[dict], settings: DraftSettings, progress: Pr
             record.update(suggestion=True, tags=[DRAFTED_TAG],
                           comment=f"Drafted {time.strftime('%Y-%m-%d')} from {where}: {excerpt}")
             drafted.append(record)
-        progress(min(0.95, len(drafted) / settings.count),
-                 Msg("Drafted {done} of {total} pairs", done=len(drafted), total=settings.count))
+        # Most drafts of a small model fail the check, so the pairs kept alone would leave the bar near empty until
+        # the passages run out: it follows whichever is further along.
+        read = start + len(chunk)
+        progress(min(0.95, max(len(drafted) / settings.count, read / len(wanted))),
+                 Msg("Drafted {done} of {total} pairs · {read} of {passages} passages read", done=len(drafted),
+                     total=settings.count, read=read, passages=len(wanted)))
     return drafted
 
 
