@@ -100,7 +100,8 @@ def kb_search(project: str, query: str, kb: str = typer.Option("docs"),
 
 @app.command("sweep")
 def kb_sweep(project: str, queries: str = typer.Option(..., help="Eval dataset of retrieval queries (questions "
-                                                                  "with gold documents or passages)."),
+                                                                  "with gold documents or passages, or with short "
+                                                                  "reference answers to look for)."),
              kb: str = typer.Option("docs", help="Knowledge base name."),
              chunk_sizes: Optional[str] = typer.Option(None, help="Chunk sizes in tokens, e.g. 100,200 (default: "
                                                                   "the knowledge base's)."),
