@@ -332,6 +332,12 @@ def test_a_retriever_rung_measures_whether_its_passages_hold_the_answer(eval_pro
     assert found[("retriever", "Do you sell parts?")] is None
     assert all(value is None for (variant, _), value in found.items() if variant == "prompt")
     assert run.summary()["retriever"]["answer_in_passages"] == 0.5
+    RecipeStore(eval_project).save(searching, note="search")
+    table = CliRunner().invoke(cli.app, ["eval", eval_project.name, "--dataset", "parts"])
+    assert table.exit_code == 0, table.output
+    header, row = next(line for line in table.stdout.splitlines() if line.startswith("variant")), \
+        table.stdout.splitlines()[-1]
+    assert "answer_in_passages" in header and "0.500" in row  # the terminal's table shows it too
 
 
 def test_advice_tells_finding_from_reading_by_the_answer_in_the_passages():

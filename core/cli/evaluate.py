@@ -59,8 +59,8 @@ def eval_command(project: str = typer.Argument(..., help="Project name or folder
         found = {"run": run.id, "dataset": dataset, "variants": rows, "steps": [step.to_dict() for step in steps]}
         typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
         return
-    names = [m for m in ("token_f1", "exact_match", "rouge_l", "semantic_similarity", "hit_at_k", "latency_s")
-             if any(m in r for r in rows)]
+    names = [m for m in ("token_f1", "exact_match", "rouge_l", "semantic_similarity", "hit_at_k",
+                         "answer_in_passages", "latency_s") if any(m in r for r in rows)]
     typer.echo(f"{'variant':28}" + "".join(f"{n:>21}" for n in names))
     for row in rows:
         cells = "".join(f"{row[n]:>21.3f}" if n in row else f"{'-':>21}" for n in names)
