@@ -122,8 +122,9 @@ with st.expander(t("Import a file"), icon=":material/upload_file:", expanded=not
             except Exception as exc:
                 show_error(exc)
             else:
-                st.session_state[K + "imported_message"] = t("Imported {count} records into '{name}' (version {number}).",
-                                                             count=len(result.records), name=target, number=number)
+                st.session_state[K + "imported_message"] = t(
+                    "Imported {count} records into '{name}' (version {number}).", count=len(result.records),
+                    name=target, number=number)
                 st.session_state[K + "upload_round"] = int(upload_round) + 1
                 st.rerun()
 
