@@ -72,6 +72,9 @@ download_col.download_button(t("Download JSONL"), pairs.export_jsonl(rows), file
                              disabled=not rows, icon=":material/download:")
 if grid_changed:
     st.caption(t("The grid has unsaved edits; the preview below uses the saved examples."))
+if rows and not (saved.fewshot.enabled and saved.fewshot.dataset == settings.dataset):
+    st.info(t("The assistant does not use these examples yet: turn on **Add examples to the prompt** above, then "
+              "save the recipe."), icon=":material/info:")
 
 with st.expander(t("Import examples from a file"), icon=":material/upload_file:", key=K + "import_panel"):
     st.caption(t("CSV, TSV, Excel, JSONL or Parquet with a question column (prompt, question, instruction…) and "

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.data.pairs import load_pairs, save_pairs
 from core.feedback import list_feedback
+from core.fewshot import FewShotSettings
 from core.models.source import ModelSource
 from core.recipe import Recipe, RecipeStore
 from core.workspace import Workspace
@@ -231,6 +232,11 @@ def test_fewshot_import_adds_the_examples_once(tiny_project):
                                                                                "Can I pay by card?"]
     assert len(load_pairs(tiny_project, "examples")) == 8
     assert not [b for b in at.button if b.label.startswith("Add 2")]
+    notice = "The assistant does not use these examples yet"
+    assert any(notice in i.value for i in at.info)  # the saved recipe has few-shot off
+    store = RecipeStore(tiny_project)
+    store.save(store.load().with_changes(fewshot=FewShotSettings(enabled=True)), note="examples on")
+    assert not any(notice in i.value for i in run_page("fewshot").info)
 
 
 def test_chat_answer_and_thumbs_down_with_correction(tiny_project):
