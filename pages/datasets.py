@@ -15,7 +15,7 @@ from core.i18n import Msg
 from core.rag.folders import allowed_path
 from studio.ui.datasets import drop_working_copy, pick_dataset
 from studio.ui.i18n import t
-from studio.ui.state import require_project, saved_recipe, show_error
+from studio.ui.state import next_upload_round, require_project, saved_recipe, show_error, upload_round
 
 project = require_project()
 slug = project.slug
@@ -33,7 +33,7 @@ st.write(t("Training pairs, chat conversations, preference pairs and eval sets. 
 imported_message = st.session_state.pop(K + "imported_message", None)
 if imported_message:
     st.success(imported_message)
-upload_round = str(st.session_state.get(K + "upload_round", 0))
+import_round = upload_round(K)
 
 infos = store.list()
 if infos:
@@ -51,8 +51,8 @@ with st.expander(t("Import a file"), icon=":material/upload_file:", expanded=not
                  "Hugging Face datasets folder on this machine. You check the column mapping before anything "
                  "is saved."))
     upload = st.file_uploader(t("File"), type=["csv", "tsv", "txt", "jsonl", "json", "ndjson", "xlsx", "parquet"],
-                              key=K + "upload." + upload_round)
-    folder = st.text_input(t("…or a datasets folder path"), key=K + "folder." + upload_round,
+                              key=f"{K}upload.{import_round}")
+    folder = st.text_input(t("…or a datasets folder path"), key=f"{K}folder.{import_round}",
                            placeholder="/data/my_dataset")
     source = None
     if upload is not None or folder.strip():
@@ -125,7 +125,7 @@ with st.expander(t("Import a file"), icon=":material/upload_file:", expanded=not
                 st.session_state[K + "imported_message"] = t(
                     "Imported {count} records into '{name}' (version {number}).", count=len(result.records),
                     name=target, number=number)
-                st.session_state[K + "upload_round"] = int(upload_round) + 1
+                next_upload_round(K)
                 st.rerun()
 
 with st.expander(t("New empty dataset"), icon=":material/add:", key=K + "new_panel"):

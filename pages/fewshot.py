@@ -13,8 +13,8 @@ from core.models import registry
 from studio.ui.budget import budget_bar
 from studio.ui.i18n import t
 from studio.ui.model_panel import ensure_backend, model_ready
-from studio.ui.state import (draft, recipe_save_bar, require_project, saved_recipe, set_draft, show_error,
-                             widget_prefix)
+from studio.ui.state import (draft, next_upload_round, recipe_save_bar, require_project, saved_recipe, set_draft,
+                             show_error, upload_round, widget_prefix)
 from studio.ui.trial import stream_answer
 
 project = require_project()
@@ -80,9 +80,8 @@ with st.expander(t("Import examples from a file"), icon=":material/upload_file:"
     st.caption(t("CSV, TSV, Excel, JSONL or Parquet with a question column (prompt, question, instruction…) and "
                  "an answer column (response, answer, output…); JSONL may also hold OpenAI chat `messages` or "
                  "ShareGPT `conversations`. To choose the columns yourself, import on the Datasets page."))
-    upload_round = st.session_state.get(K + "upload_round", 0)  # a new round empties the field after adding
     upload = st.file_uploader(t("File"), type=["csv", "tsv", "txt", "jsonl", "json", "xlsx", "parquet"],
-                              key=K + "upload." + str(upload_round))
+                              key=f"{K}upload.{upload_round(K)}")
     if upload is not None:
         try:
             _, report = formats.import_file(upload.getvalue(), upload.name, "sft")
@@ -97,7 +96,7 @@ with st.expander(t("Import examples from a file"), icon=":material/upload_file:"
                 pairs.save_pairs(project, settings.dataset, rows + imported)
                 for key in (base_key, K + "grid"):
                     st.session_state.pop(key, None)
-                st.session_state[K + "upload_round"] = upload_round + 1
+                next_upload_round(K)
                 st.rerun()
         except StudioError as exc:
             st.error(t(exc.args[0]))

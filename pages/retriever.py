@@ -17,8 +17,8 @@ from core.rag.ranking import RERANKERS
 from core.rag.retriever import MODES
 from studio.ui.i18n import t
 from studio.ui.run_panel import job_progress
-from studio.ui.state import (draft, recipe_save_bar, require_project, saved_recipe, set_draft, show_error,
-                             widget_prefix)
+from studio.ui.state import (draft, next_upload_round, recipe_save_bar, require_project, saved_recipe, set_draft,
+                             show_error, upload_round, widget_prefix)
 from studio.ui.text import where_from
 
 project = require_project()
@@ -65,8 +65,7 @@ def start_ingest(paths, chunking: ChunkingConfig | None) -> None:
 st.subheader(t("Documents"))
 job = latest_job()
 running = job is not None and job.status().state == "running"
-uploads = st.file_uploader(t("Add documents"), accept_multiple_files=True, key=K + "upload." +
-                           str(st.session_state.get(K + "upload_round", 0)),
+uploads = st.file_uploader(t("Add documents"), accept_multiple_files=True, key=f"{K}upload.{upload_round(K)}",
                            type=sorted(ext.lstrip(".") for ext in SUPPORTED),
                            # the uploader then states the studio's own limit instead of the server's
                            max_upload_size=max(1, math.ceil(max_document_bytes() / 2**20)))
@@ -94,7 +93,7 @@ if uploads or pending:
             paths = kb.add_files([(u.name, u.getvalue()) for u in uploads or []]) + pending
             if paths:  # refused uploads are not copied: they are listed with the failed files below
                 start_ingest(list(dict.fromkeys(paths)), None)
-            st.session_state[K + "upload_round"] = st.session_state.get(K + "upload_round", 0) + 1
+            next_upload_round(K)
             st.rerun()
         except Exception as exc:
             show_error(exc)

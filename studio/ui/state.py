@@ -114,6 +114,16 @@ def widget_prefix(base: str) -> str:
     return base if not generation else f"{base}g{generation}."
 
 
+def upload_round(prefix: str) -> int:
+    """The round of a page's file fields, part of their keys: a file uploader cannot be emptied through its state, so
+    `next_upload_round` gives it a new key instead once its file is used (a second click would use it again)."""
+    return st.session_state.get(prefix + "upload_round", 0)
+
+
+def next_upload_round(prefix: str) -> None:
+    st.session_state[prefix + "upload_round"] = upload_round(prefix) + 1
+
+
 def discard_draft(project: Project, widget_prefix: str) -> None:
     st.session_state.setdefault("drafts", {}).pop(project.slug, None)
     for key in [k for k in st.session_state if str(k).startswith(widget_prefix)]:
