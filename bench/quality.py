@@ -292,7 +292,7 @@ def draft_pairs(project, recipe, args, emit) -> dict:
     started = time.perf_counter()
     result = drafting.draft_into_dataset(project, recipe_backend(project, recipe),
                                          drafting.DraftSettings(knowledge_base="docs", count=args.drafted,
-                                                                seed=args.seed), "drafted",
+                                                                seed=args.seed, writer=args.draft_writer), "drafted",
                                          lambda fraction, message: emit(message=message))
     store = DatasetStore(project)
     records, version = store.load("drafted")
@@ -349,6 +349,8 @@ def main() -> None:
     parser.add_argument("--drafted", type=int, default=0,
                         help="train the adapter on this many pairs drafted from the documents instead of the "
                              "crowd-written pairs")
+    parser.add_argument("--draft-writer", default="model", choices=("model", "cloze"),
+                        help="with --drafted: the recipe's model writes the questions, or fill-in-the-blank (cloze)")
     parser.add_argument("--train-minutes", type=float, default=12.0,
                         help="the run's time limit (TrainConfig.max_minutes); 0 leaves the adapter rungs out")
     parser.add_argument("--learning-rate", type=float, default=5e-4)

@@ -198,3 +198,114 @@ def test_the_labeling_page_starts_a_draft_job_and_shows_its_result(project, fake
         time.sleep(0.1)
     at = open_page("labeling")
     assert any("Drafted 12 pairs into 'from docs' (version 1); 2 rejected" in s.value for s in at.success)
+
+
+@pytest.mark.parametrize("sentence, answer, expected", [
+    ("The Lyon shop opens at 9:00, Monday to Saturday.", "9:00", "The Lyon shop opens at what time, Monday to Saturday?"),
+    ("Tesla was born in 1856 in Smiljan.", "1856", "Tesla was born in when in Smiljan?"),
+    ("The repair costs $45 for members.", "$45", "The repair costs how much for members?"),
+    ("Unused items can be returned within 30 days.", "30 days", "Unused items can be returned within how long?"),
+    ("The shop sold 1,200 bikes and 40% were electric.", "1,200", "The shop sold how many bikes and 40% were electric?"),
+    ("The shop sold 1,200 bikes and 40% were electric.", "40%", "The shop sold 1,200 bikes and what percentage were electric?"),
+    ("The sale ends on 3 March.", "3 March", "The sale ends on when?"),
+    ("The \"Green Promise\" programme recycles old tyres.", "Green Promise",
+     "The \"what\" programme recycles old tyres?"),
+    ("Sản phẩm được bảo hành 12 tháng.", "12 tháng", "Sản phẩm được bảo hành bao lâu?"),
+    ("Khách hàng có thể đổi hàng trong 30 ngày kể từ ngày mua.", "30 ngày",
+     "Khách hàng có thể đổi hàng trong bao lâu kể từ ngày mua?"),
+    ("Cửa hàng mở cửa lúc 8:30 mỗi ngày.", "8:30", "Cửa hàng mở cửa lúc mấy giờ mỗi ngày?"),
+    ("At 9:00.", "9:00", None),                          # too little left to ask about
+    ("The shop opens at nine.", "9:00", None),            # the sentence does not state it
+])
+def test_cloze_questions_blank_the_answer_with_its_question_word(sentence, answer, expected):
+    assert drafting.cloze_question(sentence, answer) == expected
+
+
+def test_a_long_sentence_keeps_the_words_around_the_blank():
+    sentence = " ".join(f"w{i}" for i in range(40)) + " Lyon " + " ".join(f"v{i}" for i in range(40)) + "."
+    question = drafting.cloze_question(sentence, "Lyon")
+    words = question.split()
+    assert len(words) == drafting.CLOZE_WORDS and "what" in words and question.endswith("?")
+    assert words.index("what") == drafting.CLOZE_WORDS // 2
+
+
+class NoModel:
+    def generate_batch(self, prompts, settings, should_stop=None):
+        raise AssertionError("fill-in-the-blank drafting asks no model")
+
+
+def test_cloze_drafting_needs_no_model_and_every_question_is_answered_by_its_passage(project, fake_embedder):
+    from core.rag.kb import KnowledgeBase
+
+    kb = KnowledgeBase(project, "docs")
+    kb.ingest(kb.add_files([("hours.md", HOURS.encode()), ("returns.md", RETURNS.encode())]))
+    DatasetStore(project).create("eval", "eval", [new_record("eval", question="x", reference="y")])
+    settings = drafting.DraftSettings(knowledge_base="docs", count=10, seed=0, writer="cloze")
+    result = drafting.draft_into_dataset(project, NoModel(), settings, "drafted", embed=fake_embedder)
+    records, _ = DatasetStore(project).load("drafted")
+    assert result.drafted == len(records) >= 2
+    passages = {"hours.md": HOURS, "returns.md": RETURNS}
+    for record in records:
+        assert record["suggestion"] and record["tags"] == ["drafted", drafting.CLOZE_TAG]
+        assert record["prompt"].endswith("?") and record["response"] not in record["prompt"]
+        source = record["comment"].split(" from ", 1)[1].split(" —")[0]
+        # put the answer back in the blank: the passage states that sentence
+        asked = record["prompt"].rstrip("?")
+        word = next(w for w in ("what time", "how long", "how many", "how much", "when", "what")
+                    if w in asked.casefold())
+        start = asked.casefold().index(word)
+        restored = asked[:start] + record["response"] + asked[start + len(word):]
+        assert restored[1:] in passages[source], (record["prompt"], record["response"])
+    assert not any(r["response"] in ("2",) for r in records)  # a bare small number asks about nothing
+    with pytest.raises(StudioError, match="Unknown question writer"):
+        drafting.DraftSettings(writer="oracle")
+
+
+def test_the_cli_drafts_fill_in_the_blank_questions_without_loading_a_model(project, fake_embedder, monkeypatch):
+    from core.rag.kb import KnowledgeBase
+
+    kb = KnowledgeBase(project, "docs")
+    kb.ingest(kb.add_files([("hours.md", HOURS.encode())]))
+    monkeypatch.setattr(drafting, "writer_backend", lambda *args: pytest.fail("no model is loaded for cloze"))
+    monkeypatch.setattr("core.models.embedder.embed", fake_embedder)
+    result = CliRunner().invoke(cli.app, ["data", "draft", project.name, "--count", "3", "--writer", "cloze"])
+    assert result.exit_code == 0, result.output
+    records, _ = DatasetStore(project).load("drafted")
+    assert len(records) == 3 and all(drafting.CLOZE_TAG in r["tags"] for r in records)
+    assert CliRunner().invoke(cli.app, ["data", "draft", project.name, "--writer", "oracle"]).exit_code != 0
+
+
+def test_the_labeling_page_offers_fill_in_the_blank_drafting(project, fake_embedder, monkeypatch):
+    from core.rag.kb import KnowledgeBase
+    from tests.apptest_helpers import button, open_page
+
+    kb = KnowledgeBase(project, "docs")
+    kb.ingest(kb.add_files([("hours.md", HOURS.encode())]))
+    started = []
+    monkeypatch.setattr(drafting, "start_job", lambda *args: started.append(args))
+    at = open_page("labeling")
+    key = f"labeling.{project.slug}."
+    at.radio(key=key + "draft_writer").set_value("cloze").run()
+    assert any("with the answer replaced by what, when or" in c.value for c in at.caption)
+    button(at, "Draft pairs").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [(_, settings, dataset, _)] = started
+    assert settings.writer == "cloze" and dataset == "drafted"
+
+
+def test_the_drafting_job_writes_fill_in_the_blank_pairs_without_a_model(project, fake_embedder, monkeypatch, capsys):
+    import json
+    from dataclasses import asdict
+
+    from core.models.source import ModelSource
+    from core.rag.kb import KnowledgeBase
+
+    kb = KnowledgeBase(project, "docs")
+    kb.ingest(kb.add_files([("hours.md", HOURS.encode()), ("returns.md", RETURNS.encode())]))
+    monkeypatch.setattr(drafting, "writer_backend", lambda *args: pytest.fail("no model is loaded for cloze"))
+    monkeypatch.setattr("core.models.embedder.embed", fake_embedder)
+    settings = drafting.DraftSettings(count=4, writer="cloze")
+    code = drafting.main([str(project.path), json.dumps(asdict(settings)), "drafted",
+                          json.dumps(ModelSource(kind="embedded").to_dict()), ""])
+    assert code == 0, capsys.readouterr()
+    assert len(DatasetStore(project).load("drafted")[0]) == 4

@@ -174,7 +174,11 @@ def data_draft(project: str,
                endpoint: Optional[str] = typer.Option(None, help="Base URL of an OpenAI-compatible endpoint that "
                                                                  "writes the questions (default: the recipe's model)."),
                model: Optional[str] = typer.Option(None, help="The endpoint's model name."),
-               api_key_env: str = typer.Option("", help="Environment variable holding the endpoint's key.")) -> None:
+               api_key_env: str = typer.Option("", help="Environment variable holding the endpoint's key."),
+               writer: str = typer.Option("model", help="'model': the recipe's model (or --endpoint) writes the "
+                                                       "questions; 'cloze': each is the sentence that states the "
+                                                       "answer with the answer blanked out (no model, seconds).")
+               ) -> None:
     """Draft training pairs from documents: suggestions to accept in the labeling queue (Labeling page)."""
     if count < 1:
         common.usage("--count must be at least 1.")
@@ -187,11 +191,11 @@ def data_draft(project: str,
 
     proj = common.open_project(project)
     try:
+        settings = drafting.DraftSettings(kb, count, seed, writer=writer)
         source = ModelSource(kind="openai", location=endpoint, model_name=model, api_key_env=api_key_env) \
             if endpoint else RecipeStore(proj).load().model
-        backend = drafting.writer_backend(proj, source)
-        result = drafting.draft_into_dataset(proj, backend, drafting.DraftSettings(kb, count, seed), dataset,
-                                             common.progress, embed=embed)
+        backend = drafting.writer_backend(proj, source) if writer == "model" else None
+        result = drafting.draft_into_dataset(proj, backend, settings, dataset, common.progress, embed=embed)
     except StudioError as exc:
         common.fail(str(exc))
     typer.echo(f"Drafted {result.drafted} pairs into '{result.dataset}' (version {result.version}); "

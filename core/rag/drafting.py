@@ -7,7 +7,8 @@ a *suggestion* (core.data.labeling): it trains nothing until someone accepts it.
 close to an evaluation question are rejected at once, so the scoreboard never grades what the model was taught.
 
 The writer is the recipe's model (a base model reads a few-shot text prompt; a chat model or an OpenAI-compatible
-endpoint gets the instruction as a message), or any other model source.
+endpoint gets the instruction as a message), or any other model source. Without a model able to write questions,
+the "cloze" writer turns the sentence that states the answer into a fill-in-the-blank question.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from core.i18n import Msg
 Progress = Callable[[float, Msg], None]
 DRAFTED_TAG = "drafted"
 DEFAULT_DATASET = "drafted"  # where drafts go unless another training-pair dataset is named
+CLOZE_TAG = "fill-in-the-blank"
 MIN_PASSAGE_WORDS = 12
 MAX_ANSWER_WORDS = 6
 BATCH = 8
 INSTRUCTION = "Write a question about the passage whose answer is the given answer."
 CHECK_INSTRUCTION = "Answer the question with a short phrase from the passage."
+WRITERS = ("model", "cloze")
 ROUND_TRIP_F1 = 0.5  # a draft is kept when the model, reading its passage, answers it this close to the answer
 # Demonstrations for models without a chat template (invented, not from any user's documents).
 DEMOS = (
@@ -58,10 +61,16 @@ class DraftSettings:
     max_new_tokens: int = field(default=40, metadata={"help": "Longest drafted question, in tokens."})
     round_trip: bool = field(default=True, metadata={
         "help": "Keep only drafts the model answers correctly from their passage."})
+    writer: str = field(default="model", metadata={
+        "help": "Who writes the questions: 'model' (the writer model) or 'cloze' (the sentence that states the "
+                "answer, the answer replaced by what / when / how many; no model)."})
 
     def __post_init__(self):
         if not 1 <= self.count <= 5000:
             raise StudioError(Msg("Draft between 1 and 5,000 pairs at a time."))
+        if self.writer not in WRITERS:
+            raise StudioError(Msg("Unknown question writer '{writer}'; use one of: {names}.", writer=self.writer,
+                                  names=", ".join(WRITERS)))
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,74 @@ def _writer_prompt(backend, task: str, reply_rule: str, fields: list, demos: lis
     return RenderedPrompt((), text, True, "completion", ("\n",))
 
 
+MONTH = re.compile(r"\b(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+                   r"\b|\b(?:tháng|ngày) \d", re.IGNORECASE)
+YEAR = re.compile(r"(?:1\d|20)\d\d(?:s|'s)?")
+CLOCK = re.compile(r"\d{1,2}[:h]\d{2}\b.*")
+DURATION = re.compile(r"\d.*\b(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|giây|phút|giờ|ngày|tuần|"
+                      r"tháng|năm)", re.IGNORECASE)
+MONEY = re.compile(r"^[$£€¥₫]|\b(?:dollars?|pounds?|euros?|đồng|VND|USD|EUR)\b", re.IGNORECASE)
+PERCENT = re.compile(r"%|\bper ?cent\b|phần trăm", re.IGNORECASE)
+CLOZE_WORDS = 30  # a longer sentence is cut to the words around the blank
+QUESTION_WORDS = {"en": {"time": "what time", "when": "when", "how long": "how long", "how much": "how much",
+                         "percentage": "what percentage", "how many": "how many", "what": "what"},
+                  "vi": {"time": "mấy giờ", "when": "khi nào", "how long": "bao lâu", "how much": "bao nhiêu tiền",
+                         "percentage": "bao nhiêu phần trăm", "how many": "bao nhiêu", "what": "gì"}}
+
+
+def question_word(answer: str, language: str = "en") -> str:
+    """What a blank for this answer asks: what time, when (a year or a date), how long, how much (money), what
+    percentage, how many (another number), else what."""
+    if CLOCK.fullmatch(answer):
+        kind = "time"
+    elif YEAR.fullmatch(answer) or MONTH.search(answer):
+        kind = "when"
+    elif DURATION.fullmatch(answer):
+        kind = "how long"
+    elif MONEY.search(answer):
+        kind = "how much"
+    elif PERCENT.search(answer):
+        kind = "percentage"
+    elif answer[:1].isdigit():
+        kind = "how many"
+    else:
+        kind = "what"
+    return QUESTION_WORDS.get(language, QUESTION_WORDS["en"])[kind]
+
+
+def cloze_question(sentence: str, answer: str) -> str | None:
+    """The sentence that states `answer`, the answer replaced by its question word ("Tesla was born in when?"):
+    stilted, but answered by its own passage by construction, so no model is needed to write or check it (cloze
+    questions with a wh-word, as in Lewis et al., "Unsupervised Question Answering by Cloze Translation", 2019)."""
+    from core.text import text_language
+
+    at = sentence.find(answer)
+    if at < 0 or not answer.strip():
+        return None
+    word = question_word(answer, text_language(sentence))
+    before = len(sentence[:at].split())
+    words = (sentence[:at] + word + sentence[at + len(answer):]).split()
+    if len(words) > CLOZE_WORDS:
+        words = words[max(0, before - CLOZE_WORDS // 2):][:CLOZE_WORDS]
+    if len(words) < 4:
+        return None
+    text = " ".join(words).rstrip(" .;:,!?…") + "?"
+    return text[0].upper() + text[1:]
+
+
+def cloze_drafts(wanted: list[tuple[Passage, str]]) -> list[tuple[Passage, str, str]]:
+    """(passage, answer, question) for every wanted answer a sentence of its passage states."""
+    from core.rag.chunking import passage_sentences
+
+    drafts = []
+    for passage, answer in wanted:
+        sentence = next((s for s in passage_sentences(passage.text) or [passage.text] if answer in s), None)
+        question = cloze_question(sentence, answer) if sentence else None
+        if question is not None:
+            drafts.append((passage, answer, question))
+    return drafts
+
+
 def agrees(given: str, answer: str) -> bool:
     """Whether the check's answer matches the drafted answer: word-overlap F1 (SQuAD's normalization) at least
     ROUND_TRIP_F1."""
@@ -175,6 +252,37 @@ def _generate(backend, prompts: list, settings, should_stop) -> list[str]:
     return [backend.stream(prompt, settings).run_to_end() for prompt in prompts]
 
 
+def cloze_pairs(rows: list[dict], settings: DraftSettings, rng: random.Random) -> list[dict]:
+    """Fill-in-the-blank pairs: one answer of each sampled passage, then a second one of each, … (up to 4), so a
+    few documents still give the pairs asked for."""
+    rounds: list[list[tuple[Passage, str]]] = []
+    for passage in sample_passages(rows, settings.count * 4, settings.seed):
+        # "how many" for a bare "2" or "14" asks about nothing in particular
+        answers = [a for a in candidate_answers(passage.text) if not re.fullmatch(r"\d{1,2}", a)][:4]
+        rng.shuffle(answers)
+        for number, answer in enumerate(answers):
+            if number == len(rounds):
+                rounds.append([])
+            rounds[number].append((passage, answer))
+    drafts = unique_questions(cloze_drafts([wanted for round_ in rounds for wanted in round_]))
+    return [draft_record(passage, answer, question, cloze=True) for passage, answer, question in drafts[:settings.count]]
+
+
+def draft_record(passage: Passage, answer: str, question: str, cloze: bool = False) -> dict:
+    """A suggested training pair that says which passage it was drafted from."""
+    record = new_record("sft", prompt=question, response=answer)
+    where = passage.source + (f" — {passage.heading}" if passage.heading else "")
+    excerpt = passage.text if len(passage.text) <= 400 else passage.text[:400].rsplit(" ", 1)[0] + " …"
+    record.update(suggestion=True, tags=[DRAFTED_TAG, CLOZE_TAG] if cloze else [DRAFTED_TAG],
+                  comment=f"Drafted {time.strftime('%Y-%m-%d')} from {where}: {excerpt}")
+    return record
+
+
+def unique_questions(drafts: list[tuple[Passage, str, str]]) -> list[tuple[Passage, str, str]]:
+    seen: set[str] = set()
+    return [d for d in drafts if not (d[2].casefold() in seen or seen.add(d[2].casefold()))]
+
+
 def draft_pairs(backend, rows: list[dict], settings: DraftSettings, progress: Progress | None = None,
                 should_stop: Callable[[], bool] = lambda: False) -> list[dict]:
     """Suggested training pairs (sft records) drafted by `backend` from knowledge-base rows (source, heading,
@@ -183,6 +291,8 @@ def draft_pairs(backend, rows: list[dict], settings: DraftSettings, progress: Pr
 
     progress = progress or (lambda fraction, message: None)
     rng = random.Random(settings.seed)
+    if settings.writer == "cloze":
+        return cloze_pairs(rows, settings, rng)
     wanted = []  # (passage, answer)
     for passage in sample_passages(rows, settings.count * 4, settings.seed):  # spares for drafts that fail
         answers = candidate_answers(passage.text)
@@ -211,12 +321,7 @@ def draft_pairs(backend, rows: list[dict], settings: DraftSettings, progress: Pr
                 break
             if not agrees(given, answer):
                 continue
-            record = new_record("sft", prompt=question, response=answer)
-            where = passage.source + (f" — {passage.heading}" if passage.heading else "")
-            excerpt = passage.text if len(passage.text) <= 400 else passage.text[:400].rsplit(" ", 1)[0] + " …"
-            record.update(suggestion=True, tags=[DRAFTED_TAG],
-                          comment=f"Drafted {time.strftime('%Y-%m-%d')} from {where}: {excerpt}")
-            drafted.append(record)
+            drafted.append(draft_record(passage, answer, question))
         # Most drafts of a small model fail the check, so the pairs kept alone would leave the bar near empty until
         # the passages run out: it follows whichever is further along.
         read = start + len(chunk)
@@ -348,8 +453,10 @@ def main(argv: list[str]) -> int:
     project = Project(Path(folder), Path(folder).name, 0.0).require()
 
     def work(should_stop) -> dict:
-        backend = writer_backend(project, ModelSource.from_dict(json.loads(model_json)), adapter or None)
-        result = draft_into_dataset(project, backend, DraftSettings(**json.loads(settings_json)), dataset,
+        settings = DraftSettings(**json.loads(settings_json))
+        backend = writer_backend(project, ModelSource.from_dict(json.loads(model_json)), adapter or None) \
+            if settings.writer == "model" else None
+        result = draft_into_dataset(project, backend, settings, dataset,
                                     lambda fraction, message: print_event(progress=fraction, message=message),
                                     should_stop, embed)
         return {"dataset": result.dataset, "version": result.version, "drafted": result.drafted,
