@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from core import atomic
 from core.i18n import Msg
 
 _processes: dict[str, subprocess.Popen] = {}  # reaped by poll() so finished jobs leave no zombies
+
+PROGRESS_BAR = re.compile(r"\d+%\|")  # a tqdm progress bar's line in stderr
 
 
 def event_message(event: dict, key: str):
@@ -128,7 +131,9 @@ class Job:
                                                         "continue to resume from what was saved."))
         if not error:
             log = self.folder / "stderr.log"
-            lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+            # A progress bar's line ("Loading weights: 100%|███|") says nothing about why it stopped.
+            lines = [line for line in (log.read_text(errors="replace").splitlines() if log.exists() else [])
+                     if line.strip() and not PROGRESS_BAR.search(line)]
             error = Msg("The job stopped unexpectedly ({reason}); see {log}.", reason=(lines[-1:] or ["unknown"])[0][:200],
                         log=str(log))
         return JobStatus("failed", progress, message, error)

@@ -137,6 +137,17 @@ def test_crashing_job_reports_the_last_stderr_line(jobs_dir):
     assert status.progress == 0.5
 
 
+def test_a_crash_after_a_progress_bar_names_the_error_not_the_bar(jobs_dir):
+    """A drafting job that died after loading its model showed "(Loading weights: 100%|████| 103/103 …)"."""
+    script = ("import sys; sys.stderr.write('MemoryError: cannot allocate\\n'); "
+              "sys.stderr.write('Loading weights: 100%|##########| 103/103 [00:00<00:00, 7219.35it/s]\\r\\n'); "
+              "sys.exit(3)")
+    job = Job.start(jobs_dir, ["-c", script], label="x")
+    status = _wait(job, lambda s: s.state != "running")
+    assert status.state == "failed"
+    assert "MemoryError: cannot allocate" in status.error and "Loading weights" not in status.error
+
+
 def test_job_runs_from_the_repository_root(jobs_dir):
     script = "import json, os; print(json.dumps({'message': os.getcwd()}), flush=True)"
     job = Job.start(jobs_dir, ["-c", script], label="x")
