@@ -172,17 +172,10 @@ def test_the_cli_drafts_and_refuses_bad_options(project, fake_embedder, monkeypa
 
 def test_the_labeling_page_starts_a_draft_job_and_shows_its_result(project, fake_embedder, monkeypatch):
     from core.jobs import Job
-    from core.rag.kb import KnowledgeBase
     from tests.apptest_helpers import button, open_page
 
-    at = open_page("labeling")
-    assert any("No indexed documents yet" in i.value for i in at.info)  # nothing to draft from
-    kb = KnowledgeBase(project, "docs")
-    kb.ingest(kb.add_files([("hours.md", HOURS.encode())]))
-    started = []
-    monkeypatch.setattr(drafting, "start_job", lambda *args: started.append(args))
-    at = open_page("labeling")
-    key = f"labeling.{project.slug}."
+    assert any("No indexed documents yet" in i.value for i in open_page("labeling").info)  # nothing to draft from
+    at, key, started = labeling_page_with_hours(project, monkeypatch)
     at.number_input(key=key + "draft_count").set_value(20).run()
     at.text_input(key=key + "draft_dataset").set_value("from docs").run()
     button(at, "Draft pairs").click().run()
@@ -275,16 +268,23 @@ def test_the_cli_drafts_fill_in_the_blank_questions_without_loading_a_model(proj
     assert CliRunner().invoke(cli.app, ["data", "draft", project.name, "--writer", "oracle"]).exit_code != 0
 
 
-def test_the_labeling_page_offers_fill_in_the_blank_drafting(project, fake_embedder, monkeypatch):
+def labeling_page_with_hours(project, monkeypatch):
+    """The Labeling page of a project whose knowledge base holds the opening hours, with drafting jobs recorded
+    instead of started: (page, widget key prefix, the start_job calls)."""
     from core.rag.kb import KnowledgeBase
-    from tests.apptest_helpers import button, open_page
+    from tests.apptest_helpers import open_page
 
     kb = KnowledgeBase(project, "docs")
     kb.ingest(kb.add_files([("hours.md", HOURS.encode())]))
     started = []
     monkeypatch.setattr(drafting, "start_job", lambda *args: started.append(args))
-    at = open_page("labeling")
-    key = f"labeling.{project.slug}."
+    return open_page("labeling"), f"labeling.{project.slug}.", started
+
+
+def test_the_labeling_page_offers_fill_in_the_blank_drafting(project, fake_embedder, monkeypatch):
+    from tests.apptest_helpers import button
+
+    at, key, started = labeling_page_with_hours(project, monkeypatch)
     at.radio(key=key + "draft_writer").set_value("cloze").run()
     assert any("with the answer replaced by what, when or" in c.value for c in at.caption)
     button(at, "Draft pairs").click().run()
