@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
