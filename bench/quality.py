@@ -290,7 +290,8 @@ def draft_pairs(project, recipe, args, emit) -> dict:
     from core.data.store import DatasetStore
 
     started = time.perf_counter()
-    result = drafting.draft_into_dataset(project, recipe_backend(project, recipe),
+    writer = recipe_backend(project, recipe) if args.draft_writer == "model" else None  # cloze needs no model
+    result = drafting.draft_into_dataset(project, writer,
                                          drafting.DraftSettings(knowledge_base="docs", count=args.drafted,
                                                                 seed=args.seed, writer=args.draft_writer), "drafted",
                                          lambda fraction, message: emit(message=message))

@@ -279,8 +279,11 @@ def draft_record(passage: Passage, answer: str, question: str, cloze: bool = Fal
 
 
 def unique_questions(drafts: list[tuple[Passage, str, str]]) -> list[tuple[Passage, str, str]]:
-    seen: set[str] = set()
-    return [d for d in drafts if not (d[2].casefold() in seen or seen.add(d[2].casefold()))]
+    """The drafts whose question (case aside) came up first."""
+    kept: dict[str, tuple[Passage, str, str]] = {}
+    for draft in drafts:
+        kept.setdefault(draft[2].casefold(), draft)
+    return list(kept.values())
 
 
 def draft_pairs(backend, rows: list[dict], settings: DraftSettings, progress: Progress | None = None,
